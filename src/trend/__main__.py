@@ -1,0 +1,3 @@
+from trend.cli import main
+
+main()

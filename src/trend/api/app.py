@@ -1,0 +1,43 @@
+"""``create_app(settings)``: the API, and a lifespan that starts and stops the worker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from trend import __version__
+from trend.api.errors import install_error_handlers
+from trend.api.routes import events, health
+from trend.config import Settings
+from trend.service import Trend
+
+
+def create_app(settings: Settings | None = None, *, trend: Trend | None = None) -> FastAPI:
+    """Build the app around ``trend`` (or a new one from ``settings``).
+
+    The worker starts with the app when ``TREND_WORKER_ENABLED`` is true, replacing the seed's
+    ``aggregation_worker.start()`` in ``main.py``.
+    """
+    owned = trend is None
+    service = trend if trend is not None else Trend(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.db.ensure_schema()
+        if service.settings.worker_enabled:
+            service.start_worker()
+        try:
+            yield
+        finally:
+            service.stop_worker()
+            if owned:
+                service.close()
+
+    app = FastAPI(title="trend", version=__version__, lifespan=lifespan)
+    app.state.trend = service
+    install_error_handlers(app)
+    app.include_router(events.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,55 @@
+"""Read a JSON request body safely: a size limit enforced while streaming, strict JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from trend.api.errors import ApiError
+from trend.errors import PayloadTooLargeError
+from trend.validation import loads_strict
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes: never read whole into memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError("the request body", limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError("the request body", limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes, content_type: str | None) -> Any:
+    """Strict JSON: no NaN or Infinity, no duplicate keys; UTF-8 only."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type", "send the events as application/json")
+    try:
+        return loads_strict(raw.decode("utf-8"))
+    except RecursionError:
+        raise ApiError(422, "invalid_json", "the JSON is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(422, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def event_list(payload: Any, max_events: int) -> list[Any]:
+    """One event, an array, or ``{"events": [...]}`` → a list of events."""
+    if isinstance(payload, dict) and set(payload) == {"events"}:
+        payload = payload["events"]
+        if not isinstance(payload, list):
+            raise ApiError(422, "invalid_body", "\"events\" must be an array", field="events")
+    elif isinstance(payload, dict):
+        payload = [payload]
+    elif not isinstance(payload, list):
+        raise ApiError(422, "invalid_body", "send one event object, an array, or {\"events\": [...]}")
+    if len(payload) > max_events:
+        raise PayloadTooLargeError("the number of events in one batch", max_events)
+    events: list[Any] = payload
+    return events

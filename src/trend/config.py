@@ -1,0 +1,159 @@
+"""Settings from ``TREND_*`` environment variables, validated once at start-up.
+
+Nothing here reads the environment at import time: call :func:`load_settings`.
+A bad value raises :class:`~trend.errors.ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from trend.errors import ConfigError
+from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
+
+ENV_PREFIX = "TREND_"
+_UNITS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration(text: object) -> int:
+    """``'6d'`` → milliseconds. Integers are taken as milliseconds already."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"expected a duration such as 90s, 15m, 6h, 7d or 2w, got {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class JobSettings(BaseModel):
+    """One scheduled job: on/off and the cron fields the original options used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    second: str = "0"
+    minute: str = "*"
+    hour: str = "*"
+
+    @field_validator("second", "minute", "hour")
+    @classmethod
+    def _cron_field_parses(cls, value: str, info: ValidationInfo) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger(**{str(info.field_name): value}, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid cron {info.field_name} field ({exc})") from None
+        return value
+
+
+class JobsSettings(BaseModel):
+    """The seed's staggered timings: each level runs after the one it reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agg_1m: JobSettings = JobSettings(second="5", minute="*")
+    agg_5m: JobSettings = JobSettings(second="15", minute="*/5")
+    agg_1h: JobSettings = JobSettings(second="0", minute="1")
+    retention: JobSettings = JobSettings(second="30", minute="17")
+
+
+class RetentionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    raw: DurationMs = 7 * DAY_MS
+    m1: DurationMs = Field(default=7 * DAY_MS, alias="1m")
+    m5: DurationMs = Field(default=90 * DAY_MS, alias="5m")
+    h1: DurationMs = Field(default=730 * DAY_MS, alias="1h")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    database_url: str = "sqlite:///trend.db"
+    api_key: SecretStr | None = None
+    read_key: SecretStr | None = None
+    timezone: str = "UTC"
+    worker_enabled: bool = True
+    worker_threads: int = Field(default=2, ge=1, le=64)
+    misfire_grace_seconds: int = Field(default=30, ge=1, le=3600)
+    jobs: JobsSettings = JobsSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_prefix: str = "[트렌드]"
+    accepted_lateness: DurationMs = 6 * DAY_MS
+    retention: RetentionSettings = RetentionSettings()
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=10_000, ge=1)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("expected sqlite:///PATH or postgresql://user@host:port/db")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}, e.g. UTC or Asia/Seoul") from None
+        return value
+
+    @model_validator(mode="after")
+    def _retention_covers_lateness(self) -> Settings:
+        # A late event recomputes its minute from raw events, and its parents from 1m and 5m rows:
+        # those sources must still exist, with an hour to spare for the 1h bucket around it.
+        needed = self.accepted_lateness + HOUR_MS
+        for name, kept in (("RAW", self.retention.raw), ("1M", self.retention.m1), ("5M", self.retention.m5)):
+            if kept < needed:
+                raise ValueError(
+                    f"{ENV_PREFIX}RETENTION__{name} must be at least {ENV_PREFIX}ACCEPTED_LATENESS plus 1h"
+                )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; overrides win over the environment."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:
+            raise ConfigError(message.split(" ", 1)[0], message) from None
+        raise ConfigError(_env_name(first["loc"]), message) from None

@@ -1,0 +1,72 @@
+"""One exception tree for everything ``trend`` raises on purpose::
+
+    TrendError
+    ├── ConfigError            a setting is invalid; names the TREND_* variable
+    ├── InputError             the caller sent something we refuse (HTTP 4xx, CLI exit 2)
+    │   ├── EventValidationError   one or more events are invalid; nothing was stored
+    │   ├── PayloadTooLargeError   a body or batch over the documented limits
+    │   └── QueryError             a query parameter is out of range
+    └── StorageError           the database failed; driver errors are translated to this
+        └── DatabaseUnavailableError  the database cannot be reached right now
+
+Messages are built here, so every caller shows the same words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TrendError(Exception):
+    """Base of every error ``trend`` raises on purpose."""
+
+
+class ConfigError(TrendError):
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"invalid setting {setting}: {problem}")
+
+
+class InputError(TrendError):
+    """The caller's input is refused; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One invalid event: where it was (index in a batch or line in a file), which field, why."""
+
+    position: int
+    field: str
+    message: str
+
+
+class EventValidationError(InputError):
+    def __init__(self, problems: list[FieldProblem], *, position_name: str = "index") -> None:
+        self.problems = problems
+        self.position_name = position_name
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(
+            f"event at {position_name} {first.position} is invalid: {first.field}: {first.message}{more}"
+        )
+
+
+class PayloadTooLargeError(InputError):
+    def __init__(self, what: str, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"{what} exceeds the limit of {limit}")
+
+
+class QueryError(InputError):
+    def __init__(self, parameter: str, message: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {message}")
+
+
+class StorageError(TrendError):
+    """The database failed while doing something we asked of it."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The database could not be reached; the operation may succeed later."""

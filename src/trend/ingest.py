@@ -1,0 +1,64 @@
+"""Validate and store events: one transaction per batch, markers included (rule 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from trend.clock import Clock
+from trend.errors import EventValidationError, FieldProblem
+from trend.model import EventRow
+from trend.storage.engine import Database
+from trend.storage.events import Inserted, insert_events
+from trend.validation import EventValidator
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[FieldProblem] = field(default_factory=list)
+
+    def add(self, inserted: Inserted) -> None:
+        self.accepted += inserted.accepted
+        self.duplicates += inserted.duplicates
+
+
+class Ingestor:
+    def __init__(self, db: Database, clock: Clock, validator: EventValidator,
+                 on_ingest: Callable[[IngestResult], None] | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.validator = validator
+        self._on_ingest = on_ingest
+
+    def ingest(self, payloads: Sequence[Any], *, strict: bool = True) -> IngestResult:
+        """Store the valid events. ``strict``: one invalid event rejects the batch and stores nothing."""
+        now = self.clock.now_ms()
+        rows, problems = self.validator.validate_all(payloads, now)
+        if problems and strict:
+            self._notify(IngestResult(rejected=len(payloads), errors=problems))
+            raise EventValidationError(problems)
+        result = IngestResult(rejected=len(problems), errors=problems)
+        if rows:
+            result.add(self.store(rows))
+        self._notify(result)
+        return result
+
+    def store(self, rows: Sequence[EventRow]) -> Inserted:
+        """Store rows that are already valid, atomically."""
+        with self.db.write() as conn:
+            return insert_events(self.db, conn, rows, self.clock.now_ms())
+
+    @contextmanager
+    def transaction(self) -> Iterator[Callable[[Sequence[EventRow]], Inserted]]:
+        """Many ``store`` calls in one transaction: all of them commit, or none (``ingest --strict``)."""
+        with self.db.write() as conn:
+            yield lambda rows: insert_events(self.db, conn, rows, self.clock.now_ms())
+
+    def _notify(self, result: IngestResult) -> None:
+        if self._on_ingest is not None:
+            self._on_ingest(result)

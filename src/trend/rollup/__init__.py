@@ -1,0 +1,1 @@
+"""Running the rollup levels: one runner for every level of :data:`trend.model.LEVELS`."""

@@ -1,0 +1,66 @@
+"""The ``rollup_dirty`` markers: what ingest and rollups leave behind, and what runs pick up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, func, select
+
+from trend.storage.engine import Database
+from trend.storage.schema import rollup_dirty as dirty
+
+
+def mark(db: Database, conn: Connection, level: str, buckets: Iterable[int]) -> None:
+    """Upsert a marker per bucket, bumping its version. Sorted, so PostgreSQL cannot deadlock."""
+    ordered = sorted(set(buckets))
+    if not ordered:
+        return
+    statement = db.insert(dirty).values(level=level, version=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[dirty.c.level, dirty.c.bucket], set_={"version": dirty.c.version + 1}
+    )
+    conn.execute(statement, [{"bucket": bucket} for bucket in ordered])
+
+
+def any_dirty(conn: Connection, level: str, cutoff: int) -> bool:
+    """The skip check: one probe of the primary key, no scan of events."""
+    probe = select(dirty.c.bucket).where(dirty.c.level == level, dirty.c.bucket <= cutoff).limit(1)
+    return conn.execute(probe).first() is not None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    level: str
+    dirty: int
+    oldest: int | None
+    newest: int | None
+
+
+def backlog(conn: Connection, level: str, cutoff: int | None = None) -> Backlog:
+    where = [dirty.c.level == level]
+    if cutoff is not None:
+        where.append(dirty.c.bucket <= cutoff)
+    query = select(func.count(), func.min(dirty.c.bucket), func.max(dirty.c.bucket)).where(and_(*where))
+    count, oldest, newest = conn.execute(query).one()
+    return Backlog(level, int(count), oldest, newest)
+
+
+def claim_next(db: Database, conn: Connection, level: str, after: int, cutoff: int) -> tuple[int, int] | None:
+    """The oldest dirty closed bucket after ``after``; on PostgreSQL, locked rows go to other runners."""
+    query = (
+        select(dirty.c.bucket, dirty.c.version)
+        .where(dirty.c.level == level, dirty.c.bucket > after, dirty.c.bucket <= cutoff)
+        .order_by(dirty.c.bucket)
+        .limit(1)
+    )
+    row = conn.execute(db.skip_locked(query)).first()
+    return (int(row.bucket), int(row.version)) if row is not None else None
+
+
+def release(conn: Connection, level: str, bucket: int, version: int) -> bool:
+    """Delete the marker only if no ingest bumped it since we read ``version``."""
+    deleted = conn.execute(
+        dirty.delete().where(dirty.c.level == level, dirty.c.bucket == bucket, dirty.c.version == version)
+    )
+    return deleted.rowcount == 1

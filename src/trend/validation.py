@@ -1,0 +1,134 @@
+"""Turn untrusted event payloads into :class:`~trend.model.EventRow`, or say exactly what is wrong."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trend.errors import FieldProblem
+from trend.model import MAX_FUTURE_MS, EventRow, from_datetime
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+class EventIn(BaseModel):
+    """The JSON form of one event (DESIGN section 5). Unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    event: Annotated[str, Field(min_length=1, max_length=64)]
+    key: Annotated[str, Field(min_length=1, max_length=256)]
+    ts: int | None = None  # ms since the epoch, after the validator below
+    segment: Annotated[str, Field(max_length=64)] = ""
+    user_id: Annotated[str | None, Field(max_length=128)] = None
+    value: float = 1.0
+    event_id: Annotated[str | None, Field(max_length=128)] = None
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _parse_ts(cls, value: Any) -> int | None:
+        return parse_time(value) if value is not None else None
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("event", "key", "segment", "user_id", "event_id")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _no_nul(value)
+
+
+def parse_time(value: Any) -> int:
+    """ISO-8601 with a zone, or epoch seconds as a number → ms since the epoch."""
+    if isinstance(value, bool):
+        raise ValueError("expected ISO-8601 with a zone or epoch seconds, got a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > 1e11:
+            raise ValueError("epoch seconds out of range")
+        return round(value * 1000)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"expected ISO-8601 with a zone or epoch seconds, got {value[:40]!r}") from None
+        if moment.tzinfo is None:
+            raise ValueError("ISO-8601 time needs a zone, e.g. 2025-11-13T06:51:00Z or +09:00")
+        return from_datetime(moment)
+    raise ValueError("expected ISO-8601 with a zone or epoch seconds")
+
+
+class EventValidator:
+    """Validates payloads against the schema and the accepted time range at ``now``."""
+
+    def __init__(self, accepted_lateness_ms: int) -> None:
+        self.accepted_lateness_ms = accepted_lateness_ms
+
+    def validate(self, payload: Any, position: int, now_ms: int) -> EventRow | FieldProblem:
+        if not isinstance(payload, Mapping):
+            return FieldProblem(position, "", "an event must be a JSON object")
+        try:
+            parsed = EventIn.model_validate(payload)
+        except ValidationError as exc:
+            return _problem(exc, position)
+        ts = parsed.ts if parsed.ts is not None else now_ms
+        if ts < now_ms - self.accepted_lateness_ms:
+            return FieldProblem(position, "ts", "older than the accepted lateness "
+                                f"({self.accepted_lateness_ms // 1000} s before now)")
+        if ts > now_ms + MAX_FUTURE_MS:
+            return FieldProblem(position, "ts", "more than 5 minutes in the future")
+        return EventRow(ts=ts, event=parsed.event, key=parsed.key, segment=parsed.segment,
+                        user_id=parsed.user_id, value=float(parsed.value), event_id=parsed.event_id)
+
+    def validate_all(self, payloads: Iterable[Any], now_ms: int, first_position: int = 0
+                     ) -> tuple[list[EventRow], list[FieldProblem]]:
+        rows: list[EventRow] = []
+        problems: list[FieldProblem] = []
+        for position, payload in enumerate(payloads, start=first_position):
+            outcome = self.validate(payload, position, now_ms)
+            if isinstance(outcome, FieldProblem):
+                problems.append(outcome)
+            else:
+                rows.append(outcome)
+        return rows, problems
+
+
+def _problem(exc: ValidationError, position: int) -> FieldProblem:
+    error = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif error["type"] == "missing":
+        message = "required"
+    return FieldProblem(position, field, message)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r} in a JSON object")
+        result[key] = value
+    return result
+
+
+def loads_strict(text: str) -> Any:
+    """JSON as the spec has it: no NaN or Infinity, and no key twice in one object."""
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)

@@ -1,0 +1,1 @@
+"""The scheduled jobs that keep rollups up to date."""

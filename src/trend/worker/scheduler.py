@@ -1,0 +1,114 @@
+"""APScheduler wiring: the seed's cron jobs, its thread pool, and listeners for errors and misses.
+
+Missed runs need no catch-up logic here: every run processes every dirty closed bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from trend.config import JobSettings, Settings
+from trend.logging import get_logger
+from trend.rollup.runner import OVERLAP_WARNING
+
+log = get_logger("worker")
+
+JOB_IDS = ("agg_1m", "agg_5m", "agg_1h", "retention")
+
+
+def job_settings(settings: Settings, job_id: str) -> JobSettings:
+    setting: JobSettings = getattr(settings.jobs, job_id)
+    return setting
+
+
+def trigger_for(job: JobSettings) -> CronTrigger:
+    return CronTrigger(second=job.second, minute=job.minute, hour=job.hour, timezone=UTC)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job: str
+    enabled: bool
+    schedule: str
+    next_run: datetime | None
+
+
+class Worker:
+    """Owns a ``BackgroundScheduler``; ``start`` and ``stop`` may be called from any thread."""
+
+    def __init__(self, settings: Settings, jobs: dict[str, Callable[[], Any]]) -> None:
+        self.settings = settings
+        self.jobs = jobs
+        self.stopping = threading.Event()
+        self._scheduler: BackgroundScheduler | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.stopping.clear()
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=self.settings.worker_threads)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.misfire_grace_seconds,
+            },
+            timezone=UTC,
+        )
+        scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        for job_id, func in self.jobs.items():
+            job = job_settings(self.settings, job_id)
+            if job.enabled:
+                scheduler.add_job(func, trigger_for(job), id=job_id, name=job_id)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("worker started: %s", ", ".join(self._describe(job_id) for job_id in self.jobs))
+
+    def stop(self, wait: bool = True) -> None:
+        """Ask running jobs to stop after their current bucket, then wait for them."""
+        self.stopping.set()
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+            log.info("worker stopped")
+        self._scheduler = None
+
+    def info(self) -> list[JobInfo]:
+        result = []
+        for job_id in self.jobs:
+            job = job_settings(self.settings, job_id)
+            scheduled = self._scheduler.get_job(job_id) if self._scheduler is not None else None
+            next_run = scheduled.next_run_time if scheduled is not None else None
+            result.append(JobInfo(job_id, job.enabled, self._schedule(job), next_run))
+        return result
+
+    def _describe(self, job_id: str) -> str:
+        job = job_settings(self.settings, job_id)
+        return f"{job_id} [{self._schedule(job)}]" if job.enabled else f"{job_id} [disabled]"
+
+    @staticmethod
+    def _schedule(job: JobSettings) -> str:
+        return f"hour={job.hour} minute={job.minute} second={job.second} UTC"
+
+    @staticmethod
+    def _on_event(event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            log.warning(OVERLAP_WARNING)
+        elif event.code == EVENT_JOB_MISSED:
+            log.warning("Run of %s due %s was missed; the next run catches up",
+                        event.job_id, event.scheduled_run_time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+        else:
+            exception = getattr(event, "exception", None)
+            log.error("Job %s failed: %r", event.job_id, exception)

@@ -1,0 +1,137 @@
+"""One suite, every backend: SQLite always, PostgreSQL when TREND_TEST_POSTGRES_URL is set.
+
+When that variable is set and the server cannot be reached, PostgreSQL tests fail; they never skip.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from trend.clock import FakeClock
+from trend.logging import LOGGER_NAME
+from trend.model import from_datetime
+from trend.service import Trend
+
+POSTGRES_URL = os.environ.get("TREND_TEST_POSTGRES_URL")
+# 2025-11-13 06:51:00 UTC, the bucket in the seed's log lines.
+T0 = 1_763_016_660_000
+assert T0 == from_datetime(__import__("datetime").datetime.fromisoformat("2025-11-13T06:51:00+00:00"))
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def _postgres_schema_url(schema: str) -> str:
+    assert POSTGRES_URL is not None
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+class DatabaseFactory:
+    """Hands out fresh, empty databases of one backend and removes them afterwards."""
+
+    def __init__(self, backend: str, tmp_path: Path) -> None:
+        self.backend = backend
+        self.tmp_path = tmp_path
+        self._schemas: list[str] = []
+
+    def new_url(self) -> str:
+        if self.backend == "sqlite":
+            return f"sqlite:///{self.tmp_path / f'trend-{uuid.uuid4().hex[:8]}.db'}"
+        if POSTGRES_URL is None:
+            pytest.skip("TREND_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        try:
+            with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"TREND_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {exc}")
+        self._schemas.append(schema)
+        return _postgres_schema_url(schema)
+
+    def cleanup(self) -> None:
+        if not self._schemas:
+            return
+        assert POSTGRES_URL is not None
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            for schema in self._schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def databases(backend: str, tmp_path: Path) -> Iterator[DatabaseFactory]:
+    factory = DatabaseFactory(backend, tmp_path)
+    yield factory
+    factory.cleanup()
+
+
+@pytest.fixture
+def database_url(databases: DatabaseFactory) -> str:
+    return databases.new_url()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+TrendFactory = Callable[..., Trend]
+
+
+@pytest.fixture
+def make_trend(database_url: str, clock: FakeClock) -> Iterator[TrendFactory]:
+    """``make_trend(**settings)`` → a Trend on this test's database and fake clock, closed afterwards."""
+    made: list[Trend] = []
+
+    def make(**overrides: Any) -> Trend:
+        overrides.setdefault("database_url", database_url)
+        overrides.setdefault("worker_enabled", False)
+        trend = Trend(clock=overrides.pop("clock", clock), **overrides)
+        made.append(trend)
+        return trend
+
+    yield make
+    for trend in made:
+        trend.close()
+
+
+@pytest.fixture
+def trend(make_trend: TrendFactory) -> Trend:
+    return make_trend()
+
+
+@pytest.fixture
+def trend_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture the ``trend`` logger, which does not propagate to the root logger."""
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(previous)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests configure trend explicitly; stray TREND_* variables must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("TREND_") and name != "TREND_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)

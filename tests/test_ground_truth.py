@@ -1,0 +1,81 @@
+"""Random histories against the reference: out-of-order, late and duplicate events, runs at random moments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import T0, TrendFactory
+from tests.reference import Reference, assert_clean_buckets_equal, assert_levels_equal, clear_all
+from trend.clock import FakeClock
+from trend.model import HOUR_MS, MINUTE_MS
+
+KEYS = ["우산", "umbrella", "a", "b", "<c>"]
+
+
+@dataclass(frozen=True)
+class Ingest:
+    events: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Advance:
+    ms: int
+
+
+@dataclass(frozen=True)
+class Run:
+    levels: str
+
+
+event_strategy = st.fixed_dictionaries(
+    {
+        # Up to 3 hours before "now": late and out of order, inside the accepted lateness.
+        "age_ms": st.integers(min_value=0, max_value=3 * HOUR_MS),
+        "event": st.sampled_from(["search", "view"]),
+        "key": st.sampled_from(KEYS),
+        "segment": st.sampled_from(["", "kr"]),
+        # Halves add exactly in binary, so sums compare with ==.
+        "value": st.integers(min_value=-20, max_value=20).map(lambda v: v / 2),
+        "event_id": st.one_of(st.none(), st.sampled_from([f"id-{n}" for n in range(8)])),
+    }
+)
+step_strategy = st.one_of(
+    st.builds(Ingest, st.lists(event_strategy, min_size=1, max_size=12)),
+    st.builds(Advance, st.integers(min_value=1_000, max_value=20 * MINUTE_MS)),
+    st.builds(Run, st.sampled_from(["1m", "5m", "1h", "all"])),
+)
+
+
+class TestGroundTruth:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps=st.lists(step_strategy, min_size=1, max_size=25))
+    def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
+                                                      steps: list[Any]) -> None:
+        """Whatever the order of ingests and runs, clean closed buckets are exact at every step,
+        and after a final catch-up every level equals the GROUP BY of the accepted events."""
+        trend = make_trend()
+        clear_all(trend)
+        clock.set(T0 + 3 * HOUR_MS)
+        reference = Reference()
+        for step in steps:
+            if isinstance(step, Ingest):
+                now = clock.now_ms()
+                payload = [{**{k: v for k, v in e.items() if k != "age_ms"}, "ts": (now - e["age_ms"]) / 1000}
+                           for e in step.events]
+                expected_new = [reference.add(now - e["age_ms"], e["event"], e["key"], e["segment"], e["value"],
+                                              e["event_id"]) for e in step.events]
+                result = trend.ingest(payload)
+                assert result.accepted == sum(expected_new)
+                assert result.duplicates == len(expected_new) - sum(expected_new)
+            elif isinstance(step, Advance):
+                clock.advance(step.ms)
+            else:
+                trend.rollup(step.levels)
+                assert_clean_buckets_equal(trend, reference.events, clock.now_ms())
+        clock.advance(2 * HOUR_MS)
+        trend.rollup()
+        assert_levels_equal(trend, reference.events, clock.now_ms())
