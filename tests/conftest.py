@@ -23,7 +23,7 @@ from trend.service import Trend
 POSTGRES_URL = os.environ.get("TREND_TEST_POSTGRES_URL")
 # 2025-11-13 06:51:00 UTC, the bucket in the seed's log lines.
 T0 = 1_763_016_660_000
-assert T0 == from_datetime(__import__("datetime").datetime.fromisoformat("2025-11-13T06:51:00+00:00"))
+assert from_datetime(__import__("datetime").datetime.fromisoformat("2025-11-13T06:51:00+00:00")) == T0
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

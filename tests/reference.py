@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,14 +50,14 @@ def group_events(events: Iterable[Mapping[str, Any]], level: Level) -> dict[Grou
         sums[group] = sums.get(group, 0.0) + e["value"]
         lows[group] = min(lows.get(group, e["value"]), e["value"])
         highs[group] = max(highs.get(group, e["value"]), e["value"])
-    return {g: (counts[g], sums[g], lows[g], highs[g]) for g in counts}
+    return {group: (n, sums[group], lows[group], highs[group]) for group, n in counts.items()}
 
 
 def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
     table = LEVEL_TABLES[level.name]
     with trend.db.read() as conn:
         return {
-            (r.bucket, r.event, r.segment, r.key): (r.count, r.value_sum, r.value_min, r.value_max)
+            (r.bucket, r.event, r.segment, r.key): (r._mapping["count"], r.value_sum, r.value_min, r.value_max)
             for r in conn.execute(select(table))
         }
 
@@ -106,3 +107,19 @@ def clear_all(trend: Trend) -> None:
     with trend.db.write() as conn:
         for table in ("fact_events", "agg_1m", "agg_5m", "agg_1h", "rollup_dirty", "job_runs"):
             conn.execute(text(f"DELETE FROM {table}"))
+
+
+def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:
+    by_name = {level.name: level for level in LEVELS}
+    return [(name, b) for name, b in markers(trend) if by_name[name].is_closed(b, now_ms)]
+
+
+def settle(trend: Trend, now_ms: int, attempts: int = 50) -> None:
+    """Run until no closed bucket is dirty. A killed PostgreSQL client's row locks last until the
+    server notices the dead socket, and SKIP LOCKED passes those buckets over until then."""
+    for _ in range(attempts):
+        trend.rollup()
+        if not closed_markers(trend, now_ms):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"closed buckets still dirty: {closed_markers(trend, now_ms)[:5]}")

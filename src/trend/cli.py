@@ -60,6 +60,16 @@ def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
+@contextmanager
+def _trend(**overrides: Any) -> Iterator[Trend]:
+    """A Trend for one command, without its worker, closed when the command ends."""
+    trend = Trend(_settings(**{"worker_enabled": False, **overrides}))
+    try:
+        yield trend
+    finally:
+        trend.close()
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
@@ -131,10 +141,9 @@ def _progress(stream: IO[str], path: str, enabled: bool) -> Iterator[Callable[[i
 @handles_errors
 def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
     """Read events from JSON Lines or CSV (PATH, or - for standard input)."""
-    trend = Trend(_settings(worker_enabled=False))
     stream = open_text(path, sys.stdin)
     try:
-        with _progress(stream, path, err_console.is_terminal and not as_json) as progress:
+        with _trend() as trend, _progress(stream, path, err_console.is_terminal and not as_json) as progress:
             result = ingest_stream(trend, stream, detect_format(path, fmt), strict=strict, on_progress=progress)
     finally:
         if stream is not sys.stdin:
@@ -158,7 +167,8 @@ def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
 @handles_errors
 def rollup(level: str, as_json: bool) -> None:
     """Run now, catching up every dirty closed bucket."""
-    reports = Trend(_settings(worker_enabled=False)).rollup(level)
+    with _trend() as trend:
+        reports = trend.rollup(level)
     if as_json:
         _print_json(rollup_shape(reports))
     else:
@@ -178,7 +188,8 @@ def rollup(level: str, as_json: bool) -> None:
 def backfill(start: str, end: str, as_json: bool) -> None:
     """Recompute every bucket of a range from the raw events."""
     start_ms, end_ms = _cli_time("--start", start), _cli_time("--end", end)
-    reports = Trend(_settings(worker_enabled=False)).backfill(start_ms, end_ms)
+    with _trend() as trend:
+        reports = trend.backfill(start_ms, end_ms)
     if as_json:
         _print_json(rollup_shape(reports))
     else:
@@ -199,8 +210,8 @@ def _cli_time(option: str, text: str) -> int:
 @handles_errors
 def status(as_json: bool) -> None:
     """Per level: the dirty backlog, the oldest dirty bucket, the last run and its outcome."""
-    trend = Trend(_settings(worker_enabled=False))
-    shape = status_shape(trend.status(), trend.settings.zone)
+    with _trend() as trend:
+        shape = status_shape(trend.status(), trend.settings.zone)
     if as_json:
         _print_json(shape)
         return

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -65,15 +66,34 @@ class JobSettings(BaseModel):
         return value
 
 
+# One class per job, so that setting one cron field keeps that job's defaults for the others.
+class Agg1mJob(JobSettings):
+    second: str = "5"
+
+
+class Agg5mJob(JobSettings):
+    second: str = "15"
+    minute: str = "*/5"
+
+
+class Agg1hJob(JobSettings):
+    minute: str = "1"
+
+
+class RetentionJob(JobSettings):
+    second: str = "30"
+    minute: str = "17"
+
+
 class JobsSettings(BaseModel):
     """The seed's staggered timings: each level runs after the one it reads."""
 
     model_config = ConfigDict(extra="forbid")
 
-    agg_1m: JobSettings = JobSettings(second="5", minute="*")
-    agg_5m: JobSettings = JobSettings(second="15", minute="*/5")
-    agg_1h: JobSettings = JobSettings(second="0", minute="1")
-    retention: JobSettings = JobSettings(second="30", minute="17")
+    agg_1m: Agg1mJob = Agg1mJob()
+    agg_5m: Agg5mJob = Agg5mJob()
+    agg_1h: Agg1hJob = Agg1hJob()
+    retention: RetentionJob = RetentionJob()
 
 
 class RetentionSettings(BaseModel):

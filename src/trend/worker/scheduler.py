@@ -85,6 +85,14 @@ class Worker:
             log.info("worker stopped")
         self._scheduler = None
 
+    def trigger(self, job_id: str) -> bool:
+        """Make a scheduled job run now, on the worker's pool; False when the worker does not run it."""
+        job = self._scheduler.get_job(job_id) if self._scheduler is not None else None
+        if job is None:
+            return False
+        job.modify(next_run_time=datetime.now(UTC))
+        return True
+
     def info(self) -> list[JobInfo]:
         result = []
         for job_id in self.jobs:

@@ -1,0 +1,133 @@
+"""The ``trend`` command line: ingest from files, rollup, backfill, status, settings errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.reference import assert_levels_equal, stored_events
+from trend.cli import main
+from trend.service import Trend
+
+
+@pytest.fixture
+def env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TREND_DATABASE_URL", database_url)
+    return database_url
+
+
+def _run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+NOW = time.time()
+
+
+def _line(key: str, minutes_ago: float = 30, **extra: object) -> str:
+    return json.dumps({"event": "search", "key": key, "ts": NOW - minutes_ago * 60, **extra})
+
+
+class TestIngestCommand:
+    def test_good_lines_are_stored_and_bad_lines_reported_by_number(self, env: str, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join([_line("a"), '{"event": "search"}', "", "not json", _line("b"),
+                                   _line("c", colour="red")]) + "\n")
+        code, out, err = _run("ingest", str(path))
+        assert code == 1
+        assert "line 2: key: required" in err
+        assert "line 4: not valid JSON" in err
+        assert "line 6: colour: unknown field" in err
+        assert "2 accepted, 0 duplicates, 3 rejected" in out
+        with Trend(database_url=env) as trend:
+            assert sorted(e["key"] for e in stored_events(trend)) == ["a", "b"]
+
+    def test_strict_stores_nothing_when_any_line_is_bad(self, env: str, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join([_line("a"), _line("b"), '{"event": "search"}']) + "\n")
+        code, out, _ = _run("ingest", "--strict", "--json", str(path))
+        assert code == 1
+        assert json.loads(out) == {"accepted": 0, "duplicates": 0, "rejected": 1,
+                                   "errors": [{"line": 3, "field": "key", "message": "required"}]}
+        with Trend(database_url=env) as trend:
+            assert stored_events(trend) == []
+
+    def test_csv_from_standard_input(self, env: str) -> None:
+        csv_text = ("event,key,ts,value,segment\n"
+                    f"search,우산,{NOW - 60},2.5,kr\n"
+                    f"search,\"a, b\",{NOW - 60},,\n"
+                    f"search,bad,{NOW - 60},lots,\n")
+        code, out, _ = _run("ingest", "--format", "csv", "--json", "-", stdin=csv_text)
+        assert code == 1
+        summary = json.loads(out)
+        assert (summary["accepted"], summary["rejected"]) == (2, 1)
+        assert summary["errors"][0]["line"] == 4
+        assert summary["errors"][0]["field"] == "value"
+        with Trend(database_url=env) as trend:
+            rows = {e["key"]: (e["value"], e["segment"]) for e in stored_events(trend)}
+        assert rows == {"우산": (2.5, "kr"), "a, b": (1.0, "")}
+
+    def test_an_unknown_csv_column_is_refused_before_anything_is_stored(self, env: str) -> None:
+        code, _, err = _run("ingest", "--format", "csv", "-", stdin="event,key,colour\nsearch,a,red\n")
+        assert code == 2
+        assert "unknown CSV column(s) colour" in err
+
+    def test_a_large_file_in_many_chunks(self, env: str, tmp_path: Path) -> None:
+        path = tmp_path / "many.jsonl"
+        path.write_text("\n".join(_line(f"k{n % 50}", minutes_ago=1 + n % 100, event_id=f"e{n % 11_000}")
+                                  for n in range(12_000)) + "\n")
+        code, out, _ = _run("ingest", "--json", str(path))
+        assert code == 0
+        assert json.loads(out)["accepted"] == 11_000
+        assert json.loads(out)["duplicates"] == 1_000
+
+
+class TestRollupCommands:
+    def test_rollup_status_and_backfill(self, env: str, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join(_line(k, minutes_ago=m) for k in "abc" for m in (20, 40, 90)) + "\n")
+        assert _run("ingest", str(path))[0] == 0
+        code, out, _ = _run("status", "--json")
+        before = {level["level"]: level for level in json.loads(out)["levels"]}
+        assert before["1m"]["dirty"] == 3
+        assert before["1m"]["last_run"] is None
+        code, out, _ = _run("rollup", "--json")
+        levels = json.loads(out)["levels"]
+        assert code == 0
+        assert (levels[0]["level"], levels[0]["outcome"], levels[0]["buckets"], levels[0]["rows"]) == (
+            "1m", "ran", 3, 9)
+        code, out, _ = _run("status", "--json")
+        after = {level["level"]: level for level in json.loads(out)["levels"]}
+        assert after["1m"]["dirty"] == 0
+        assert after["1m"]["last_run"]["outcome"] == "ran"
+        assert after["1m"]["last_run"]["started"].endswith("+00:00")
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - 3 * 3600))
+        code, out, _ = _run("backfill", "--start", start, "--end", str(int(NOW)), "--json")
+        assert code == 0
+        assert json.loads(out)["levels"][0]["buckets"] >= 170
+        with Trend(database_url=env) as trend:
+            assert_levels_equal(trend, stored_events(trend), int(time.time() * 1000))
+
+    def test_status_shows_times_in_the_display_zone(self, env: str, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+        path = tmp_path / "e.jsonl"
+        path.write_text(_line("a") + "\n")
+        _run("ingest", str(path))
+        monkeypatch.setenv("TREND_TIMEZONE", "Asia/Seoul")
+        _, out, _ = _run("status", "--json")
+        assert json.loads(out)["levels"][0]["oldest_dirty"].endswith("+09:00")
+
+    def test_a_bad_setting_stops_the_command_with_its_name(self, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TREND_WORKER_THREADS", "zero")
+        code, _, err = _run("status")
+        assert code == 2
+        assert "TREND_WORKER_THREADS" in err
+
+    def test_backfill_refuses_an_inverted_range(self, env: str) -> None:
+        code, _, err = _run("backfill", "--start", str(int(NOW)), "--end", str(int(NOW) - 60))
+        assert code == 2
+        assert "end: must be after start" in err

@@ -1,0 +1,74 @@
+"""Crash safety and graceful stops of the real ``trend`` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TrendFactory
+from tests.reference import assert_levels_equal, markers, settle, stored_events
+from trend.clock import SystemClock
+from trend.model import MINUTE_MS
+
+pytestmark = pytest.mark.slow
+TREND = [sys.executable, "-m", "trend"]
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_") or k == "TREND_TEST_POSTGRES_URL"}
+    return {**env, "TREND_DATABASE_URL": database_url, **extra}
+
+
+class TestKilledRollup:
+    def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(self, make_trend: TrendFactory,
+                                                              database_url: str) -> None:
+        """Each bucket commits alone: a killed run leaves whole buckets and markers for the rest."""
+        trend = make_trend(clock=SystemClock())
+        now = int(time.time() * 1000)
+        minutes = 900
+        start = now - now % MINUTE_MS - minutes * MINUTE_MS
+        events = [{"event": "search", "key": f"k{(m * 7 + n) % 40}", "ts": (start + m * MINUTE_MS + n * 400) / 1000}
+                  for m in range(minutes) for n in range(120)]
+        for offset in range(0, len(events), 20_000):
+            trend.ingest(events[offset:offset + 20_000])
+        backlog = len(markers(trend))
+        process = subprocess.Popen([*TREND, "rollup", "--level", "1m"], env=_env(database_url),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(markers(trend)) > backlog - 20:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        left = len(markers(trend))
+        assert process.returncode == -signal.SIGKILL
+        assert 0 < left < backlog, "the kill must land in the middle of the backlog"
+        now = int(time.time() * 1000)
+        settle(trend, now)
+        assert_levels_equal(trend, stored_events(trend), now)
+
+
+class TestWorkerProcess:
+    def test_sigterm_stops_the_worker_gracefully(self, database_url: str, tmp_path: Path) -> None:
+        log_path = tmp_path / "worker.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen([*TREND, "worker"], env=_env(database_url), stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 30
+            while "worker started" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "worker started" in log_path.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        output = log_path.read_text()
+        assert "worker stopped" in output
+        assert "agg_1m [hour=* minute=* second=5 UTC]" in output
+        assert "Traceback" not in output
