@@ -80,7 +80,7 @@ class LevelRunner:
         started_ms, started = self.clock.now_ms(), time.perf_counter()
         cutoff = self.level.closed_cutoff(started_ms)
         try:
-            with self.db.read() as conn:
+            with self.db.probe() as conn:
                 has_work = any_dirty(conn, self.level.name, cutoff)
             if not has_work:
                 log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))

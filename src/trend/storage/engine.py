@@ -77,6 +77,11 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
+    @property
+    def serialized_writers(self) -> bool:
+        """SQLite lets one write transaction run at a time (BEGIN IMMEDIATE); PostgreSQL does not."""
+        return self.dialect == "sqlite"
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any error."""
@@ -89,6 +94,13 @@ class Database:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
         with translate_errors(), self._reader.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def probe(self) -> Iterator[Connection]:
+        """A connection for a single read statement, which is a snapshot by itself: the cheapest path."""
+        self.ensure_schema()
+        with translate_errors(), self.engine.connect() as conn:
             yield conn
 
     def ensure_schema(self) -> None:
@@ -113,6 +125,11 @@ class Database:
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that supports ``on_conflict_do_*`` on either backend."""
         return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
+
+    def positional_insert(self, table: Any, columns: Sequence[str]) -> str:
+        """Driver-level INSERT text for ``executemany`` with tuples: the fastest path through the driver."""
+        mark = "%s" if self.is_postgres else "?"
+        return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
 
     def skip_locked(self, query: Select[Any]) -> Select[Any]:
         """Let replicas share a backlog; SQLite serializes writers, so it needs nothing."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from trend.model import EventRow
 from trend.storage.engine import Database, chunked
@@ -20,6 +20,13 @@ _CHUNK = 5_000
 class Inserted:
     accepted: int
     duplicates: int
+
+
+COLUMNS = ("event_id", "ts", "event", "segment", "key", "user_id", "value", "received_at", "minute")
+
+
+def _as_tuple(row: EventRow, received_at: int) -> tuple[object, ...]:
+    return (row.event_id, row.ts, row.event, row.segment, row.key, row.user_id, row.value, received_at, row.minute)
 
 
 def _as_params(row: EventRow, received_at: int) -> dict[str, object]:
@@ -37,22 +44,38 @@ def insert_events(db: Database, conn: Connection, rows: Sequence[EventRow], rece
     for row in rows:
         if row.event_id is not None:
             keyed.setdefault(row.event_id, row)
-    minutes = {row.minute for row in plain}
-    for part in chunked(plain, _CHUNK):
-        conn.execute(fact_events.insert(), [_as_params(row, received_at) for row in part])
-    stored_keyed = 0
-    keyed_rows = list(keyed.values())
-    if keyed_rows:
-        # ON CONFLICT makes a concurrent duplicate wait for the first writer, then do nothing.
-        statement = (
-            db.insert(fact_events)
-            .on_conflict_do_nothing(index_elements=[fact_events.c.event_id])
-            .returning(fact_events.c.minute)
-        )
-        for part in chunked(keyed_rows, _CHUNK):
-            inserted = conn.execute(statement, [_as_params(row, received_at) for row in part]).scalars().all()
-            stored_keyed += len(inserted)
-            minutes.update(inserted)
-    mark(db, conn, "1m", minutes)
-    accepted = len(plain) + stored_keyed
+    _insert_plain(db, conn, plain, received_at)
+    stored_keyed = _insert_keyed(db, conn, list(keyed.values()), received_at) if keyed else []
+    mark(db, conn, "1m", {row.minute for row in plain} | {row.minute for row in stored_keyed})
+    accepted = len(plain) + len(stored_keyed)
     return Inserted(accepted=accepted, duplicates=len(rows) - accepted)
+
+
+def _insert_plain(db: Database, conn: Connection, rows: Sequence[EventRow], received_at: int) -> None:
+    """Tuples straight to the driver: index upkeep is the real cost, so shed every other overhead."""
+    statement = db.positional_insert(fact_events, COLUMNS)
+    for part in chunked(rows, _CHUNK):
+        conn.exec_driver_sql(statement, [_as_tuple(row, received_at) for row in part])
+
+
+def _insert_keyed(db: Database, conn: Connection, rows: list[EventRow], received_at: int) -> list[EventRow]:
+    """Insert the rows whose event_id is new; returns them."""
+    if db.serialized_writers:
+        # This transaction holds the only write lock, so an id absent now stays absent until commit.
+        seen: set[str] = set()
+        for part in chunked(rows, _CHUNK):
+            query = select(fact_events.c.event_id).where(fact_events.c.event_id.in_([r.event_id for r in part]))
+            seen.update(conn.execute(query).scalars())
+        fresh = [row for row in rows if row.event_id not in seen]
+        _insert_plain(db, conn, fresh, received_at)
+        return fresh
+    # Concurrent writers: ON CONFLICT makes a repeat wait for the first writer, then do nothing.
+    statement = (
+        db.insert(fact_events)
+        .on_conflict_do_nothing(index_elements=[fact_events.c.event_id])
+        .returning(fact_events.c.event_id)
+    )
+    stored: set[str] = set()
+    for part in chunked(rows, _CHUNK):
+        stored.update(conn.execute(statement, [_as_params(row, received_at) for row in part]).scalars())
+    return [row for row in rows if row.event_id in stored]

@@ -1,0 +1,60 @@
+"""Shared helpers: side-by-side timing with medians, a scratch database, and result lines."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from trend.clock import FakeClock
+from trend.service import Trend
+
+
+def median_seconds(func: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None) -> float:
+    """The median wall time of ``func`` over ``repeat`` runs, ``setup`` untimed before each."""
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        began = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def machine() -> str:
+    return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--postgres-url", default=os.environ.get("TREND_TEST_POSTGRES_URL",
+                                                            "postgresql://postgres@127.0.0.1:5432/test"))
+    p.add_argument("--repeat", type=int, default=5)
+    return p
+
+
+def scratch_trend(backend: str, postgres_url: str, clock: FakeClock) -> Trend:
+    """A Trend on an empty scratch database: a new SQLite file, or a new PostgreSQL schema."""
+    if backend == "sqlite":
+        path = Path(tempfile.mkdtemp(prefix="trend-bench-")) / "bench.db"
+        return Trend(database_url=f"sqlite:///{path}", clock=clock, worker_enabled=False, log_level="WARNING")
+    schema = f"bench_{os.getpid()}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
+    return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING")

@@ -1,0 +1,121 @@
+"""Bulk ingest in events/s, side by side with a bare ``executemany`` into an unindexed table.
+
+* ``trend store``: pre-validated rows through ``Ingestor.store`` (indexes, markers, dedup of event_ids);
+* ``trend ingest``: JSON-like dicts through ``Trend.ingest``, validation included;
+* ``bare executemany, same table``: the driver inserting the same tuples into ``fact_events`` with its
+  indexes, but without markers or duplicate checks: what the engine itself costs;
+* ``bare executemany``: the driver inserting the same tuples into a table with no index at all.
+
+    python -m bench.ingest [--backend postgres] [--events 200000] [--batch 10000]
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from sqlalchemy import text
+from tests.reference import clear_all
+
+from bench.common import machine, parser, scratch_trend
+from trend.clock import FakeClock
+from trend.model import EventRow
+from trend.service import Trend
+from trend.storage.events import COLUMNS
+from trend.storage.schema import fact_events
+
+NOW = 1_763_016_660_000
+
+
+def make_events(count: int, keyed_share: float) -> list[dict[str, object]]:
+    rng = random.Random(7)
+    events: list[dict[str, object]] = []
+    for n in range(count):
+        event: dict[str, object] = {
+            "event": rng.choice(("search", "view", "purchase")), "key": f"key-{int(rng.paretovariate(1.2)) % 5000}",
+            "segment": rng.choice(("", "kr", "us")), "ts": (NOW - rng.randrange(3_600_000)) / 1000,
+            "value": float(rng.randint(1, 5)),
+        }
+        if rng.random() < keyed_share:
+            event["event_id"] = f"e-{n}"
+        events.append(event)
+    return events
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument("--keyed-share", type=float, default=0.1, help="share of events that carry an event_id")
+    args = p.parse_args()
+    trend = scratch_trend(args.backend, args.postgres_url, FakeClock(NOW))
+    trend.db.ensure_schema()
+    events = make_events(args.events, args.keyed_share)
+    rows = [EventRow(ts=round(float(str(e["ts"])) * 1000), event=str(e["event"]), key=str(e["key"]),
+                     segment=str(e["segment"]), value=float(str(e["value"])),
+                     event_id=str(e["event_id"]) if "event_id" in e else None) for e in events]
+    with trend.db.write() as conn:
+        conn.execute(text("CREATE TABLE bare_events (ts BIGINT, event TEXT, segment TEXT, key TEXT, "
+                          "user_id TEXT, value DOUBLE PRECISION, event_id TEXT, received_at BIGINT)"))
+    placeholder = "?" if not trend.db.is_postgres else "%s"
+    bare_sql = f"INSERT INTO bare_events VALUES ({', '.join([placeholder] * 8)})"
+    tuples = [(r.ts, r.event, r.segment, r.key, r.user_id, r.value, r.event_id, NOW) for r in rows]
+
+    def batches(items: list, size: int) -> list[list]:  # type: ignore[type-arg]  # any item type
+        return [items[i:i + size] for i in range(0, len(items), size)]
+
+    def run_store() -> None:
+        for part in batches(rows, args.batch):
+            trend.ingestor.store(part)
+
+    def run_ingest() -> None:
+        for part in batches(events, args.batch):
+            trend.ingest(part)
+
+    def run_bare() -> None:
+        for part in batches(tuples, args.batch):
+            with trend.db.write() as conn:
+                conn.exec_driver_sql(bare_sql, part)
+
+    indexed_sql = trend.db.positional_insert(fact_events, COLUMNS)
+    indexed = [(r.event_id, r.ts, r.event, r.segment, r.key, r.user_id, r.value, NOW, r.minute) for r in rows]
+
+    def run_bare_indexed() -> None:
+        for part in batches(indexed, args.batch):
+            with trend.db.write() as conn:
+                conn.exec_driver_sql(indexed_sql, part)
+
+    def reset() -> None:
+        clear_all(trend)
+        with trend.db.write() as conn:
+            conn.execute(text("DELETE FROM bare_events"))
+
+    samples: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for name, func in (("trend store", run_store), ("trend ingest", run_ingest),
+                           ("bare executemany, same table", run_bare_indexed), ("bare executemany", run_bare)):
+            reset()
+            began = time.perf_counter()
+            func()
+            samples.setdefault(name, []).append(args.events / (time.perf_counter() - began))
+    print(f"# {machine()}; backend {trend.db.dialect}; {args.events:,} events in batches of {args.batch:,}, "
+          f"{args.keyed_share:.0%} with event_id; median of {args.repeat}")
+    print("| variant | events/s | ÷ bare, same table |")
+    print("|---|---|---|")
+    bare = statistics.median(samples["bare executemany, same table"])
+    for name, values in samples.items():
+        rate = statistics.median(values)
+        print(f"| {name} | {rate:,.0f} | {rate / bare:.2f} |")
+    _report_check(trend, args.events)
+    trend.close()
+
+
+def _report_check(trend: Trend, expected: int) -> None:
+    with trend.db.read() as conn:
+        stored = conn.execute(text("SELECT COUNT(*) FROM bare_events")).scalar()
+    assert stored == expected
+
+
+if __name__ == "__main__":
+    main()

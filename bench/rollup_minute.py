@@ -1,0 +1,137 @@
+"""A 1M-event minute rolled up three ways, side by side, and the skip path.
+
+* ``trend 1m job``: the real runner (claim marker, recompute, mark parent, release, run record);
+* ``bare GROUP BY``: one ``INSERT … SELECT … GROUP BY`` on the same table and index;
+* ``seed-style``: the original's ``COUNT(*)`` pre-check, then a GROUP BY over a ``ts`` range, on a
+  copy of the events indexed by ``ts`` only.
+
+    python -m bench.rollup_minute [--backend postgres] [--events 1000000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import text
+
+from bench.common import machine, median_seconds, parser, percentile, scratch_trend
+from trend.clock import FakeClock
+from trend.model import LEVELS_BY_NAME
+from trend.rollup.runner import LevelRunner
+from trend.service import Trend
+from trend.storage.markers import any_dirty, mark
+
+MINUTE = 1_763_016_600_000  # 2025-11-13 06:50:00 UTC
+
+_ROWS = """
+    SELECT {minute} + (i * 7) % 60000,
+           CASE i % 3 WHEN 0 THEN 'search' WHEN 1 THEN 'view' ELSE 'purchase' END,
+           CASE i % 4 WHEN 0 THEN '' ELSE 'seg' || (i % 4) END,
+           'key-' || ((i * i) % 5000), (i % 10) * 1.0, {minute}, {minute}
+    FROM {numbers}
+"""
+_FILL = {
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) "
+              "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
+    "postgresql": "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
+}
+_NUMBERS = {"sqlite": "n", "postgresql": "generate_series(0, {last}) AS i"}
+_BARE = """INSERT INTO agg_1m (bucket, event, segment, key, count, value_sum, value_min, value_max)
+    SELECT minute, event, segment, key, COUNT(*), SUM(value), MIN(value), MAX(value)
+    FROM fact_events WHERE minute = {minute} GROUP BY minute, event, segment, key"""
+_SEED_TABLE = """CREATE TABLE seed_events AS SELECT ts, event, segment, key, value FROM fact_events"""
+_SEED_AGG = """CREATE TABLE seed_agg (bucket BIGINT, event TEXT, segment TEXT, key TEXT, count BIGINT,
+    value_sum DOUBLE PRECISION, value_min DOUBLE PRECISION, value_max DOUBLE PRECISION)"""
+_SEED_COUNT = "SELECT COUNT(*) FROM seed_events WHERE ts >= {minute} AND ts < {minute} + 60000"
+_SEED_GROUP = """INSERT INTO seed_agg SELECT {minute}, event, segment, key, COUNT(*), SUM(value), MIN(value),
+    MAX(value) FROM seed_events WHERE ts >= {minute} AND ts < {minute} + 60000 GROUP BY event, segment, key"""
+
+
+def fill(trend: Trend, events: int) -> None:
+    dialect = trend.db.dialect
+    numbers = _NUMBERS[dialect].format(last=events - 1)
+    with trend.db.write() as conn:
+        conn.execute(text(_FILL[dialect].format(last=events - 1, minute=MINUTE, numbers=numbers)))
+        conn.execute(text(_SEED_TABLE))
+        conn.execute(text("CREATE INDEX seed_events_ts ON seed_events (ts)"))
+        conn.execute(text(_SEED_AGG))
+    if trend.db.is_postgres:
+        with trend.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with trend.db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--events", type=int, default=1_000_000)
+    args = p.parse_args()
+    clock = FakeClock(MINUTE + 120_000)
+    trend = scratch_trend(args.backend, args.postgres_url, clock)
+    began = time.perf_counter()
+    fill(trend, args.events)
+    print(f"# {machine()}; backend {trend.db.dialect}; {args.events:,} events in one minute "
+          f"(filled in {time.perf_counter() - began:.1f}s); median of {args.repeat}")
+    runner = LevelRunner(trend.db, clock, LEVELS_BY_NAME["1m"])
+
+    def dirty() -> None:
+        with trend.db.write() as conn:
+            mark(trend.db, conn, "1m", [MINUTE])
+
+    def bare() -> None:
+        with trend.db.write() as conn:
+            conn.execute(text("DELETE FROM agg_1m WHERE bucket = :m"), {"m": MINUTE})
+            conn.execute(text(_BARE.format(minute=MINUTE)))
+
+    def seed() -> None:
+        with trend.db.write() as conn:
+            conn.execute(text("DELETE FROM seed_agg"))
+            if conn.execute(text(_SEED_COUNT.format(minute=MINUTE))).scalar():
+                conn.execute(text(_SEED_GROUP.format(minute=MINUTE)))
+
+    results: dict[str, list[float]] = {}
+    # Interleave the three so machine noise hits each alike.
+    for _ in range(args.repeat):
+        for name, func, setup in (("trend 1m job", runner.run, dirty), ("bare GROUP BY", bare, None),
+                                  ("seed-style", seed, None)):
+            results.setdefault(name, []).append(median_seconds(func, 1, setup))
+    job = sorted(results["trend 1m job"])[args.repeat // 2]
+    print("| variant | median s | ÷ bare |")
+    print("|---|---|---|")
+    bare_median = sorted(results["bare GROUP BY"])[args.repeat // 2]
+    for name, samples in results.items():
+        median = sorted(samples)[args.repeat // 2]
+        print(f"| {name} | {median:.3f} | {median / bare_median:.2f} |")
+    assert job > 0
+
+    skip_samples = []
+    for _ in range(2000):
+        began = time.perf_counter()
+        with trend.db.probe() as conn:
+            any_dirty(conn, "1m", LEVELS_BY_NAME["1m"].closed_cutoff(clock.now_ms()))
+        skip_samples.append(time.perf_counter() - began)
+    run_samples = []
+    for _ in range(300):
+        began = time.perf_counter()
+        report = runner.run()
+        run_samples.append(time.perf_counter() - began)
+        assert report.outcome == "skipped_no_data"
+    count_samples = []
+    for _ in range(args.repeat):
+        began = time.perf_counter()
+        with trend.db.read() as conn:
+            conn.execute(text(_SEED_COUNT.format(minute=MINUTE))).scalar()
+        count_samples.append(time.perf_counter() - began)
+    print()
+    print("| skip path | median ms | p99 ms |")
+    print("|---|---|---|")
+    for name, samples in (("skip check (one index probe)", skip_samples),
+                          ("whole skipped run (probe + run record write)", run_samples),
+                          ("seed-style COUNT(*) on the 1M-event minute", count_samples)):
+        print(f"| {name} | {percentile(samples, 50) * 1000:.3f} | {percentile(samples, 99) * 1000:.3f} |")
+    trend.close()
+
+
+if __name__ == "__main__":
+    main()
