@@ -35,7 +35,7 @@ _FILL = {
               "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
     "postgresql": "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
 }
-_NUMBERS = {"sqlite": "n", "postgresql": "generate_series(0, {last}) AS i"}
+_NUMBERS = {"sqlite": "n", "postgresql": "generate_series(0::bigint, {last}) AS i"}
 _BARE = """INSERT INTO agg_1m (bucket, event, segment, key, count, value_sum, value_min, value_max)
     SELECT minute, event, segment, key, COUNT(*), SUM(value), MIN(value), MAX(value)
     FROM fact_events WHERE minute = {minute} GROUP BY minute, event, segment, key"""

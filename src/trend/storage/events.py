@@ -29,12 +29,12 @@ def _as_tuple(row: EventRow, received_at: int) -> tuple[object, ...]:
     return (row.event_id, row.ts, row.event, row.segment, row.key, row.user_id, row.value, received_at, row.minute)
 
 
-def _as_params(row: EventRow, received_at: int) -> dict[str, object]:
-    return {
-        "event_id": row.event_id, "ts": row.ts, "event": row.event, "segment": row.segment,
-        "key": row.key, "user_id": row.user_id, "value": row.value, "received_at": received_at,
-        "minute": row.minute,
-    }
+_STAGING = "trend_ingest_staging"
+_STAGING_DDL = (f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (event_id text, ts bigint, event text, "
+                "segment text, key text, user_id text, value double precision, received_at bigint, minute bigint) "
+                "ON COMMIT DELETE ROWS")
+_FROM_STAGING = (f"INSERT INTO fact_events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM {_STAGING} "
+                 "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING event_id")
 
 
 def insert_events(db: Database, conn: Connection, rows: Sequence[EventRow], received_at: int) -> Inserted:
@@ -52,10 +52,9 @@ def insert_events(db: Database, conn: Connection, rows: Sequence[EventRow], rece
 
 
 def _insert_plain(db: Database, conn: Connection, rows: Sequence[EventRow], received_at: int) -> None:
-    """Tuples straight to the driver: index upkeep is the real cost, so shed every other overhead."""
-    statement = db.positional_insert(fact_events, COLUMNS)
+    """Tuples straight to COPY or executemany: index upkeep is the real cost, so shed the rest."""
     for part in chunked(rows, _CHUNK):
-        conn.exec_driver_sql(statement, [_as_tuple(row, received_at) for row in part])
+        db.bulk_insert(conn, fact_events.name, COLUMNS, [_as_tuple(row, received_at) for row in part])
 
 
 def _insert_keyed(db: Database, conn: Connection, rows: list[EventRow], received_at: int) -> list[EventRow]:
@@ -69,13 +68,12 @@ def _insert_keyed(db: Database, conn: Connection, rows: list[EventRow], received
         fresh = [row for row in rows if row.event_id not in seen]
         _insert_plain(db, conn, fresh, received_at)
         return fresh
-    # Concurrent writers: ON CONFLICT makes a repeat wait for the first writer, then do nothing.
-    statement = (
-        db.insert(fact_events)
-        .on_conflict_do_nothing(index_elements=[fact_events.c.event_id])
-        .returning(fact_events.c.event_id)
-    )
+    # Concurrent writers: COPY into a per-transaction staging table, then ON CONFLICT DO NOTHING, which
+    # makes a concurrent repeat wait for the first writer and then count as a duplicate.
+    conn.exec_driver_sql(_STAGING_DDL)
     stored: set[str] = set()
     for part in chunked(rows, _CHUNK):
-        stored.update(conn.execute(statement, [_as_params(row, received_at) for row in part]).scalars())
+        db.bulk_insert(conn, _STAGING, COLUMNS, [_as_tuple(row, received_at) for row in part])
+        stored.update(conn.exec_driver_sql(_FROM_STAGING).scalars())
+        conn.exec_driver_sql(f"TRUNCATE {_STAGING}")
     return [row for row in rows if row.event_id in stored]

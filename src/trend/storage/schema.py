@@ -15,7 +15,7 @@ fact_events = Table(
     "fact_events",
     metadata,
     Column("seq", _SEQ, primary_key=True, autoincrement=True),
-    Column("event_id", Text, nullable=True, unique=True),
+    Column("event_id", Text, nullable=True),
     Column("ts", BigInteger, nullable=False),
     Column("event", Text, nullable=False),
     Column("segment", Text, nullable=False, server_default=text("''")),
@@ -26,6 +26,9 @@ fact_events = Table(
     # Stored, so the 1m rollup reads one covering index in GROUP BY order (15x faster than a ts range).
     Column("minute", BigInteger, nullable=False),
 )
+# Unique only where set: most events carry no id, and a partial index keeps ingest from paying for them.
+Index("fact_events_event_id", fact_events.c.event_id, unique=True,
+      sqlite_where=fact_events.c.event_id.isnot(None), postgresql_where=fact_events.c.event_id.isnot(None))
 Index("fact_events_rollup", fact_events.c.minute, fact_events.c.event, fact_events.c.segment,
       fact_events.c.key, fact_events.c.value)
 
