@@ -30,7 +30,8 @@ fact_events = Table(
 Index("fact_events_event_id", fact_events.c.event_id, unique=True,
       sqlite_where=fact_events.c.event_id.isnot(None), postgresql_where=fact_events.c.event_id.isnot(None))
 Index("fact_events_rollup", fact_events.c.minute, fact_events.c.event, fact_events.c.segment,
-      fact_events.c.key, fact_events.c.value)
+      fact_events.c.key, fact_events.c.value).ddl_if(dialect="sqlite")
+Index("fact_events_minute", fact_events.c.minute).ddl_if(dialect="postgresql")
 
 
 def _agg_table(name: str) -> Table:
