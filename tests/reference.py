@@ -105,7 +105,7 @@ def assert_clean_buckets_equal(trend: Trend, expected_events: Iterable[Mapping[s
 def clear_all(trend: Trend) -> None:
     """Empty every table, so one database serves many property-test examples."""
     with trend.db.write() as conn:
-        for table in ("fact_events", "agg_1m", "agg_5m", "agg_1h", "rollup_dirty", "job_runs"):
+        for table in ("fact_events", "agg_1m", "agg_5m", "agg_1h", "rollup_dirty", "job_runs", "trend_dimensions"):
             conn.execute(text(f"DELETE FROM {table}"))
 
 

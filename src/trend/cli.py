@@ -22,7 +22,7 @@ from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
 from trend.model import format_utc
 from trend.service import Trend
-from trend.shapes import ingest_shape, rollup_shape, status_shape
+from trend.shapes import ingest_shape, rising_shape, rollup_shape, series_shape, status_shape, top_shape
 from trend.validation import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -221,4 +221,93 @@ def status(as_json: bool) -> None:
         table.add_row(level["level"], str(level["dirty"]), level["oldest_dirty"] or "-",
                       f"{level['lag_seconds']:.0f}", run.get("started") or "-", run.get("outcome") or "-",
                       str(run.get("buckets", "-")), str(run.get("rows", "-")))
+    console.print(table)
+
+
+event_option = click.option("--event", required=True, help="The event type, e.g. search.")
+segment_option = click.option("--segment", default=None, help="One segment; all segments when omitted.")
+limit_option = click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+at_option = click.option("--at", default=None, help="The window's end: ISO-8601 with a zone or epoch seconds.")
+window_choice = click.Choice(["5m", "15m", "1h", "6h", "24h", "7d"])
+
+
+def _optional_time(option: str, text: str | None) -> int | None:
+    return None if text is None else _cli_time(option, text)
+
+
+@main.command()
+@event_option
+@segment_option
+@click.option("--window", type=window_choice, default="1h", show_default=True)
+@at_option
+@limit_option
+@json_option
+@handles_errors
+def top(event: str, segment: str | None, window: str, at: str | None, limit: int, as_json: bool) -> None:
+    """The most frequent keys over a window, with their rank change."""
+    with _trend() as trend:
+        shape = top_shape(trend.top(event, segment=segment, window=window, at_ms=_optional_time("--at", at),
+                                    limit=limit), trend.settings.zone)
+    if as_json:
+        _print_json(shape)
+        return
+    table = Table("rank", "key", "count", "change", title=f"top {event} over {window} to {shape['end']}")
+    for item in shape["items"]:
+        change = "NEW" if item["is_new"] else f"{item['rank_change']:+d}" if item["rank_change"] else "="
+        table.add_row(str(item["rank"]), item["key"], str(item["count"]), change)
+    console.print(table)
+
+
+@main.command()
+@event_option
+@segment_option
+@click.option("--window", type=window_choice, default="15m", show_default=True)
+@click.option("--baseline", default=12, show_default=True, type=click.IntRange(1, 48),
+              help="How many windows before the current one form the baseline.")
+@click.option("--min-count", default=5, show_default=True, type=click.IntRange(1))
+@at_option
+@limit_option
+@json_option
+@handles_errors
+def rising(event: str, segment: str | None, window: str, baseline: int, min_count: int, at: str | None,
+           limit: int, as_json: bool) -> None:
+    """Keys rising fastest against their own recent past."""
+    with _trend() as trend:
+        result = trend.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
+                              at_ms=_optional_time("--at", at), limit=limit)
+        shape = rising_shape(result, trend.settings.zone)
+    if as_json:
+        _print_json(shape)
+        return
+    table = Table("rank", "key", "count", "baseline", "score", "growth %", title=f"rising {event} over {window}")
+    for item in shape["items"]:
+        table.add_row(str(item["rank"]), item["key"], str(item["count"]), f"{item['baseline']:.1f}",
+                      f"{item['score']:.2f}", f"{item['growth_pct']:+.0f}")
+    console.print(table)
+
+
+@main.command()
+@event_option
+@click.option("--key", default=None, help="One key; the total of every key when omitted.")
+@segment_option
+@click.option("--interval", type=click.Choice(["1m", "5m", "1h"]), default="1m", show_default=True)
+@click.option("--start", default=None, help="ISO-8601 with a zone or epoch seconds.")
+@click.option("--end", default=None, help="ISO-8601 with a zone or epoch seconds; default now.")
+@json_option
+@handles_errors
+def series(event: str, key: str | None, segment: str | None, interval: str, start: str | None, end: str | None,
+           as_json: bool) -> None:
+    """One point per bucket of the interval, zero-filled."""
+    with _trend() as trend:
+        result = trend.series(event, key=key, segment=segment, interval=interval,
+                              start_ms=_optional_time("--start", start), end_ms=_optional_time("--end", end))
+        shape = series_shape(result, trend.settings.zone, key)
+    if as_json:
+        _print_json(shape)
+        return
+    table = Table("time", "count", "sum", "min", "max", title=f"{event} {key or '(all keys)'} per {interval}")
+    for point in shape["points"]:
+        table.add_row(point["t"], str(point["count"]), f"{point['sum']:g}",
+                      "-" if point["min"] is None else f"{point['min']:g}",
+                      "-" if point["max"] is None else f"{point['max']:g}")
     console.print(table)

@@ -78,3 +78,15 @@ LEVELS: tuple[Level, ...] = (
     Level("1h", HOUR_MS, 60_000, parent=None),
 )
 LEVELS_BY_NAME = {level.name: level for level in LEVELS}
+
+
+RAW = "raw"  # the source name of fact_events in a read plan
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """``[start, end)`` read from one source: ``raw`` or a level name."""
+
+    source: str
+    start: int
+    end: int

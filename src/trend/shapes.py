@@ -7,10 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from trend.ingest import IngestResult
-from trend.model import isoformat
+from trend.model import LEVELS_BY_NAME, isoformat
+from trend.query.trends import Rising, Series, Top
 from trend.rollup.runner import RunReport
 from trend.rollup.service import LevelStatus
 from trend.storage.runs import RunRecord
+from trend.worker.scheduler import JobInfo
 
 
 def _time(ms: int | None, zone: ZoneInfo) -> str | None:
@@ -45,3 +47,49 @@ def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str
         "accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected,
         "errors": [{position_name: p.position, "field": p.field, "message": p.message} for p in result.errors],
     }
+
+
+def series_shape(series: Series, zone: ZoneInfo, key: str | None = None) -> dict[str, Any]:
+    return {
+        "interval": series.interval, "start": isoformat(series.start, zone), "end": isoformat(series.end, zone),
+        "key": key,
+        "points": [{"t": isoformat(p.bucket, zone), "count": p.count, "sum": p.total, "min": p.low, "max": p.high}
+                   for p in series.points],
+    }
+
+
+def top_shape(top: Top, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "window": top.window, "at": isoformat(top.at, zone), "start": isoformat(top.start, zone),
+        "end": isoformat(top.end, zone),
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "prev_rank": i.prev_rank,
+                   "rank_change": i.rank_change, "is_new": i.is_new} for i in top.items],
+    }
+
+
+def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "window": rising.window, "at": isoformat(rising.at, zone), "start": isoformat(rising.start, zone),
+        "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows,
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "baseline": round(i.baseline, 6),
+                   "stddev": round(i.stddev, 6), "score": round(i.score, 6), "growth_pct": round(i.growth_pct, 3)}
+                  for i in rising.items],
+    }
+
+
+def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], zone: ZoneInfo) -> dict[str, Any]:
+    by_job = {f"agg_{s.level}": s for s in statuses}
+    result = []
+    for job in jobs:
+        status = by_job.get(job.job)
+        level = LEVELS_BY_NAME.get(job.job.removeprefix("agg_"))
+        result.append({
+            "job": job.job, "enabled": job.enabled, "schedule": job.schedule,
+            "next_run": job.next_run.astimezone(zone).isoformat(timespec="seconds") if job.next_run else None,
+            "last_run": run_shape(status.last_run, zone) if status else None,
+            "level": level.name if level else None,
+            "backlog": status.backlog.dirty if status else None,
+            "oldest_dirty": _time(status.backlog.oldest, zone) if status else None,
+            "lag_seconds": status.lag_ms / 1000 if status else None,
+        })
+    return {"jobs": result}

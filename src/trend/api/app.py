@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from trend import __version__
 from trend.api.errors import install_error_handlers
-from trend.api.routes import events, health
 from trend.config import Settings
 from trend.service import Trend
 
@@ -24,20 +23,15 @@ def create_app(settings: Settings | None = None, *, trend: Trend | None = None) 
     service = trend if trend is not None else Trend(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        service.db.ensure_schema()
-        if service.settings.worker_enabled:
-            service.start_worker()
-        try:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with service.lifespan(app):
             yield
-        finally:
-            service.stop_worker()
-            if owned:
-                service.close()
+        if owned:
+            service.close()
 
-    app = FastAPI(title="trend", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="trend", version=__version__, lifespan=lifespan,
+                  description="Exact, real-time trends from an event stream.")
     app.state.trend = service
     install_error_handlers(app)
-    app.include_router(events.router)
-    app.include_router(health.router)
+    app.include_router(service.router)
     return app

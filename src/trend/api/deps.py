@@ -1,52 +1,85 @@
-"""FastAPI dependencies as ``Annotated`` aliases."""
+"""Dependencies for one ``Trend``: routers are built per instance, so an app can mount the API
+under any prefix without sharing state through ``app.state``."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query
 
 from trend.api.errors import ApiError
+from trend.errors import QueryError
 from trend.service import Trend
+from trend.validation import parse_time
+
+Authorization = Annotated[str | None, Header(description="Bearer <key>")]
 
 
-def get_trend(request: Request) -> Trend:
-    trend: Trend = request.app.state.trend
-    return trend
-
-
-TrendDep = Annotated[Trend, Depends(get_trend)]
-
-
-def _check_bearer(authorization: str | None, expected: str) -> None:
+def _token(authorization: str | None) -> str | None:
     if not authorization:
-        raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
+        return None
     scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _matches(token: str, key: str) -> bool:
     # Constant-time comparison, so response timing does not leak the key.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise ApiError(403, "forbidden", "the key is not valid")
+    return hmac.compare_digest(token.encode(), key.encode())
 
 
-def require_write_key(trend: TrendDep, authorization: Annotated[str | None, Header()] = None) -> None:
-    """Writes and admin calls need ``TREND_API_KEY`` when it is set."""
-    key = trend.settings.api_key
-    if key is not None:
-        _check_bearer(authorization, key.get_secret_value())
+def write_access(trend: Trend) -> Any:
+    """Writes and admin calls need ``TREND_API_KEY`` when it is set: 401 without a key, 403 with a wrong one."""
+
+    def check(authorization: Authorization = None) -> None:
+        key = trend.settings.api_key
+        if key is None:
+            return
+        token = _token(authorization)
+        if token is None:
+            raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
+        if not _matches(token, key.get_secret_value()):
+            raise ApiError(403, "forbidden", "the key is not valid")
+
+    return Depends(check)
 
 
-def require_read_key(trend: TrendDep, authorization: Annotated[str | None, Header()] = None) -> None:
+def read_access(trend: Trend) -> Any:
     """Reads are open unless ``TREND_READ_KEY`` is set; the write key is accepted for reads too."""
-    read_key = trend.settings.read_key
-    if read_key is None:
-        return
-    write_key = trend.settings.api_key
-    if write_key is not None and authorization and hmac.compare_digest(
-        authorization.partition(" ")[2].strip().encode(), write_key.get_secret_value().encode()
-    ):
-        return
-    _check_bearer(authorization, read_key.get_secret_value())
+
+    def check(authorization: Authorization = None) -> None:
+        read_key = trend.settings.read_key
+        if read_key is None:
+            return
+        token = _token(authorization)
+        if token is None:
+            raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
+        keys = [read_key] + ([trend.settings.api_key] if trend.settings.api_key is not None else [])
+        if not any(_matches(token, key.get_secret_value()) for key in keys):
+            raise ApiError(403, "forbidden", "the key is not valid")
+
+    return Depends(check)
 
 
-WriteAccess = Depends(require_write_key)
-ReadAccess = Depends(require_read_key)
+def optional_time(name: str, text: str | None) -> int | None:
+    """A query-string time: ISO-8601 with a zone, or epoch seconds."""
+    if text is None or text == "":
+        return None
+    try:
+        return parse_time(float(text) if _is_number(text) else text)
+    except ValueError as exc:
+        raise QueryError(name, str(exc)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+Event = Annotated[str, Query(min_length=1, max_length=64, description="the event type, e.g. search")]
+Segment = Annotated[str | None, Query(max_length=64, description="one segment; omit for all, summed")]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Time = Annotated[str | None, Query(description="ISO-8601 with a zone, or epoch seconds")]

@@ -149,6 +149,10 @@ class Database:
         marks = ", ".join("?" * len(columns))
         conn.exec_driver_sql(f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({marks})", rows)
 
+    def code_point_order(self, column: Any) -> Any:
+        """Order text by code point, as Python does: PostgreSQL would otherwise use the locale's rules."""
+        return column.collate("C") if self.is_postgres else column
+
     def skip_locked(self, query: Select[Any]) -> Select[Any]:
         """Let replicas share a backlog; SQLite serializes writers, so it needs nothing."""
         return query.with_for_update(skip_locked=True) if self.is_postgres else query

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, select
 from trend.model import EventRow
 from trend.storage.engine import Database, chunked
 from trend.storage.markers import mark
-from trend.storage.schema import fact_events
+from trend.storage.schema import dimensions, fact_events
 
 # Bounded so a huge batch never builds one enormous statement or parameter list.
 _CHUNK = 5_000
@@ -47,6 +47,7 @@ def insert_events(db: Database, conn: Connection, rows: Sequence[EventRow], rece
     _insert_plain(db, conn, plain, received_at)
     stored_keyed = _insert_keyed(db, conn, list(keyed.values()), received_at) if keyed else []
     mark(db, conn, "1m", {row.minute for row in plain} | {row.minute for row in stored_keyed})
+    _remember_dimensions(db, conn, {(row.event, row.segment) for row in (*plain, *stored_keyed)})
     accepted = len(plain) + len(stored_keyed)
     return Inserted(accepted=accepted, duplicates=len(rows) - accepted)
 
@@ -77,3 +78,17 @@ def _insert_keyed(db: Database, conn: Connection, rows: list[EventRow], received
         stored.update(conn.exec_driver_sql(_FROM_STAGING).scalars())
         conn.exec_driver_sql(f"TRUNCATE {_STAGING}")
     return [row for row in rows if row.event_id in stored]
+
+
+def _remember_dimensions(db: Database, conn: Connection, pairs: set[tuple[str, str]]) -> None:
+    if pairs:
+        statement = db.insert(dimensions).on_conflict_do_nothing()
+        conn.execute(statement, [{"event": event, "segment": segment} for event, segment in sorted(pairs)])
+
+
+def known_dimensions(conn: Connection) -> dict[str, list[str]]:
+    """Event type → its segments, both sorted."""
+    result: dict[str, list[str]] = {}
+    for row in conn.execute(select(dimensions).order_by(dimensions.c.event, dimensions.c.segment)):
+        result.setdefault(row.event, []).append(row.segment)
+    return result

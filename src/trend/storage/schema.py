@@ -61,6 +61,14 @@ rollup_dirty = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+# Every (event, segment) pair ever stored: validates query parameters and fills the dashboard's selectors.
+dimensions = Table(
+    "trend_dimensions",
+    metadata,
+    Column("event", Text, primary_key=True),
+    Column("segment", Text, primary_key=True),
+)
+
 job_runs = Table(
     "job_runs",
     metadata,

@@ -1,0 +1,15 @@
+"""The whole API for one ``Trend``, as a router an app can mount under any prefix."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from trend.api.routes import events, health, jobs, trends
+from trend.service import Trend
+
+
+def build_router(trend: Trend) -> APIRouter:
+    api = APIRouter()
+    for feature in (events, trends, jobs, health):
+        api.include_router(feature.router(trend))
+    return api

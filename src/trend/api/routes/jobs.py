@@ -1,0 +1,39 @@
+"""GET /v1/jobs and POST /v1/jobs/{job}/run, and GET /metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from trend.api.deps import read_access, write_access
+from trend.api.errors import ApiError
+from trend.metrics import CONTENT_TYPE
+from trend.service import Trend
+from trend.shapes import jobs_shape, rollup_shape
+
+
+def router(trend: Trend) -> APIRouter:
+    api = APIRouter(tags=["jobs"])
+
+    @api.get("/v1/jobs", dependencies=[read_access(trend)],
+             summary="The schedule, next run, last run and backlog of each job")
+    async def jobs() -> dict[str, Any]:
+        statuses = await run_in_threadpool(trend.status)
+        return jobs_shape(trend.worker.info(), statuses, trend.settings.zone)
+
+    @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)],
+              summary="Run a job now and wait for it (admin)")
+    async def run_job(job: str) -> dict[str, Any]:
+        if job not in trend.worker.jobs:
+            raise ApiError(404, "unknown_job", f"unknown job {job!r}; jobs: {', '.join(trend.worker.jobs)}")
+        reports = await run_in_threadpool(trend.run_job, job)
+        return rollup_shape(reports)
+
+    @api.get("/metrics", dependencies=[read_access(trend)], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        body = await run_in_threadpool(trend.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    return api

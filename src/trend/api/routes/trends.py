@@ -1,0 +1,51 @@
+"""GET /v1/series, /v1/top, /v1/rising and /v1/dimensions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
+from trend.service import Trend
+from trend.shapes import rising_shape, series_shape, top_shape
+
+WindowName = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
+IntervalName = Literal["1m", "5m", "1h"]
+
+
+def router(trend: Trend) -> APIRouter:
+    api = APIRouter(tags=["trends"], dependencies=[read_access(trend)])
+    zone = trend.settings.zone
+
+    @api.get("/v1/series", summary="One point per bucket of the interval, zero-filled")
+    async def series(event: Event, key: Annotated[str | None, Query(max_length=256)] = None, segment: Segment = None,
+                     interval: IntervalName = "1m", start: Time = None, end: Time = None) -> dict[str, Any]:
+        result = await run_in_threadpool(
+            trend.series, event, key=key, segment=segment, interval=interval,
+            start_ms=optional_time("start", start), end_ms=optional_time("end", end))
+        return series_shape(result, zone, key)
+
+    @api.get("/v1/top", summary="Keys by count over a window ending at `at`, with rank change")
+    async def top(event: Event, segment: Segment = None, window: WindowName = "1h", at: Time = None,
+                  limit: Limit = 10) -> dict[str, Any]:
+        result = await run_in_threadpool(trend.top, event, segment=segment, window=window,
+                                         at_ms=optional_time("at", at), limit=limit)
+        return top_shape(result, zone)
+
+    @api.get("/v1/rising", summary="Keys by z-score against the windows before, with growth %")
+    async def rising(event: Event, segment: Segment = None, window: WindowName = "15m",
+                     baseline: Annotated[int, Query(ge=1, le=48)] = 12,
+                     min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
+                     limit: Limit = 10) -> dict[str, Any]:
+        result = await run_in_threadpool(trend.rising, event, segment=segment, window=window, baseline=baseline,
+                                         min_count=min_count, at_ms=optional_time("at", at), limit=limit)
+        return rising_shape(result, zone)
+
+    @api.get("/v1/dimensions", summary="Every event type and its segments")
+    async def dimensions() -> dict[str, Any]:
+        known = await run_in_threadpool(trend.queries.dimensions)
+        return {"events": [{"event": event, "segments": segments} for event, segments in known.items()]}
+
+    return api

@@ -1,0 +1,68 @@
+"""Prometheus metrics: run durations and outcomes, backlog and lag per level, ingest counts.
+
+Each ``Trend`` has its own registry, so several can live in one process (tests, embedding).
+Counters are per process; the backlog and lag are read from the database at scrape time, so they
+are the same from every replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from trend.errors import StorageError
+from trend.ingest import IngestResult
+from trend.rollup.runner import RunReport
+from trend.rollup.service import LevelStatus
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _BacklogCollector(Collector):
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("trend_database_up", "1 when the database answered this scrape")
+        try:
+            statuses = self._status()
+        except StorageError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        backlog = GaugeMetricFamily("trend_backlog_buckets", "Dirty buckets waiting per level", labels=["level"])
+        lag = GaugeMetricFamily("trend_lag_seconds", "How long the oldest closed dirty bucket has waited",
+                                labels=["level"])
+        for status in statuses:
+            backlog.add_metric([status.level], status.backlog.dirty)
+            lag.add_metric([status.level], status.lag_ms / 1000)
+        yield backlog
+        yield lag
+
+
+class Metrics:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]]) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter("trend_events", "Events by ingest result", ["result"], registry=self.registry)
+        self.runs = Counter("trend_job_runs", "Job runs by outcome", ["job", "outcome"], registry=self.registry)
+        self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["job"], registry=self.registry,
+                                     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        self.registry.register(_BacklogCollector(status))
+
+    def on_ingest(self, result: IngestResult) -> None:
+        self.events.labels("accepted").inc(result.accepted)
+        self.events.labels("duplicate").inc(result.duplicates)
+        self.events.labels("rejected").inc(result.rejected)
+
+    def on_report(self, report: RunReport) -> None:
+        job = f"agg_{report.level}"
+        self.runs.labels(job, report.outcome).inc()
+        self.run_seconds.labels(job).observe(report.seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Exact, real-time queries: series, top and rising."""

@@ -1,0 +1,76 @@
+"""Which table answers which part of a range: pure, no I/O (DESIGN section 4).
+
+A bucket of level L is read from ``agg_L`` when it is closed and no marker lies inside its range at
+L or any finer level. Otherwise it is computed from the level below over its range, by the same
+rule, down to ``fact_events`` for minutes that are open or dirty. The answer then equals a GROUP BY
+over ``fact_events``, whether or not the jobs have run.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+
+from trend.model import LEVELS, MINUTE_MS, RAW, Span
+
+
+class Planner:
+    """Plans reads against one snapshot of the markers, at one moment."""
+
+    def __init__(self, markers: Iterable[tuple[str, int]], now_ms: int) -> None:
+        by_level: dict[str, list[int]] = {level.name: [] for level in LEVELS}
+        for level, bucket in markers:
+            by_level[level].append(bucket)
+        self._dirty: Mapping[str, list[int]] = {name: sorted(buckets) for name, buckets in by_level.items()}
+        self.now_ms = now_ms
+
+    def cover(self, start: int, end: int, top_level: str = "1h") -> list[Span]:
+        """Spans covering ``[start, end)`` (minute-aligned), none coarser than ``top_level``, merged."""
+        if start % MINUTE_MS or end % MINUTE_MS:
+            raise ValueError("a read range must be aligned to whole minutes")
+        index = next(i for i, level in enumerate(LEVELS) if level.name == top_level)
+        spans: list[Span] = []
+        self._cover(start, end, index, spans)
+        return _merged(spans)
+
+    def _clean(self, index: int, bucket: int, width: int) -> bool:
+        for level in LEVELS[: index + 1]:
+            dirty = self._dirty[level.name]
+            position = bisect_left(dirty, bucket)
+            if position < len(dirty) and dirty[position] < bucket + width:
+                return False
+        return True
+
+    def _cover(self, start: int, end: int, index: int, out: list[Span]) -> None:
+        if start >= end:
+            return
+        level = LEVELS[index]
+        width = level.width
+        if index == 0:
+            for minute in range(start, end, width):
+                usable = level.is_closed(minute, self.now_ms) and self._clean(0, minute, width)
+                out.append(Span(level.name if usable else RAW, minute, minute + width))
+            return
+        first = -(-start // width) * width
+        last = end - end % width
+        if first >= last:
+            self._cover(start, end, index - 1, out)
+            return
+        self._cover(start, first, index - 1, out)
+        for bucket in range(first, last, width):
+            if level.is_closed(bucket, self.now_ms) and self._clean(index, bucket, width):
+                out.append(Span(level.name, bucket, bucket + width))
+            else:
+                self._cover(bucket, bucket + width, index - 1, out)
+        self._cover(last, end, index - 1, out)
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """Join neighbouring spans of one source, so each source needs few range predicates."""
+    result: list[Span] = []
+    for span in spans:
+        if result and result[-1].source == span.source and result[-1].end == span.start:
+            result[-1] = Span(span.source, result[-1].start, span.end)
+        else:
+            result.append(span)
+    return result

@@ -1,0 +1,59 @@
+"""The named windows and intervals, and the edges of each (documented in docs/queries.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trend.errors import QueryError
+from trend.model import DAY_MS, HOUR_MS, MINUTE_MS, floor_to
+
+WINDOWS: dict[str, int] = {
+    "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS, "6h": 6 * HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS,
+}
+INTERVALS: dict[str, int] = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "1h": HOUR_MS}
+# Enough points for a chart, and a bound on what one request may cost.
+MAX_POINTS: dict[str, int] = {"1m": 1440, "5m": 2016, "1h": 2160}
+DEFAULT_SPAN: dict[str, int] = {"1m": HOUR_MS, "5m": DAY_MS, "1h": 7 * DAY_MS}
+
+
+def window_ms(name: str) -> int:
+    if name not in WINDOWS:
+        raise QueryError("window", f"unknown window {name!r}; expected one of {', '.join(WINDOWS)}")
+    return WINDOWS[name]
+
+
+def interval_ms(name: str) -> int:
+    if name not in INTERVALS:
+        raise QueryError("interval", f"unknown interval {name!r}; expected one of {', '.join(INTERVALS)}")
+    return INTERVALS[name]
+
+
+@dataclass(frozen=True)
+class Window:
+    """``[start, end)``: ``end`` is the end of the minute holding ``at``, so the current minute counts."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def ending_at(cls, at_ms: int, width: int) -> Window:
+        end = floor_to(at_ms, MINUTE_MS) + MINUTE_MS
+        return cls(end - width, end)
+
+    def before(self, count: int = 1) -> Window:
+        """The window of the same width ``count`` widths earlier."""
+        width = self.end - self.start
+        return Window(self.start - count * width, self.end - count * width)
+
+
+def series_range(interval: str, start_ms: int | None, end_ms: int | None, now_ms: int) -> tuple[int, int]:
+    """Align ``[start, end)`` outward to the interval; the default ends with the bucket holding now."""
+    width = interval_ms(interval)
+    end = -(-(end_ms if end_ms is not None else now_ms + 1) // width) * width
+    start = floor_to(start_ms, width) if start_ms is not None else end - DEFAULT_SPAN[interval]
+    if end <= start:
+        raise QueryError("end", "must be after start")
+    if (end - start) // width > MAX_POINTS[interval]:
+        raise QueryError("start", f"the range is too long for interval {interval}: at most "
+                                  f"{MAX_POINTS[interval]} points ({MAX_POINTS[interval] * width // HOUR_MS} h)")
+    return start, end

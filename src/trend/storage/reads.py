@@ -1,0 +1,131 @@
+"""Exact reads: the rows of a read plan, from whichever table each span names, in one statement."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy.sql import Subquery
+
+from trend.model import RAW, Span
+from trend.storage.engine import Database
+from trend.storage.rollups import LEVEL_TABLES
+from trend.storage.schema import fact_events, rollup_dirty
+
+
+@dataclass(frozen=True)
+class Filters:
+    event: str
+    segment: str | None = None  # None: every segment, summed
+    keys: Sequence[str] | None = None  # None: every key
+
+
+def markers_between(conn: Connection, start: int, end: int) -> list[tuple[str, int]]:
+    """Every marker of every level inside ``[start, end)``; there are few of them."""
+    query = select(rollup_dirty.c.level, rollup_dirty.c.bucket).where(
+        rollup_dirty.c.bucket >= start, rollup_dirty.c.bucket < end
+    )
+    return [(row.level, int(row.bucket)) for row in conn.execute(query)]
+
+
+def _ranges(column: ColumnElement[int], spans: list[Span]) -> ColumnElement[bool]:
+    return or_(*(and_(column >= span.start, column < span.end) for span in spans))
+
+
+def _filtered(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
+    where = [columns.event == filters.event]
+    if filters.segment is not None:
+        where.append(columns.segment == filters.segment)
+    if filters.keys is not None:
+        where.append(columns.key.in_(list(filters.keys)))
+    return where
+
+
+def _source_select(source: str, spans: list[Span], filters: Filters, tag: int | None) -> Select[Any]:
+    tag_column = [literal(tag).label("tag")] if tag is not None else []
+    if source == RAW:
+        f = fact_events.c
+        return (
+            select(f.minute.label("bucket"), f.key, *tag_column, func.count().label("count"),
+                   func.sum(f.value).label("value_sum"), func.min(f.value).label("value_min"),
+                   func.max(f.value).label("value_max"))
+            .where(_ranges(f.minute, spans), *_filtered(f, filters))
+            .group_by(f.minute, f.key)
+        )
+    c = LEVEL_TABLES[source].c
+    return select(c.bucket, c.key, *tag_column, c["count"], c.value_sum, c.value_min, c.value_max).where(
+        _ranges(c.bucket, spans), *_filtered(c, filters)
+    )
+
+
+def plan_rows(plans: Sequence[list[Span]], filters: Filters, *, tagged: bool = False) -> Subquery | None:
+    """UNION ALL of the rows every span names: (bucket, key, [tag,] count, value_sum, value_min, value_max).
+
+    With ``tagged``, each plan's rows carry its index in ``plans`` as ``tag``.
+    """
+    selects = []
+    for index, spans in enumerate(plans):
+        by_source: dict[str, list[Span]] = defaultdict(list)
+        for span in spans:
+            by_source[span.source].append(span)
+        for source, source_spans in by_source.items():
+            selects.append(_source_select(source, source_spans, filters, index if tagged else None))
+    if not selects:
+        return None
+    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("rows")
+
+
+def totals_by_key(db: Database, conn: Connection, spans: list[Span], filters: Filters, *,
+                  limit: int | None = None, min_count: int = 1) -> list[tuple[str, int]]:
+    """Keys by count, highest first; ties go to the key that sorts first (by code point)."""
+    rows = plan_rows([spans], filters)
+    if rows is None:
+        return []
+    total = func.sum(rows.c["count"])
+    query = (
+        select(rows.c.key, total.label("total"))
+        .group_by(rows.c.key)
+        .having(total >= min_count)
+        .order_by(total.desc(), db.code_point_order(rows.c.key))
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [(row.key, int(row.total)) for row in conn.execute(query)]
+
+
+def tagged_totals(conn: Connection, plans: Sequence[list[Span]], filters: Filters) -> list[tuple[int, str, int]]:
+    """(plan index, key, count) for every key with events in each plan."""
+    rows = plan_rows(plans, filters, tagged=True)
+    if rows is None:
+        return []
+    query = select(rows.c.tag, rows.c.key, func.sum(rows.c["count"]).label("total")).group_by(
+        rows.c.tag, rows.c.key
+    )
+    return [(int(row.tag), row.key, int(row.total)) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class Point:
+    bucket: int
+    count: int
+    total: float
+    low: float | None
+    high: float | None
+
+
+def points(conn: Connection, spans: list[Span], filters: Filters, width: int) -> list[Point]:
+    """Measures per ``width``-wide bucket; buckets without events are absent (the caller zero-fills)."""
+    rows = plan_rows([spans], filters)
+    if rows is None:
+        return []
+    bucket = (rows.c.bucket - rows.c.bucket % width).label("point_bucket")
+    query = (
+        select(bucket, func.sum(rows.c["count"]).label("n"), func.sum(rows.c.value_sum).label("s"),
+               func.min(rows.c.value_min).label("lo"), func.max(rows.c.value_max).label("hi"))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return [Point(int(r.point_bucket), int(r.n), float(r.s), r.lo, r.hi) for r in conn.execute(query)]
