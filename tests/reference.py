@@ -123,3 +123,47 @@ def settle(trend: Trend, now_ms: int, attempts: int = 50) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"closed buckets still dirty: {closed_markers(trend, now_ms)[:5]}")
+
+
+# -- reads, computed from the events alone --
+
+
+def ref_counts(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int,
+               end: int) -> Counter[str]:
+    return Counter(e["key"] for e in events if e["event"] == event and (segment is None or e["segment"] == segment)
+                   and start <= e["ts"] < end)
+
+
+def ref_top(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
+            limit: int) -> list[tuple[str, int]]:
+    counts = ref_counts(events, event, segment, start, end)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None, segment: str | None, width: int,
+               start: int, end: int) -> list[tuple[int, int, float, float | None, float | None]]:
+    chosen = [e for e in events if e["event"] == event and (key is None or e["key"] == key)
+              and (segment is None or e["segment"] == segment) and start <= e["ts"] < end]
+    result = []
+    for t in range(start, end, width):
+        values = [e["value"] for e in chosen if t <= e["ts"] < t + width]
+        result.append((t, len(values), float(sum(values)), min(values, default=None), max(values, default=None)))
+    return result
+
+
+def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
+               baseline: int, min_count: int) -> list[tuple[str, int, float]]:
+    """(key, count, score) by score, then count, then key."""
+    events = list(events)
+    width = end - start
+    current = ref_counts(events, event, segment, start, end)
+    history = [ref_counts(events, event, segment, start - n * width, end - n * width) for n in range(1, baseline + 1)]
+    scored = []
+    for key, count in current.items():
+        if count < min_count:
+            continue
+        past = [h.get(key, 0) for h in history]
+        mean = sum(past) / len(past)
+        spread = (sum((p - mean) ** 2 for p in past) / len(past)) ** 0.5
+        scored.append((key, count, (count - mean) / max(spread, mean ** 0.5, 1.0)))
+    return sorted(scored, key=lambda item: (-item[2], -item[1], item[0]))

@@ -9,9 +9,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import T0, TrendFactory
-from tests.reference import Reference, assert_clean_buckets_equal, assert_levels_equal, clear_all
+from tests.reference import (
+    Reference,
+    assert_clean_buckets_equal,
+    assert_levels_equal,
+    clear_all,
+    ref_rising,
+    ref_series,
+    ref_top,
+)
 from trend.clock import FakeClock
-from trend.model import HOUR_MS, MINUTE_MS
+from trend.model import HOUR_MS, MINUTE_MS, floor_to
+from trend.service import Trend
 
 KEYS = ["우산", "umbrella", "a", "b", "<c>"]
 
@@ -76,6 +85,35 @@ class TestGroundTruth:
             else:
                 trend.rollup(step.levels)
                 assert_clean_buckets_equal(trend, reference.events, clock.now_ms())
+            assert_reads_equal(trend, reference, clock.now_ms())
         clock.advance(2 * HOUR_MS)
         trend.rollup()
         assert_levels_equal(trend, reference.events, clock.now_ms())
+        assert_reads_equal(trend, reference, clock.now_ms())
+
+
+def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
+    """Every read equals the same read computed from the events, whatever the jobs have done so far."""
+    if not reference.events:
+        return
+    end = floor_to(now, MINUTE_MS) + MINUTE_MS
+    # Only event types already stored: an unknown one is refused, by design.
+    event = sorted({e["event"] for e in reference.events})[-1]
+    for width, interval in ((MINUTE_MS, "1m"), (5 * MINUTE_MS, "5m"), (HOUR_MS, "1h")):
+        start = floor_to(now - 4 * HOUR_MS, width)
+        for key, segment in ((None, None), ("우산", None), ("a", "kr")):
+            got = trend.series(event, key=key, segment=segment, interval=interval, start_ms=start, end_ms=now)
+            expected = ref_series(reference.events, event, key, segment, width, start, got.end)
+            assert [(p.bucket, p.count, p.total, p.low, p.high) for p in got.points] == expected
+    for window, width in (("15m", 15 * MINUTE_MS), ("1h", HOUR_MS), ("6h", 6 * HOUR_MS)):
+        for segment in (None, "kr"):
+            top = trend.top(event, segment=segment, window=window, limit=3)
+            expected_top = ref_top(reference.events, event, segment, end - width, end, 3)
+            assert [(i.key, i.count) for i in top.items] == expected_top
+            previous = ref_top(reference.events, event, segment, end - 2 * width, end - width, 3)
+            assert [i.prev_rank for i in top.items] == [
+                next((n for n, (k, _) in enumerate(previous, 1) if k == i.key), None) for i in top.items]
+    rising = trend.rising(event, window="15m", baseline=6, min_count=1)
+    expected_rising = ref_rising(reference.events, event, None, end - 15 * MINUTE_MS, end, 6, 1)[:10]
+    assert [(i.key, i.count, round(i.score, 9)) for i in rising.items] == [
+        (k, c, round(z, 9)) for k, c, z in expected_rising]

@@ -1,0 +1,133 @@
+"""Hand-built cases for the formulas and edges of DESIGN section 4 (docs/queries.md)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.conftest import T0
+from trend.clock import FakeClock
+from trend.errors import QueryError
+from trend.model import HOUR_MS, MINUTE_MS
+from trend.query.trends import rising_score
+from trend.service import Trend
+from trend.shapes import rising_shape, series_shape, top_shape
+
+
+def _events(trend: Trend, counts: dict[str, int], ts_ms: int, event: str = "search") -> None:
+    trend.ingest([{"event": event, "key": key, "ts": ts_ms / 1000} for key, n in counts.items() for _ in range(n)])
+
+
+class TestTop:
+    def test_rank_change_and_new(self, trend: Trend) -> None:
+        """prev_rank comes from the previous window's top-N; a key absent from it is NEW."""
+        _events(trend, {"a": 5, "b": 3, "c": 1}, T0 - 90 * MINUTE_MS)
+        _events(trend, {"b": 6, "a": 4, "d": 2}, T0 - 10 * MINUTE_MS)
+        top = trend.top("search", window="1h")
+        assert [(i.key, i.count, i.prev_rank, i.rank_change, i.is_new) for i in top.items] == [
+            ("b", 6, 2, 1, False), ("a", 4, 1, -1, False), ("d", 2, None, None, True)]
+
+    def test_a_key_below_the_previous_limit_is_new(self, trend: Trend) -> None:
+        _events(trend, {"a": 5, "b": 4, "c": 1}, T0 - 90 * MINUTE_MS)
+        _events(trend, {"c": 9}, T0)
+        top = trend.top("search", window="1h", limit=2)
+        assert [(i.key, i.is_new) for i in top.items] == [("c", True)]
+
+    def test_ties_go_to_the_key_that_sorts_first(self, trend: Trend) -> None:
+        _events(trend, {"b": 2, "우산": 2, "a": 2, "B": 2}, T0)
+        assert [i.key for i in trend.top("search", window="5m").items] == ["B", "a", "b", "우산"]
+
+    def test_window_edges(self, trend: Trend, clock: FakeClock) -> None:
+        """A 5m window at 06:51:30 is [06:47:00, 06:52:00): whole minutes, the current one included."""
+        clock.set(T0 + 30_000)
+        trend.ingest([{"event": "search", "key": "out", "ts": (T0 - 4 * MINUTE_MS - 1) / 1000},
+                      {"event": "search", "key": "first", "ts": (T0 - 4 * MINUTE_MS) / 1000},
+                      {"event": "search", "key": "now", "ts": (T0 + 30_000) / 1000}])
+        top = trend.top("search", window="5m")
+        assert (top.start, top.end) == (T0 - 4 * MINUTE_MS, T0 + MINUTE_MS)
+        assert sorted(i.key for i in top.items) == ["first", "now"]
+
+    def test_at_in_the_past_and_segments(self, trend: Trend) -> None:
+        trend.ingest([{"event": "search", "key": "kr-only", "segment": "kr", "ts": (T0 - 3 * HOUR_MS) / 1000},
+                      {"event": "search", "key": "us-only", "segment": "us", "ts": (T0 - 3 * HOUR_MS) / 1000}])
+        at = T0 - 3 * HOUR_MS + 30 * MINUTE_MS
+        assert [i.key for i in trend.top("search", window="1h", at_ms=at).items] == ["kr-only", "us-only"]
+        assert [i.key for i in trend.top("search", segment="kr", window="1h", at_ms=at).items] == ["kr-only"]
+        assert trend.top("search", window="1h").items == []
+
+    def test_an_unknown_event_or_window_is_refused(self, trend: Trend) -> None:
+        _events(trend, {"a": 1}, T0)
+        with pytest.raises(QueryError, match="unknown event 'serch'; known events: search"):
+            trend.top("serch")
+        with pytest.raises(QueryError, match="unknown window '2h'"):
+            trend.top("search", window="2h")
+
+
+class TestRising:
+    def test_score_with_an_empty_baseline(self) -> None:
+        """No history: μ = σ = 0, so z = c / max(0, 0, 1) = c, and growth = 100 (c + 1 - 1)."""
+        assert rising_score(5, [0] * 12) == (0.0, 0.0, 5.0, 500.0)
+
+    def test_score_uses_the_largest_of_sigma_sqrt_mu_and_one(self) -> None:
+        mean, spread, score, growth = rising_score(100, [25] * 4)
+        assert (mean, spread) == (25.0, 0.0)
+        assert score == pytest.approx(75 / 5)  # √25 = 5 beats σ = 0
+        assert growth == pytest.approx(100 * (101 / 26 - 1))
+        _, spread, score, _ = rising_score(30, [0, 20, 0, 20])
+        assert spread == 10.0
+        assert score == pytest.approx(20 / 10)
+
+    def test_bursting_key_ranks_first_and_min_count_filters(self, trend: Trend) -> None:
+        for n in range(1, 7):  # six 15m windows of steady traffic before the current one
+            _events(trend, {"steady": 10, "burst": 1}, T0 - n * 15 * MINUTE_MS)
+        _events(trend, {"steady": 11, "burst": 12, "tiny": 2}, T0)
+        rising = trend.rising("search", window="15m", baseline=6, min_count=5)
+        assert [i.key for i in rising.items] == ["burst", "steady"]
+        burst = rising.items[0]
+        assert (burst.count, burst.baseline) == (12, 1.0)
+        assert burst.score == pytest.approx(11.0)
+        assert burst.growth_pct == pytest.approx(550.0)
+        assert math.isclose(rising.items[1].score, 1 / math.sqrt(10))  # σ = 0, so √μ is the scale
+
+
+class TestSeries:
+    def test_missing_buckets_are_zero_filled(self, trend: Trend) -> None:
+        trend.ingest([{"event": "search", "key": "k", "value": v, "ts": (T0 - 3 * MINUTE_MS) / 1000} for v in (2, 5)])
+        series = trend.series("search", key="k", interval="1m", start_ms=T0 - 5 * MINUTE_MS, end_ms=T0)
+        assert [(p.bucket, p.count, p.total, p.low, p.high) for p in series.points] == [
+            (T0 - 5 * MINUTE_MS, 0, 0.0, None, None), (T0 - 4 * MINUTE_MS, 0, 0.0, None, None),
+            (T0 - 3 * MINUTE_MS, 2, 7.0, 2.0, 5.0), (T0 - 2 * MINUTE_MS, 0, 0.0, None, None),
+            (T0 - MINUTE_MS, 0, 0.0, None, None)]
+
+    def test_default_range_ends_with_the_current_bucket(self, trend: Trend) -> None:
+        series = trend.series("search", interval="5m")
+        assert series.end == T0 - T0 % (5 * MINUTE_MS) + 5 * MINUTE_MS
+        assert len(series.points) == 24 * 12
+
+    @pytest.mark.parametrize(("interval", "hours", "ok"), [("1m", 24, True), ("1m", 25, False),
+                                                           ("5m", 167, True), ("1h", 2161, False)])
+    def test_range_limits(self, trend: Trend, interval: str, hours: int, ok: bool) -> None:
+        def call() -> None:
+            trend.series("search", interval=interval, start_ms=T0 - hours * HOUR_MS, end_ms=T0)
+
+        if ok:
+            call()
+        else:
+            with pytest.raises(QueryError, match="too long for interval"):
+                call()
+
+    def test_an_inverted_range_is_refused(self, trend: Trend) -> None:
+        with pytest.raises(QueryError, match="end: must be after start"):
+            trend.series("search", start_ms=T0, end_ms=T0 - HOUR_MS)
+
+
+class TestDisplayZone:
+    def test_times_carry_the_display_zones_offset(self, trend: Trend) -> None:
+        _events(trend, {"a": 6}, T0)
+        seoul = trend.settings.model_copy(update={"timezone": "Asia/Seoul"}).zone
+        top = top_shape(trend.top("search", window="5m"), seoul)
+        assert top["at"] == "2025-11-13T15:51:00+09:00"
+        series = series_shape(trend.series("search", interval="1h", start_ms=T0 - HOUR_MS, end_ms=T0), seoul)
+        assert series["points"][-1]["t"] == "2025-11-13T15:00:00+09:00"
+        assert rising_shape(trend.rising("search", window="5m"), seoul)["end"] == "2025-11-13T15:52:00+09:00"
