@@ -131,3 +131,35 @@ class TestRollupCommands:
         code, _, err = _run("backfill", "--start", str(int(NOW)), "--end", str(int(NOW) - 60))
         assert code == 2
         assert "end: must be after start" in err
+
+
+class TestQueryCommands:
+    @pytest.fixture
+    def seeded(self, env: str, tmp_path: Path) -> str:
+        path = tmp_path / "e.jsonl"
+        lines = [_line(k, minutes_ago=m) for k, n in (("우산", 4), ("coat", 2)) for m in range(n)]
+        lines += [_line("coat", minutes_ago=90)]
+        path.write_text("\n".join(lines) + "\n")
+        assert _run("ingest", str(path))[0] == 0
+        return env
+
+    def test_top_as_json_and_table(self, seeded: str) -> None:
+        code, out, _ = _run("top", "--event", "search", "--window", "1h", "--json")
+        assert code == 0
+        items = json.loads(out)["items"]
+        assert [(i["key"], i["count"], i["is_new"]) for i in items] == [("우산", 4, True), ("coat", 2, False)]
+        code, out, _ = _run("top", "--event", "search", "--window", "1h")
+        assert "우산" in out
+        assert "NEW" in out
+
+    def test_series_and_rising(self, seeded: str) -> None:
+        code, out, _ = _run("series", "--event", "search", "--key", "coat", "--interval", "1h", "--json")
+        assert code == 0
+        assert sum(p["count"] for p in json.loads(out)["points"]) == 3
+        code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1", "--json")
+        assert [i["key"] for i in json.loads(out)["items"]] == ["우산", "coat"]
+
+    def test_a_bad_query_exits_2_with_the_reason(self, seeded: str) -> None:
+        code, _, err = _run("top", "--event", "nosuch")
+        assert code == 2
+        assert "unknown event 'nosuch'" in err

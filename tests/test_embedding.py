@@ -1,0 +1,34 @@
+"""The embedding example runs: an existing app mounts trend's router and runs its worker."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+class TestEmbeddedExample:
+    def test_the_example_app_records_searches_and_serves_trend_under_a_prefix(
+        self, database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("TREND_DATABASE_URL", database_url)
+        sys.modules.pop("examples.embedded_app", None)
+        example = importlib.import_module("examples.embedded_app")
+        try:
+            with TestClient(example.app) as client:
+                assert example.trend.worker.running  # the lifespan started the worker
+                for query in ["우산", "우산", "boots"]:
+                    response = client.get("/search", params={"q": query})
+                    assert response.status_code == 200
+                assert response.json()["popular"] == ["우산", "boots"]
+                top = client.get("/trend/v1/top", params={"event": "search", "window": "5m"}).json()
+                assert [(i["key"], i["count"]) for i in top["items"]] == [("우산", 2), ("boots", 1)]
+                sent = client.post("/trend/v1/events", json={"event": "search", "key": "coat"})
+                assert sent.status_code == 202
+                assert client.get("/trend/healthz").json()["worker"]["running"] is True
+            assert not example.trend.worker.running  # and stopped it on shutdown
+        finally:
+            example.trend.close()
+            sys.modules.pop("examples.embedded_app", None)
