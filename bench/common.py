@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from trend.clock import FakeClock
+from trend.clock import Clock
 from trend.service import Trend
 
 
@@ -47,7 +47,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def scratch_trend(backend: str, postgres_url: str, clock: FakeClock) -> Trend:
+def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
     """A Trend on an empty scratch database: a new SQLite file, or a new PostgreSQL schema."""
     if backend == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="trend-bench-")) / "bench.db"
@@ -58,3 +58,42 @@ def scratch_trend(backend: str, postgres_url: str, clock: FakeClock) -> Trend:
         conn.execute(f"CREATE SCHEMA {schema}")
     url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
     return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING")
+
+
+class Server:
+    """``trend serve`` in a subprocess on a free loopback port; stopped on exit."""
+
+    def __init__(self, database_url: str, *args: str, **env: str) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("TREND_")}
+        environment.update({"TREND_DATABASE_URL": database_url, "TREND_LOG_LEVEL": "WARNING", **env})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trend", "serve", "--port", str(self.port), *args], env=environment,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("trend serve did not come up")
+
+    def __enter__(self) -> Server:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(30)

@@ -28,11 +28,12 @@ def batch(rng: random.Random, now: float, prefix: str, n: int, start: int) -> li
     return events
 
 
-def ingest(url: str, seed: int, batches: int) -> None:
+def ingest(url: str, seed: int, batches: int, pause: float = 0.0) -> None:
     rng = random.Random(seed)
     with Trend(database_url=url, worker_enabled=False, log_level="WARNING") as trend:
         for number in range(batches):
             trend.ingest(batch(rng, time.time(), f"p{seed}", 50, number * 50))
+            time.sleep(pause)
 
 
 def rollup(url: str, seconds: float) -> None:
@@ -45,6 +46,6 @@ def rollup(url: str, seconds: float) -> None:
 if __name__ == "__main__":
     task, url, arg1, arg2 = sys.argv[1:5]
     if task == "ingest":
-        ingest(url, int(arg1), int(arg2))
+        ingest(url, int(arg1), int(arg2), float(sys.argv[5]) if len(sys.argv) > 5 else 0.0)
     else:
         rollup(url, float(arg1))

@@ -57,7 +57,7 @@ class TestShapes:
 class TestJobs:
     def test_jobs_list_and_run(self, client: TestClient, clock: FakeClock) -> None:
         jobs = {j["job"]: j for j in client.get("/v1/jobs").json()["jobs"]}
-        assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h"}
+        assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention"}
         assert jobs["agg_1m"]["schedule"] == "hour=* minute=* second=5 UTC"
         assert jobs["agg_1m"]["backlog"] == 3
         assert jobs["agg_1m"]["last_run"] is None

@@ -61,7 +61,7 @@ class TestWorker:
             assert scheduler is not None
             assert scheduler.timezone == UTC
             jobs = {job.id: job for job in scheduler.get_jobs()}
-            assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h"}
+            assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention"}
             for job in jobs.values():
                 assert (job.coalesce, job.max_instances) == (True, 1)
                 assert job.misfire_grace_time >= 10
@@ -75,7 +75,7 @@ class TestWorker:
         trend.start_worker()
         try:
             assert {info.job: info.enabled for info in trend.worker.info()} == {
-                "agg_1m": True, "agg_5m": False, "agg_1h": True}
+                "agg_1m": True, "agg_5m": False, "agg_1h": True, "retention": True}
             assert trend.worker._scheduler is not None
             assert trend.worker._scheduler.get_job("agg_5m") is None
         finally:

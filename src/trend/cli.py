@@ -94,12 +94,13 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     settings = _settings(**({"worker_enabled": False} if no_worker else {}))
     trend = Trend(settings)
     trend.db.ensure_schema()
-    if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
-        from trend.logging import get_logger
+    from trend.logging import get_logger
 
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
         get_logger("serve").warning(
             "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events "
             "and run jobs", host)
+    get_logger("serve").info("serving http://%s:%d (API docs at /docs)", host, port)
     uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
 
 

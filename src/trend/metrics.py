@@ -60,9 +60,8 @@ class Metrics:
         self.events.labels("rejected").inc(result.rejected)
 
     def on_report(self, report: RunReport) -> None:
-        job = f"agg_{report.level}"
-        self.runs.labels(job, report.outcome).inc()
-        self.run_seconds.labels(job).observe(report.seconds)
+        self.runs.labels(report.job, report.outcome).inc()
+        self.run_seconds.labels(report.job).observe(report.seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

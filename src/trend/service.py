@@ -12,9 +12,11 @@ from trend.ingest import Ingestor, IngestResult
 from trend.logging import configure_logging
 from trend.metrics import Metrics
 from trend.query.trends import Queries, Rising, Series, Top
+from trend.rollup.retention import Retention
 from trend.rollup.runner import RunReport
 from trend.rollup.service import LevelStatus, Rollups, level_names
 from trend.storage.engine import Database
+from trend.storage.runs import RunRecord, latest_runs
 from trend.validation import EventValidator
 from trend.worker.scheduler import Worker
 
@@ -38,10 +40,13 @@ class Trend:
         self.ingestor = Ingestor(self.db, self.clock, EventValidator(self.settings.accepted_lateness),
                                  on_ingest=self.metrics.on_ingest)
         self.worker = Worker(self.settings, {
-            f"agg_{name}": self._level_job(name) for name in ("1m", "5m", "1h")
+            **{f"agg_{name}": self._level_job(name) for name in ("1m", "5m", "1h")},
+            "retention": lambda: self.retention.run(),
         })
         self.rollups = Rollups(self.db, self.clock, self.settings.retention.raw,
                                should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report)
+        self.retention = Retention(self.db, self.clock, self.settings.retention,
+                                   should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock)
         self._router: APIRouter | None = None
 
@@ -58,6 +63,8 @@ class Trend:
 
     def run_job(self, job: str) -> list[RunReport]:
         """Run one scheduled job now, in this thread, and wait for it."""
+        if job == "retention":
+            return [self.retention.run()]
         return [self.rollups.runner(job.removeprefix("agg_")).run()]
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
@@ -103,6 +110,11 @@ class Trend:
             yield
         finally:
             self.stop_worker()
+
+    def last_runs(self) -> dict[str, RunRecord]:
+        """The newest run record of every job, from any process."""
+        with self.db.read() as conn:
+            return latest_runs(conn)
 
     def lag_seconds(self) -> float:
         """How long the oldest closed dirty bucket of any level has waited for its run."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -77,7 +77,8 @@ def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], zone: ZoneInfo) -> dict[str, Any]:
+def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], runs: Mapping[str, RunRecord],
+               zone: ZoneInfo) -> dict[str, Any]:
     by_job = {f"agg_{s.level}": s for s in statuses}
     result = []
     for job in jobs:
@@ -86,7 +87,7 @@ def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], zone: Z
         result.append({
             "job": job.job, "enabled": job.enabled, "schedule": job.schedule,
             "next_run": job.next_run.astimezone(zone).isoformat(timespec="seconds") if job.next_run else None,
-            "last_run": run_shape(status.last_run, zone) if status else None,
+            "last_run": run_shape(runs.get(job.job), zone),
             "level": level.name if level else None,
             "backlog": status.backlog.dirty if status else None,
             "oldest_dirty": _time(status.backlog.oldest, zone) if status else None,

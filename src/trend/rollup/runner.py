@@ -39,12 +39,16 @@ def _guard(db: Database, level: Level) -> threading.Lock:
 
 @dataclass(frozen=True)
 class RunReport:
-    level: str
+    level: str  # the level, or "retention"
     outcome: str  # ran | skipped_no_data | skipped_running | failed
     buckets: int = 0
     rows: int = 0
     seconds: float = 0.0
     error: str | None = None
+
+    @property
+    def job(self) -> str:
+        return self.level if self.level == "retention" else f"agg_{self.level}"
 
 
 class LevelRunner:

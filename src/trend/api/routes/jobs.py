@@ -21,7 +21,8 @@ def router(trend: Trend) -> APIRouter:
              summary="The schedule, next run, last run and backlog of each job")
     async def jobs() -> dict[str, Any]:
         statuses = await run_in_threadpool(trend.status)
-        return jobs_shape(trend.worker.info(), statuses, trend.settings.zone)
+        runs = await run_in_threadpool(trend.last_runs)
+        return jobs_shape(trend.worker.info(), statuses, runs, trend.settings.zone)
 
     @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)],
               summary="Run a job now and wait for it (admin)")

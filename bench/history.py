@@ -1,0 +1,56 @@
+"""Fill a scratch database with synthetic history quickly, in SQL: Zipf-like keys, three event
+types, three segments, spread evenly over a number of days.
+
+The time column is deterministic on purpose: SQLite may flatten the subquery and evaluate a
+``random()`` once per reference, which would give ``ts`` and ``minute`` different values.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from trend.model import MINUTE_MS
+from trend.service import Trend
+
+_SQLITE = """
+WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)
+INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute)
+SELECT t, e, s, k, v, t, t - t % 60000 FROM (
+  SELECT :start + i * :step + (i * 7919) % :step AS t,
+         CASE WHEN abs(random()) % 10 < 7 THEN 'search' WHEN abs(random()) % 3 < 2 THEN 'view'
+              ELSE 'purchase' END AS e,
+         CASE abs(random()) % 3 WHEN 0 THEN '' WHEN 1 THEN 'kr' ELSE 'us' END AS s,
+         'k' || (5000 / (1 + abs(random()) % 5000)) AS k,
+         1.0 + abs(random()) % 5 AS v
+  FROM n)
+"""
+_POSTGRES = """
+INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute)
+SELECT t, e, s, k, v, t, t - t % 60000 FROM (
+  SELECT :start + i * :step + (i * 7919) % :step AS t,
+         CASE WHEN random() < 0.7 THEN 'search' WHEN random() < 0.67 THEN 'view' ELSE 'purchase' END AS e,
+         (ARRAY['', 'kr', 'us'])[1 + floor(random() * 3)::int] AS s,
+         'k' || floor(5000 / (1 + floor(random() * 5000)))::bigint AS k,
+         1.0 + floor(random() * 5) AS v
+  FROM generate_series(0::bigint, :last) AS i) AS g
+"""
+_MARK_ALL = """INSERT INTO rollup_dirty (level, bucket, version)
+SELECT DISTINCT '1m', minute, 1 FROM fact_events WHERE minute >= :start AND minute < :end"""
+_DIMENSIONS = "INSERT INTO trend_dimensions (event, segment) VALUES (:e, :s)"
+
+
+def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 1_000_000) -> None:
+    """``events`` events evenly over ``[start, end)``, with their minutes marked dirty, nothing rolled up."""
+    statement = text(_POSTGRES if trend.db.is_postgres else _SQLITE)
+    step = max(1, (end_ms - start_ms) // events)
+    for offset in range(0, events, chunk):
+        count = min(chunk, events - offset)
+        with trend.db.write() as conn:
+            conn.execute(statement, {"last": count - 1, "start": start_ms + offset * step, "step": step})
+    with trend.db.write() as conn:
+        conn.execute(text(_MARK_ALL), {"start": start_ms - start_ms % MINUTE_MS, "end": end_ms})
+        for event in ("search", "view", "purchase"):
+            for segment in ("", "kr", "us"):
+                conn.execute(text(_DIMENSIONS), {"e": event, "s": segment})
+    with trend.db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")

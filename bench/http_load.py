@@ -1,0 +1,138 @@
+"""HTTP ingest throughput, and what a backlog digest does to the app's latency.
+
+1. ``throughput``: clients POST batches of 500 events to ``trend serve`` for a while; events/s,
+   side by side with the same batches given to ``Trend.ingest`` in one process (no HTTP).
+2. ``effect``: steady reads (``GET /v1/top``) and small ingests at a fixed rate, first idle, then
+   while the server digests a backlog of ``--backlog`` events through every level; p50 and p99 of
+   each, and the ratio busy ÷ idle.
+
+    python -m bench.http_load [--backend postgres] [--backlog 1000000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import httpx
+
+from bench.common import Server, machine, parser, percentile, scratch_trend
+from bench.history import fill
+from trend.clock import SystemClock
+from trend.model import HOUR_MS, MINUTE_MS
+
+
+def _batch(rng: random.Random, now: float, size: int) -> list[dict[str, object]]:
+    return [{"event": "search", "key": f"k{int(rng.paretovariate(1.1)) % 3000}", "ts": now - rng.uniform(0, 600),
+             "segment": rng.choice(["", "kr"])} for _ in range(size)]
+
+
+def throughput(url: str, trend_ingest: object, seconds: float, clients: int) -> list[str]:
+    rng = random.Random(1)
+    bodies = [json.dumps(_batch(rng, time.time(), 500)).encode() for _ in range(40)]
+    sent = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            n = index
+            while time.monotonic() < stop:
+                response = http.post("/v1/events", content=bodies[n % len(bodies)],
+                                     headers={"content-type": "application/json"})
+                assert response.status_code == 202, response.text
+                sent[index] += 500
+                n += clients
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    http_rate = sum(sent) / (time.perf_counter() - began)
+    batches = [json.loads(body) for body in bodies]
+    began = time.perf_counter()
+    direct = 0
+    while time.perf_counter() - began < seconds / 2:
+        trend_ingest(batches[direct // 500 % len(batches)])  # type: ignore[operator]  # Trend.ingest
+        direct += 500
+    direct_rate = direct / (time.perf_counter() - began)
+    return [f"| HTTP, {clients} clients, batches of 500 | {http_rate:,.0f} | {http_rate / direct_rate:.2f} |",
+            f"| Trend.ingest in one process, batches of 500 | {direct_rate:,.0f} | 1.00 |"]
+
+
+def _steady_load(url: str, until: threading.Event, reads: list[float], writes: list[float]) -> None:
+    rng = random.Random(2)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        while not until.is_set():
+            began = time.perf_counter()
+            http.get("/v1/top", params={"event": "search", "window": "1h"}).raise_for_status()
+            reads.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            http.post("/v1/events", json=_batch(rng, time.time(), 20)).raise_for_status()
+            writes.append(time.perf_counter() - began)
+            time.sleep(0.02)
+
+
+def effect(url: str, seconds: float) -> list[str]:
+    idle_reads: list[float] = []
+    idle_writes: list[float] = []
+    stop = threading.Event()
+    loader = threading.Thread(target=_steady_load, args=(url, stop, idle_reads, idle_writes))
+    loader.start()
+    time.sleep(seconds)
+    stop.set()
+    loader.join()
+    busy_reads: list[float] = []
+    busy_writes: list[float] = []
+    stop = threading.Event()
+    loader = threading.Thread(target=_steady_load, args=(url, stop, busy_reads, busy_writes))
+    loader.start()
+    began = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=3600) as http:
+        for job in ("agg_1m", "agg_5m", "agg_1h"):
+            http.post(f"/v1/jobs/{job}/run").raise_for_status()
+    digest = time.perf_counter() - began
+    stop.set()
+    loader.join()
+    lines = [f"# digest took {digest:.1f}s; {len(idle_reads)} idle and {len(busy_reads)} busy request pairs"]
+    for name, idle, busy in (("read GET /v1/top 1h", idle_reads, busy_reads),
+                             ("ingest POST 20 events", idle_writes, busy_writes)):
+        lines.append(f"| {name} | {percentile(idle, 50) * 1000:.1f} | {percentile(idle, 99) * 1000:.1f} | "
+                     f"{percentile(busy, 50) * 1000:.1f} | {percentile(busy, 99) * 1000:.1f} | "
+                     f"{percentile(busy, 99) / percentile(idle, 99):.2f} |")
+    return lines
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--backlog", type=int, default=1_000_000)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--clients", type=int, default=4)
+    args = p.parse_args()
+    trend = scratch_trend(args.backend, args.postgres_url, SystemClock())
+    trend.db.ensure_schema()
+    now = int(time.time() * 1000)
+    end = now - now % MINUTE_MS - 2 * MINUTE_MS
+    fill(trend, args.backlog, end - 2 * HOUR_MS, end)
+    url = trend.db.url.replace("postgresql+psycopg://", "postgresql://")
+    print(f"# {machine()}; backend {trend.db.dialect}; server: trend serve --no-worker (jobs run through "
+          f"POST /v1/jobs/…/run, on the server's thread pool)")
+    with Server(url, "--no-worker") as server:
+        print(f"# backlog: {args.backlog:,} events over the last 2 hours, no run yet")
+        print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
+        print("|---|---|---|---|---|---|")
+        for line in effect(server.url, args.seconds):
+            print(line)
+        print()
+        print("| ingest path | events/s | ÷ in-process |")
+        print("|---|---|---|")
+        for line in throughput(server.url, trend.ingest, args.seconds, args.clients):
+            print(line)
+    trend.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Delete what is past its retention, in small transactions, and never what a dirty parent still needs.
+
+A raw minute goes only when its 1m marker is gone; a bucket of level L only when its parent bucket
+(and the bucket itself) carries no marker. Otherwise a later recompute of that parent would read a
+source with rows missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Table, func, select
+
+from trend.model import LEVELS_BY_NAME, MINUTE_MS, Level
+from trend.storage.engine import Database
+from trend.storage.rollups import LEVEL_TABLES
+from trend.storage.schema import fact_events, job_runs, rollup_dirty
+
+_RUNS_KEPT_MS = 7 * 86_400_000
+
+
+@dataclass(frozen=True)
+class Deleted:
+    what: str
+    rows: int
+    skipped_dirty: int
+
+
+def _has_marker(conn: Connection, levels: list[str], start: int, end: int) -> bool:
+    query = select(rollup_dirty.c.bucket).where(
+        rollup_dirty.c.level.in_(levels), rollup_dirty.c.bucket >= start, rollup_dirty.c.bucket < end
+    ).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _first_from(db: Database, table: Table, column: str, start: int | None) -> int | None:
+    """The smallest value at or after ``start``: an index probe that jumps over empty stretches."""
+    query = select(func.min(table.c[column]))
+    if start is not None:
+        query = query.where(table.c[column] >= start)
+    with db.probe() as conn:
+        value = conn.execute(query).scalar()
+    return None if value is None else int(value)
+
+
+def delete_raw(db: Database, before: int, should_stop: Callable[[], bool]) -> Deleted:
+    """Raw events of every clean minute that ends at or before ``before``."""
+    return _delete_chunks(db, fact_events, "minute", MINUTE_MS, before, ["1m"], should_stop, "raw")
+
+
+def delete_level(db: Database, level: Level, before: int, should_stop: Callable[[], bool]) -> Deleted:
+    """Buckets of ``level`` that end at or before ``before``, one parent bucket at a time."""
+    table = LEVEL_TABLES[level.name]
+    if level.parent is None:
+        return _delete_chunks(db, table, "bucket", level.width, before, [level.name], should_stop, level.name)
+    parent = LEVELS_BY_NAME[level.parent]
+    return _delete_chunks(db, table, "bucket", parent.width, before, [level.name, parent.name], should_stop,
+                          level.name)
+
+
+# One parent bucket (or one minute of raw events) per transaction keeps every lock short.
+def _delete_chunks(db: Database, table: Table, column: str, chunk: int, before: int, guarded_by: list[str],
+                   should_stop: Callable[[], bool], what: str) -> Deleted:
+    rows = skipped = 0
+    found = _first_from(db, table, column, None)
+    while found is not None and found - found % chunk + chunk <= before and not should_stop():
+        start = found - found % chunk
+        with db.write() as conn:
+            if _has_marker(conn, guarded_by, start, start + chunk):
+                skipped += 1
+            else:
+                c = table.c[column]
+                rows += conn.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
+        found = _first_from(db, table, column, start + chunk)
+    return Deleted(what, rows, skipped)
+
+
+def delete_old_runs(db: Database, now_ms: int) -> int:
+    with db.write() as conn:
+        return int(conn.execute(job_runs.delete().where(job_runs.c.started_at < now_ms - _RUNS_KEPT_MS)).rowcount)
