@@ -312,3 +312,47 @@ def series(event: str, key: str | None, segment: str | None, interval: str, star
                       "-" if point["min"] is None else f"{point['min']:g}",
                       "-" if point["max"] is None else f"{point['max']:g}")
     console.print(table)
+
+
+@main.command()
+@click.option("--minutes", default=180, show_default=True, type=click.IntRange(1, 8 * 24 * 60),
+              help="How much history to generate, ending now.")
+@click.option("--rate", default=300, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Events per minute, before bursts.")
+@click.option("--live", is_flag=True, help="Keep adding events in real time until interrupted.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@json_option
+@handles_errors
+def demo(minutes: int, rate: int, live: bool, seed: int, as_json: bool) -> None:
+    """Generate realistic traffic into the configured database, so the dashboard has trends to show."""
+    import time
+
+    from trend.demo import Traffic, history
+    from trend.demo import live as live_batch
+
+    with _trend() as trend:
+        now = trend.clock.now_ms()
+        minutes = min(minutes, (trend.settings.accepted_lateness - 60_000) // 60_000)
+        traffic = Traffic(now, rate, seed)
+        totals = {"accepted": 0, "duplicates": 0}
+        show = err_console.is_terminal and not as_json
+        with Progress(TextColumn("demo"), BarColumn(), TaskProgressColumn(), console=err_console, transient=True,
+                      disable=not show) as bar:
+            task = bar.add_task("history", total=minutes)
+            for _index, events in history(traffic, now, minutes):
+                result = trend.ingest(events)
+                totals["accepted"] += result.accepted
+                totals["duplicates"] += result.duplicates
+                bar.advance(task)
+        reports = trend.rollup()
+        summary = {**totals, "minutes": minutes, "rollup": rollup_shape(reports)["levels"]}
+        if as_json:
+            _print_json(summary)
+        else:
+            console.print(f"{totals['accepted']} events over {minutes} minutes ({totals['duplicates']} duplicates "
+                          "ignored), rolled up. Open the dashboard: trend serve, then http://127.0.0.1:8000/")
+        while live:
+            time.sleep(2)
+            result = trend.ingest(live_batch(traffic, trend.clock.now_ms, 2))
+            if not as_json:
+                console.print(f"live: +{result.accepted} events", highlight=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trend.api.routes import events, health, jobs, trends
+from trend.api.routes import events, health, jobs, trends, web
 from trend.service import Trend
 
 
@@ -12,4 +12,5 @@ def build_router(trend: Trend) -> APIRouter:
     api = APIRouter()
     for feature in (events, trends, jobs, health):
         api.include_router(feature.router(trend))
+    api.include_router(web.router())
     return api

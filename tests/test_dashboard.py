@@ -1,0 +1,165 @@
+"""The dashboard in a real headless Chromium (Debian's), against a served app with a seeded database.
+
+Screenshots at desktop and phone width are saved on every run, to the folder printed by the test
+(``TREND_SCREENSHOTS``, default ``screenshots/``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
+
+from trend.service import Trend
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SCRIPT_KEY = "<script>alert(1)</script>"
+SHOTS = Path(os.environ.get("TREND_SCREENSHOTS", "screenshots")).resolve()
+
+
+class Served:
+    def __init__(self, database_url: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_")}
+        env.update({"TREND_DATABASE_URL": database_url, "TREND_WORKER_ENABLED": "false", "TREND_LOG_LEVEL": "WARNING"})
+        self.process = subprocess.Popen([sys.executable, "-m", "trend", "serve", "--port", str(port)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("trend serve did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(20)
+
+
+def _seed(database_url: str) -> None:
+    """Previous hour: gamma 25, alpha 5. This hour: alpha 30, 베타 20, gamma 10, a hostile key 9, delta 8 (now)."""
+    now = time.time()
+    events = []
+    for key, count, minutes_ago in (("gamma", 25, 90), ("alpha", 5, 90), ("alpha", 30, 30), ("베타", 20, 40),
+                                    ("gamma", 10, 20), (SCRIPT_KEY, 9, 25), ("delta", 8, 1)):
+        events += [{"event": "search", "key": key, "ts": now - minutes_ago * 60 - n} for n in range(count)]
+    events.append({"event": "view", "key": "item-1", "segment": "kr", "ts": now - 60})
+    with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as trend:
+        trend.ingest(events)
+        trend.rollup()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # Fail, never skip, when Chromium cannot start: CI installs it.
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    url = f"sqlite:///{tmp_path / 'dashboard.db'}"
+    _seed(url)
+    server = Served(url)
+    yield server
+    server.stop()
+
+
+def _keys(page: Page, table: str) -> list[str]:
+    return page.locator(f"#{table} tbody button.key").all_text_contents()
+
+
+class TestDashboard:
+    def test_top_new_badge_chart_window_and_live_refresh(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        dialogs: list[str] = []
+
+        def on_dialog(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.goto(f"{served.url}/?refresh=1&tz=Asia/Seoul")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        assert _keys(page, "top") == ["alpha", "베타", "gamma", SCRIPT_KEY, "delta"]
+        rows = page.locator("#top tbody tr")
+        expect(rows.nth(1).locator(".badge")).to_have_text("NEW")  # 베타 was not in the previous hour
+        expect(rows.nth(0).locator(".up")).to_have_text("▲ 1")  # alpha: 2nd before, 1st now
+        expect(rows.nth(2).locator(".down")).to_have_text("▼ 2")  # gamma: 1st before, 3rd now
+        assert rows.nth(0).locator(".badge").count() == 0
+        assert dialogs == []  # the <script> key is text, not markup
+        expect(page.locator("#top-range")).to_contain_text(":")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
+
+        with page.expect_request(lambda request: "v1/series" in request.url and "key=gamma" in request.url):
+            page.locator("#top tbody button.key", has_text="gamma").click()
+        expect(page.locator("#chart-title")).to_have_text("Series: gamma")
+        expect(page.locator("#chart")).to_have_attribute("data-keys", "gamma")
+        assert "key=gamma" in page.url  # the view is kept in the URL, so it can be shared
+
+        page.select_option("#window", "5m")
+        expect(page.locator("#top tbody button.key")).to_have_text(["delta"])
+        assert "window=5m" in page.url
+
+        response = httpx.post(f"{served.url}/v1/events", json=[{"event": "search", "key": "epsilon"}] * 12)
+        assert response.status_code == 202
+        expect(page.locator("#top tbody button.key").first).to_have_text("epsilon", timeout=10_000)
+        page.close()
+
+    def test_phone_width_has_no_horizontal_scroll(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"{served.url}/")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
+        print(f"screenshots saved in {SHOTS}")
+        page.close()
+
+    def test_empty_state(self, browser: Browser, tmp_path: Path) -> None:
+        server = Served(f"sqlite:///{tmp_path / 'empty.db'}")
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/")
+            expect(page.locator("#empty")).to_be_visible()
+            expect(page.locator("#empty")).to_contain_text("trend demo")
+            expect(page.locator("#top tbody")).to_contain_text("No events in this window")
+            expect(page.locator("#error")).to_be_hidden()
+            page.close()
+        finally:
+            server.stop()
+
+    def test_error_state(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page()
+
+        def fail(route: Route) -> None:
+            route.fulfill(status=503, content_type="application/json",
+                          body='{"error": {"code": "database_unavailable", "message": "the database is unavailable"}}')
+
+        page.goto(f"{served.url}/?refresh=1")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        page.route("**/v1/top*", fail)
+        expect(page.locator("#error")).to_be_visible(timeout=10_000)
+        expect(page.locator("#error")).to_contain_text("the database is unavailable")
+        assert _keys(page, "top")[0] == "alpha"  # the last data stays on screen
+        page.unroute("**/v1/top*")
+        expect(page.locator("#error")).to_be_hidden(timeout=10_000)
+        page.close()
