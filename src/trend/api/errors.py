@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trend.errors import (
@@ -19,6 +20,26 @@ from trend.errors import (
 from trend.logging import get_logger
 
 log = get_logger("api")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    index: int | None = None
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal has this body."""
+
+    error: ErrorDetail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the refusals a route can answer with."""
+    meaning = {401: "No key given", 403: "Wrong key", 404: "Not found", 413: "Body or batch too large",
+               415: "Not JSON", 422: "Invalid input", 503: "Database unavailable"}
+    return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 
 def error_body(code: str, message: str, *, index: int | None = None, field: str | None = None,
@@ -69,7 +90,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code)
+        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
+        return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

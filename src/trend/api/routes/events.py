@@ -6,7 +6,19 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api.body import event_list, parse_json, read_limited
 from trend.api.deps import write_access
+from trend.api.errors import error_responses
 from trend.service import Trend
+from trend.validation import EventIn
+
+_EVENT = EventIn.model_json_schema()
+# The model stores ts as ms after parsing; the wire form is ISO-8601 with a zone, or epoch seconds.
+_EVENT["properties"]["ts"] = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+    "description": "ISO-8601 with a zone, or epoch seconds; default now",
+}
+_BODY = {"oneOf": [_EVENT, {"type": "array", "items": _EVENT},
+                   {"type": "object", "properties": {"events": {"type": "array", "items": _EVENT}},
+                    "required": ["events"], "additionalProperties": False}]}
 
 
 class Accepted(BaseModel):
@@ -18,7 +30,9 @@ def router(trend: Trend) -> APIRouter:
     api = APIRouter(tags=["events"])
 
     @api.post("/v1/events", status_code=202, response_model=Accepted, dependencies=[write_access(trend)],
-              summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic")
+              summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic",
+              responses=error_responses(401, 403, 413, 415, 422, 503),
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}})
     async def post_events(request: Request) -> Accepted:
         settings = trend.settings
         raw = await read_limited(request, settings.max_body_bytes)

@@ -13,7 +13,8 @@ from trend.service import Trend
 def router(trend: Trend) -> APIRouter:
     api = APIRouter(tags=["health"])
 
-    @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket")
+    @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket",
+             responses={200: {"description": "Healthy or degraded"}, 503: {"description": "Database unavailable"}})
     async def healthz() -> JSONResponse:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker.running}}
         try:

@@ -8,14 +8,14 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.deps import read_access, write_access
-from trend.api.errors import ApiError
+from trend.api.errors import ApiError, error_responses
 from trend.metrics import CONTENT_TYPE
 from trend.service import Trend
 from trend.shapes import jobs_shape, rollup_shape
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["jobs"])
+    api = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 503))
 
     @api.get("/v1/jobs", dependencies=[read_access(trend)],
              summary="The schedule, next run, last run and backlog of each job")
@@ -24,7 +24,7 @@ def router(trend: Trend) -> APIRouter:
         runs = await run_in_threadpool(trend.last_runs)
         return jobs_shape(trend.worker.info(), statuses, runs, trend.settings.zone)
 
-    @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)],
+    @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)], responses=error_responses(404),
               summary="Run a job now and wait for it (admin)")
     async def run_job(job: str) -> dict[str, Any]:
         if job not in trend.worker.jobs:
@@ -32,7 +32,8 @@ def router(trend: Trend) -> APIRouter:
         reports = await run_in_threadpool(trend.run_job, job)
         return rollup_shape(reports)
 
-    @api.get("/metrics", dependencies=[read_access(trend)], summary="Prometheus metrics")
+    @api.get("/metrics", dependencies=[read_access(trend)], summary="Prometheus metrics",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         body = await run_in_threadpool(trend.metrics.render)
         return Response(body, media_type=CONTENT_TYPE)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
+from trend.api.errors import error_responses
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
@@ -16,7 +17,8 @@ IntervalName = Literal["1m", "5m", "1h"]
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["trends"], dependencies=[read_access(trend)])
+    api = APIRouter(tags=["trends"], dependencies=[read_access(trend)],
+                    responses=error_responses(401, 403, 422, 503))
     zone = trend.settings.zone
 
     @api.get("/v1/series", summary="One point per bucket of the interval, zero-filled")
