@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.conftest import T0
 from trend.api.app import create_app
@@ -32,7 +33,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(trend=_trend
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-def test_api_never_fails_and_matches_its_schema(case: schemathesis.Case) -> None:
+def test_api_never_fails_and_matches_its_schema(case: schemathesis.Case[Any]) -> None:
     # Every other check runs. This one expects 2xx for any schema-valid request, but some refusals are
     # semantic and cannot be expressed in a schema: an event type never stored, a time beyond the
     # accepted lateness, a range too long for its interval. Those get 422 by design.
