@@ -7,9 +7,6 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
 
+from tests.servers import Served
 from trend.service import Trend
 
 pytestmark = pytest.mark.slow
@@ -26,30 +24,6 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 SCRIPT_KEY = "<script>alert(1)</script>"
 SHOTS = Path(os.environ.get("TREND_SCREENSHOTS", "screenshots")).resolve()
-
-
-class Served:
-    def __init__(self, database_url: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_")}
-        env.update({"TREND_DATABASE_URL": database_url, "TREND_WORKER_ENABLED": "false", "TREND_LOG_LEVEL": "WARNING"})
-        self.process = subprocess.Popen([sys.executable, "-m", "trend", "serve", "--port", str(port)], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("trend serve did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(20)
 
 
 def _seed(database_url: str) -> None:
@@ -78,7 +52,7 @@ def browser() -> Iterator[Browser]:
 def served(tmp_path: Path) -> Iterator[Served]:
     url = f"sqlite:///{tmp_path / 'dashboard.db'}"
     _seed(url)
-    server = Served(url)
+    server = Served(url, "--no-worker")
     yield server
     server.stop()
 
@@ -135,7 +109,7 @@ class TestDashboard:
         page.close()
 
     def test_empty_state(self, browser: Browser, tmp_path: Path) -> None:
-        server = Served(f"sqlite:///{tmp_path / 'empty.db'}")
+        server = Served(f"sqlite:///{tmp_path / 'empty.db'}", "--no-worker")
         try:
             page = browser.new_page()
             page.goto(f"{server.url}/")

@@ -97,6 +97,14 @@ class TestWorker:
             trend.stop_worker()
         assert [(r.outcome, r.buckets) for r in runs] == [("ran", 1)]
 
+    def test_runs_by_hand_still_work_after_the_worker_stopped(self, trend: Trend, clock: FakeClock) -> None:
+        """Regression: the stop request once outlived the worker, and later rollups silently did nothing."""
+        trend.start_worker()
+        trend.stop_worker()
+        trend.ingest([{"event": "search", "key": "k", "ts": (T0 - 120_000) / 1000}])
+        [report] = trend.rollup("1m")
+        assert (report.outcome, report.buckets) == ("ran", 1)
+
     def test_stop_is_idempotent_and_the_worker_restarts(self, trend: Trend) -> None:
         trend.start_worker()
         trend.stop_worker()

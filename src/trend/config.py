@@ -122,6 +122,7 @@ class Settings(BaseSettings):
     log_prefix: str = "[트렌드]"
     accepted_lateness: DurationMs = 6 * DAY_MS
     retention: RetentionSettings = RetentionSettings()
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 

@@ -35,7 +35,8 @@ class Trend:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.clock: Clock = clock if clock is not None else SystemClock()
         configure_logging(self.settings.log_prefix, self.settings.zone, self.settings.log_level)
-        self.db = Database(self.settings.database_url, pool_size=self.settings.worker_threads + 3)
+        self.db = Database(self.settings.database_url, pool_size=self.settings.worker_threads + 3,
+                           sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
         self.metrics = Metrics(self.status)
         self.ingestor = Ingestor(self.db, self.clock, EventValidator(self.settings.accepted_lateness),
                                  on_ingest=self.metrics.on_ingest)

@@ -24,8 +24,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from trend.errors import DatabaseUnavailableError, StorageError
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-
 
 def normalize_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here; SQLAlchemy alone would pick psycopg2."""
@@ -35,13 +33,13 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _install_sqlite_pragmas(engine: Engine) -> None:
+def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         # In WAL mode NORMAL loses nothing on a process crash; only an OS crash may lose the last commits.
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -55,7 +53,7 @@ def _install_sqlite_pragmas(engine: Engine) -> None:
 class Database:
     """One database, shared by threads. Use :meth:`write` and :meth:`read` for transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, sqlite_busy_timeout_ms: int = 30_000) -> None:
         self.url = normalize_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -63,7 +61,7 @@ class Database:
             if parsed.database in (None, "", ":memory:"):
                 raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=10)
-            _install_sqlite_pragmas(self.engine)
+            _install_sqlite_pragmas(self.engine, sqlite_busy_timeout_ms)
             self._reader = self._prober = self.engine
         else:
             self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)

@@ -84,6 +84,9 @@ class Worker:
             self._scheduler.shutdown(wait=wait)
             log.info("worker stopped")
         self._scheduler = None
+        if wait:
+            # Every job has returned; runs started by hand from now on must not see a stop request.
+            self.stopping.clear()
 
     def trigger(self, job_id: str) -> bool:
         """Make a scheduled job run now, on the worker's pool; False when the worker does not run it."""
