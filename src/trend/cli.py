@@ -96,12 +96,24 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     trend.db.ensure_schema()
     from trend.logging import get_logger
 
-    if host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
-        get_logger("serve").warning(
-            "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events "
-            "and run jobs", host)
+    warn_if_exposed(host, settings)
     get_logger("serve").info("serving http://%s:%d (API docs at /docs)", host, port)
     uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def warn_if_exposed(host: str, settings: Settings) -> bool:
+    """Binding beyond loopback without a key lets anyone write events and run jobs: say so loudly."""
+    if host in LOOPBACK or settings.api_key is not None:
+        return False
+    from trend.logging import get_logger
+
+    get_logger("serve").warning(
+        "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events and run jobs. "
+        "Set TREND_API_KEY, or bind to 127.0.0.1.", host)
+    return True
 
 
 @main.command()
