@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from trend.model import MINUTE_MS
 from trend.service import Trend
+from trend.storage.events import remember_dimensions
 
 _SQLITE = """
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)
@@ -36,7 +37,6 @@ SELECT t, e, s, k, v, t, t - t % 60000 FROM (
 """
 _MARK_ALL = """INSERT INTO rollup_dirty (level, bucket, version)
 SELECT DISTINCT '1m', minute, 1 FROM fact_events WHERE minute >= :start AND minute < :end"""
-_DIMENSIONS = "INSERT INTO trend_dimensions (event, segment) VALUES (:e, :s)"
 
 
 def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 1_000_000) -> None:
@@ -49,8 +49,6 @@ def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 
             conn.execute(statement, {"last": count - 1, "start": start_ms + offset * step, "step": step})
     with trend.db.write() as conn:
         conn.execute(text(_MARK_ALL), {"start": start_ms - start_ms % MINUTE_MS, "end": end_ms})
-        for event in ("search", "view", "purchase"):
-            for segment in ("", "kr", "us"):
-                conn.execute(text(_DIMENSIONS), {"e": event, "s": segment})
+        remember_dimensions(trend.db, conn, {(e, s) for e in ("search", "view", "purchase") for s in ("", "kr", "us")})
     with trend.db.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")

@@ -32,3 +32,22 @@ class TestEmbeddedExample:
         finally:
             example.trend.close()
             sys.modules.pop("examples.embedded_app", None)
+
+
+class TestLifespanHelper:
+    def test_trend_lifespan_runs_the_worker_with_any_app(self, database_url: str) -> None:
+        from fastapi import FastAPI
+
+        from trend.service import Trend
+
+        trend = Trend(database_url=database_url)
+        app = FastAPI(lifespan=trend.lifespan)
+        app.include_router(trend.router, prefix="/trend")
+        try:
+            with TestClient(app) as client:
+                assert trend.worker.running
+                assert client.post("/trend/v1/events", json={"event": "search", "key": "k"}).status_code == 202
+                assert client.get("/trend/v1/top", params={"event": "search"}).json()["items"][0]["key"] == "k"
+            assert not trend.worker.running
+        finally:
+            trend.close()

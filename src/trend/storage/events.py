@@ -47,7 +47,7 @@ def insert_events(db: Database, conn: Connection, rows: Sequence[EventRow], rece
     _insert_plain(db, conn, plain, received_at)
     stored_keyed = _insert_keyed(db, conn, list(keyed.values()), received_at) if keyed else []
     mark(db, conn, "1m", {row.minute for row in plain} | {row.minute for row in stored_keyed})
-    _remember_dimensions(db, conn, {(row.event, row.segment) for row in (*plain, *stored_keyed)})
+    remember_dimensions(db, conn, {(row.event, row.segment) for row in (*plain, *stored_keyed)})
     accepted = len(plain) + len(stored_keyed)
     return Inserted(accepted=accepted, duplicates=len(rows) - accepted)
 
@@ -80,7 +80,7 @@ def _insert_keyed(db: Database, conn: Connection, rows: list[EventRow], received
     return [row for row in rows if row.event_id in stored]
 
 
-def _remember_dimensions(db: Database, conn: Connection, pairs: set[tuple[str, str]]) -> None:
+def remember_dimensions(db: Database, conn: Connection, pairs: set[tuple[str, str]]) -> None:
     if pairs:
         statement = db.insert(dimensions).on_conflict_do_nothing()
         conn.execute(statement, [{"event": event, "segment": segment} for event, segment in sorted(pairs)])
