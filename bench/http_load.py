@@ -18,6 +18,7 @@ import random
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -25,6 +26,8 @@ from bench.common import Server, machine, parser, percentile, scratch_trend
 from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
+from trend.service import Trend
+from trend.storage.markers import mark
 
 
 def _batch(rng: random.Random, now: float, size: int) -> list[dict[str, object]]:
@@ -79,7 +82,7 @@ def _steady_load(url: str, until: threading.Event, reads: list[float], writes: l
             time.sleep(0.02)
 
 
-def effect(url: str, seconds: float, rounds: int, backlog_start: int, backlog_end: int) -> list[str]:
+def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None]) -> list[str]:
     idle_reads: list[float] = []
     idle_writes: list[float] = []
     stop = threading.Event()
@@ -96,7 +99,7 @@ def effect(url: str, seconds: float, rounds: int, backlog_start: int, backlog_en
     digests = []
     with httpx.Client(base_url=url, timeout=3600) as http:
         for _ in range(rounds):
-            mark_dirty(url, backlog_start, backlog_end)
+            make_dirty()
             began = time.perf_counter()
             for job in ("agg_1m", "agg_5m", "agg_1h"):
                 http.post(f"/v1/jobs/{job}/run").raise_for_status()
@@ -113,13 +116,9 @@ def effect(url: str, seconds: float, rounds: int, backlog_start: int, backlog_en
     return lines
 
 
-def mark_dirty(database_url: str, start: int, end: int) -> None:
+def mark_dirty(trend: Trend, start: int, end: int) -> None:
     """Make the backlog dirty again at 1m, as a burst of late events would."""
-    from trend.service import Trend
-    from trend.storage.markers import mark
-
-    with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as trend, \
-            trend.db.write() as conn:
+    with trend.db.write() as conn:
         mark(trend.db, conn, "1m", range(start, end, MINUTE_MS))
 
 
@@ -145,7 +144,8 @@ def main() -> None:
         print(f"# backlog: {args.backlog:,} events over 2 hours a day ago, made dirty again before each digest")
         print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
         print("|---|---|---|---|---|---|")
-        for line in effect(server.url, args.seconds, args.rounds, late_end - 2 * HOUR_MS, late_end):
+        backlog = (late_end - 2 * HOUR_MS, late_end)
+        for line in effect(server.url, args.seconds, args.rounds, lambda: mark_dirty(trend, *backlog)):
             print(line)
         print()
         print("| ingest path | events/s | ÷ in-process |")
