@@ -12,6 +12,7 @@ SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -50,6 +51,32 @@ def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class FairLock:
+    """A first-come, first-served lock.
+
+    SQLite's busy handler sleeps with growing back-off, so a writer that waits behind a run loses
+    every race to the run's next bucket transaction and can wait for the whole backlog. Queuing
+    writers of one process in arrival order bounds an ingest's wait to one bucket.
+    """
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._queue: deque[object] = deque()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        ticket = object()
+        with self._turns:
+            self._queue.append(ticket)
+            self._turns.wait_for(lambda: self._queue[0] is ticket)
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._queue.popleft()
+                self._turns.notify_all()
+
+
 class Database:
     """One database, shared by threads. Use :meth:`write` and :meth:`read` for transactions."""
 
@@ -70,6 +97,7 @@ class Database:
             )
             self._prober = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._writer = self.engine.execution_options(trend_write=True)
+        self._write_turns = FairLock() if self.serialized_writers else None
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
@@ -86,7 +114,11 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction: committed on success, rolled back on any error."""
         self.ensure_schema()
-        with translate_errors(), self._writer.begin() as conn:
+        if self._write_turns is None:
+            with translate_errors(), self._writer.begin() as conn:
+                yield conn
+            return
+        with self._write_turns.hold(), translate_errors(), self._writer.begin() as conn:
             yield conn
 
     @contextmanager
