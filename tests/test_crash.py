@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,16 +12,12 @@ import pytest
 
 from tests.conftest import TrendFactory
 from tests.reference import assert_levels_equal, markers, settle, stored_events
+from tests.servers import environment
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
 
 pytestmark = pytest.mark.slow
 TREND = [sys.executable, "-m", "trend"]
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_") or k == "TREND_TEST_POSTGRES_URL"}
-    return {**env, "TREND_DATABASE_URL": database_url, **extra}
 
 
 class TestKilledRollup:
@@ -38,8 +33,9 @@ class TestKilledRollup:
         for offset in range(0, len(events), 20_000):
             trend.ingest(events[offset:offset + 20_000])
         backlog = len(markers(trend))
-        process = subprocess.Popen([*TREND, "rollup", "--level", "1m"], env=_env(database_url),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = environment(database_url)
+        process = subprocess.Popen([*TREND, "rollup", "--level", "1m"], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(markers(trend)) > backlog - 20:
             time.sleep(0.005)
@@ -56,8 +52,9 @@ class TestKilledRollup:
 class TestWorkerProcess:
     def test_sigterm_stops_the_worker_gracefully(self, database_url: str, tmp_path: Path) -> None:
         log_path = tmp_path / "worker.log"
+        env = environment(database_url, TREND_LOG_LEVEL="INFO")  # the start and stop lines are INFO
         with log_path.open("w") as log:
-            process = subprocess.Popen([*TREND, "worker"], env=_env(database_url), stdout=log, stderr=log)
+            process = subprocess.Popen([*TREND, "worker"], env=env, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 30
             while "worker started" not in log_path.read_text() and time.monotonic() < deadline:

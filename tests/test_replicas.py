@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 from tests.conftest import T0, TrendFactory
 from tests.proc_tasks import batch
 from tests.reference import assert_levels_equal, closed_markers, markers, settle, stored_events, table_rows
+from tests.servers import EVERY_SECOND, environment
 from trend.clock import FakeClock, SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
 from trend.storage.events import insert_events
@@ -25,29 +25,17 @@ from trend.validation import EventValidator
 
 pytestmark = pytest.mark.slow
 L1M = LEVELS_BY_NAME["1m"]
-# Every job every second, so several workers contend for the same backlog.
-EVERY_SECOND = {
-    "TREND_JOBS__AGG_1M__SECOND": "*", "TREND_JOBS__AGG_5M__MINUTE": "*", "TREND_JOBS__AGG_5M__SECOND": "*",
-    "TREND_JOBS__AGG_1H__MINUTE": "*", "TREND_JOBS__AGG_1H__SECOND": "*", "TREND_JOBS__RETENTION__ENABLED": "false",
-    "TREND_LOG_LEVEL": "WARNING",
-}
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_") or k == "TREND_TEST_POSTGRES_URL"}
-    return {**env, "TREND_DATABASE_URL": database_url, **extra}
-
-
 class TestManyReplicas:
     def test_three_workers_and_two_ingesters_share_one_database(self, make_trend: TrendFactory,
                                                                 database_url: str) -> None:
         """Every level ends equal to the truth, and the run records show the work spread across processes."""
         trend = make_trend(clock=SystemClock())
         trend.db.ensure_schema()
-        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=_env(database_url, **EVERY_SECOND),
+        worker_env = environment(database_url, **EVERY_SECOND)
+        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=worker_env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(3)]
         ingesters = [subprocess.Popen([sys.executable, "-m", "tests.proc_tasks", "ingest", database_url, str(seed),
-                                       "60", "0.1"], env=_env(database_url)) for seed in (21, 22)]
+                                       "60", "0.1"], env=environment(database_url)) for seed in (21, 22)]
         try:
             for process in ingesters:
                 assert process.wait(120) == 0

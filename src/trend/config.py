@@ -163,6 +163,21 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
+    def __repr_args__(self) -> Any:
+        # A database URL may carry a password: never let it reach a log through repr().
+        for name, value in super().__repr_args__():
+            yield name, (_hide_password(value) if name == "database_url" else value)
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)

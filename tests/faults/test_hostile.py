@@ -176,6 +176,9 @@ class TestSecurity:
                                                                 trend_logs: pytest.LogCaptureFixture) -> None:
         trend = make_trend(api_key="k-very-secret", read_key="r-very-secret")
         assert "very-secret" not in repr(trend.settings)
+        with_password = load_settings(database_url="postgresql://app:pg-very-secret@db.internal:5432/trend")
+        assert "pg-very-secret" not in repr(with_password)
+        assert "pg-very-secret" not in str(with_password)
         with TestClient(create_app(trend=trend)) as client:
             for header in ("Bearer k-very-secre", "Bearer r-very-secret", "k-very-secret"):
                 response = client.post("/v1/events", json={"event": "s", "key": "k"}, headers={"Authorization": header})
