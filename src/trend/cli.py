@@ -97,7 +97,7 @@ def serve(host: str, port: int, no_worker: bool) -> None:
     from trend.logging import get_logger
 
     warn_if_exposed(host, settings)
-    get_logger("serve").info("serving http://%s:%d (API docs at /docs)", host, port)
+    get_logger("serve").info("serving http://%s:%d (dashboard at /, API docs at /docs)", host, port)
     uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
 
 

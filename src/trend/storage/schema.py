@@ -46,6 +46,8 @@ def _agg_table(name: str) -> Table:
         Column("value_sum", Float(precision=53), nullable=False),
         Column("value_min", Float(precision=53), nullable=False),
         Column("value_max", Float(precision=53), nullable=False),
+        # Clustered by its primary key on SQLite: a range of buckets is read without a lookup per row.
+        sqlite_with_rowid=False,
     )
     # A series of one key reads a few rows per bucket through this, not every key of every bucket.
     # Key first: a query without a key (top, rising) must not be tempted into it.
