@@ -158,11 +158,6 @@ class Database:
         """An INSERT that supports ``on_conflict_do_*`` on either backend."""
         return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
 
-    def positional_insert(self, table: Any, columns: Sequence[str]) -> str:
-        """Driver-level INSERT text for ``executemany`` with tuples: the fastest path through the driver."""
-        mark = "%s" if self.is_postgres else "?"
-        return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]]) -> None:
         """The fastest bulk path each backend has: COPY on PostgreSQL, executemany on SQLite."""
