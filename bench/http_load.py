@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 
 import httpx
+from tests.servers import Served
 
-from bench.common import Server, machine, parser, percentile, scratch_trend
+from bench.common import machine, parser, percentile, scratch_trend
 from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
@@ -140,7 +141,8 @@ def main() -> None:
     url = trend.db.url.replace("postgresql+psycopg://", "postgresql://")
     print(f"# {machine()}; backend {trend.db.dialect}; server: trend serve --no-worker (jobs run through "
           f"POST /v1/jobs/…/run, on the server's thread pool)")
-    with Server(url, "--no-worker") as server:
+    server = Served(url, "--no-worker")
+    try:
         print(f"# backlog: {args.backlog:,} events over 2 hours a day ago, made dirty again before each digest")
         print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
         print("|---|---|---|---|---|---|")
@@ -152,6 +154,8 @@ def main() -> None:
         print("|---|---|---|")
         for line in throughput(server.url, trend.ingest, args.seconds, args.clients):
             print(line)
+    finally:
+        server.stop()
     trend.close()
 
 
