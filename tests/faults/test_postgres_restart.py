@@ -15,7 +15,7 @@ from trend.clock import SystemClock
 from trend.model import MINUTE_MS
 from trend.storage.runs import all_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 EVERY_SECOND = {"agg_1m": {"second": "*"}, "agg_5m": {"minute": "*", "second": "*"},
                 "agg_1h": {"minute": "*", "second": "*"}, "retention": {"enabled": False}}
 
