@@ -51,11 +51,12 @@ def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
     """A Trend on an empty scratch database: a new SQLite file, or a new PostgreSQL schema."""
     if backend == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="trend-bench-")) / "bench.db"
-        return Trend(database_url=f"sqlite:///{path}", clock=clock, worker_enabled=False, log_level="WARNING")
+        return Trend(database_url=f"sqlite:///{path}", clock=clock, worker_enabled=False, log_level="WARNING",
+                     worker_yield_ratio=0.0)
     schema = f"bench_{os.getpid()}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
     url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
-    return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING")
+    return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING", worker_yield_ratio=0.0)
 

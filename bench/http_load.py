@@ -129,6 +129,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--yield-ratio", default="1.0", help="TREND_WORKER_YIELD_RATIO for the server")
     args = p.parse_args()
     trend = scratch_trend(args.backend, args.postgres_url, SystemClock())
     trend.db.ensure_schema()
@@ -140,8 +141,8 @@ def main() -> None:
     trend.rollup()
     url = trend.db.url.replace("postgresql+psycopg://", "postgresql://")
     print(f"# {machine()}; backend {trend.db.dialect}; server: trend serve --no-worker (jobs run through "
-          f"POST /v1/jobs/…/run, on the server's thread pool)")
-    server = Served(url, "--no-worker")
+          f"POST /v1/jobs/…/run, on the server's thread pool), TREND_WORKER_YIELD_RATIO={args.yield_ratio}")
+    server = Served(url, "--no-worker", TREND_WORKER_YIELD_RATIO=args.yield_ratio)
     try:
         print(f"# backlog: {args.backlog:,} events over 2 hours a day ago, made dirty again before each digest")
         print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")

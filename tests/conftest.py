@@ -102,6 +102,7 @@ def make_trend(database_url: str, clock: FakeClock) -> Iterator[TrendFactory]:
     def make(**overrides: Any) -> Trend:
         overrides.setdefault("database_url", database_url)
         overrides.setdefault("worker_enabled", False)
+        overrides.setdefault("worker_yield_ratio", 0.0)  # the pause only spaces work out; tests want it fast
         trend = Trend(clock=overrides.pop("clock", clock), **overrides)
         made.append(trend)
         return trend

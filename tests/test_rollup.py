@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from tests.conftest import T0
+from tests.conftest import T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, table_rows
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS, LEVELS_BY_NAME, MINUTE_MS
@@ -105,6 +105,25 @@ class TestLateEvents:
         trend.backfill(T0 - 20 * MINUTE_MS, T0)
         assert table_rows(trend, L1M) == {}
         assert table_rows(trend, L5M) == {}
+
+
+class TestYield:
+    def test_a_catch_up_pauses_after_each_bucket_in_proportion_to_its_work(
+        self, make_trend: TrendFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """TREND_WORKER_YIELD_RATIO leaves CPU to the app between buckets; 0 turns the pause off."""
+        pauses: list[float] = []
+        monkeypatch.setattr("trend.rollup.runner.time.sleep", pauses.append)
+        trend = make_trend(worker_yield_ratio=2.0)
+        _ingest_spread(trend, Reference(), T0 - 10 * MINUTE_MS, minutes=6, per_minute=3)
+        [report] = trend.rollup("1m")
+        assert report.buckets == 6
+        assert len(pauses) == 6
+        assert all(0 < pause < 5 for pause in pauses)
+        pauses.clear()
+        _ingest_spread(make_trend(), Reference(), T0 - 30 * MINUTE_MS, minutes=3, per_minute=1)
+        assert make_trend().rollup("1m")[0].buckets == 3
+        assert pauses == []
 
 
 class TestSkipPath:

@@ -180,7 +180,7 @@ def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
 @handles_errors
 def rollup(level: str, as_json: bool) -> None:
     """Run now, catching up every dirty closed bucket."""
-    with _trend() as trend:
+    with _trend(worker_yield_ratio=0.0) as trend:  # an explicit catch-up runs flat out
         reports = trend.rollup(level)
     if as_json:
         _print_json(rollup_shape(reports))
@@ -201,7 +201,7 @@ def rollup(level: str, as_json: bool) -> None:
 def backfill(start: str, end: str, as_json: bool) -> None:
     """Recompute every bucket of a range from the raw events."""
     start_ms, end_ms = _cli_time("--start", start), _cli_time("--end", end)
-    with _trend() as trend:
+    with _trend(worker_yield_ratio=0.0) as trend:
         reports = trend.backfill(start_ms, end_ms)
     if as_json:
         _print_json(rollup_shape(reports))

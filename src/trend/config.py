@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     worker_enabled: bool = True
     worker_threads: int = Field(default=2, ge=1, le=64)
     misfire_grace_seconds: int = Field(default=30, ge=1, le=3600)
+    # After each bucket a run pauses this many times the bucket's own duration, leaving CPU to the app.
+    worker_yield_ratio: float = Field(default=1.0, ge=0.0, le=10.0)
     jobs: JobsSettings = JobsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prefix: str = "[트렌드]"

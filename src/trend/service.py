@@ -45,7 +45,8 @@ class Trend:
             "retention": lambda: self.retention.run(),
         })
         self.rollups = Rollups(self.db, self.clock, self.settings.retention.raw,
-                               should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report)
+                               should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report,
+                               yield_ratio=self.settings.worker_yield_ratio)
         self.retention = Retention(self.db, self.clock, self.settings.retention,
                                    should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock)

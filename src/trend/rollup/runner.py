@@ -54,12 +54,13 @@ class RunReport:
 class LevelRunner:
     def __init__(self, db: Database, clock: Clock, level: Level,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_report: Callable[[RunReport], None] | None = None) -> None:
+                 on_report: Callable[[RunReport], None] | None = None, yield_ratio: float = 0.0) -> None:
         self.db = db
         self.clock = clock
         self.level = level
         self.should_stop = should_stop
         self._on_report = on_report
+        self.yield_ratio = yield_ratio
 
     @property
     def job(self) -> str:
@@ -110,12 +111,16 @@ class LevelRunner:
         error: str | None = None
         try:
             while not self.should_stop():
+                began = time.perf_counter()
                 done = self._process_next(last, cutoff, detailed=not summary)
                 if done is None:
                     break
                 last, bucket_rows = done
                 buckets += 1
                 rows += bucket_rows
+                if self.yield_ratio:
+                    # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
+                    time.sleep((time.perf_counter() - began) * self.yield_ratio)
         except StorageError as exc:
             error = str(exc)
             log.error("%s aggregation failed after %d buckets: %s", self.level.name, buckets, exc)

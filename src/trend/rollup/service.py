@@ -27,11 +27,12 @@ class LevelStatus:
 class Rollups:
     def __init__(self, db: Database, clock: Clock, raw_retention_ms: int,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_report: Callable[[RunReport], None] | None = None) -> None:
+                 on_report: Callable[[RunReport], None] | None = None, yield_ratio: float = 0.0) -> None:
         self.db = db
         self.clock = clock
         self.raw_retention_ms = raw_retention_ms
-        self._runners = {level.name: LevelRunner(db, clock, level, should_stop, on_report) for level in LEVELS}
+        self._runners = {level.name: LevelRunner(db, clock, level, should_stop, on_report, yield_ratio)
+                         for level in LEVELS}
 
     def runner(self, level: str) -> LevelRunner:
         return self._runners[level]
