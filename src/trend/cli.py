@@ -20,6 +20,7 @@ from rich.table import Table
 from trend.config import Settings, load_settings
 from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
+from trend.logging import get_logger
 from trend.model import format_utc
 from trend.service import Trend
 from trend.shapes import ingest_shape, rising_shape, rollup_shape, series_shape, status_shape, top_shape
@@ -45,9 +46,7 @@ def handles_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc))
-        except InputError as exc:
+        except (ConfigError, InputError) as exc:
             _fail(str(exc))
         except StorageError as exc:
             _fail(str(exc), code=3)
@@ -56,14 +55,10 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]  # wraps keeps the signature click needs
 
 
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(**overrides)
-
-
 @contextmanager
 def _trend(**overrides: Any) -> Iterator[Trend]:
     """A Trend for one command, without its worker, closed when the command ends."""
-    trend = Trend(_settings(**{"worker_enabled": False, **overrides}))
+    trend = Trend(load_settings(**{"worker_enabled": False, **overrides}))
     try:
         yield trend
     finally:
@@ -91,14 +86,15 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
     from trend.api.app import create_app
 
-    settings = _settings(**({"worker_enabled": False} if no_worker else {}))
+    settings = load_settings(**({"worker_enabled": False} if no_worker else {}))
     trend = Trend(settings)
-    trend.db.ensure_schema()
-    from trend.logging import get_logger
-
-    warn_if_exposed(host, settings)
-    get_logger("serve").info("serving http://%s:%d (dashboard at /, API docs at /docs)", host, port)
-    uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
+    try:
+        trend.db.ensure_schema()
+        warn_if_exposed(host, settings)
+        get_logger("serve").info("serving http://%s:%d (dashboard at /, API docs at /docs)", host, port)
+        uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
+    finally:
+        trend.close()
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -108,8 +104,6 @@ def warn_if_exposed(host: str, settings: Settings) -> bool:
     """Binding beyond loopback without a key lets anyone write events and run jobs: say so loudly."""
     if host in LOOPBACK or settings.api_key is not None:
         return False
-    from trend.logging import get_logger
-
     get_logger("serve").warning(
         "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events and run jobs. "
         "Set TREND_API_KEY, or bind to 127.0.0.1.", host)
@@ -120,7 +114,7 @@ def warn_if_exposed(host: str, settings: Settings) -> bool:
 @handles_errors
 def worker() -> None:
     """Run the scheduler alone until SIGINT or SIGTERM, then stop gracefully."""
-    trend = Trend(_settings(worker_enabled=True))
+    trend = Trend(load_settings(worker_enabled=True))
     trend.db.ensure_schema()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
