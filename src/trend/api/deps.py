@@ -7,6 +7,7 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query
+from pydantic import SecretStr
 
 from trend.api.errors import ApiError
 from trend.errors import QueryError
@@ -28,18 +29,21 @@ def _matches(token: str, key: str) -> bool:
     return hmac.compare_digest(token.encode(), key.encode())
 
 
+def _require(authorization: str | None, keys: list[SecretStr]) -> None:
+    """401 without a bearer token, 403 when it matches none of ``keys``."""
+    token = _token(authorization)
+    if token is None:
+        raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
+    if not any(_matches(token, key.get_secret_value()) for key in keys):
+        raise ApiError(403, "forbidden", "the key is not valid")
+
+
 def write_access(trend: Trend) -> Any:
-    """Writes and admin calls need ``TREND_API_KEY`` when it is set: 401 without a key, 403 with a wrong one."""
+    """Writes and admin calls need ``TREND_API_KEY`` when it is set."""
 
     def check(authorization: Authorization = None) -> None:
-        key = trend.settings.api_key
-        if key is None:
-            return
-        token = _token(authorization)
-        if token is None:
-            raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
-        if not _matches(token, key.get_secret_value()):
-            raise ApiError(403, "forbidden", "the key is not valid")
+        if trend.settings.api_key is not None:
+            _require(authorization, [trend.settings.api_key])
 
     return Depends(check)
 
@@ -48,15 +52,9 @@ def read_access(trend: Trend) -> Any:
     """Reads are open unless ``TREND_READ_KEY`` is set; the write key is accepted for reads too."""
 
     def check(authorization: Authorization = None) -> None:
-        read_key = trend.settings.read_key
-        if read_key is None:
-            return
-        token = _token(authorization)
-        if token is None:
-            raise ApiError(401, "unauthorized", "missing Authorization: Bearer <key>")
-        keys = [read_key] + ([trend.settings.api_key] if trend.settings.api_key is not None else [])
-        if not any(_matches(token, key.get_secret_value()) for key in keys):
-            raise ApiError(403, "forbidden", "the key is not valid")
+        settings = trend.settings
+        if settings.read_key is not None:
+            _require(authorization, [key for key in (settings.read_key, settings.api_key) if key is not None])
 
     return Depends(check)
 
