@@ -41,7 +41,7 @@ SELECT DISTINCT '1m', minute, 1 FROM fact_events WHERE minute >= :start AND minu
 
 def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 1_000_000) -> None:
     """``events`` events evenly over ``[start, end)``, with their minutes marked dirty, nothing rolled up."""
-    statement = text(_POSTGRES if trend.db.is_postgres else _SQLITE)
+    statement = text(_POSTGRES if trend.db.dialect.name == "postgresql" else _SQLITE)
     step = max(1, (end_ms - start_ms) // events)
     for offset in range(0, events, chunk):
         count = min(chunk, events - offset)
@@ -49,6 +49,6 @@ def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 
             conn.execute(statement, {"last": count - 1, "start": start_ms + offset * step, "step": step})
     with trend.db.write() as conn:
         conn.execute(text(_MARK_ALL), {"start": start_ms - start_ms % MINUTE_MS, "end": end_ms})
-        remember_dimensions(trend.db, conn, {(e, s) for e in ("search", "view", "purchase") for s in ("", "kr", "us")})
+        remember_dimensions(conn, {(e, s) for e in ("search", "view", "purchase") for s in ("", "kr", "us")})
     with trend.db.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")

@@ -120,7 +120,7 @@ def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None]
 def mark_dirty(trend: Trend, start: int, end: int) -> None:
     """Make the backlog dirty again at 1m, as a burst of late events would."""
     with trend.db.write() as conn:
-        mark(trend.db, conn, "1m", range(start, end, MINUTE_MS))
+        mark(conn, "1m", range(start, end, MINUTE_MS))
 
 
 def main() -> None:
@@ -140,7 +140,7 @@ def main() -> None:
     fill(trend, args.backlog, late_end - 2 * HOUR_MS, late_end)  # the backlog, a day old
     trend.rollup()
     url = trend.db.url.replace("postgresql+psycopg://", "postgresql://")
-    print(f"# {machine()}; backend {trend.db.dialect}; server: trend serve --no-worker (jobs run through "
+    print(f"# {machine()}; backend {trend.db.dialect.name}; server: trend serve --no-worker (jobs run through "
           f"POST /v1/jobs/…/run, on the server's thread pool), TREND_WORKER_YIELD_RATIO={args.yield_ratio}")
     server = Served(url, "--no-worker", TREND_WORKER_YIELD_RATIO=args.yield_ratio)
     try:

@@ -75,14 +75,14 @@ def main() -> None:
     def run_bare() -> None:
         for part in batches(tuples, args.batch):
             with trend.db.write() as conn:
-                trend.db.bulk_insert(conn, "bare_events", bare_columns, part)
+                trend.db.dialect.bulk_insert(conn.conn, "bare_events", bare_columns, part)
 
     indexed = [(r.event_id, r.ts, r.event, r.segment, r.key, r.user_id, r.value, NOW, r.minute) for r in rows]
 
     def run_bare_indexed() -> None:
         for part in batches(indexed, args.batch):
             with trend.db.write() as conn:
-                trend.db.bulk_insert(conn, "fact_events", COLUMNS, part)
+                trend.db.dialect.bulk_insert(conn.conn, "fact_events", COLUMNS, part)
 
     def reset() -> None:
         clear_all(trend)
@@ -98,7 +98,7 @@ def main() -> None:
             began = time.perf_counter()
             func()
             samples.setdefault(name, []).append(args.events / (time.perf_counter() - began))
-    print(f"# {machine()}; backend {trend.db.dialect}; {args.events:,} events in batches of {args.batch:,}, "
+    print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events in batches of {args.batch:,}, "
           f"{args.keyed_share:.0%} with event_id; median of {args.repeat}")
     print("| variant | events/s | ÷ bare, same table |")
     print("|---|---|---|")

@@ -113,7 +113,7 @@ def main() -> None:
     stored = stored_events(trend)
     assert len(stored) == report.acked_events, f"{len(stored)} stored, {report.acked_events} acknowledged"
     assert_levels_equal(trend, stored, now)
-    print(f"# {machine()}; backend {trend.db.dialect}; {args.seconds:.0f} s, {args.writers} writers (batches of "
+    print(f"# {machine()}; backend {trend.db.dialect.name}; {args.seconds:.0f} s, {args.writers} writers (batches of "
           f"{BATCH}), {args.readers} readers; trend serve with every job every second")
     print(f"# {report.acked_events / report.seconds:,.0f} events/s acknowledged; {report.requests} requests, "
           f"{report.errors} errors ({report.errors / max(1, report.requests):.2%}); "

@@ -55,7 +55,7 @@ def main() -> None:
     # open minute, which reads answer from raw events.
     trend.ingest([{"event": "search", "key": f"k{1 + n % 40}", "ts": (end + n * 300) / 1000} for n in range(2000)])
     trend.rollup()
-    print(f"# {machine()}; backend {trend.db.dialect}; {args.events:,} events over {args.days} days "
+    print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events over {args.days} days "
           f"(filled in {filled:.0f}s); {args.samples} samples each")
     print(f"# catch-up of the whole history through every level: {catch_up:.1f}s "
           f"({', '.join(f'{r.level} {r.buckets} buckets' for r in reports)})")

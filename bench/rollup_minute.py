@@ -48,14 +48,14 @@ _SEED_GROUP = """INSERT INTO seed_agg SELECT {minute}, event, segment, key, COUN
 
 
 def fill(trend: Trend, events: int) -> None:
-    dialect = trend.db.dialect
+    dialect = trend.db.dialect.name
     numbers = _NUMBERS[dialect].format(last=events - 1)
     with trend.db.write() as conn:
         conn.execute(text(_FILL[dialect].format(last=events - 1, minute=MINUTE, numbers=numbers)))
         conn.execute(text(_SEED_TABLE))
         conn.execute(text("CREATE INDEX seed_events_ts ON seed_events (ts)"))
         conn.execute(text(_SEED_AGG))
-    if trend.db.is_postgres:
+    if dialect == "postgresql":
         with trend.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
     else:
@@ -71,13 +71,13 @@ def main() -> None:
     trend = scratch_trend(args.backend, args.postgres_url, clock)
     began = time.perf_counter()
     fill(trend, args.events)
-    print(f"# {machine()}; backend {trend.db.dialect}; {args.events:,} events in one minute "
+    print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events in one minute "
           f"(filled in {time.perf_counter() - began:.1f}s); median of {args.repeat}")
     runner = LevelRunner(trend.db, clock, LEVELS_BY_NAME["1m"])
 
     def dirty() -> None:
         with trend.db.write() as conn:
-            mark(trend.db, conn, "1m", [MINUTE])
+            mark(conn, "1m", [MINUTE])
 
     def bare() -> None:
         with trend.db.write() as conn:

@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from trend.model import LEVELS, Level, floor_to
+from trend.measures import MEASURES
+from trend.model import Level, floor_to
 from trend.service import Trend
-from trend.storage.rollups import LEVEL_TABLES
-from trend.storage.schema import fact_events, rollup_dirty
+from trend.storage.schema import fact_events, level_table, rollup_dirty
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
-Measures = tuple[int, float, float, float]  # count, sum, min, max
+Measures = tuple[Any, ...]  # one value per measure, in the order of MEASURES
 
 
 @dataclass
@@ -40,36 +40,30 @@ class Reference:
 
 
 def group_events(events: Iterable[Mapping[str, Any]], level: Level) -> dict[GroupKey, Measures]:
-    counts: Counter[GroupKey] = Counter()
-    sums: dict[GroupKey, float] = {}
-    lows: dict[GroupKey, float] = {}
-    highs: dict[GroupKey, float] = {}
+    """The GROUP BY of ``level`` over ``events``, each measure folded as the measure spec says."""
+    groups: dict[GroupKey, list[Mapping[str, Any]]] = {}
     for e in events:
-        group = (floor_to(e["ts"], level.width), e["event"], e["segment"], e["key"])
-        counts[group] += 1
-        sums[group] = sums.get(group, 0.0) + e["value"]
-        lows[group] = min(lows.get(group, e["value"]), e["value"])
-        highs[group] = max(highs.get(group, e["value"]), e["value"])
-    return {group: (n, sums[group], lows[group], highs[group]) for group, n in counts.items()}
+        groups.setdefault((floor_to(e["ts"], level.width), e["event"], e["segment"], e["key"]), []).append(e)
+    return {group: tuple(m.fold_raw(members) for m in MEASURES) for group, members in groups.items()}
 
 
 def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
-    table = LEVEL_TABLES[level.name]
-    with trend.db.read() as conn:
+    table = level_table(level)
+    with trend.db.read() as tx:
         return {
-            (r.bucket, r.event, r.segment, r.key): (r._mapping["count"], r.value_sum, r.value_min, r.value_max)
-            for r in conn.execute(select(table))
+            (r.bucket, r.event, r.segment, r.key): tuple(r._mapping[m.column] for m in MEASURES)
+            for r in tx.execute(select(table))
         }
 
 
 def stored_events(trend: Trend) -> list[dict[str, Any]]:
-    with trend.db.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(select(fact_events))]
+    with trend.db.read() as tx:
+        return [dict(r._mapping) for r in tx.execute(select(fact_events))]
 
 
 def markers(trend: Trend) -> list[tuple[str, int]]:
-    with trend.db.read() as conn:
-        return [(r.level, r.bucket) for r in conn.execute(select(rollup_dirty.c.level, rollup_dirty.c.bucket))]
+    with trend.db.read() as tx:
+        return [(r.level, r.bucket) for r in tx.execute(select(rollup_dirty.c.level, rollup_dirty.c.bucket))]
 
 
 def closed(rows: Mapping[GroupKey, Measures], level: Level, now_ms: int) -> dict[GroupKey, Measures]:
@@ -79,7 +73,7 @@ def closed(rows: Mapping[GroupKey, Measures], level: Level, now_ms: int) -> dict
 def assert_levels_equal(trend: Trend, expected_events: Iterable[Mapping[str, Any]], now_ms: int) -> None:
     """Every closed bucket of every level equals the GROUP BY of the events, row by row."""
     events = list(expected_events)
-    for level in LEVELS:
+    for level in trend.levels:
         expected = closed(group_events(events, level), level, now_ms)
         actual = closed(table_rows(trend, level), level, now_ms)
         assert actual == expected, f"{level.name} differs from the reference"
@@ -89,8 +83,8 @@ def assert_clean_buckets_equal(trend: Trend, expected_events: Iterable[Mapping[s
     """The invariant reads rely on: a closed bucket with no marker at its level or finer is exact."""
     events = list(expected_events)
     dirty = markers(trend)
-    for level in LEVELS:
-        finer = [lv for lv in LEVELS if lv.width <= level.width]
+    for level in trend.levels:
+        finer = [lv for lv in trend.levels if lv.width <= level.width]
 
         def clean(bucket: int, level: Level = level, finer: list[Level] = finer) -> bool:
             return not any(
@@ -104,13 +98,14 @@ def assert_clean_buckets_equal(trend: Trend, expected_events: Iterable[Mapping[s
 
 def clear_all(trend: Trend) -> None:
     """Empty every table, so one database serves many property-test examples."""
-    with trend.db.write() as conn:
-        for table in ("fact_events", "agg_1m", "agg_5m", "agg_1h", "rollup_dirty", "job_runs", "trend_dimensions"):
-            conn.execute(text(f"DELETE FROM {table}"))
+    with trend.db.write() as tx:
+        for table in ("fact_events", *(level.table for level in trend.levels), "rollup_dirty", "job_runs",
+                      "trend_dimensions"):
+            tx.execute(text(f"DELETE FROM {table}"))
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:
-    by_name = {level.name: level for level in LEVELS}
+    by_name = trend.levels.by_name
     return [(name, b) for name, b in markers(trend) if by_name[name].is_closed(b, now_ms)]
 
 
@@ -141,13 +136,14 @@ def ref_top(events: Iterable[Mapping[str, Any]], event: str, segment: str | None
 
 
 def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None, segment: str | None, width: int,
-               start: int, end: int) -> list[tuple[int, int, float, float | None, float | None]]:
+               start: int, end: int) -> list[tuple[Any, ...]]:
+    """(bucket, one value per measure) for every bucket of ``[start, end)``; empty buckets hold each measure's empty."""
     chosen = [e for e in events if e["event"] == event and (key is None or e["key"] == key)
               and (segment is None or e["segment"] == segment) and start <= e["ts"] < end]
     result = []
     for t in range(start, end, width):
-        values = [e["value"] for e in chosen if t <= e["ts"] < t + width]
-        result.append((t, len(values), float(sum(values)), min(values, default=None), max(values, default=None)))
+        members = [e for e in chosen if t <= e["ts"] < t + width]
+        result.append((t, *(m.fold_raw(members) if members else m.empty for m in MEASURES)))
     return result
 
 

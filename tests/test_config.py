@@ -13,9 +13,9 @@ class TestSettings:
     def test_defaults_match_the_seed(self) -> None:
         """The seed's jobs: 1m at second 5, 5m at */5 second 15, 1h at minute 1; pool of 2; [트렌드] prefix."""
         s = load_settings()
-        assert (s.jobs.agg_1m.second, s.jobs.agg_1m.minute) == ("5", "*")
-        assert (s.jobs.agg_5m.second, s.jobs.agg_5m.minute) == ("15", "*/5")
-        assert (s.jobs.agg_1h.second, s.jobs.agg_1h.minute, s.jobs.agg_1h.hour) == ("0", "1", "*")
+        assert (s.jobs["agg_1m"].second, s.jobs["agg_1m"].minute) == ("5", "*")
+        assert (s.jobs["agg_5m"].second, s.jobs["agg_5m"].minute) == ("15", "*/5")
+        assert (s.jobs["agg_1h"].second, s.jobs["agg_1h"].minute, s.jobs["agg_1h"].hour) == ("0", "1", "*")
         assert s.worker_threads == 2
         assert s.log_prefix == "[트렌드]"
         assert s.database_url == "sqlite:///trend.db"
@@ -27,11 +27,11 @@ class TestSettings:
         monkeypatch.setenv("TREND_JOBS__RETENTION__ENABLED", "false")
         monkeypatch.setenv("TREND_RETENTION__5M", "120d")
         s = load_settings()
-        assert s.jobs.agg_5m.minute == "*/10"
-        assert s.jobs.agg_5m.second == "15"  # the other fields keep the seed's values
-        assert s.jobs.agg_1h.hour == "0-6"
-        assert s.jobs.retention.enabled is False
-        assert s.retention.m5 == 120 * DAY_MS
+        assert s.jobs["agg_5m"].minute == "*/10"
+        assert s.jobs["agg_5m"].second == "15"  # the other fields keep the seed's values
+        assert s.jobs["agg_1h"].hour == "0-6"
+        assert s.jobs["retention"].enabled is False
+        assert s.retention["5m"] == 120 * DAY_MS
 
     @pytest.mark.parametrize(
         ("variable", "value"),

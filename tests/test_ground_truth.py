@@ -19,6 +19,7 @@ from tests.reference import (
     ref_top,
 )
 from trend.clock import FakeClock
+from trend.measures import MEASURES
 from trend.model import HOUR_MS, MINUTE_MS, floor_to
 from trend.service import Trend
 
@@ -104,7 +105,7 @@ def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
         for key, segment in ((None, None), ("우산", None), ("a", "kr")):
             got = trend.series(event, key=key, segment=segment, interval=interval, start_ms=start, end_ms=now)
             expected = ref_series(reference.events, event, key, segment, width, start, got.end)
-            assert [(p.bucket, p.count, p.total, p.low, p.high) for p in got.points] == expected
+            assert [(p.bucket, *(p.measures[m.column] for m in MEASURES)) for p in got.points] == expected
     for window, width in (("15m", 15 * MINUTE_MS), ("1h", HOUR_MS), ("6h", 6 * HOUR_MS)):
         for segment in (None, "kr"):
             top = trend.top(event, segment=segment, window=window, limit=3)

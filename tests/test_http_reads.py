@@ -59,14 +59,14 @@ class TestJobs:
         jobs = {j["job"]: j for j in client.get("/v1/jobs").json()["jobs"]}
         assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention"}
         assert jobs["agg_1m"]["schedule"] == "hour=* minute=* second=5 UTC"
-        assert jobs["agg_1m"]["backlog"] == 3
+        assert jobs["agg_1m"]["backlog"] == 1  # closed buckets only: 06:50 and 06:51 are still open
         assert jobs["agg_1m"]["last_run"] is None
         clock.advance(5_000)
         ran = client.post("/v1/jobs/agg_1m/run").json()
         assert ran["levels"][0]["outcome"] == "ran"
         assert ran["levels"][0]["buckets"] == 2  # 06:49 and 06:50; 06:51 is still open
         jobs = {j["job"]: j for j in client.get("/v1/jobs").json()["jobs"]}
-        assert jobs["agg_1m"]["backlog"] == 1
+        assert jobs["agg_1m"]["backlog"] == 0  # 06:51 is dirty but open: not late, still filling
         assert jobs["agg_1m"]["last_run"]["outcome"] == "ran"
 
     def test_an_unknown_job_is_404(self, client: TestClient) -> None:
@@ -83,7 +83,7 @@ class TestJobs:
         assert 'trend_events_total{result="accepted"} 6.0' in text  # five from the fixture, one over HTTP
         assert 'trend_events_total{result="duplicate"} 1.0' in text
         assert 'trend_job_runs_total{job="agg_1m",outcome="ran"} 1.0' in text
-        assert 'trend_backlog_buckets{level="1m"} 1.0' in text  # the open minute of the event sent over HTTP
+        assert 'trend_backlog_buckets{level="1m"} 0.0' in text  # the open minute sent over HTTP is not late
         assert 'trend_job_run_seconds_count{job="agg_1m"} 1.0' in text
 
 

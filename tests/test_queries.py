@@ -95,7 +95,8 @@ class TestSeries:
     def test_missing_buckets_are_zero_filled(self, trend: Trend) -> None:
         trend.ingest([{"event": "search", "key": "k", "value": v, "ts": (T0 - 3 * MINUTE_MS) / 1000} for v in (2, 5)])
         series = trend.series("search", key="k", interval="1m", start_ms=T0 - 5 * MINUTE_MS, end_ms=T0)
-        assert [(p.bucket, p.count, p.total, p.low, p.high) for p in series.points] == [
+        assert [(p.bucket, p.count, p.measures["value_sum"], p.measures["value_min"], p.measures["value_max"])
+                for p in series.points] == [
             (T0 - 5 * MINUTE_MS, 0, 0.0, None, None), (T0 - 4 * MINUTE_MS, 0, 0.0, None, None),
             (T0 - 3 * MINUTE_MS, 2, 7.0, 2.0, 5.0), (T0 - 2 * MINUTE_MS, 0, 0.0, None, None),
             (T0 - MINUTE_MS, 0, 0.0, None, None)]

@@ -19,7 +19,7 @@ from trend.clock import FakeClock, SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
 from trend.storage.events import insert_events
 from trend.storage.markers import claim_next, mark, release
-from trend.storage.rollups import parent_of, recompute
+from trend.storage.rollups import recompute
 from trend.storage.runs import all_runs
 from trend.validation import EventValidator
 
@@ -77,13 +77,13 @@ class TestIngestVersusRun:
             done.set()
 
         with db.write() as run:  # what LevelRunner does for one bucket, with the ingest forced in between
-            claimed = claim_next(db, run, "1m", -1, L1M.closed_cutoff(clock.now_ms()))
+            claimed = claim_next(run, "1m", -1, L1M.closed_cutoff(clock.now_ms()))
             assert claimed is not None
             bucket, version = claimed
             assert recompute(run, L1M, bucket).events == 1
-            parent = parent_of(L1M, bucket)
+            parent = run.levels.parent_bucket(L1M, bucket)
             assert parent is not None
-            mark(db, run, parent[0].name, [parent[1]])
+            mark(run, parent[0].name, [parent[1]])
             writer = threading.Thread(target=late_ingest)
             writer.start()
             assert not done.wait(0.5), "the ingest should wait for the run's transaction"
@@ -105,9 +105,9 @@ class TestIngestVersusRun:
         validator = EventValidator(trend.settings.accepted_lateness)
         row = validator.validate({"event": "search", "key": "k", "ts": (minute + 2_000) / 1000}, 0, clock.now_ms())
         with trend.db.write() as ingest:
-            insert_events(trend.db, ingest, [row], clock.now_ms())  # type: ignore[list-item]  # a valid EventRow
+            insert_events(ingest, [row], clock.now_ms())  # type: ignore[list-item]  # a valid EventRow
             [report] = trend.rollup("1m")
-            assert (report.outcome, report.buckets) == ("ran", 0)
+            assert (report.outcome, report.buckets) == ("skipped_claimed", 0)
         assert ("1m", minute) in markers(trend)
         trend.rollup()
         assert table_rows(trend, L1M)[(minute, "search", "", "k")][0] == 2

@@ -13,7 +13,7 @@ from tests.conftest import T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, table_rows
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS, LEVELS_BY_NAME, MINUTE_MS
-from trend.rollup.runner import OVERLAP_WARNING, _guard
+from trend.rollup.shell import OVERLAP_WARNING, guard
 from trend.service import Trend
 from trend.storage.runs import all_runs
 
@@ -111,18 +111,22 @@ class TestYield:
     def test_a_catch_up_pauses_after_each_bucket_in_proportion_to_its_work(
         self, make_trend: TrendFactory, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """TREND_WORKER_YIELD_RATIO leaves CPU to the app between buckets; 0 turns the pause off."""
+        """Scheduled runs pause (TREND_WORKER_YIELD_RATIO) to leave CPU to the app; runs a person starts
+        (``Trend.rollup``, ``run_job``, the CLI and HTTP) go flat out on the same Trend."""
         pauses: list[float] = []
         monkeypatch.setattr("trend.rollup.runner.time.sleep", pauses.append)
         trend = make_trend(worker_yield_ratio=2.0)
         _ingest_spread(trend, Reference(), T0 - 10 * MINUTE_MS, minutes=6, per_minute=3)
-        [report] = trend.rollup("1m")
+        report = trend.worker.jobs["agg_1m"]()
+        assert not isinstance(report, list)
         assert report.buckets == 6
         assert len(pauses) == 6
         assert all(0 < pause < 5 for pause in pauses)
         pauses.clear()
-        _ingest_spread(make_trend(), Reference(), T0 - 30 * MINUTE_MS, minutes=3, per_minute=1)
-        assert make_trend().rollup("1m")[0].buckets == 3
+        _ingest_spread(trend, Reference(), T0 - 30 * MINUTE_MS, minutes=3, per_minute=1)
+        assert trend.rollup("1m")[0].buckets == 3
+        _ingest_spread(trend, Reference(), T0 - 40 * MINUTE_MS, minutes=2, per_minute=1)
+        assert trend.run_job("agg_1m")[0].buckets == 2
         assert pauses == []
 
 
@@ -152,7 +156,7 @@ class TestOverlap:
     def test_a_run_while_one_is_running_is_skipped_with_the_seed_warning(
         self, trend: Trend, trend_logs: pytest.LogCaptureFixture
     ) -> None:
-        running = _guard(trend.db, LEVELS_BY_NAME["1m"])
+        running = guard(trend.db, LEVELS_BY_NAME["1m"].job)
         assert running.acquire(blocking=False)  # a run of 1m is in progress in this process
         try:
             result: list[Any] = []

@@ -12,11 +12,11 @@ from trend.clock import FakeClock
 from trend.config import load_settings
 from trend.service import Trend
 from trend.storage.runs import RunRecord, all_runs
-from trend.worker.scheduler import job_settings, trigger_for
+from trend.worker.scheduler import trigger_for
 
 
 def _fire_times(job_id: str, start: datetime, count: int, **env: str) -> list[datetime]:
-    trigger = trigger_for(job_settings(load_settings(**env), job_id))
+    trigger = trigger_for(load_settings(**env).job(job_id))
     times: list[datetime] = []
     previous = None
     now = start

@@ -21,7 +21,8 @@ from trend.config import Settings, load_settings
 from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
 from trend.logging import get_logger
-from trend.model import format_utc
+from trend.model import LEVELS, format_utc
+from trend.query.windows import WINDOWS
 from trend.service import Trend
 from trend.shapes import ingest_shape, rising_shape, rollup_shape, series_shape, status_shape, top_shape
 from trend.validation import parse_time
@@ -169,12 +170,12 @@ def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--level", type=click.Choice(["1m", "5m", "1h", "all"]), default="all", show_default=True)
+@click.option("--level", type=click.Choice([*LEVELS.names, "all"]), default="all", show_default=True)
 @json_option
 @handles_errors
 def rollup(level: str, as_json: bool) -> None:
     """Run now, catching up every dirty closed bucket."""
-    with _trend(worker_yield_ratio=0.0) as trend:  # an explicit catch-up runs flat out
+    with _trend() as trend:
         reports = trend.rollup(level)
     if as_json:
         _print_json(rollup_shape(reports))
@@ -195,7 +196,7 @@ def rollup(level: str, as_json: bool) -> None:
 def backfill(start: str, end: str, as_json: bool) -> None:
     """Recompute every bucket of a range from the raw events."""
     start_ms, end_ms = _cli_time("--start", start), _cli_time("--end", end)
-    with _trend(worker_yield_ratio=0.0) as trend:
+    with _trend() as trend:
         reports = trend.backfill(start_ms, end_ms)
     if as_json:
         _print_json(rollup_shape(reports))
@@ -235,7 +236,7 @@ event_option = click.option("--event", required=True, help="The event type, e.g.
 segment_option = click.option("--segment", default=None, help="One segment; all segments when omitted.")
 limit_option = click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
 at_option = click.option("--at", default=None, help="The window's end: ISO-8601 with a zone or epoch seconds.")
-window_choice = click.Choice(["5m", "15m", "1h", "6h", "24h", "7d"])
+window_choice = click.Choice(list(WINDOWS))
 
 
 def _optional_time(option: str, text: str | None) -> int | None:
@@ -297,7 +298,7 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
 @event_option
 @click.option("--key", default=None, help="One key; the total of every key when omitted.")
 @segment_option
-@click.option("--interval", type=click.Choice(["1m", "5m", "1h"]), default="1m", show_default=True)
+@click.option("--interval", type=click.Choice(LEVELS.names), default=LEVELS.finest.name, show_default=True)
 @click.option("--start", default=None, help="ISO-8601 with a zone or epoch seconds.")
 @click.option("--end", default=None, help="ISO-8601 with a zone or epoch seconds; default now.")
 @json_option

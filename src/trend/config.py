@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trend.errors import ConfigError
-from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
+from trend.model import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS, RAW_RETENTION, Hierarchy, job_defaults
 
 ENV_PREFIX = "TREND_"
 _UNITS = {"ms": 1, "s": 1000, "m": MINUTE_MS, "h": HOUR_MS, "d": DAY_MS, "w": 7 * DAY_MS}
@@ -66,43 +66,29 @@ class JobSettings(BaseModel):
         return value
 
 
-# One class per job, so that setting one cron field keeps that job's defaults for the others.
-class Agg1mJob(JobSettings):
-    second: str = "5"
+def _jobs_with_defaults(value: object) -> dict[str, Any]:
+    """Each job's own cron fields, overridden field by field: ``TREND_JOBS__AGG_5M__MINUTE`` keeps its second."""
+    given = value if isinstance(value, dict) else {}
+    defaults = job_defaults(LEVELS)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown job {unknown[0]!r}; jobs: {', '.join(defaults)}")
+    result: dict[str, Any] = {}
+    for job, cron in defaults.items():
+        fields = given.get(job, {})
+        fields = fields.model_dump() if isinstance(fields, JobSettings) else dict(fields)
+        result[job] = {"second": cron.second, "minute": cron.minute, "hour": cron.hour, **fields}
+    return result
 
 
-class Agg5mJob(JobSettings):
-    second: str = "15"
-    minute: str = "*/5"
-
-
-class Agg1hJob(JobSettings):
-    minute: str = "1"
-
-
-class RetentionJob(JobSettings):
-    second: str = "30"
-    minute: str = "17"
-
-
-class JobsSettings(BaseModel):
-    """The seed's staggered timings: each level runs after the one it reads."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    agg_1m: Agg1mJob = Agg1mJob()
-    agg_5m: Agg5mJob = Agg5mJob()
-    agg_1h: Agg1hJob = Agg1hJob()
-    retention: RetentionJob = RetentionJob()
-
-
-class RetentionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    raw: DurationMs = 7 * DAY_MS
-    m1: DurationMs = Field(default=7 * DAY_MS, alias="1m")
-    m5: DurationMs = Field(default=90 * DAY_MS, alias="5m")
-    h1: DurationMs = Field(default=730 * DAY_MS, alias="1h")
+def _retention_with_defaults(value: object) -> dict[str, Any]:
+    """``raw`` and one entry per level, each defaulting to the level's own retention."""
+    given = value if isinstance(value, dict) else {}
+    defaults: dict[str, Any] = {"raw": RAW_RETENTION, **{level.name: level.retention for level in LEVELS}}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown retention {unknown[0]!r}; expected one of {', '.join(defaults)}")
+    return {**defaults, **given}
 
 
 class Settings(BaseSettings):
@@ -119,11 +105,15 @@ class Settings(BaseSettings):
     misfire_grace_seconds: int = Field(default=30, ge=1, le=3600)
     # After each bucket a run pauses this many times the bucket's own duration, leaving CPU to the app.
     worker_yield_ratio: float = Field(default=1.0, ge=0.0, le=10.0)
-    jobs: JobsSettings = JobsSettings()
+    # Keyed by job id (agg_<level>, retention): TREND_JOBS__AGG_5M__MINUTE='*/10'.
+    jobs: Annotated[dict[str, JobSettings], BeforeValidator(_jobs_with_defaults)] = Field(
+        default_factory=lambda: _jobs_with_defaults({}))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prefix: str = "[트렌드]"
     accepted_lateness: DurationMs = 6 * DAY_MS
-    retention: RetentionSettings = RetentionSettings()
+    # Keyed by raw and level name: TREND_RETENTION__5M=90d.
+    retention: Annotated[dict[str, DurationMs], BeforeValidator(_retention_with_defaults)] = Field(
+        default_factory=lambda: _retention_with_defaults({}))
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
@@ -154,12 +144,26 @@ class Settings(BaseSettings):
         # A late event recomputes its minute from raw events, and its parents from 1m and 5m rows:
         # those sources must still exist, with an hour to spare for the 1h bucket around it.
         needed = self.accepted_lateness + HOUR_MS
-        for name, kept in (("RAW", self.retention.raw), ("1M", self.retention.m1), ("5M", self.retention.m5)):
-            if kept < needed:
+        sources = ["raw", *(level.name for level in LEVELS.levels[:-1])]
+        for name in sources:
+            if self.retention[name] < needed:
                 raise ValueError(
-                    f"{ENV_PREFIX}RETENTION__{name} must be at least {ENV_PREFIX}ACCEPTED_LATENESS plus 1h"
+                    f"{ENV_PREFIX}RETENTION__{name.upper()} must be at least {ENV_PREFIX}ACCEPTED_LATENESS plus 1h"
                 )
         return self
+
+    def job(self, job_id: str, levels: Hierarchy = LEVELS) -> JobSettings:
+        """A job's settings; a job of a custom hierarchy that has no entry gets its level's defaults."""
+        if job_id in self.jobs:
+            return self.jobs[job_id]
+        level = levels.by_job(job_id)
+        if level is None:
+            raise KeyError(job_id)
+        return JobSettings(second=level.cron.second, minute=level.cron.minute, hour=level.cron.hour)
+
+    def retention_ms(self, name: str, levels: Hierarchy = LEVELS) -> int:
+        """How long ``raw`` or a level is kept; a level of a custom hierarchy defaults to its own."""
+        return self.retention.get(name) or levels.by_name[name].retention
 
     @property
     def zone(self) -> ZoneInfo:

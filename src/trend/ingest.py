@@ -50,14 +50,14 @@ class Ingestor:
 
     def store(self, rows: Sequence[EventRow]) -> Inserted:
         """Store rows that are already valid, atomically."""
-        with self.db.write() as conn:
-            return insert_events(self.db, conn, rows, self.clock.now_ms())
+        with self.db.write() as tx:
+            return insert_events(tx, rows, self.clock.now_ms())
 
     @contextmanager
     def transaction(self) -> Iterator[Callable[[Sequence[EventRow]], Inserted]]:
         """Many ``store`` calls in one transaction: all of them commit, or none (``ingest --strict``)."""
-        with self.db.write() as conn:
-            yield lambda rows: insert_events(self.db, conn, rows, self.clock.now_ms())
+        with self.db.write() as tx:
+            yield lambda rows: insert_events(tx, rows, self.clock.now_ms())
 
     def _notify(self, result: IngestResult) -> None:
         if self._on_ingest is not None:

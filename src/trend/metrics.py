@@ -15,8 +15,8 @@ from prometheus_client.registry import Collector
 
 from trend.errors import StorageError
 from trend.ingest import IngestResult
-from trend.rollup.runner import RunReport
 from trend.rollup.service import LevelStatus
+from trend.rollup.shell import OUTCOMES, RunReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -46,13 +46,17 @@ class _BacklogCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, status: Callable[[], Sequence[LevelStatus]]) -> None:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]], jobs: Sequence[str]) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter("trend_events", "Events by ingest result", ["result"], registry=self.registry)
         self.runs = Counter("trend_job_runs", "Job runs by outcome", ["job", "outcome"], registry=self.registry)
         self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["job"], registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.registry.register(_BacklogCollector(status))
+        # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
+        for job in jobs:
+            for outcome in OUTCOMES:
+                self.runs.labels(job, outcome)
 
     def on_ingest(self, result: IngestResult) -> None:
         self.events.labels("accepted").inc(result.accepted)

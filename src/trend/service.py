@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trend.clock import Clock, SystemClock
 from trend.config import Settings, load_settings
 from trend.ingest import Ingestor, IngestResult
 from trend.logging import configure_logging
 from trend.metrics import Metrics
+from trend.model import LEVELS, RETENTION_JOB, Hierarchy
 from trend.query.trends import Queries, Rising, Series, Top
 from trend.rollup.retention import Retention
-from trend.rollup.runner import RunReport
-from trend.rollup.service import LevelStatus, Rollups, level_names
+from trend.rollup.service import LevelStatus, Rollups
+from trend.rollup.shell import RunReport
 from trend.storage.engine import Database
 from trend.storage.runs import RunRecord, latest_runs
 from trend.validation import EventValidator
-from trend.worker.scheduler import Worker
+from trend.worker.scheduler import Job, JobInfo, Worker
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -31,43 +34,70 @@ class Trend:
     >>> t.ingest([{"event": "search", "key": "우산"}])      # doctest: +SKIP
     """
 
-    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, **overrides: Any) -> None:
+    # Handed in by the package's ``__init__``, so this facade never imports the API layer above it.
+    router_builder: ClassVar[Callable[[Trend], APIRouter] | None] = None
+
+    def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, levels: Hierarchy = LEVELS,
+                 **overrides: Any) -> None:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.levels = levels
         configure_logging(self.settings.log_prefix, self.settings.zone, self.settings.log_level)
-        self.db = Database(self.settings.database_url, pool_size=self.settings.worker_threads + 3,
+        # Set by the worker's stop; every run checks it between buckets.
+        self.stopping = threading.Event()
+        self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
-        self.metrics = Metrics(self.status)
+        self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB])
         self.ingestor = Ingestor(self.db, self.clock, EventValidator(self.settings.accepted_lateness),
                                  on_ingest=self.metrics.on_ingest)
-        self.worker = Worker(self.settings, {
-            **{f"agg_{name}": self._level_job(name) for name in ("1m", "5m", "1h")},
-            "retention": lambda: self.retention.run(),
-        })
-        self.rollups = Rollups(self.db, self.clock, self.settings.retention.raw,
-                               should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report,
-                               yield_ratio=self.settings.worker_yield_ratio)
-        self.retention = Retention(self.db, self.clock, self.settings.retention,
-                                   should_stop=self.worker.stopping.is_set, on_report=self.metrics.on_report)
+        self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw", levels),
+                               should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
+        kept = {name: self.settings.retention_ms(name, levels) for name in ("raw", *levels.names)}
+        self.retention = Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set,
+                                   on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock)
+        self.worker = Worker(self.settings, levels, self._scheduled_jobs(), self.stopping)
         self._router: APIRouter | None = None
 
-    def _level_job(self, level: str) -> Any:
-        return lambda: self.rollups.runner(level).run()
+    def _scheduled_jobs(self) -> dict[str, Job]:
+        """Scheduled runs pause between buckets (TREND_WORKER_YIELD_RATIO) to leave CPU to the app."""
+        ratio = self.settings.worker_yield_ratio
+        jobs: dict[str, Job] = {level.job: partial(self.rollups.runner(level.name).run, ratio) for level in self.levels}
+        jobs[RETENTION_JOB] = self.retention.run
+        return jobs
 
     def ingest(self, events: Sequence[Any], *, strict: bool = True) -> IngestResult:
         """Store events given as JSON-like dicts. ``strict`` (default): all or nothing."""
         return self.ingestor.ingest(events, strict=strict)
 
     def rollup(self, level: str = "all") -> list[RunReport]:
-        """Catch up every dirty closed bucket of ``level`` (1m, 5m, 1h or all) now."""
-        return self.rollups.run(level_names(level))
+        """Catch up every dirty closed bucket of ``level`` (a level's name, or all) now, flat out."""
+        return self.rollups.run(self.rollups.level_names(level))
+
+    @property
+    def job_ids(self) -> list[str]:
+        return list(self.worker.jobs)
 
     def run_job(self, job: str) -> list[RunReport]:
-        """Run one scheduled job now, in this thread, and wait for it."""
-        if job == "retention":
+        """Run one scheduled job now, in this thread, flat out, and wait for it."""
+        if job == RETENTION_JOB:
             return [self.retention.run()]
-        return [self.rollups.runner(job.removeprefix("agg_")).run()]
+        level = self.levels.by_job(job)
+        if level is None:
+            raise KeyError(job)
+        return [self.rollups.runner(level.name).run()]
+
+    def jobs(self) -> list[JobInfo]:
+        """Every scheduled job: whether it is enabled, its schedule and its next run in this process."""
+        return self.worker.info()
+
+    @property
+    def worker_running(self) -> bool:
+        return self.worker.running
+
+    def dimensions(self) -> dict[str, list[str]]:
+        """Every event type stored, with its segments."""
+        return self.queries.dimensions()
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
         return self.rollups.backfill(start_ms, end_ms)
@@ -97,9 +127,9 @@ class Trend:
     def router(self) -> APIRouter:
         """The whole API as one router: ``app.include_router(trend.router, prefix="/trend")``."""
         if self._router is None:
-            from trend.api.router import build_router  # the API layer sits above this facade
-
-            self._router = build_router(self)
+            if Trend.router_builder is None:
+                raise RuntimeError("the API layer is not installed; import trend, not trend.service")
+            self._router = Trend.router_builder(self)
         return self._router
 
     @asynccontextmanager
@@ -115,8 +145,8 @@ class Trend:
 
     def last_runs(self) -> dict[str, RunRecord]:
         """The newest run record of every job, from any process."""
-        with self.db.read() as conn:
-            return latest_runs(conn)
+        with self.db.read() as tx:
+            return latest_runs(tx)
 
     def lag_seconds(self) -> float:
         """How long the oldest closed dirty bucket of any level has waited for its run."""

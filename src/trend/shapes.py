@@ -7,10 +7,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from trend.ingest import IngestResult
-from trend.model import LEVELS_BY_NAME, isoformat
+from trend.measures import MEASURES
+from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
-from trend.rollup.runner import RunReport
 from trend.rollup.service import LevelStatus
+from trend.rollup.shell import RunReport
 from trend.storage.runs import RunRecord
 from trend.worker.scheduler import JobInfo
 
@@ -53,7 +54,7 @@ def series_shape(series: Series, zone: ZoneInfo, key: str | None = None) -> dict
     return {
         "interval": series.interval, "start": isoformat(series.start, zone), "end": isoformat(series.end, zone),
         "key": key,
-        "points": [{"t": isoformat(p.bucket, zone), "count": p.count, "sum": p.total, "min": p.low, "max": p.high}
+        "points": [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES}}
                    for p in series.points],
     }
 
@@ -78,12 +79,12 @@ def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
 
 
 def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], runs: Mapping[str, RunRecord],
-               zone: ZoneInfo) -> dict[str, Any]:
-    by_job = {f"agg_{s.level}": s for s in statuses}
+               zone: ZoneInfo, levels: Hierarchy) -> dict[str, Any]:
+    by_job = {levels.by_name[s.level].job: s for s in statuses}
     result = []
     for job in jobs:
         status = by_job.get(job.job)
-        level = LEVELS_BY_NAME.get(job.job.removeprefix("agg_"))
+        level = levels.by_job(job.job)
         result.append({
             "job": job.job, "enabled": job.enabled, "schedule": job.schedule,
             "next_run": job.next_run.astimezone(zone).isoformat(timespec="seconds") if job.next_run else None,

@@ -11,30 +11,31 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 
-from trend.model import LEVELS, MINUTE_MS, RAW, Span
+from trend.model import MINUTE_MS, RAW, Hierarchy, Span
 
 
 class Planner:
     """Plans reads against one snapshot of the markers, at one moment."""
 
-    def __init__(self, markers: Iterable[tuple[str, int]], now_ms: int) -> None:
-        by_level: dict[str, list[int]] = {level.name: [] for level in LEVELS}
+    def __init__(self, levels: Hierarchy, markers: Iterable[tuple[str, int]], now_ms: int) -> None:
+        self.levels = levels
+        by_level: dict[str, list[int]] = {name: [] for name in levels.names}
         for level, bucket in markers:
-            by_level[level].append(bucket)
+            by_level.setdefault(level, []).append(bucket)
         self._dirty: Mapping[str, list[int]] = {name: sorted(buckets) for name, buckets in by_level.items()}
         self.now_ms = now_ms
 
-    def cover(self, start: int, end: int, top_level: str = "1h") -> list[Span]:
+    def cover(self, start: int, end: int, top_level: str | None = None) -> list[Span]:
         """Spans covering ``[start, end)`` (minute-aligned), none coarser than ``top_level``, merged."""
         if start % MINUTE_MS or end % MINUTE_MS:
             raise ValueError("a read range must be aligned to whole minutes")
-        index = next(i for i, level in enumerate(LEVELS) if level.name == top_level)
+        index = self.levels.index(top_level if top_level is not None else self.levels.top.name)
         spans: list[Span] = []
         self._cover(start, end, index, spans)
         return _merged(spans)
 
     def _clean(self, index: int, bucket: int, width: int) -> bool:
-        for level in LEVELS[: index + 1]:
+        for level in self.levels.levels[: index + 1]:
             dirty = self._dirty[level.name]
             position = bisect_left(dirty, bucket)
             if position < len(dirty) and dirty[position] < bucket + width:
@@ -44,7 +45,7 @@ class Planner:
     def _cover(self, start: int, end: int, index: int, out: list[Span]) -> None:
         if start >= end:
             return
-        level = LEVELS[index]
+        level = self.levels[index]
         width = level.width
         if index == 0:
             for minute in range(start, end, width):

@@ -7,15 +7,14 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
-
 from trend.clock import Clock
 from trend.errors import QueryError
 from trend.query.plan import Planner
 from trend.query.windows import Window, interval_ms, series_range, window_ms
-from trend.storage.engine import Database
+from trend.storage.engine import Database, Tx
 from trend.storage.events import known_dimensions
-from trend.storage.reads import Filters, Point, markers_between, points, tagged_totals, totals_by_key
+from trend.storage.markers import markers_between
+from trend.storage.reads import Filters, Point, points, tagged_totals, totals_by_key
 
 
 @dataclass(frozen=True)
@@ -89,15 +88,15 @@ class Queries:
     def series(self, event: str, *, key: str | None = None, segment: str | None = None, interval: str = "1m",
                start_ms: int | None = None, end_ms: int | None = None) -> Series:
         now = self.clock.now_ms()
-        start, end = series_range(interval, start_ms, end_ms, now)
-        width = interval_ms(interval)
-        with self.db.read() as conn:
-            self._check_event(conn, event)
-            planner = Planner(markers_between(conn, start, end), now)
-            found = points(conn, planner.cover(start, end, top_level=interval),
+        start, end = series_range(self.db.levels, interval, start_ms, end_ms, now)
+        width = interval_ms(interval, self.db.levels)
+        with self.db.read() as tx:
+            self._check_event(tx, event)
+            planner = Planner(tx.levels, markers_between(tx, start, end), now)
+            found = points(tx, planner.cover(start, end, top_level=interval),
                            Filters(event, segment, None if key is None else [key]), width)
         by_bucket = {point.bucket: point for point in found}
-        filled = [by_bucket.get(t, Point(t, 0, 0.0, None, None)) for t in range(start, end, width)]
+        filled = [by_bucket.get(t) or Point.empty(t) for t in range(start, end, width)]
         return Series(interval, start, end, filled)
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
@@ -107,11 +106,11 @@ class Queries:
         current = Window.ending_at(at, window_ms(window))
         previous = current.before()
         filters = Filters(event, segment)
-        with self.db.read() as conn:
-            self._check_event(conn, event)
-            planner = Planner(markers_between(conn, previous.start, current.end), now)
-            ranked = totals_by_key(self.db, conn, planner.cover(current.start, current.end), filters, limit=limit)
-            before = totals_by_key(self.db, conn, planner.cover(previous.start, previous.end), filters, limit=limit)
+        with self.db.read() as tx:
+            self._check_event(tx, event)
+            planner = Planner(tx.levels, markers_between(tx, previous.start, current.end), now)
+            ranked = totals_by_key(tx, planner.cover(current.start, current.end), filters, limit=limit)
+            before = totals_by_key(tx, planner.cover(previous.start, previous.end), filters, limit=limit)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
         items = [TopItem(rank, key, count, prev_ranks.get(key)) for rank, (key, count) in enumerate(ranked, start=1)]
         return Top(window, at, current.start, current.end, items)
@@ -122,12 +121,12 @@ class Queries:
         at = at_ms if at_ms is not None else now
         current = Window.ending_at(at, window_ms(window))
         history = [current.before(n) for n in range(1, baseline + 1)]
-        with self.db.read() as conn:
-            self._check_event(conn, event)
-            planner = Planner(markers_between(conn, history[-1].start, current.end), now)
-            counts = dict(totals_by_key(self.db, conn, planner.cover(current.start, current.end),
+        with self.db.read() as tx:
+            self._check_event(tx, event)
+            planner = Planner(tx.levels, markers_between(tx, history[-1].start, current.end), now)
+            counts = dict(totals_by_key(tx, planner.cover(current.start, current.end),
                                         Filters(event, segment), min_count=min_count))
-            past = tagged_totals(conn, [planner.cover(w.start, w.end) for w in history],
+            past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history],
                                  Filters(event, segment, sorted(counts))) if counts else []
         windows: dict[str, list[int]] = {key: [0] * baseline for key in counts}
         for index, key, count in past:
@@ -142,11 +141,11 @@ class Queries:
         return Rising(window, at, current.start, current.end, baseline, items)
 
     def dimensions(self) -> dict[str, list[str]]:
-        with self.db.read() as conn:
-            return known_dimensions(conn)
+        with self.db.read() as tx:
+            return known_dimensions(tx)
 
     @staticmethod
-    def _check_event(conn: Connection, event: str) -> None:
-        known = known_dimensions(conn)
+    def _check_event(tx: Tx, event: str) -> None:
+        known = known_dimensions(tx)
         if known and event not in known:
             raise QueryError("event", f"unknown event {event!r}; known events: {', '.join(sorted(known))}")

@@ -5,15 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trend.errors import QueryError
-from trend.model import DAY_MS, HOUR_MS, MINUTE_MS, floor_to
+from trend.model import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS, Hierarchy, floor_to
 
 WINDOWS: dict[str, int] = {
     "5m": 5 * MINUTE_MS, "15m": 15 * MINUTE_MS, "1h": HOUR_MS, "6h": 6 * HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS,
 }
-INTERVALS: dict[str, int] = {"1m": MINUTE_MS, "5m": 5 * MINUTE_MS, "1h": HOUR_MS}
-# Enough points for a chart, and a bound on what one request may cost.
-MAX_POINTS: dict[str, int] = {"1m": 1440, "5m": 2016, "1h": 2160}
-DEFAULT_SPAN: dict[str, int] = {"1m": HOUR_MS, "5m": DAY_MS, "1h": 7 * DAY_MS}
 
 
 def window_ms(name: str) -> int:
@@ -22,10 +18,11 @@ def window_ms(name: str) -> int:
     return WINDOWS[name]
 
 
-def interval_ms(name: str) -> int:
-    if name not in INTERVALS:
-        raise QueryError("interval", f"unknown interval {name!r}; expected one of {', '.join(INTERVALS)}")
-    return INTERVALS[name]
+def interval_ms(name: str, levels: Hierarchy = LEVELS) -> int:
+    """A series interval is a level: each point is one bucket of it."""
+    if name not in levels.by_name:
+        raise QueryError("interval", f"unknown interval {name!r}; expected one of {', '.join(levels.names)}")
+    return levels.by_name[name].width
 
 
 @dataclass(frozen=True)
@@ -46,14 +43,17 @@ class Window:
         return Window(self.start - count * width, self.end - count * width)
 
 
-def series_range(interval: str, start_ms: int | None, end_ms: int | None, now_ms: int) -> tuple[int, int]:
+def series_range(levels: Hierarchy, interval: str, start_ms: int | None, end_ms: int | None,
+                 now_ms: int) -> tuple[int, int]:
     """Align ``[start, end)`` outward to the interval; the default ends with the bucket holding now."""
-    width = interval_ms(interval)
+    width = interval_ms(interval, levels)
     end = -(-(end_ms if end_ms is not None else now_ms + 1) // width) * width
-    start = floor_to(start_ms, width) if start_ms is not None else end - DEFAULT_SPAN[interval]
+    level = levels.by_name[interval]
+    start = floor_to(start_ms, width) if start_ms is not None else end - level.chart_span
     if end <= start:
         raise QueryError("end", "must be after start")
-    if (end - start) // width > MAX_POINTS[interval]:
+    # Enough points for a chart, and a bound on what one request may cost.
+    if (end - start) // width > level.max_points:
         raise QueryError("start", f"the range is too long for interval {interval}: at most "
-                                  f"{MAX_POINTS[interval]} points ({MAX_POINTS[interval] * width // HOUR_MS} h)")
+                                  f"{level.max_points} points ({level.max_points * width // HOUR_MS} h)")
     return start, end

@@ -1,4 +1,4 @@
-"""One run of one level: skip check, catch-up loop, the seed's log lines, and a run record.
+"""One run of one level: skip check, catch-up loop and the seed's log lines, inside a :class:`RunShell`.
 
 Every dirty closed bucket is processed oldest first, each in its own short transaction, so a run
 that was missed, misfired or interrupted only delays work: the markers remember what is left.
@@ -6,163 +6,114 @@ that was missed, misfired or interrupted only delays work: the markers remember 
 
 from __future__ import annotations
 
-import os
-import socket
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from trend.clock import Clock
-from trend.errors import StorageError
 from trend.logging import get_logger
 from trend.model import Level, format_utc
+from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database
 from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
-from trend.storage.rollups import parent_of, recompute
-from trend.storage.runs import RunRecord, finish_run, record_run, start_run
+from trend.storage.rollups import recompute
 
 log = get_logger("rollup")
 
-RUNNER_ID = f"{socket.gethostname()}:{os.getpid()}"
-OVERLAP_WARNING = "Previous aggregation still running, skipping..."
-
-# In-process overlap guard, one per database and level; across processes the markers decide.
-_guards: dict[tuple[str, str], threading.Lock] = {}
-_guards_lock = threading.Lock()
-
-
-def _guard(db: Database, level: Level) -> threading.Lock:
-    with _guards_lock:
-        return _guards.setdefault((db.url, level.name), threading.Lock())
-
-
-@dataclass(frozen=True)
-class RunReport:
-    level: str  # the level, or "retention"
-    outcome: str  # ran | skipped_no_data | skipped_running | failed
-    buckets: int = 0
-    rows: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-
-    @property
-    def job(self) -> str:
-        return self.level if self.level == "retention" else f"agg_{self.level}"
+# A scheduled run's pause after a bucket is capped, so a slow bucket cannot stall the level for long.
+_MAX_PAUSE_S = 5.0
 
 
 class LevelRunner:
     def __init__(self, db: Database, clock: Clock, level: Level,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_report: Callable[[RunReport], None] | None = None, yield_ratio: float = 0.0) -> None:
+                 on_report: Callable[[RunReport], None] | None = None) -> None:
         self.db = db
         self.clock = clock
         self.level = level
-        self.should_stop = should_stop
-        self._on_report = on_report
-        self.yield_ratio = yield_ratio
+        self.shell = RunShell(db, clock, level.job, level.name, should_stop, on_report)
 
     @property
     def job(self) -> str:
-        return f"agg_{self.level.name}"
+        return self.level.job
 
-    def run(self) -> RunReport:
-        guard = _guard(self.db, self.level)
-        if not guard.acquire(blocking=False):
-            log.warning(OVERLAP_WARNING)
-            return self._report(RunReport(self.level.name, "skipped_running"))
-        try:
-            return self._report(self._run())
-        finally:
-            guard.release()
+    def run(self, yield_ratio: float = 0.0) -> RunReport:
+        """Catch up every dirty closed bucket. ``yield_ratio``: after each bucket, pause this many times
+        its duration (scheduled runs leave CPU to the app; runs a person starts go flat out)."""
+        cutoff = self.level.closed_cutoff(self.clock.now_ms())
+        return self.shell.run(lambda active: self._catch_up(active, cutoff, yield_ratio),
+                              precheck=lambda: self._precheck(cutoff))
 
-    def _report(self, report: RunReport) -> RunReport:
-        if self._on_report is not None:
-            self._on_report(report)
-        return report
+    def _precheck(self, cutoff: int) -> Result | None:
+        with self.db.probe() as tx:
+            has_work = any_dirty(tx, self.level.name, cutoff)
+        if not has_work:
+            log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
+            return Result("skipped_no_data")
+        if self.db.dialect.exclusive_runs:
+            holder = self.shell.live_elsewhere()
+            if holder is not None:
+                log.debug("%s aggregation is running in %s, skipping", self.level.name, holder.runner)
+                return Result("skipped_claimed")
+        return None
 
-    def _run(self) -> RunReport:
-        started_ms, started = self.clock.now_ms(), time.perf_counter()
-        cutoff = self.level.closed_cutoff(started_ms)
-        try:
-            with self.db.probe() as conn:
-                has_work = any_dirty(conn, self.level.name, cutoff)
-            if not has_work:
-                log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
-                self._record(started_ms, "skipped_no_data")
-                return RunReport(self.level.name, "skipped_no_data", seconds=time.perf_counter() - started)
-            return self._catch_up(started_ms, started, cutoff)
-        except StorageError as exc:
-            log.error("%s aggregation failed: %s", self.level.name, exc)
-            self._record(started_ms, "failed", error=str(exc))
-            return RunReport(self.level.name, "failed", seconds=time.perf_counter() - started, error=str(exc))
-
-    def _catch_up(self, started_ms: int, started: float, cutoff: int) -> RunReport:
-        with self.db.read() as conn:
-            pending = backlog(conn, self.level.name, cutoff)
-        with self.db.write() as conn:
-            run_id = start_run(conn, self.job, RUNNER_ID, started_ms)
+    def _catch_up(self, active: ActiveRun, cutoff: int, yield_ratio: float) -> Result:
+        with self.db.read() as tx:
+            pending = backlog(tx, self.level.name, cutoff)
         summary = pending.dirty > 1
         if summary:
             log.info("Starting %s aggregation catch-up: %d buckets from %s to %s", self.level.name,
                      pending.dirty, format_utc(pending.oldest or cutoff), format_utc(pending.newest or cutoff))
+        began = time.perf_counter()
         buckets = rows = 0
         last = -(2**62)
-        error: str | None = None
-        try:
-            while not self.should_stop():
-                began = time.perf_counter()
-                done = self._process_next(last, cutoff, detailed=not summary)
-                if done is None:
-                    break
-                last, bucket_rows = done
-                buckets += 1
-                rows += bucket_rows
-                if self.yield_ratio:
-                    # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
-                    time.sleep((time.perf_counter() - began) * self.yield_ratio)
-        except StorageError as exc:
-            error = str(exc)
-            log.error("%s aggregation failed after %d buckets: %s", self.level.name, buckets, exc)
-        seconds = time.perf_counter() - started
-        outcome = "failed" if error else "ran"
-        if summary and not error:
-            log.info("%s aggregation completed: %d rows in %.2fs (%d buckets)", self.level.name, rows, seconds,
-                     buckets)
-        self._finish(run_id, outcome, buckets, rows, error)
-        return RunReport(self.level.name, outcome, buckets, rows, seconds, error)
+        stopped = False
+        while True:
+            if active.should_stop():
+                stopped = True
+                break
+            bucket_began = time.perf_counter()
+            done = self._process_next(active, last, cutoff, detailed=not summary)
+            if done is None:
+                break
+            last, bucket_rows = done
+            buckets += 1
+            rows += bucket_rows
+            if yield_ratio:
+                # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
+                time.sleep(min(_MAX_PAUSE_S, (time.perf_counter() - bucket_began) * yield_ratio))
+        outcome = self._outcome(buckets, stopped, cutoff)
+        if summary and outcome == "ran":
+            log.info("%s aggregation completed: %d rows in %.2fs (%d buckets)", self.level.name, rows,
+                     time.perf_counter() - began, buckets)
+        elif outcome == "interrupted":
+            log.info("%s aggregation interrupted after %d buckets; the rest stays marked", self.level.name, buckets)
+        return Result(outcome, buckets, rows)
 
-    def _process_next(self, after: int, cutoff: int, *, detailed: bool) -> tuple[int, int] | None:
+    def _outcome(self, buckets: int, stopped: bool, cutoff: int) -> str:
+        if stopped:
+            with self.db.probe() as tx:
+                if any_dirty(tx, self.level.name, cutoff):
+                    return "interrupted"
+        # Dirty buckets were found, but every one was held by another runner.
+        return "ran" if buckets or stopped else "skipped_claimed"
+
+    def _process_next(self, active: ActiveRun, after: int, cutoff: int, *, detailed: bool) -> tuple[int, int] | None:
         """Recompute the next dirty closed bucket in one transaction; None when none is left."""
         began = time.perf_counter()
-        with self.db.write() as conn:
-            claimed = claim_next(self.db, conn, self.level.name, after, cutoff)
+        with self.db.write() as tx:
+            claimed = claim_next(tx, self.level.name, after, cutoff)
             if claimed is None:
                 return None
             bucket, version = claimed
-            result = recompute(conn, self.level, bucket)
-            parent = parent_of(self.level, bucket)
+            result = recompute(tx, self.level, bucket)
+            parent = tx.levels.parent_bucket(self.level, bucket)
             if parent is not None:
-                mark(self.db, conn, parent[0].name, [parent[1]])
-            release(conn, self.level.name, bucket, version)
+                mark(tx, parent[0].name, [parent[1]])
+            release(tx, self.level.name, bucket, version)
+            active.beat(tx)
         line = log.info if detailed else log.debug
         line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, format_utc(bucket),
              result.events)
         line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows,
              time.perf_counter() - began)
         return bucket, result.rows
-
-    def _record(self, started_ms: int, outcome: str, error: str | None = None) -> None:
-        try:
-            with self.db.write() as conn:
-                record_run(conn, RunRecord(self.job, RUNNER_ID, started_ms, self.clock.now_ms(), outcome, 0, 0,
-                                           error))
-        except StorageError as exc:
-            log.warning("could not record the %s run: %s", self.job, exc)
-
-    def _finish(self, run_id: int, outcome: str, buckets: int, rows: int, error: str | None) -> None:
-        try:
-            with self.db.write() as conn:
-                finish_run(conn, run_id, self.clock.now_ms(), outcome, buckets, rows, error)
-        except StorageError as exc:
-            log.warning("could not record the end of the %s run: %s", self.job, exc)

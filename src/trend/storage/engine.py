@@ -1,29 +1,26 @@
-"""The database handle: engine from a URL, transactions, and every dialect difference in one place.
+"""The database handle: engine from a URL, and transactions that carry their backend's dialect.
 
-SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
-
-* pysqlite's own BEGIN handling is switched off and replaced by the documented ``begin`` event
-  recipe, so write transactions open with ``BEGIN IMMEDIATE``. A deferred transaction that reads and
-  then writes fails with SQLITE_BUSY when another writer committed in between; ``busy_timeout`` does
-  not retry that case.
-* Reads that must agree run in one explicit transaction, which SQLite makes one snapshot.
+Every difference between backends lives in :mod:`trend.storage.dialects`; this module only asks.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
-import psycopg
-from sqlalchemy import Connection, Engine, Select, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from trend.errors import DatabaseUnavailableError, StorageError
+from trend.model import LEVELS, Hierarchy
+from trend.storage.dialects import DIALECTS, Dialect, chunked
+
+__all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
 
 
 def normalize_url(url: str) -> str:
@@ -34,21 +31,22 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _install_sqlite_pragmas(engine: Engine, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        # In WAL mode NORMAL loses nothing on a process crash; only an OS crash may lose the last commits.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+@dataclass(frozen=True)
+class Tx:
+    """One transaction: the connection, its backend's dialect, and the level hierarchy.
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("trend_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    Storage functions take one of these, never a ``(database, connection)`` pair.
+    """
+
+    conn: Connection
+    dialect: Dialect
+    levels: Hierarchy
+
+    def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
+        return self.conn.execute(statement, parameters)
+
+    def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
+        return self.conn.exec_driver_sql(statement, parameters)
 
 
 class FairLock:
@@ -78,62 +76,49 @@ class FairLock:
 
 
 class Database:
-    """One database, shared by threads. Use :meth:`write` and :meth:`read` for transactions."""
+    """One database, shared by threads. Use :meth:`write`, :meth:`read` and :meth:`probe` for transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 5, sqlite_busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
+                 sqlite_busy_timeout_ms: int = 30_000) -> None:
         self.url = normalize_url(url)
+        self.levels = levels
         parsed = make_url(self.url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite":
-            if parsed.database in (None, "", ":memory:"):
-                raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=10)
-            _install_sqlite_pragmas(self.engine, sqlite_busy_timeout_ms)
-            self._reader = self._prober = self.engine
-        else:
-            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
-            self._reader = self.engine.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            self._prober = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        backend = parsed.get_backend_name()
+        if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
+        self.dialect: Dialect = DIALECTS[backend]()
+        self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
+        self._reader = self.dialect.reader(self.engine)
+        self._prober = self.dialect.prober(self.engine)
         self._writer = self.engine.execution_options(trend_write=True)
-        self._write_turns = FairLock() if self.serialized_writers else None
+        self._write_turns = FairLock() if self.dialect.serialized_writers else None
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.dialect == "postgresql"
-
-    @property
-    def serialized_writers(self) -> bool:
-        """SQLite lets one write transaction run at a time (BEGIN IMMEDIATE); PostgreSQL does not."""
-        return self.dialect == "sqlite"
-
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self) -> Iterator[Tx]:
         """A write transaction: committed on success, rolled back on any error."""
         self.ensure_schema()
         if self._write_turns is None:
             with translate_errors(), self._writer.begin() as conn:
-                yield conn
+                yield Tx(conn, self.dialect, self.levels)
             return
         with self._write_turns.hold(), translate_errors(), self._writer.begin() as conn:
-            yield conn
+            yield Tx(conn, self.dialect, self.levels)
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Tx]:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
         with translate_errors(), self._reader.connect() as conn, conn.begin():
-            yield conn
+            yield Tx(conn, self.dialect, self.levels)
 
     @contextmanager
-    def probe(self) -> Iterator[Connection]:
+    def probe(self) -> Iterator[Tx]:
         """A connection for a single read statement, which is a snapshot by itself: the cheapest path."""
         self.ensure_schema()
         with translate_errors(), self._prober.connect() as conn:
-            yield conn
+            yield Tx(conn, self.dialect, self.levels)
 
     def ensure_schema(self) -> None:
         if self._schema_ready:
@@ -143,44 +128,12 @@ class Database:
                 from trend.storage.migrations import create_or_migrate
 
                 with translate_errors(), self._writer.begin() as conn:
-                    if self.is_postgres:
-                        # Two processes starting at once must not both create tables.
-                        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7715001)")
-                    create_or_migrate(conn)
+                    self.dialect.lock_schema(conn)
+                    create_or_migrate(Tx(conn, self.dialect, self.levels))
                 self._schema_ready = True
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-    # -- dialect helpers: the only place that asks which database this is --
-
-    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that supports ``on_conflict_do_*`` on either backend."""
-        return postgresql.insert(table) if self.is_postgres else sqlite.insert(table)
-
-    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
-                    rows: Sequence[tuple[Any, ...]]) -> None:
-        """The fastest bulk path each backend has: COPY on PostgreSQL, executemany on SQLite."""
-        if not rows:
-            return
-        if self.is_postgres:
-            driver_connection = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-            with driver_connection.cursor() as cursor, cursor.copy(
-                f"COPY {table_name} ({', '.join(columns)}) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        marks = ", ".join("?" * len(columns))
-        conn.exec_driver_sql(f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({marks})", rows)
-
-    def code_point_order(self, column: Any) -> Any:
-        """Order text by code point, as Python does: PostgreSQL would otherwise use the locale's rules."""
-        return column.collate("C") if self.is_postgres else column
-
-    def skip_locked(self, query: Select[Any]) -> Select[Any]:
-        """Let replicas share a backlog; SQLite serializes writers, so it needs nothing."""
-        return query.with_for_update(skip_locked=True) if self.is_postgres else query
 
 
 @contextmanager
@@ -199,7 +152,3 @@ def translate_errors() -> Iterator[None]:
 def _first_line(exc: DBAPIError) -> str:
     return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
 
-
-def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

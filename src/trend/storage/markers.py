@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, select
 
-from trend.storage.engine import Database
+from trend.storage.engine import Tx
 from trend.storage.schema import rollup_dirty as dirty
 
 
-def mark(db: Database, conn: Connection, level: str, buckets: Iterable[int]) -> None:
+def mark(tx: Tx, level: str, buckets: Iterable[int]) -> None:
     """Upsert a marker per bucket, bumping its version. Sorted, so PostgreSQL cannot deadlock."""
     ordered = sorted(set(buckets))
     if not ordered:
         return
-    statement = db.insert(dirty).values(level=level, version=1)
+    statement = tx.dialect.insert(dirty).values(level=level, version=1)
     statement = statement.on_conflict_do_update(
         index_elements=[dirty.c.level, dirty.c.bucket], set_={"version": dirty.c.version + 1}
     )
-    conn.execute(statement, [{"bucket": bucket} for bucket in ordered])
+    tx.execute(statement, [{"bucket": bucket} for bucket in ordered])
 
 
 # Built once: the skip check runs every minute per level and should cost well under 0.1 ms.
@@ -31,9 +31,9 @@ _PROBE = (
 )
 
 
-def any_dirty(conn: Connection, level: str, cutoff: int) -> bool:
+def any_dirty(tx: Tx, level: str, cutoff: int) -> bool:
     """The skip check: one probe of the primary key, no scan of events."""
-    return conn.execute(_PROBE, {"level": level, "cutoff": cutoff}).first() is not None
+    return tx.execute(_PROBE, {"level": level, "cutoff": cutoff}).first() is not None
 
 
 @dataclass(frozen=True)
@@ -44,30 +44,36 @@ class Backlog:
     newest: int | None
 
 
-def backlog(conn: Connection, level: str, cutoff: int | None = None) -> Backlog:
+def backlog(tx: Tx, level: str, cutoff: int | None = None) -> Backlog:
     where = [dirty.c.level == level]
     if cutoff is not None:
         where.append(dirty.c.bucket <= cutoff)
     query = select(func.count(), func.min(dirty.c.bucket), func.max(dirty.c.bucket)).where(and_(*where))
-    count, oldest, newest = conn.execute(query).one()
+    count, oldest, newest = tuple(tx.execute(query).one())
     return Backlog(level, int(count), oldest, newest)
 
 
-def claim_next(db: Database, conn: Connection, level: str, after: int, cutoff: int) -> tuple[int, int] | None:
-    """The oldest dirty closed bucket after ``after``; on PostgreSQL, locked rows go to other runners."""
+def claim_next(tx: Tx, level: str, after: int, cutoff: int) -> tuple[int, int] | None:
+    """The oldest dirty closed bucket after ``after`` that no other runner holds, with its version."""
     query = (
         select(dirty.c.bucket, dirty.c.version)
         .where(dirty.c.level == level, dirty.c.bucket > after, dirty.c.bucket <= cutoff)
         .order_by(dirty.c.bucket)
         .limit(1)
     )
-    row = conn.execute(db.skip_locked(query)).first()
+    row = tx.execute(tx.dialect.claim(query)).first()
     return (int(row.bucket), int(row.version)) if row is not None else None
 
 
-def release(conn: Connection, level: str, bucket: int, version: int) -> bool:
+def release(tx: Tx, level: str, bucket: int, version: int) -> bool:
     """Delete the marker only if no ingest bumped it since we read ``version``."""
-    deleted = conn.execute(
+    deleted = tx.execute(
         dirty.delete().where(dirty.c.level == level, dirty.c.bucket == bucket, dirty.c.version == version)
     )
     return deleted.rowcount == 1
+
+
+def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
+    """Every marker of every level inside ``[start, end)``; there are few of them."""
+    query = select(dirty.c.level, dirty.c.bucket).where(dirty.c.bucket >= start, dirty.c.bucket < end)
+    return [(row.level, int(row.bucket)) for row in tx.execute(query)]

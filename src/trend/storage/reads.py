@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
 from sqlalchemy.sql import Subquery
 
+from trend.measures import MEASURES
 from trend.model import RAW, Span
-from trend.storage.engine import Database
-from trend.storage.rollups import LEVEL_TABLES
-from trend.storage.schema import fact_events, rollup_dirty
+from trend.storage.engine import Tx
+from trend.storage.rollups import from_raw, merged
+from trend.storage.schema import fact_events, level_table
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,6 @@ class Filters:
     event: str
     segment: str | None = None  # None: every segment, summed
     keys: Sequence[str] | None = None  # None: every key
-
-
-def markers_between(conn: Connection, start: int, end: int) -> list[tuple[str, int]]:
-    """Every marker of every level inside ``[start, end)``; there are few of them."""
-    query = select(rollup_dirty.c.level, rollup_dirty.c.bucket).where(
-        rollup_dirty.c.bucket >= start, rollup_dirty.c.bucket < end
-    )
-    return [(row.level, int(row.bucket)) for row in conn.execute(query)]
 
 
 def _ranges(column: ColumnElement[int], spans: list[Span]) -> ColumnElement[bool]:
@@ -44,25 +37,23 @@ def _filtered(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
-def _source_select(source: str, spans: list[Span], filters: Filters, tag: int | None) -> Select[Any]:
+def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, tag: int | None) -> Select[Any]:
     tag_column = [literal(tag).label("tag")] if tag is not None else []
     if source == RAW:
         f = fact_events.c
         return (
-            select(f.minute.label("bucket"), f.key, *tag_column, func.count().label("count"),
-                   func.sum(f.value).label("value_sum"), func.min(f.value).label("value_min"),
-                   func.max(f.value).label("value_max"))
+            select(f.minute.label("bucket"), f.key, *tag_column, *from_raw(tx))
             .where(_ranges(f.minute, spans), *_filtered(f, filters))
             .group_by(f.minute, f.key)
         )
-    c = LEVEL_TABLES[source].c
-    return select(c.bucket, c.key, *tag_column, c["count"], c.value_sum, c.value_min, c.value_max).where(
+    c = level_table(tx.levels.by_name[source]).c
+    return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in MEASURES)).where(
         _ranges(c.bucket, spans), *_filtered(c, filters)
     )
 
 
-def plan_rows(plans: Sequence[list[Span]], filters: Filters, *, tagged: bool = False) -> Subquery | None:
-    """UNION ALL of the rows every span names: (bucket, key, [tag,] count, value_sum, value_min, value_max).
+def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, *, tagged: bool = False) -> Subquery | None:
+    """UNION ALL of the rows every span names: (bucket, key, [tag,] one column per measure).
 
     With ``tagged``, each plan's rows carry its index in ``plans`` as ``tag``.
     """
@@ -72,16 +63,16 @@ def plan_rows(plans: Sequence[list[Span]], filters: Filters, *, tagged: bool = F
         for span in spans:
             by_source[span.source].append(span)
         for source, source_spans in by_source.items():
-            selects.append(_source_select(source, source_spans, filters, index if tagged else None))
+            selects.append(_source_select(tx, source, source_spans, filters, index if tagged else None))
     if not selects:
         return None
     return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("rows")
 
 
-def totals_by_key(db: Database, conn: Connection, spans: list[Span], filters: Filters, *,
+def totals_by_key(tx: Tx, spans: list[Span], filters: Filters, *,
                   limit: int | None = None, min_count: int = 1) -> list[tuple[str, int]]:
     """Keys by count, highest first; ties go to the key that sorts first (by code point)."""
-    rows = plan_rows([spans], filters)
+    rows = plan_rows(tx, [spans], filters)
     if rows is None:
         return []
     total = func.sum(rows.c["count"])
@@ -89,43 +80,46 @@ def totals_by_key(db: Database, conn: Connection, spans: list[Span], filters: Fi
         select(rows.c.key, total.label("total"))
         .group_by(rows.c.key)
         .having(total >= min_count)
-        .order_by(total.desc(), db.code_point_order(rows.c.key))
+        .order_by(total.desc(), tx.dialect.code_point_order(rows.c.key))
     )
     if limit is not None:
         query = query.limit(limit)
-    return [(row.key, int(row.total)) for row in conn.execute(query)]
+    return [(row.key, int(row.total)) for row in tx.execute(query)]
 
 
-def tagged_totals(conn: Connection, plans: Sequence[list[Span]], filters: Filters) -> list[tuple[int, str, int]]:
+def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters) -> list[tuple[int, str, int]]:
     """(plan index, key, count) for every key with events in each plan."""
-    rows = plan_rows(plans, filters, tagged=True)
+    rows = plan_rows(tx, plans, filters, tagged=True)
     if rows is None:
         return []
     query = select(rows.c.tag, rows.c.key, func.sum(rows.c["count"]).label("total")).group_by(
         rows.c.tag, rows.c.key
     )
-    return [(int(row.tag), row.key, int(row.total)) for row in conn.execute(query)]
+    return [(int(row.tag), row.key, int(row.total)) for row in tx.execute(query)]
 
 
 @dataclass(frozen=True)
 class Point:
+    """One bucket of a series: its value of every measure, by column name."""
+
     bucket: int
-    count: int
-    total: float
-    low: float | None
-    high: float | None
+    measures: dict[str, Any]
+
+    @property
+    def count(self) -> int:
+        return int(self.measures["count"])
+
+    @classmethod
+    def empty(cls, bucket: int) -> Point:
+        return cls(bucket, {m.column: m.empty for m in MEASURES})
 
 
-def points(conn: Connection, spans: list[Span], filters: Filters, width: int) -> list[Point]:
+def points(tx: Tx, spans: list[Span], filters: Filters, width: int) -> list[Point]:
     """Measures per ``width``-wide bucket; buckets without events are absent (the caller zero-fills)."""
-    rows = plan_rows([spans], filters)
+    rows = plan_rows(tx, [spans], filters)
     if rows is None:
         return []
     bucket = (rows.c.bucket - rows.c.bucket % width).label("point_bucket")
-    query = (
-        select(bucket, func.sum(rows.c["count"]).label("n"), func.sum(rows.c.value_sum).label("s"),
-               func.min(rows.c.value_min).label("lo"), func.max(rows.c.value_max).label("hi"))
-        .group_by(bucket)
-        .order_by(bucket)
-    )
-    return [Point(int(r.point_bucket), int(r.n), float(r.s), r.lo, r.hi) for r in conn.execute(query)]
+    query = select(bucket, *merged(tx, rows.c)).group_by(bucket).order_by(bucket)
+    return [Point(int(r.point_bucket), {m.column: m.python_value(r._mapping[m.column]) for m in MEASURES})
+            for r in tx.execute(query)]

@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Table, func, select
 
-from trend.model import LEVELS_BY_NAME, MINUTE_MS, Level
-from trend.storage.engine import Database
-from trend.storage.rollups import LEVEL_TABLES
-from trend.storage.schema import fact_events, job_runs, rollup_dirty
+from trend.model import MINUTE_MS, Level
+from trend.storage.engine import Database, Tx
+from trend.storage.schema import fact_events, job_runs, level_table, rollup_dirty
 
 _RUNS_KEPT_MS = 7 * 86_400_000
 
@@ -27,11 +26,11 @@ class Deleted:
     skipped_dirty: int
 
 
-def _has_marker(conn: Connection, levels: list[str], start: int, end: int) -> bool:
+def _has_marker(tx: Tx, levels: list[str], start: int, end: int) -> bool:
     query = select(rollup_dirty.c.bucket).where(
         rollup_dirty.c.level.in_(levels), rollup_dirty.c.bucket >= start, rollup_dirty.c.bucket < end
     ).limit(1)
-    return conn.execute(query).first() is not None
+    return tx.execute(query).first() is not None
 
 
 def _first_from(db: Database, table: Table, column: str, start: int | None) -> int | None:
@@ -39,22 +38,23 @@ def _first_from(db: Database, table: Table, column: str, start: int | None) -> i
     query = select(func.min(table.c[column]))
     if start is not None:
         query = query.where(table.c[column] >= start)
-    with db.probe() as conn:
-        value = conn.execute(query).scalar()
+    with db.probe() as tx:
+        value = tx.execute(query).scalar()
     return None if value is None else int(value)
 
 
 def delete_raw(db: Database, before: int, should_stop: Callable[[], bool]) -> Deleted:
     """Raw events of every clean minute that ends at or before ``before``."""
-    return _delete_chunks(db, fact_events, "minute", MINUTE_MS, before, ["1m"], should_stop, "raw")
+    finest = db.levels.finest.name
+    return _delete_chunks(db, fact_events, "minute", MINUTE_MS, before, [finest], should_stop, "raw")
 
 
 def delete_level(db: Database, level: Level, before: int, should_stop: Callable[[], bool]) -> Deleted:
     """Buckets of ``level`` that end at or before ``before``, one parent bucket at a time."""
-    table = LEVEL_TABLES[level.name]
-    if level.parent is None:
+    table = level_table(level)
+    parent = db.levels.parent(level)
+    if parent is None:
         return _delete_chunks(db, table, "bucket", level.width, before, [level.name], should_stop, level.name)
-    parent = LEVELS_BY_NAME[level.parent]
     return _delete_chunks(db, table, "bucket", parent.width, before, [level.name, parent.name], should_stop,
                           level.name)
 
@@ -66,16 +66,16 @@ def _delete_chunks(db: Database, table: Table, column: str, chunk: int, before: 
     found = _first_from(db, table, column, None)
     while found is not None and found - found % chunk + chunk <= before and not should_stop():
         start = found - found % chunk
-        with db.write() as conn:
-            if _has_marker(conn, guarded_by, start, start + chunk):
+        with db.write() as tx:
+            if _has_marker(tx, guarded_by, start, start + chunk):
                 skipped += 1
             else:
                 c = table.c[column]
-                rows += conn.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
+                rows += tx.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
         found = _first_from(db, table, column, start + chunk)
     return Deleted(what, rows, skipped)
 
 
 def delete_old_runs(db: Database, now_ms: int) -> int:
-    with db.write() as conn:
-        return int(conn.execute(job_runs.delete().where(job_runs.c.started_at < now_ms - _RUNS_KEPT_MS)).rowcount)
+    with db.write() as tx:
+        return int(tx.execute(job_runs.delete().where(job_runs.c.started_at < now_ms - _RUNS_KEPT_MS)).rowcount)

@@ -1,47 +1,57 @@
-"""Recompute one bucket of one level from its source: the GROUP BY that defines the rollup."""
+"""Recompute one bucket of one level from its source: the GROUP BY that defines the rollup.
+
+The measures' SQL comes from :data:`trend.measures.MEASURES` through the transaction's dialect, so
+the recompute and the reads share one definition of every measure.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from trend.model import LEVELS_BY_NAME, MINUTE_MS, Level
-from trend.storage.schema import agg_1h, agg_1m, agg_5m, fact_events
+from trend.measures import MEASURE_COLUMNS, MEASURES
+from trend.model import MINUTE_MS, Level
+from trend.storage.engine import Tx
+from trend.storage.schema import fact_events, level_table
 
-LEVEL_TABLES: dict[str, Table] = {"1m": agg_1m, "5m": agg_5m, "1h": agg_1h}
+
+def from_raw(tx: Tx) -> list[ColumnElement[Any]]:
+    """Each measure over raw events, labelled by its column."""
+    f = fact_events.c
+    return [tx.dialect.aggregate(m.from_raw, None if m.raw_input is None else f[m.raw_input]).label(m.column)
+            for m in MEASURES]
+
+
+def merged(tx: Tx, columns: ReadOnlyColumnCollection[str, Any]) -> list[ColumnElement[Any]]:
+    """Each measure merged over rows that already hold it (a finer level, or a read's rows)."""
+    return [tx.dialect.aggregate(m.merge, columns[m.column]).label(m.column) for m in MEASURES]
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a level reads from, and how its measures combine."""
+    """Where a level reads from: its table, the bucket column, and its measures' aggregates."""
 
     table: Table
     bucket: ColumnElement[int]
-    count: ColumnElement[int]
-    total: ColumnElement[float]
-    low: ColumnElement[float]
-    high: ColumnElement[float]
+    measures: list[ColumnElement[Any]]
 
 
-def _agg_source(table: Table) -> Source:
-    c = table.c
-    return Source(table, c.bucket, func.sum(c.count), func.sum(c.value_sum), func.min(c.value_min),
-                  func.max(c.value_max))
-
-
-RAW_SOURCE = Source(fact_events, fact_events.c.minute, func.count(), func.sum(fact_events.c.value),
-                    func.min(fact_events.c.value), func.max(fact_events.c.value))
-LEVEL_SOURCES: dict[str, Source] = {"1m": RAW_SOURCE, "5m": _agg_source(agg_1m), "1h": _agg_source(agg_5m)}
+def source_of(tx: Tx, level: Level) -> Source:
+    below = tx.levels.source(level)
+    if below is None:
+        return Source(fact_events, fact_events.c.minute, from_raw(tx))
+    table = level_table(below)
+    return Source(table, table.c.bucket, merged(tx, table.c))
 
 
 def grouped(source: Source, start: int, end: int, bucket_value: ColumnElement[int]) -> Select[Any]:
     """``SELECT bucket, event, segment, key, measures … GROUP BY event, segment, key`` over [start, end)."""
     c = source.table.c
-    single_bucket = end - start == MINUTE_MS
-    if single_bucket:
+    if end - start == MINUTE_MS:
         # An equality plus the stored bucket in GROUP BY lets SQLite walk the covering index in order.
         where: ColumnElement[bool] = source.bucket == start
         group: list[ColumnElement[Any]] = [source.bucket]
@@ -49,8 +59,7 @@ def grouped(source: Source, start: int, end: int, bucket_value: ColumnElement[in
         where = and_(source.bucket >= start, source.bucket < end)
         group = []
     return (
-        select(bucket_value.label("bucket"), c.event, c.segment, c.key, source.count.label("count"),
-               source.total.label("value_sum"), source.low.label("value_min"), source.high.label("value_max"))
+        select(bucket_value.label("bucket"), c.event, c.segment, c.key, *source.measures)
         .where(where)
         .group_by(*group, c.event, c.segment, c.key)
     )
@@ -62,21 +71,13 @@ class Recomputed:
     events: int
 
 
-def recompute(conn: Connection, level: Level, bucket: int) -> Recomputed:
+def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     """Replace the bucket's rows with the GROUP BY of its source; keys that vanished are removed."""
-    table = LEVEL_TABLES[level.name]
-    conn.execute(table.delete().where(table.c.bucket == bucket))
-    query = grouped(LEVEL_SOURCES[level.name], bucket, bucket + level.width, literal(bucket))
-    columns = ["bucket", "event", "segment", "key", "count", "value_sum", "value_min", "value_max"]
-    conn.execute(table.insert().from_select(columns, query))
-    rows, events = conn.execute(
-        select(func.count(), func.coalesce(func.sum(table.c.count), 0)).where(table.c.bucket == bucket)
-    ).one()
+    table = level_table(level)
+    tx.execute(table.delete().where(table.c.bucket == bucket))
+    query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
+    tx.execute(table.insert().from_select(["bucket", "event", "segment", "key", *MEASURE_COLUMNS], query))
+    rows, events = tuple(tx.execute(
+        select(func.count(), func.coalesce(func.sum(table.c["count"]), 0)).where(table.c.bucket == bucket)
+    ).one())
     return Recomputed(rows=int(rows), events=int(events))
-
-
-def parent_of(level: Level, bucket: int) -> tuple[Level, int] | None:
-    if level.parent is None:
-        return None
-    parent = LEVELS_BY_NAME[level.parent]
-    return parent, bucket - bucket % parent.width

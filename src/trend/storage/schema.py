@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text, text
 
-SCHEMA_VERSION = 1
+from trend.measures import MEASURES
+from trend.model import Hierarchy, Level
+
+# 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -34,30 +40,33 @@ Index("fact_events_rollup", fact_events.c.minute, fact_events.c.event, fact_even
 Index("fact_events_minute", fact_events.c.minute).ddl_if(dialect="postgresql")
 
 
-def _agg_table(name: str) -> Table:
+_TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53)}
+
+
+def level_table(level: Level) -> Table:
+    """``agg_<level>``: one row per (bucket, event, segment, key), one column per measure."""
+    if level.table in metadata.tables:
+        return metadata.tables[level.table]
     table = Table(
-        name,
+        level.table,
         metadata,
         Column("bucket", BigInteger, primary_key=True),
         Column("event", Text, primary_key=True),
         Column("segment", Text, primary_key=True),
         Column("key", Text, primary_key=True),
-        Column("count", BigInteger, nullable=False),
-        Column("value_sum", Float(precision=53), nullable=False),
-        Column("value_min", Float(precision=53), nullable=False),
-        Column("value_max", Float(precision=53), nullable=False),
+        *(Column(m.column, _TYPES[m.kind], nullable=False) for m in MEASURES),
         # Clustered by its primary key on SQLite: a range of buckets is read without a lookup per row.
         sqlite_with_rowid=False,
     )
     # A series of one key reads a few rows per bucket through this, not every key of every bucket.
     # Key first: a query without a key (top, rising) must not be tempted into it.
-    Index(f"{name}_key", table.c.key, table.c.event, table.c.bucket)
+    Index(f"{level.table}_key", table.c.key, table.c.event, table.c.bucket)
     return table
 
 
-agg_1m = _agg_table("agg_1m")
-agg_5m = _agg_table("agg_5m")
-agg_1h = _agg_table("agg_1h")
+def level_tables(levels: Hierarchy) -> list[Table]:
+    return [level_table(level) for level in levels]
+
 
 rollup_dirty = Table(
     "rollup_dirty",
@@ -87,6 +96,8 @@ job_runs = Table(
     Column("buckets", Integer, nullable=False, server_default=text("0")),
     Column("rows", BigInteger, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
+    # Bumped while the run works; a 'running' record whose heartbeat is old belongs to a dead process.
+    Column("heartbeat_at", BigInteger, nullable=True),
 )
 Index("job_runs_latest", job_runs.c.job, job_runs.c.id)
 
@@ -96,3 +107,7 @@ schema_meta = Table(
     Column("name", Text, primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+
+# Every table but the level tables, which depend on the hierarchy.
+BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, schema_meta)

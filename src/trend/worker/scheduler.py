@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -18,16 +17,13 @@ from apscheduler.triggers.cron import CronTrigger
 
 from trend.config import JobSettings, Settings
 from trend.logging import get_logger
-from trend.rollup.runner import OVERLAP_WARNING
+from trend.model import Hierarchy
+from trend.rollup.shell import OVERLAP_WARNING, RunReport
 
 log = get_logger("worker")
 
-JOB_IDS = ("agg_1m", "agg_5m", "agg_1h", "retention")
-
-
-def job_settings(settings: Settings, job_id: str) -> JobSettings:
-    setting: JobSettings = getattr(settings.jobs, job_id)
-    return setting
+# A scheduled job: runs once, in a worker thread, and reports what it did.
+Job = Callable[[], RunReport | list[RunReport]]
 
 
 def trigger_for(job: JobSettings) -> CronTrigger:
@@ -45,10 +41,11 @@ class JobInfo:
 class Worker:
     """Owns a ``BackgroundScheduler``; ``start`` and ``stop`` may be called from any thread."""
 
-    def __init__(self, settings: Settings, jobs: dict[str, Callable[[], Any]]) -> None:
+    def __init__(self, settings: Settings, levels: Hierarchy, jobs: dict[str, Job], stopping: threading.Event) -> None:
         self.settings = settings
+        self.levels = levels
         self.jobs = jobs
-        self.stopping = threading.Event()
+        self.stopping = stopping
         self._scheduler: BackgroundScheduler | None = None
 
     @property
@@ -70,7 +67,7 @@ class Worker:
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         for job_id, func in self.jobs.items():
-            job = job_settings(self.settings, job_id)
+            job = self.settings.job(job_id, self.levels)
             if job.enabled:
                 scheduler.add_job(func, trigger_for(job), id=job_id, name=job_id)
         scheduler.start()
@@ -99,14 +96,14 @@ class Worker:
     def info(self) -> list[JobInfo]:
         result = []
         for job_id in self.jobs:
-            job = job_settings(self.settings, job_id)
+            job = self.settings.job(job_id, self.levels)
             scheduled = self._scheduler.get_job(job_id) if self._scheduler is not None else None
             next_run = scheduled.next_run_time if scheduled is not None else None
             result.append(JobInfo(job_id, job.enabled, self._schedule(job), next_run))
         return result
 
     def _describe(self, job_id: str) -> str:
-        job = job_settings(self.settings, job_id)
+        job = self.settings.job(job_id, self.levels)
         return f"{job_id} [{self._schedule(job)}]" if job.enabled else f"{job_id} [disabled]"
 
     @staticmethod

@@ -16,14 +16,14 @@ def router(trend: Trend) -> APIRouter:
     @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket",
              responses={200: {"description": "Healthy or degraded"}, 503: {"description": "Database unavailable"}})
     async def healthz() -> JSONResponse:
-        body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker.running}}
+        body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:
             body["lag_seconds"] = await run_in_threadpool(trend.lag_seconds)
             body["database"] = "ok"
         except StorageError:
             body["database"] = "unavailable"
             return JSONResponse({"status": "unavailable", **body}, 503)
-        healthy = not trend.settings.worker_enabled or trend.worker.running
+        healthy = not trend.settings.worker_enabled or trend.worker_running
         return JSONResponse({"status": "ok" if healthy else "degraded", **body}, 200)
 
     return api

@@ -22,13 +22,13 @@ def router(trend: Trend) -> APIRouter:
     async def jobs() -> dict[str, Any]:
         statuses = await run_in_threadpool(trend.status)
         runs = await run_in_threadpool(trend.last_runs)
-        return jobs_shape(trend.worker.info(), statuses, runs, trend.settings.zone)
+        return jobs_shape(trend.jobs(), statuses, runs, trend.settings.zone, trend.levels)
 
     @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)], responses=error_responses(404),
               summary="Run a job now and wait for it (admin)")
     async def run_job(job: str) -> dict[str, Any]:
-        if job not in trend.worker.jobs:
-            raise ApiError(404, "unknown_job", f"unknown job {job!r}; jobs: {', '.join(trend.worker.jobs)}")
+        if job not in trend.job_ids:
+            raise ApiError(404, "unknown_job", f"unknown job {job!r}; jobs: {', '.join(trend.job_ids)}")
         reports = await run_in_threadpool(trend.run_job, job)
         return rollup_shape(reports)
 

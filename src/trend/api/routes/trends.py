@@ -9,11 +9,13 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
 from trend.api.errors import error_responses
+from trend.model import LEVELS
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
 WindowName = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
-IntervalName = Literal["1m", "5m", "1h"]
+# A series interval is a rollup level; one the Trend's hierarchy lacks is a QueryError (422).
+Interval = Annotated[str, Query(description="a rollup level", json_schema_extra={"enum": LEVELS.names})]
 
 
 def router(trend: Trend) -> APIRouter:
@@ -23,7 +25,7 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/series", summary="One point per bucket of the interval, zero-filled")
     async def series(event: Event, key: Annotated[str | None, Query(max_length=256)] = None, segment: Segment = None,
-                     interval: IntervalName = "1m", start: Time = None, end: Time = None) -> dict[str, Any]:
+                     interval: Interval = "1m", start: Time = None, end: Time = None) -> dict[str, Any]:
         result = await run_in_threadpool(
             trend.series, event, key=key, segment=segment, interval=interval,
             start_ms=optional_time("start", start), end_ms=optional_time("end", end))
@@ -47,7 +49,7 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/dimensions", summary="Every event type and its segments")
     async def dimensions() -> dict[str, Any]:
-        known = await run_in_threadpool(trend.queries.dimensions)
+        known = await run_in_threadpool(trend.dimensions)
         return {"events": [{"event": event, "segments": segments} for event, segments in known.items()]}
 
     return api

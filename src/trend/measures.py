@@ -1,0 +1,66 @@
+"""The measures of a rollup row, defined once: pure, no I/O.
+
+Each measure says how it is computed from raw events, how finer rows merge into a coarser bucket
+(or into a read over many buckets), and what a read calls it. The rollup's recompute, the reads over
+raw and rollup rows, and the tests' reference model all work from :data:`MEASURES`, so adding a
+measure is one entry here (plus the migration that adds its column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+class Fold(Enum):
+    """How a set of values becomes one. Storage turns each into SQL; :meth:`Measure.fold` into Python."""
+
+    COUNT = "count"  # how many inputs there are
+    SUM = "sum"
+    MIN = "min"
+    MAX = "max"
+
+
+_PYTHON: dict[Fold, Callable[[Sequence[Any]], Any]] = {
+    Fold.COUNT: len,
+    Fold.SUM: sum,
+    Fold.MIN: lambda values: min(values, default=None),
+    Fold.MAX: lambda values: max(values, default=None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    column: str  # the column in every agg_* table
+    kind: str  # "integer" or "real": storage picks the column type
+    from_raw: Fold  # how a bucket's raw events give the value
+    raw_input: str | None  # the fact_events column that from_raw reads; None for COUNT
+    merge: Fold  # how finer rows, or a read's rows, combine
+    read_as: str  # the name in a series point
+    empty: Any  # the value of a bucket without events, in a zero-filled series
+
+    def fold_raw(self, events: Sequence[Mapping[str, Any]]) -> Any:
+        """The value over raw events given as mappings of fact_events columns."""
+        inputs = events if self.raw_input is None else [e[self.raw_input] for e in events]
+        return _PYTHON[self.from_raw](inputs)
+
+    def fold(self, values: Sequence[Any]) -> Any:
+        """Merge values of this measure from several rows."""
+        return _PYTHON[self.merge](values)
+
+    def python_value(self, value: Any) -> Any:
+        """A value as the database returned it, as Python's type (PostgreSQL's SUM of bigint is numeric)."""
+        if value is None:
+            return None
+        return int(value) if self.kind == "integer" else float(value)
+
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("count", "integer", Fold.COUNT, None, Fold.SUM, "count", 0),
+    Measure("value_sum", "real", Fold.SUM, "value", Fold.SUM, "sum", 0.0),
+    Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None),
+    Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None),
+)
+MEASURE_COLUMNS: tuple[str, ...] = tuple(m.column for m in MEASURES)

@@ -1,0 +1,195 @@
+"""One object per backend: every difference between SQLite and PostgreSQL lives in its class.
+
+SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
+
+* pysqlite's own BEGIN handling is switched off and replaced by the documented ``begin`` event
+  recipe, so write transactions open with ``BEGIN IMMEDIATE``. A deferred transaction that reads and
+  then writes fails with SQLITE_BUSY when another writer committed in between; ``busy_timeout`` does
+  not retry that case.
+* Reads that must agree run in one explicit transaction, which SQLite makes one snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, cast
+
+import psycopg
+from sqlalchemy import ColumnElement, Connection, Engine, Select, create_engine, event, func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from trend.measures import Fold
+
+# Bounded so a huge batch never builds one enormous statement or parameter list.
+CHUNK = 5_000
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class Dialect:
+    """What every backend provides. Storage functions ask their transaction's dialect, never a name."""
+
+    name: ClassVar[str]
+    # Writers take turns (SQLite's single write lock), so a transaction's reads stay true until commit.
+    serialized_writers: ClassVar[bool] = False
+    # A level's run works alone: another process's run of it is skipped, not shared.
+    exclusive_runs: ClassVar[bool] = False
+
+    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+        raise NotImplementedError
+
+    def reader(self, engine: Engine) -> Engine:
+        """Connections for reads that must agree: one snapshot per transaction."""
+        return engine
+
+    def prober(self, engine: Engine) -> Engine:
+        """Connections for a single statement, which is a snapshot by itself."""
+        return engine
+
+    def lock_schema(self, conn: Connection) -> None:
+        """Keep two processes from creating or migrating tables at once."""
+
+    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that supports ``on_conflict_do_*``."""
+        raise NotImplementedError
+
+    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> None:
+        """The fastest bulk path of the backend."""
+        raise NotImplementedError
+
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        """Insert the rows whose id is new (ids are unique within ``rows``); returns the ids stored."""
+        raise NotImplementedError
+
+    def claim(self, query: Select[Any]) -> Select[Any]:
+        """The claim of a dirty bucket: how concurrent runners keep off each other's rows."""
+        return query
+
+    def code_point_order(self, column: Any) -> Any:
+        """Order text by code point, as Python does."""
+        return column
+
+    def aggregate(self, fold: Fold, column: ColumnElement[Any] | None) -> ColumnElement[Any]:
+        """The SQL aggregate for a measure's fold over ``column`` (None for COUNT(*))."""
+        if fold is Fold.COUNT:
+            return func.count()
+        assert column is not None  # every fold but COUNT reads a column
+        if fold is Fold.SUM:
+            return func.sum(column)
+        return func.min(column) if fold is Fold.MIN else func.max(column)
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    serialized_writers = True
+    # Writers are serialized anyway; a second process's run would only queue for the write lock.
+    exclusive_runs = True
+
+    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+        engine = create_engine(url, pool_size=pool_size, max_overflow=10)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            # In WAL mode NORMAL loses nothing on a process crash; only an OS crash may lose the last commits.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("trend_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def insert(self, table: Any) -> sqlite.Insert:
+        return sqlite.insert(table)
+
+    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            marks = ", ".join("?" * len(columns))
+            conn.exec_driver_sql(f"INSERT INTO {table_name} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        # This transaction holds the only write lock, so an id absent now stays absent until commit.
+        position = list(columns).index(id_column)
+        seen: set[str] = set()
+        for part in chunked(rows, 500):
+            marks = ", ".join("?" * len(part))
+            found = conn.exec_driver_sql(f"SELECT {id_column} FROM {table_name} WHERE {id_column} IN ({marks})",
+                                         tuple(row[position] for row in part))
+            seen.update(value for (value,) in found)
+        fresh = [row for row in rows if row[position] not in seen]
+        for part in chunked(fresh, CHUNK):
+            self.bulk_insert(conn, table_name, columns, part)
+        return {row[position] for row in fresh}
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    _STAGING = "trend_ingest_staging"
+
+    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+        return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+    def reader(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+
+    def prober(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def lock_schema(self, conn: Connection) -> None:
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7715001)")
+
+    def insert(self, table: Any) -> postgresql.Insert:
+        return postgresql.insert(table)
+
+    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        driver_connection = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        with driver_connection.cursor() as cursor, cursor.copy(
+            f"COPY {table_name} ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        # Concurrent writers: COPY into a per-transaction staging table, then ON CONFLICT DO NOTHING, which
+        # makes a concurrent repeat wait for the first writer and then count as a duplicate.
+        names = ", ".join(columns)
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self._STAGING} ON COMMIT DELETE ROWS "
+                             f"AS SELECT {names} FROM {table_name} WITH NO DATA")
+        stored: set[str] = set()
+        for part in chunked(rows, CHUNK):
+            self.bulk_insert(conn, self._STAGING, columns, part)
+            stored.update(conn.exec_driver_sql(
+                f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {self._STAGING} "
+                f"ON CONFLICT ({id_column}) WHERE {id_column} IS NOT NULL DO NOTHING RETURNING {id_column}"
+            ).scalars())
+            conn.exec_driver_sql(f"TRUNCATE {self._STAGING}")
+        return stored
+
+    def claim(self, query: Select[Any]) -> Select[Any]:
+        # Replicas share a backlog: a bucket locked by one runner is passed over by the others.
+        return query.with_for_update(skip_locked=True)
+
+    def code_point_order(self, column: Any) -> Any:
+        # PostgreSQL would otherwise sort by the locale's rules.
+        return column.collate("C")
+
+
+DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}
