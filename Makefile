@@ -21,6 +21,7 @@ run: $(BIN)/trend
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The dashboard tests drive Debian's Chromium; Korean keys need the CJK fonts in screenshots.
 browser:

@@ -15,6 +15,7 @@ from tests.reference import assert_levels_equal, markers, settle, stored_events
 from tests.servers import environment
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
+from trend.storage.runs import all_runs
 
 pytestmark = pytest.mark.slow
 TREND = [sys.executable, "-m", "trend"]
@@ -47,6 +48,9 @@ class TestKilledRollup:
         now = int(time.time() * 1000)
         settle(trend, now)
         assert_levels_equal(trend, stored_events(trend), now)
+        with trend.db.read() as tx:
+            killed = [run for run in all_runs(tx, "agg_1m") if run.runner.endswith(f":{process.pid}")]
+        assert [run.outcome for run in killed] == ["abandoned"], "the next run closes the killed run's record"
 
 
 class TestWorkerProcess:

@@ -7,6 +7,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from tests.conftest import T0, TrendFactory
 from tests.reference import (
@@ -14,13 +15,14 @@ from tests.reference import (
     assert_clean_buckets_equal,
     assert_levels_equal,
     clear_all,
+    stored_events,
     ref_rising,
     ref_series,
     ref_top,
 )
 from trend.clock import FakeClock
 from trend.measures import MEASURES
-from trend.model import HOUR_MS, MINUTE_MS, floor_to
+from trend.model import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS, Cron, Hierarchy, Level, floor_to
 from trend.service import Trend
 
 KEYS = ["우산", "umbrella", "a", "b", "<c>"]
@@ -60,6 +62,34 @@ step_strategy = st.one_of(
 )
 
 
+def play(trend: Trend, clock: FakeClock, steps: list[Any], settle_ms: int) -> None:
+    """Apply ``steps``, checking clean closed buckets and every read at each step; then catch up and
+    check every table of every level."""
+    clear_all(trend)
+    clock.set(T0 + 3 * HOUR_MS)
+    reference = Reference()
+    for step in steps:
+        if isinstance(step, Ingest):
+            now = clock.now_ms()
+            payload = [{**{k: v for k, v in e.items() if k != "age_ms"}, "ts": (now - e["age_ms"]) / 1000}
+                       for e in step.events]
+            expected_new = [reference.add(now - e["age_ms"], e["event"], e["key"], e["segment"], e["value"],
+                                          e["event_id"]) for e in step.events]
+            result = trend.ingest(payload)
+            assert result.accepted == sum(expected_new)
+            assert result.duplicates == len(expected_new) - sum(expected_new)
+        elif isinstance(step, Advance):
+            clock.advance(step.ms)
+        else:
+            trend.rollup(step.levels)
+            assert_clean_buckets_equal(trend, reference.events, clock.now_ms())
+        assert_reads_equal(trend, reference, clock.now_ms())
+    clock.advance(settle_ms)
+    trend.rollup()
+    assert_levels_equal(trend, reference.events, clock.now_ms())
+    assert_reads_equal(trend, reference, clock.now_ms())
+
+
 class TestGroundTruth:
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(step_strategy, min_size=1, max_size=25))
@@ -67,30 +97,31 @@ class TestGroundTruth:
                                                       steps: list[Any]) -> None:
         """Whatever the order of ingests and runs, clean closed buckets are exact at every step,
         and after a final catch-up every level equals the GROUP BY of the accepted events."""
-        trend = make_trend()
-        clear_all(trend)
-        clock.set(T0 + 3 * HOUR_MS)
-        reference = Reference()
-        for step in steps:
-            if isinstance(step, Ingest):
-                now = clock.now_ms()
-                payload = [{**{k: v for k, v in e.items() if k != "age_ms"}, "ts": (now - e["age_ms"]) / 1000}
-                           for e in step.events]
-                expected_new = [reference.add(now - e["age_ms"], e["event"], e["key"], e["segment"], e["value"],
-                                              e["event_id"]) for e in step.events]
-                result = trend.ingest(payload)
-                assert result.accepted == sum(expected_new)
-                assert result.duplicates == len(expected_new) - sum(expected_new)
-            elif isinstance(step, Advance):
-                clock.advance(step.ms)
-            else:
-                trend.rollup(step.levels)
-                assert_clean_buckets_equal(trend, reference.events, clock.now_ms())
-            assert_reads_equal(trend, reference, clock.now_ms())
-        clock.advance(2 * HOUR_MS)
-        trend.rollup()
-        assert_levels_equal(trend, reference.events, clock.now_ms())
-        assert_reads_equal(trend, reference, clock.now_ms())
+        play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
+
+
+# The default hierarchy plus a daily level: adding a level is one entry.
+FOUR_LEVELS = Hierarchy((*LEVELS, Level("1d", DAY_MS, 5 * MINUTE_MS, Cron(minute="7", hour="0"),
+                                        retention=5 * 365 * DAY_MS, chart_span=90 * DAY_MS, max_points=400)))
+four_level_steps = st.one_of(
+    st.builds(Ingest, st.lists(event_strategy, min_size=1, max_size=12)),
+    # Long enough steps that daily buckets close and roll up during the history.
+    st.builds(Advance, st.integers(min_value=1_000, max_value=8 * HOUR_MS)),
+    st.builds(Run, st.sampled_from(["1m", "5m", "1h", "1d", "all"])),
+)
+
+
+class TestFourLevels:
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps=st.lists(four_level_steps, min_size=1, max_size=20))
+    def test_a_fourth_level_is_exact_too(self, make_trend: TrendFactory, clock: FakeClock,
+                                          steps: list[Any]) -> None:
+        """A hierarchy with a 1d level on top: its table, markers, runs and reads follow the same rules."""
+        trend = make_trend(levels=FOUR_LEVELS)
+        play(trend, clock, steps, settle_ms=2 * DAY_MS)
+        with trend.db.read() as tx:
+            assert tx.execute(text("SELECT count(*) FROM agg_1d")).scalar() == len(
+                {(floor_to(e["ts"], DAY_MS), e["event"], e["segment"], e["key"]) for e in stored_events(trend)})
 
 
 def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
@@ -100,13 +131,17 @@ def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
     end = floor_to(now, MINUTE_MS) + MINUTE_MS
     # Only event types already stored: an unknown one is refused, by design.
     event = sorted({e["event"] for e in reference.events})[-1]
-    for width, interval in ((MINUTE_MS, "1m"), (5 * MINUTE_MS, "5m"), (HOUR_MS, "1h")):
-        start = floor_to(now - 4 * HOUR_MS, width)
+    for level in trend.levels:
+        width, interval = level.width, level.name
+        start = floor_to(now - max(4 * HOUR_MS, 3 * width), width)
         for key, segment in ((None, None), ("우산", None), ("a", "kr")):
             got = trend.series(event, key=key, segment=segment, interval=interval, start_ms=start, end_ms=now)
             expected = ref_series(reference.events, event, key, segment, width, start, got.end)
             assert [(p.bucket, *(p.measures[m.column] for m in MEASURES)) for p in got.points] == expected
-    for window, width in (("15m", 15 * MINUTE_MS), ("1h", HOUR_MS), ("6h", 6 * HOUR_MS)):
+    windows = [("15m", 15 * MINUTE_MS), ("1h", HOUR_MS), ("6h", 6 * HOUR_MS)]
+    if trend.levels.top.width >= DAY_MS:
+        windows.append(("7d", 7 * DAY_MS))  # the only window that holds whole days
+    for window, width in windows:
         for segment in (None, "kr"):
             top = trend.top(event, segment=segment, window=window, limit=3)
             expected_top = ref_top(reference.events, event, segment, end - width, end, 3)

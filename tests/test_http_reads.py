@@ -51,7 +51,8 @@ class TestShapes:
         assert body["end"] == "2025-11-13T16:00:00+09:00"
 
     def test_dimensions(self, client: TestClient) -> None:
-        assert client.get("/v1/dimensions").json() == {"events": [{"event": "search", "segments": [""]}]}
+        assert client.get("/v1/dimensions").json() == {"events": [{"event": "search", "segments": [""]}],
+                                                       "intervals": ["1m", "5m", "1h"]}
 
 
 class TestJobs:

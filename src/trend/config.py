@@ -7,6 +7,7 @@ A bad value raises :class:`~trend.errors.ConfigError` naming the variable.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -176,13 +177,12 @@ class Settings(BaseSettings):
 
 
 def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:

@@ -45,15 +45,13 @@ class LevelRunner:
 
     def _precheck(self, cutoff: int) -> Result | None:
         with self.db.probe() as tx:
-            has_work = any_dirty(tx, self.level.name, cutoff)
-        if not has_work:
-            log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
-            return Result("skipped_no_data")
-        if self.db.dialect.exclusive_runs:
-            holder = self.shell.live_elsewhere()
-            if holder is not None:
-                log.debug("%s aggregation is running in %s, skipping", self.level.name, holder.runner)
-                return Result("skipped_claimed")
+            if not any_dirty(tx, self.level.name, cutoff):
+                log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
+                return Result("skipped_no_data")
+            holder = self.shell.live_elsewhere(tx) if self.db.dialect.exclusive_runs else None
+        if holder is not None:
+            log.debug("%s aggregation is running in %s, skipping", self.level.name, holder.runner)
+            return Result("skipped_claimed")
         return None
 
     def _catch_up(self, active: ActiveRun, cutoff: int, yield_ratio: float) -> Result:

@@ -14,6 +14,7 @@ Outcomes, used everywhere (``--json``, ``status``, metrics labels, docs):
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
@@ -36,6 +37,27 @@ OVERLAP_WARNING = "Previous aggregation still running, skipping..."
 # every bucket; on this host a dead process is recognised at once by its pid.
 LEASE_MS = 10 * 60_000
 
+class _Recorder:
+    """One thread that writes run records handed to it, so a skipping run never waits for a writer."""
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="trend-run-records", daemon=True)
+                self._thread.start()
+        self._tasks.put(task)
+
+    def _work(self) -> None:
+        while True:
+            self._tasks.get()()
+
+
+_recorder = _Recorder()
 _guards: dict[tuple[str, str], threading.Lock] = {}
 _guards_lock = threading.Lock()
 
@@ -113,6 +135,8 @@ class RunShell:
         self.label = label
         self.should_stop = should_stop
         self._on_report = on_report
+        # How log lines name the job: the seed's "1m aggregation", or the job's id.
+        self.title = job if job == label else f"{label} aggregation"
 
     def run(self, work: Callable[[ActiveRun], Result], precheck: Callable[[], Result | None] | None = None
             ) -> RunReport:
@@ -124,23 +148,25 @@ class RunShell:
         began, started_ms = time.perf_counter(), self.clock.now_ms()
         try:
             result = precheck() if precheck is not None else None
-            if result is not None:
+            if result is not None and result.outcome == "skipped_claimed":
+                # The holder may own SQLite's write lock for a whole bucket: record without waiting for it.
+                _recorder.submit(lambda: self._record_closed(started_ms, result))
+            elif result is not None:
                 self._record_closed(started_ms, result)
             else:
                 result = self._open_and_work(work, started_ms)
         except StorageError as exc:
-            log.error("%s failed: %s", self.job, exc)
+            log.error("%s failed: %s", self.title, exc)
             result = Result("failed", error=str(exc))
             self._record_closed(started_ms, result)
         finally:
             lock.release()
         return self._report(result, time.perf_counter() - began)
 
-    def live_elsewhere(self) -> RunRecord | None:
+    def live_elsewhere(self, tx: Tx) -> RunRecord | None:
         """A live run of this job in another process, if any: a read, so it never waits on a writer."""
         now = self.clock.now_ms()
-        with self.db.probe() as tx:
-            return next((r for r in running(tx, self.job) if is_live(r, now)), None)
+        return next((r for r in running(tx, self.job) if is_live(r, now)), None)
 
     def _open_and_work(self, work: Callable[[ActiveRun], Result], started_ms: int) -> Result:
         with self.db.write() as tx:
@@ -153,7 +179,7 @@ class RunShell:
             result = work(ActiveRun(self.clock, run_id, self.should_stop))
         except StorageError as exc:
             result = Result("failed", error=str(exc))
-            log.error("%s failed: %s", self.job, exc)
+            log.error("%s failed: %s", self.title, exc)
         self._finish(run_id, result)
         return result
 

@@ -13,6 +13,7 @@ from trend.storage.schema import BASE_TABLES, SCHEMA_VERSION, level_tables, meta
 
 def _add_heartbeat(tx: Tx) -> None:
     tx.exec_driver_sql("ALTER TABLE job_runs ADD COLUMN heartbeat_at BIGINT")
+    tx.exec_driver_sql("CREATE INDEX IF NOT EXISTS job_runs_running ON job_runs (job) WHERE outcome = 'running'")
 
 
 # version N → the step that turns a version N-1 database into version N.

@@ -100,6 +100,9 @@ job_runs = Table(
     Column("heartbeat_at", BigInteger, nullable=True),
 )
 Index("job_runs_latest", job_runs.c.job, job_runs.c.id)
+# The lease check reads the running records of a job on every run: a few rows, never the history.
+Index("job_runs_running", job_runs.c.job, sqlite_where=job_runs.c.outcome == "running",
+      postgresql_where=job_runs.c.outcome == "running")
 
 schema_meta = Table(
     "trend_schema",

@@ -180,7 +180,10 @@
   }
 
   async function loadDimensions() {
-    const { events } = await api("v1/dimensions");
+    const { events, intervals } = await api("v1/dimensions");
+    // The rollup levels are the intervals: the server's hierarchy decides the choices.
+    if (!intervals.includes(state.interval)) state.interval = intervals[0];
+    fillSelect($("interval"), intervals.map((name) => [name, name]), state.interval);
     $("empty").hidden = events.length > 0;
     const names = events.map((item) => item.event);
     if (!names.includes(state.event)) state.event = names.includes("search") ? "search" : (names[0] || "");

@@ -47,9 +47,10 @@ def router(trend: Trend) -> APIRouter:
                                          min_count=min_count, at_ms=optional_time("at", at), limit=limit)
         return rising_shape(result, zone)
 
-    @api.get("/v1/dimensions", summary="Every event type and its segments")
+    @api.get("/v1/dimensions", summary="Every event type and its segments, and the series intervals")
     async def dimensions() -> dict[str, Any]:
         known = await run_in_threadpool(trend.dimensions)
-        return {"events": [{"event": event, "segments": segments} for event, segments in known.items()]}
+        return {"events": [{"event": event, "segments": segments} for event, segments in known.items()],
+                "intervals": trend.levels.names}
 
     return api
