@@ -15,10 +15,10 @@ from tests.reference import (
     assert_clean_buckets_equal,
     assert_levels_equal,
     clear_all,
-    stored_events,
     ref_rising,
     ref_series,
     ref_top,
+    stored_events,
 )
 from trend.clock import FakeClock
 from trend.measures import MEASURES

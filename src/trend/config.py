@@ -7,8 +7,8 @@ A bad value raises :class:`~trend.errors.ConfigError` naming the variable.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
