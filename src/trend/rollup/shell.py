@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from trend.clock import Clock
 from trend.errors import StorageError
@@ -150,7 +151,7 @@ class RunShell:
             result = precheck() if precheck is not None else None
             if result is not None and result.outcome == "skipped_claimed":
                 # The holder may own SQLite's write lock for a whole bucket: record without waiting for it.
-                _recorder.submit(lambda: self._record_closed(started_ms, result))
+                _recorder.submit(partial(self._record_closed, started_ms, result))
             elif result is not None:
                 self._record_closed(started_ms, result)
             else:
