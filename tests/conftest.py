@@ -34,7 +34,8 @@ BACKENDS = [
 def _postgres_schema_url(schema: str) -> str:
     assert POSTGRES_URL is not None
     separator = "&" if "?" in POSTGRES_URL else "?"
-    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    # public too: extensions such as hll live there.
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema},public"
 
 
 class DatabaseFactory:

@@ -27,12 +27,13 @@ class Reference:
     seen_ids: set[str] = field(default_factory=set)
 
     def add(self, ts: int, event: str, key: str, segment: str = "", value: float = 1.0,
-            event_id: str | None = None) -> bool:
+            event_id: str | None = None, user_id: str | None = None) -> bool:
         if event_id is not None:
             if event_id in self.seen_ids:
                 return False
             self.seen_ids.add(event_id)
-        self.events.append({"ts": ts, "event": event, "key": key, "segment": segment, "value": value})
+        self.events.append({"ts": ts, "event": event, "key": key, "segment": segment, "value": value,
+                            "user_id": user_id})
         return True
 
     def grouped(self, level: Level) -> dict[GroupKey, Measures]:
@@ -40,19 +41,25 @@ class Reference:
 
 
 def group_events(events: Iterable[Mapping[str, Any]], level: Level) -> dict[GroupKey, Measures]:
-    """The GROUP BY of ``level`` over ``events``, each measure folded as the measure spec says."""
+    """The GROUP BY of ``level`` over ``events``, each measure folded as the measure spec says and shown
+    as a read shows it (a sketch as its number of distinct users, exact here)."""
     groups: dict[GroupKey, list[Mapping[str, Any]]] = {}
     for e in events:
         groups.setdefault((floor_to(e["ts"], level.width), e["event"], e["segment"], e["key"]), []).append(e)
-    return {group: tuple(m.fold_raw(members) for m in MEASURES) for group, members in groups.items()}
+    return {group: tuple(m.read_value(m.fold_raw([{"user_id": None, **e} for e in members])) for m in MEASURES)
+            for group, members in groups.items()}
 
 
 def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
+    """The rows of a level's table; a sketch is read as its estimate. Tests keep user counts small,
+    where the sketches are exact, so the estimates compare equal to the reference."""
     table = level_table(level)
     with trend.db.read() as tx:
+        columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch else table.c[m.column] for m in MEASURES]
+        query = select(table.c.bucket, table.c.event, table.c.segment, table.c.key, *columns)
         return {
-            (r.bucket, r.event, r.segment, r.key): tuple(r._mapping[m.column] for m in MEASURES)
-            for r in tx.execute(select(table))
+            (r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(MEASURES, r[4:], strict=True))
+            for r in tx.execute(query)
         }
 
 
@@ -142,8 +149,8 @@ def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None,
               and (segment is None or e["segment"] == segment) and start <= e["ts"] < end]
     result = []
     for t in range(start, end, width):
-        members = [e for e in chosen if t <= e["ts"] < t + width]
-        result.append((t, *(m.fold_raw(members) if members else m.empty for m in MEASURES)))
+        members = [{"user_id": None, **e} for e in chosen if t <= e["ts"] < t + width]
+        result.append((t, *(m.read_value(m.fold_raw(members)) if members else m.empty for m in MEASURES)))
     return result
 
 

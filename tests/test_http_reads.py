@@ -16,8 +16,10 @@ from trend.service import Trend
 
 @pytest.fixture
 def client(trend: Trend) -> Iterator[TestClient]:
-    trend.ingest([{"event": "search", "key": k, "ts": (T0 - m * MINUTE_MS) / 1000}
-                  for k, n in (("우산", 3), ("coat", 2)) for m in range(n)])
+    # 우산 by two people (one of them twice); coat by nobody known.
+    trend.ingest([{"event": "search", "key": "우산", "ts": (T0 - m * MINUTE_MS) / 1000, "user_id": f"u{m % 2}"}
+                  for m in range(3)])
+    trend.ingest([{"event": "search", "key": "coat", "ts": (T0 - m * MINUTE_MS) / 1000} for m in range(2)])
     with TestClient(create_app(trend=trend)) as test_client:
         yield test_client
 
@@ -27,17 +29,25 @@ class TestShapes:
         body = client.get("/v1/top", params={"event": "search", "window": "15m"}).json()
         assert body["window"] == "15m"
         assert body["at"] == "2025-11-13T06:51:00+00:00"
+        assert body["by"] == "count"
         assert body["items"] == [
-            {"rank": 1, "key": "우산", "count": 3, "prev_rank": None, "rank_change": None, "is_new": True},
-            {"rank": 2, "key": "coat", "count": 2, "prev_rank": None, "rank_change": None, "is_new": True}]
+            {"rank": 1, "key": "우산", "count": 3, "users": 2, "prev_rank": None, "rank_change": None, "is_new": True},
+            {"rank": 2, "key": "coat", "count": 2, "users": 0, "prev_rank": None, "rank_change": None,
+             "is_new": True}]
+
+    def test_top_by_users(self, client: TestClient) -> None:
+        """Ranked by users, a key nobody known sent is not listed."""
+        body = client.get("/v1/top", params={"event": "search", "window": "15m", "by": "users"}).json()
+        assert body["by"] == "users"
+        assert [(i["key"], i["count"], i["users"]) for i in body["items"]] == [("우산", 3, 2)]
 
     def test_series(self, client: TestClient) -> None:
         body = client.get("/v1/series", params={"event": "search", "key": "우산", "interval": "1m",
                                                 "start": "2025-11-13T06:48:00Z", "end": "2025-11-13T06:51:30Z"}).json()
         assert (body["interval"], body["start"], body["end"]) == (
             "1m", "2025-11-13T06:48:00+00:00", "2025-11-13T06:52:00+00:00")
-        assert [(p["t"][11:16], p["count"], p["sum"], p["min"]) for p in body["points"]] == [
-            ("06:48", 0, 0, None), ("06:49", 1, 1.0, 1.0), ("06:50", 1, 1.0, 1.0), ("06:51", 1, 1.0, 1.0)]
+        assert [(p["t"][11:16], p["count"], p["users"], p["sum"], p["min"]) for p in body["points"]] == [
+            ("06:48", 0, 0, 0, None), ("06:49", 1, 1, 1.0, 1.0), ("06:50", 1, 1, 1.0, 1.0), ("06:51", 1, 1, 1.0, 1.0)]
 
     def test_rising(self, client: TestClient) -> None:
         body = client.get("/v1/rising", params={"event": "search", "window": "5m", "min_count": 2}).json()

@@ -235,6 +235,12 @@ def status(as_json: bool) -> None:
 event_option = click.option("--event", required=True, help="The event type, e.g. search.")
 segment_option = click.option("--segment", default=None, help="One segment; all segments when omitted.")
 limit_option = click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+by_option = click.option("--by", type=click.Choice(["count", "users"]), default="count", show_default=True,
+                         help="Rank by events or by distinct users.")
+
+
+def _users(value: int | None) -> str:
+    return "-" if value is None else str(value)
 at_option = click.option("--at", default=None, help="The window's end: ISO-8601 with a zone or epoch seconds.")
 window_choice = click.Choice(list(WINDOWS))
 
@@ -249,20 +255,22 @@ def _optional_time(option: str, text: str | None) -> int | None:
 @click.option("--window", type=window_choice, default="1h", show_default=True)
 @at_option
 @limit_option
+@by_option
 @json_option
 @handles_errors
-def top(event: str, segment: str | None, window: str, at: str | None, limit: int, as_json: bool) -> None:
+def top(event: str, segment: str | None, window: str, at: str | None, limit: int, by: str, as_json: bool) -> None:
     """The most frequent keys over a window, with their rank change."""
     with _trend() as trend:
         shape = top_shape(trend.top(event, segment=segment, window=window, at_ms=_optional_time("--at", at),
-                                    limit=limit), trend.settings.zone)
+                                    limit=limit, by=by), trend.settings.zone)
     if as_json:
         _print_json(shape)
         return
-    table = Table("rank", "key", "count", "change", title=f"top {event} over {window} to {shape['end']}")
+    table = Table("rank", "key", "count", "users", "change",
+                  title=f"top {event} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
         change = "NEW" if item["is_new"] else f"{item['rank_change']:+d}" if item["rank_change"] else "="
-        table.add_row(str(item["rank"]), item["key"], str(item["count"]), change)
+        table.add_row(str(item["rank"]), item["key"], str(item["count"]), _users(item["users"]), change)
     console.print(table)
 
 
@@ -275,21 +283,24 @@ def top(event: str, segment: str | None, window: str, at: str | None, limit: int
 @click.option("--min-count", default=5, show_default=True, type=click.IntRange(1))
 @at_option
 @limit_option
+@by_option
 @json_option
 @handles_errors
 def rising(event: str, segment: str | None, window: str, baseline: int, min_count: int, at: str | None,
-           limit: int, as_json: bool) -> None:
+           limit: int, by: str, as_json: bool) -> None:
     """Keys rising fastest against their own recent past."""
     with _trend() as trend:
         result = trend.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
-                              at_ms=_optional_time("--at", at), limit=limit)
+                              at_ms=_optional_time("--at", at), limit=limit, by=by)
         shape = rising_shape(result, trend.settings.zone)
     if as_json:
         _print_json(shape)
         return
-    table = Table("rank", "key", "count", "baseline", "score", "growth %", title=f"rising {event} over {window}")
+    table = Table("rank", "key", "count", "users", "baseline", "score", "growth %",
+                  title=f"rising {event} by {by} over {window}")
     for item in shape["items"]:
-        table.add_row(str(item["rank"]), item["key"], str(item["count"]), f"{item['baseline']:.1f}",
+        table.add_row(str(item["rank"]), item["key"], str(item["count"]), _users(item["users"]),
+                      f"{item['baseline']:.1f}",
                       f"{item['score']:.2f}", f"{item['growth_pct']:+.0f}")
     console.print(table)
 
@@ -313,9 +324,10 @@ def series(event: str, key: str | None, segment: str | None, interval: str, star
     if as_json:
         _print_json(shape)
         return
-    table = Table("time", "count", "sum", "min", "max", title=f"{event} {key or '(all keys)'} per {interval}")
+    table = Table("time", "count", "users", "sum", "min", "max",
+                  title=f"{event} {key or '(all keys)'} per {interval}")
     for point in shape["points"]:
-        table.add_row(point["t"], str(point["count"]), f"{point['sum']:g}",
+        table.add_row(point["t"], str(point["count"]), _users(point["users"]), f"{point['sum']:g}",
                       "-" if point["min"] is None else f"{point['min']:g}",
                       "-" if point["max"] is None else f"{point['max']:g}")
     console.print(table)

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trend.errors import ConfigError
+from trend.keys import Normalization
 from trend.model import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS, RAW_RETENTION, Hierarchy, job_defaults
 
 ENV_PREFIX = "TREND_"
@@ -116,6 +117,8 @@ class Settings(BaseSettings):
     retention: Annotated[dict[str, DurationMs], BeforeValidator(_retention_with_defaults)] = Field(
         default_factory=lambda: _retention_with_defaults({}))
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
+    # How keys and segments are made one per thing at ingest and in queries (trend/keys.py).
+    key_normalization: Normalization = "nfkc_casefold"
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 

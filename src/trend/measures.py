@@ -21,6 +21,19 @@ class Fold(Enum):
     SUM = "sum"
     MIN = "min"
     MAX = "max"
+    SKETCH = "sketch"  # a HyperLogLog sketch of the distinct non-NULL inputs; NULL when there are none
+    UNION = "union"  # the union of sketches; NULL when there are none
+
+
+def _distinct(values: Sequence[Any]) -> frozenset[Any] | None:
+    # The reference model's "sketch" is the exact set, so tests compare a sketch's estimate with its size.
+    present = frozenset(v for v in values if v is not None)
+    return present or None
+
+
+def _union(sets: Sequence[Any]) -> frozenset[Any] | None:
+    present = [s for s in sets if s is not None]
+    return frozenset().union(*present) if present else None
 
 
 _PYTHON: dict[Fold, Callable[[Sequence[Any]], Any]] = {
@@ -28,13 +41,15 @@ _PYTHON: dict[Fold, Callable[[Sequence[Any]], Any]] = {
     Fold.SUM: sum,
     Fold.MIN: lambda values: min(values, default=None),
     Fold.MAX: lambda values: max(values, default=None),
+    Fold.SKETCH: _distinct,
+    Fold.UNION: _union,
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Measure:
     column: str  # the column in every agg_* table
-    kind: str  # "integer" or "real": storage picks the column type
+    kind: str  # "integer", "real" or "sketch": storage picks the column type; a sketch reads as its estimate
     from_raw: Fold  # how a bucket's raw events give the value
     raw_input: str | None  # the fact_events column that from_raw reads; None for COUNT
     merge: Fold  # how finer rows, or a read's rows, combine
@@ -50,11 +65,23 @@ class Measure:
         """Merge values of this measure from several rows."""
         return _PYTHON[self.merge](values)
 
+    @property
+    def is_sketch(self) -> bool:
+        return self.kind == "sketch"
+
+    def read_value(self, value: Any) -> Any:
+        """What a read shows for a folded value: a sketch (here, the exact set) shows its size."""
+        if self.is_sketch:
+            return 0 if value is None else len(value)
+        return value
+
     def python_value(self, value: Any) -> Any:
-        """A value as the database returned it, as Python's type (PostgreSQL's SUM of bigint is numeric)."""
+        """A value as the database returned it, as Python's type (PostgreSQL's SUM of bigint is numeric).
+
+        Reads return a sketch measure already as its estimate, a whole number."""
         if value is None:
             return None
-        return int(value) if self.kind == "integer" else float(value)
+        return float(value) if self.kind == "real" else round(value)
 
 
 MEASURES: tuple[Measure, ...] = (
@@ -62,5 +89,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("value_sum", "real", Fold.SUM, "value", Fold.SUM, "sum", 0.0),
     Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None),
     Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None),
+    # Distinct users, mergeable across levels and windows (DESIGN section 3).
+    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0),
 )
+MEASURES_BY_READ: dict[str, Measure] = {m.read_as: m for m in MEASURES}
 MEASURE_COLUMNS: tuple[str, ...] = tuple(m.column for m in MEASURES)

@@ -46,6 +46,14 @@ def from_datetime(moment: datetime) -> int:
     return round(moment.timestamp() * 1000)
 
 
+def format_duration(ms: int) -> str:
+    """``518400000`` → ``6d``: the largest unit that divides it, as the settings write durations."""
+    for unit, width in (("w", 7 * DAY_MS), ("d", DAY_MS), ("h", HOUR_MS), ("m", MINUTE_MS), ("s", 1000)):
+        if ms % width == 0:
+            return f"{ms // width}{unit}"
+    return f"{ms}ms"
+
+
 def format_utc(ms: int) -> str:
     """The log form of a bucket: seconds precision, zone named."""
     return to_datetime(ms).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from trend.clock import Clock, SystemClock
 from trend.config import Settings, load_settings
 from trend.ingest import Ingestor, IngestResult
+from trend.keys import normalizer
 from trend.logging import configure_logging
 from trend.metrics import Metrics
 from trend.model import LEVELS, RETENTION_JOB, Hierarchy
@@ -46,16 +47,19 @@ class Trend:
         # Set by the worker's stop; every run checks it between buckets.
         self.stopping = threading.Event()
         self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,
-                           sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
+                           sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
+                           key_normalization=self.settings.key_normalization)
         self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB])
-        self.ingestor = Ingestor(self.db, self.clock, EventValidator(self.settings.accepted_lateness),
+        self.normalize_key = normalizer(self.settings.key_normalization)
+        self.ingestor = Ingestor(self.db, self.clock,
+                                 EventValidator(self.settings.accepted_lateness, self.normalize_key),
                                  on_ingest=self.metrics.on_ingest)
         self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw", levels),
                                should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
         kept = {name: self.settings.retention_ms(name, levels) for name in ("raw", *levels.names)}
         self.retention = Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set,
                                    on_report=self.metrics.on_report)
-        self.queries = Queries(self.db, self.clock)
+        self.queries = Queries(self.db, self.clock, self.normalize_key)
         self.worker = Worker(self.settings, levels, self._scheduled_jobs(), self.stopping)
         self._router: APIRouter | None = None
 
@@ -113,13 +117,14 @@ class Trend:
                                    end_ms=end_ms)
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
-            limit: int = 10) -> Top:
-        return self.queries.top(event, segment=segment, window=window, at_ms=at_ms, limit=limit)
+            limit: int = 10, by: str = "count") -> Top:
+        """Keys by ``by`` (``count`` or ``users``) over the window ending at ``at``, with rank changes."""
+        return self.queries.top(event, segment=segment, window=window, at_ms=at_ms, limit=limit, by=by)
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
-               min_count: int = 5, at_ms: int | None = None, limit: int = 10) -> Rising:
+               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
         return self.queries.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
-                                   at_ms=at_ms, limit=limit)
+                                   at_ms=at_ms, limit=limit, by=by)
 
     # -- embedding in an existing FastAPI app --
 

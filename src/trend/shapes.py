@@ -62,8 +62,8 @@ def series_shape(series: Series, zone: ZoneInfo, key: str | None = None) -> dict
 def top_shape(top: Top, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "window": top.window, "at": isoformat(top.at, zone), "start": isoformat(top.start, zone),
-        "end": isoformat(top.end, zone),
-        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "prev_rank": i.prev_rank,
+        "end": isoformat(top.end, zone), "by": top.by,
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "prev_rank": i.prev_rank,
                    "rank_change": i.rank_change, "is_new": i.is_new} for i in top.items],
     }
 
@@ -71,8 +71,8 @@ def top_shape(top: Top, zone: ZoneInfo) -> dict[str, Any]:
 def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "window": rising.window, "at": isoformat(rising.at, zone), "start": isoformat(rising.start, zone),
-        "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows,
-        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "baseline": round(i.baseline, 6),
+        "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows, "by": rising.by,
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "baseline": round(i.baseline, 6),
                    "stddev": round(i.stddev, 6), "score": round(i.score, 6), "growth_pct": round(i.growth_pct, 3)}
                   for i in rising.items],
     }

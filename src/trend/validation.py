@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from trend.errors import FieldProblem
-from trend.model import MAX_FUTURE_MS, EventRow, from_datetime
+from trend.model import MAX_FUTURE_MS, EventRow, format_duration, from_datetime
 
 # Checked inside pydantic-core: Python validators per field would halve ingest throughput.
 _NO_NUL = r"^[^\x00]*$"
+KEY_MAX = 256
+SEGMENT_MAX = 64
 NUL_MESSAGE = "must not contain NUL characters"
 
 
@@ -24,9 +26,10 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     event: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
-    key: Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_NUL)]
+    # Key and segment limits hold after normalization (EventValidator); these only bound the work.
+    key: Annotated[str, Field(min_length=1, max_length=4 * KEY_MAX, pattern=_NO_NUL)]
     ts: int | None = None  # ms since the epoch, after the validator below
-    segment: Annotated[str, Field(max_length=64, pattern=_NO_NUL)] = ""
+    segment: Annotated[str, Field(max_length=4 * SEGMENT_MAX, pattern=_NO_NUL)] = ""
     user_id: Annotated[str | None, Field(max_length=128, pattern=_NO_NUL)] = None
     value: Annotated[float, Field(allow_inf_nan=False)] = 1.0
     event_id: Annotated[str | None, Field(max_length=128, pattern=_NO_NUL)] = None
@@ -60,8 +63,9 @@ def parse_time(value: Any) -> int:
 class EventValidator:
     """Validates payloads against the schema and the accepted time range at ``now``."""
 
-    def __init__(self, accepted_lateness_ms: int) -> None:
+    def __init__(self, accepted_lateness_ms: int, normalize: Callable[[str], str] = lambda text: text) -> None:
         self.accepted_lateness_ms = accepted_lateness_ms
+        self.normalize = normalize
 
     def validate(self, payload: Any, position: int, now_ms: int) -> EventRow | FieldProblem:
         if not isinstance(payload, Mapping):
@@ -73,10 +77,18 @@ class EventValidator:
         ts = parsed.ts if parsed.ts is not None else now_ms
         if ts < now_ms - self.accepted_lateness_ms:
             return FieldProblem(position, "ts", "older than the accepted lateness "
-                                f"({self.accepted_lateness_ms // 1000} s before now)")
+                                f"(TREND_ACCEPTED_LATENESS={format_duration(self.accepted_lateness_ms)})")
         if ts > now_ms + MAX_FUTURE_MS:
             return FieldProblem(position, "ts", "more than 5 minutes in the future")
-        return EventRow(ts=ts, event=parsed.event, key=parsed.key, segment=parsed.segment,
+        key = self.normalize(parsed.key)
+        if not key:
+            return FieldProblem(position, "key", "is empty after normalization (TREND_KEY_NORMALIZATION)")
+        if len(key) > KEY_MAX:
+            return FieldProblem(position, "key", f"longer than {KEY_MAX} characters after normalization")
+        segment = self.normalize(parsed.segment)
+        if len(segment) > SEGMENT_MAX:
+            return FieldProblem(position, "segment", f"longer than {SEGMENT_MAX} characters after normalization")
+        return EventRow(ts=ts, event=parsed.event, key=key, segment=segment,
                         user_id=parsed.user_id, value=float(parsed.value), event_id=parsed.event_id)
 
     def validate_all(self, payloads: Iterable[Any], now_ms: int, first_position: int = 0

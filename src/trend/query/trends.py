@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from trend.clock import Clock
 from trend.errors import QueryError
+from trend.measures import MEASURES_BY_READ, Measure
 from trend.query.plan import Planner
 from trend.query.windows import Window, interval_ms, series_range, window_ms
 from trend.storage.engine import Database, Tx
 from trend.storage.events import known_dimensions
 from trend.storage.markers import markers_between
-from trend.storage.reads import Filters, Point, points, tagged_totals, totals_by_key
+from trend.storage.migrations import users_since
+from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
+
+COUNT, USERS = MEASURES_BY_READ["count"], MEASURES_BY_READ["users"]
+RANKINGS = {"count": COUNT, "users": USERS}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class TopItem:
     rank: int
     key: str
     count: int
+    users: int | None  # None where unknown: buckets from before users were counted
     prev_rank: int | None
 
     @property
@@ -47,6 +53,7 @@ class Top:
     at: int
     start: int
     end: int
+    by: str
     items: list[TopItem]
 
 
@@ -55,7 +62,8 @@ class RisingItem:
     rank: int
     key: str
     count: int
-    baseline: float  # μ: the mean count over the baseline windows
+    users: int | None
+    baseline: float  # μ: the mean of the ranked measure over the baseline windows
     stddev: float  # σ: their population standard deviation
     score: float
     growth_pct: float
@@ -68,6 +76,7 @@ class Rising:
     start: int
     end: int
     baseline_windows: int
+    by: str
     items: list[RisingItem]
 
 
@@ -80,65 +89,100 @@ def rising_score(count: int, baseline: Sequence[int]) -> tuple[float, float, flo
     return mean, spread, score, growth
 
 
+def _ranking(by: str) -> Measure:
+    if by not in RANKINGS:
+        raise QueryError("by", f"expected one of {', '.join(RANKINGS)}; got {by!r}")
+    return RANKINGS[by]
+
+
 class Queries:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, normalize: Callable[[str], str] = lambda text: text) -> None:
         self.db = db
         self.clock = clock
+        # Query parameters naming a key or a segment go through the ingest's normalization.
+        self.normalize = normalize
 
     def series(self, event: str, *, key: str | None = None, segment: str | None = None, interval: str = "1m",
                start_ms: int | None = None, end_ms: int | None = None) -> Series:
         now = self.clock.now_ms()
         start, end = series_range(self.db.levels, interval, start_ms, end_ms, now)
         width = interval_ms(interval, self.db.levels)
+        filters = self._filters(event, segment, None if key is None else [key])
         with self.db.read() as tx:
             self._check_event(tx, event)
             planner = Planner(tx.levels, markers_between(tx, start, end), now)
-            found = points(tx, planner.cover(start, end, top_level=interval),
-                           Filters(event, segment, None if key is None else [key]), width)
+            found = points(tx, planner.cover(start, end, top_level=interval), filters, width)
+            known_from = users_since(tx)
         by_bucket = {point.bucket: point for point in found}
         filled = [by_bucket.get(t) or Point.empty(t) for t in range(start, end, width)]
+        # Buckets from before users were counted have rows without sketches: their users are unknown.
+        filled = [p if p.bucket >= known_from else Point(p.bucket, {**p.measures, USERS.column: None})
+                  for p in filled]
         return Series(interval, start, end, filled)
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
-            limit: int = 10) -> Top:
+            limit: int = 10, by: str = "count") -> Top:
+        measure = _ranking(by)
         now = self.clock.now_ms()
         at = at_ms if at_ms is not None else now
         current = Window.ending_at(at, window_ms(window))
         previous = current.before()
-        filters = Filters(event, segment)
+        filters = self._filters(event, segment)
         with self.db.read() as tx:
             self._check_event(tx, event)
             planner = Planner(tx.levels, markers_between(tx, previous.start, current.end), now)
-            ranked = totals_by_key(tx, planner.cover(current.start, current.end), filters, limit=limit)
-            before = totals_by_key(tx, planner.cover(previous.start, previous.end), filters, limit=limit)
+            spans = planner.cover(current.start, current.end)
+            ranked = ranked_keys(tx, spans, filters, measure, limit=limit)
+            before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit)
+            # Both measures of the few keys shown; the ranking read only the one it ranks by.
+            shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), [COUNT, USERS])
+            users_known = current.start >= users_since(tx)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
-        items = [TopItem(rank, key, count, prev_ranks.get(key)) for rank, (key, count) in enumerate(ranked, start=1)]
-        return Top(window, at, current.start, current.end, items)
+        items = [TopItem(rank, key, shown[key][COUNT.column], shown[key][USERS.column] if users_known else None,
+                         prev_ranks.get(key))
+                 for rank, (key, _) in enumerate(ranked, start=1)]
+        return Top(window, at, current.start, current.end, by, items)
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
-               min_count: int = 5, at_ms: int | None = None, limit: int = 10) -> Rising:
+               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
+        """Keys by z-score of the measure ``by`` against the ``baseline`` windows before; ``min_count``
+        applies to that measure."""
+        measure = _ranking(by)
         now = self.clock.now_ms()
         at = at_ms if at_ms is not None else now
         current = Window.ending_at(at, window_ms(window))
         history = [current.before(n) for n in range(1, baseline + 1)]
+        filters = self._filters(event, segment)
         with self.db.read() as tx:
             self._check_event(tx, event)
             planner = Planner(tx.levels, markers_between(tx, history[-1].start, current.end), now)
-            counts = dict(totals_by_key(tx, planner.cover(current.start, current.end),
-                                        Filters(event, segment), min_count=min_count))
-            past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history],
-                                 Filters(event, segment, sorted(counts))) if counts else []
-        windows: dict[str, list[int]] = {key: [0] * baseline for key in counts}
-        for index, key, count in past:
-            windows[key][index] = count
-        scored = []
-        for key, count in counts.items():
-            mean, spread, score, growth = rising_score(count, windows[key])
-            scored.append((key, count, mean, spread, score, growth))
+            spans = planner.cover(current.start, current.end)
+            values = dict(ranked_keys(tx, spans, filters, measure, at_least=min_count))
+            candidates = replace(filters, keys=sorted(values))
+            past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history], candidates,
+                                 measure) if values else []
+            scored = self._scored(values, past, baseline)[:limit]
+            shown = measures_by_key(tx, spans, replace(filters, keys=[item[0] for item in scored]), [COUNT, USERS])
+            users_known = current.start >= users_since(tx)
+        items = [RisingItem(rank, key, shown[key][COUNT.column], shown[key][USERS.column] if users_known else None,
+                            mean, spread, score, growth)
+                 for rank, (key, _value, mean, spread, score, growth) in enumerate(scored, start=1)]
+        return Rising(window, at, current.start, current.end, baseline, by, items)
+
+    @staticmethod
+    def _scored(values: dict[str, int], past: list[tuple[int, str, int]], baseline: int
+                ) -> list[tuple[str, int, float, float, float, float]]:
+        """(key, value, μ, σ, z, growth %), by z, then value, then key."""
+        windows: dict[str, list[int]] = {key: [0] * baseline for key in values}
+        for index, key, value in past:
+            windows[key][index] = value
+        scored = [(key, value, *rising_score(value, windows[key])) for key, value in values.items()]
         scored.sort(key=lambda item: (-item[4], -item[1], item[0]))
-        items = [RisingItem(rank, key, count, mean, spread, score, growth)
-                 for rank, (key, count, mean, spread, score, growth) in enumerate(scored[:limit], start=1)]
-        return Rising(window, at, current.start, current.end, baseline, items)
+        return scored
+
+    def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:
+        return Filters(event, None if segment is None else self.normalize(segment),
+                       None if keys is None else [self.normalize(key) for key in keys])
 
     def dimensions(self) -> dict[str, list[str]]:
         with self.db.read() as tx:

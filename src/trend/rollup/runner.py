@@ -15,7 +15,9 @@ from trend.model import Level, format_utc
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database
 from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
+from trend.storage.migrations import stored_version
 from trend.storage.rollups import recompute
+from trend.storage.schema import SCHEMA_VERSION
 
 log = get_logger("rollup")
 
@@ -45,6 +47,14 @@ class LevelRunner:
 
     def _precheck(self, cutoff: int) -> Result | None:
         with self.db.probe() as tx:
+            version = stored_version(tx)
+            if version > SCHEMA_VERSION:
+                # Rolling upgrade: a newer release migrated the tables; rows this code writes would lack
+                # what that release expects (users sketches, for one), so it must not touch them.
+                message = (f"the database has schema version {version}, newer than this trend's {SCHEMA_VERSION}; "
+                           "this runner refuses to process until it is upgraded")
+                log.error("%s aggregation refused: %s", self.level.name, message)
+                return Result("failed", error=message)
             if not any_dirty(tx, self.level.name, cutoff):
                 log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
                 return Result("skipped_no_data")

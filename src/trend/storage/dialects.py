@@ -15,11 +15,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, cast
 
 import psycopg
-from sqlalchemy import ColumnElement, Connection, Engine, Select, create_engine, event, func
+from sqlalchemy import ColumnElement, Connection, Engine, Select, case, create_engine, event, func, null
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
+from trend.errors import StorageError
 from trend.measures import Fold
+from trend.storage import sketches
 
 # Bounded so a huge batch never builds one enormous statement or parameter list.
 CHUNK = 5_000
@@ -53,6 +55,9 @@ class Dialect:
     def lock_schema(self, conn: Connection) -> None:
         """Keep two processes from creating or migrating tables at once."""
 
+    def prepare(self, conn: Connection) -> None:
+        """Whatever the database needs before trend's tables: extensions, for one."""
+
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that supports ``on_conflict_do_*``."""
         raise NotImplementedError
@@ -82,7 +87,23 @@ class Dialect:
         assert column is not None  # every fold but COUNT reads a column
         if fold is Fold.SUM:
             return func.sum(column)
-        return func.min(column) if fold is Fold.MIN else func.max(column)
+        if fold is Fold.MIN:
+            return func.min(column)
+        if fold is Fold.MAX:
+            return func.max(column)
+        return self.sketch_of(column) if fold is Fold.SKETCH else self.union_of(column)
+
+    def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Aggregate: a HyperLogLog sketch of the distinct non-NULL values, NULL when there are none."""
+        raise NotImplementedError
+
+    def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Aggregate: the union of non-NULL sketches, NULL when there are none."""
+        raise NotImplementedError
+
+    def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The number of distinct values a sketch holds, a whole number; 0 for NULL."""
+        raise NotImplementedError
 
 
 class SQLiteDialect(Dialect):
@@ -96,6 +117,7 @@ class SQLiteDialect(Dialect):
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            sketches.register(dbapi_connection)
             dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -113,6 +135,16 @@ class SQLiteDialect(Dialect):
 
     def insert(self, table: Any) -> sqlite.Insert:
         return sqlite.insert(table)
+
+    # DataSketches HLL through the functions of storage/sketches.py.
+    def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.trend_hll(column)
+
+    def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.trend_hll_union(column)
+
+    def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.trend_hll_count(sketch)
 
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]]) -> None:
@@ -152,8 +184,31 @@ class PostgresDialect(Dialect):
     def lock_schema(self, conn: Connection) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7715001)")
 
+    def prepare(self, conn: Connection) -> None:
+        # The users sketches are postgresql-hll's; where the server has it but the database lacks it, add it.
+        installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'hll'").first()
+        if installed is None:
+            available = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'hll'").first()
+            if available is None:
+                raise StorageError(
+                    "the PostgreSQL server lacks the hll extension (postgresql-hll), which trend needs for "
+                    "distinct users: install it (Debian: postgresql-15-hll), or use a server that has it")
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hll")
+
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)
+
+    # postgresql-hll: 2^14 registers of 5 bits, explicit then sparse storage for small counts.
+    def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        sketch = func.hll_add_agg(func.hll_hash_text(column), 14, 5, -1, 1)
+        # hll_add_agg gives an empty sketch over NULLs only; a row without users stores NULL.
+        return case((func.count(column) > 0, sketch), else_=null())
+
+    def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.hll_union_agg(column)
+
+    def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.coalesce(func.round(func.hll_cardinality(sketch)), 0)
 
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]]) -> None:

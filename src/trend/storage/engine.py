@@ -79,9 +79,10 @@ class Database:
     """One database, shared by threads. Use :meth:`write`, :meth:`read` and :meth:`probe` for transactions."""
 
     def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
-                 sqlite_busy_timeout_ms: int = 30_000) -> None:
+                 sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold") -> None:
         self.url = normalize_url(url)
         self.levels = levels
+        self.key_normalization = key_normalization
         parsed = make_url(self.url)
         backend = parsed.get_backend_name()
         if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
@@ -129,7 +130,8 @@ class Database:
 
                 with translate_errors(), self._writer.begin() as conn:
                     self.dialect.lock_schema(conn)
-                    create_or_migrate(Tx(conn, self.dialect, self.levels))
+                    self.dialect.prepare(conn)
+                    create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization)
                 self._schema_ready = True
 
     def dispose(self) -> None:

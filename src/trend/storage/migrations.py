@@ -1,14 +1,30 @@
-"""Create the schema on first use, and carry its version so later releases can migrate a file."""
+"""Create the schema on first use, and carry its version so later releases can migrate a file.
+
+``trend_schema`` also records facts about the data that settings must agree with: the key
+normalization the stored keys went through, and since when rollup rows carry users sketches.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from trend.errors import StorageError
+from trend.errors import ConfigError, StorageError
 from trend.storage.engine import Tx
-from trend.storage.schema import BASE_TABLES, SCHEMA_VERSION, level_tables, metadata, schema_meta
+from trend.storage.schema import (
+    BASE_TABLES,
+    SCHEMA_VERSION,
+    Sketch,
+    fact_events,
+    level_table,
+    level_tables,
+    metadata,
+    schema_meta,
+)
+
+USERS_SINCE = "users_since"
+KEY_NORMALIZATION = "key_normalization"
 
 
 def _add_heartbeat(tx: Tx) -> None:
@@ -16,17 +32,60 @@ def _add_heartbeat(tx: Tx) -> None:
     tx.exec_driver_sql("CREATE INDEX IF NOT EXISTS job_runs_running ON job_runs (job) WHERE outcome = 'running'")
 
 
+def _add_users(tx: Tx) -> None:
+    """Give every rollup row a users sketch. Buckets whose raw events are still kept are marked dirty,
+    so the runs recompute them with sketches; older ones keep no sketch and read as ``users: null``."""
+    sketch = Sketch().compile(dialect=tx.conn.dialect)
+    for level in tx.levels:
+        if tx.conn.dialect.has_table(tx.conn, level.table):
+            tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN users_sketch {sketch}")
+    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join.
+    tx.exec_driver_sql(
+        f"INSERT INTO rollup_dirty (level, bucket, version) SELECT DISTINCT '{tx.levels.finest.name}', minute, 1 "
+        "FROM fact_events WHERE true ON CONFLICT (level, bucket) DO UPDATE SET version = rollup_dirty.version + 1")
+    oldest_raw = tx.execute(select(func.min(fact_events.c.minute))).scalar()
+    if oldest_raw is None:
+        finest = level_table(tx.levels.finest)
+        newest = tx.execute(select(func.max(finest.c.bucket))).scalar()
+        oldest_raw = 0 if newest is None else int(newest) + tx.levels.finest.width
+    _put(tx, USERS_SINCE, str(int(oldest_raw)))
+
+
 # version N → the step that turns a version N-1 database into version N.
-MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat}
+MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users}
 
 
-def create_or_migrate(tx: Tx) -> int:
+def _get(tx: Tx, name: str) -> str | None:
+    value = tx.execute(select(schema_meta.c.value).where(schema_meta.c.name == name)).scalar()
+    return None if value is None else str(value)
+
+
+def _put(tx: Tx, name: str, value: str) -> None:
+    statement = tx.dialect.insert(schema_meta).values(name=name, value=value)
+    tx.execute(statement.on_conflict_do_update(index_elements=[schema_meta.c.name], set_={"value": value}))
+
+
+def stored_version(tx: Tx) -> int:
+    """The schema version of the database: a runner checks it before each run (rolling upgrades)."""
+    value = _get(tx, "version")
+    return 0 if value is None else int(value)
+
+
+def users_since(tx: Tx) -> int:
+    """Rollup rows of buckets before this carry no users sketch: their users are unknown."""
+    value = _get(tx, USERS_SINCE)
+    return 0 if value is None else int(value)
+
+
+def create_or_migrate(tx: Tx, key_normalization: str) -> int:
     stored = None
     if tx.conn.dialect.has_table(tx.conn, schema_meta.name):
-        stored = tx.execute(select(schema_meta.c.value).where(schema_meta.c.name == "version")).scalar()
+        stored = _get(tx, "version")
     if stored is None:
         metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
-        tx.execute(schema_meta.insert().values(name="version", value=str(SCHEMA_VERSION)))
+        _put(tx, "version", str(SCHEMA_VERSION))
+        _put(tx, KEY_NORMALIZATION, key_normalization)
+        _put(tx, USERS_SINCE, "0")
         return SCHEMA_VERSION
     version = int(stored)
     if version > SCHEMA_VERSION:
@@ -38,5 +97,19 @@ def create_or_migrate(tx: Tx) -> int:
     # Tables new in this release, or a level added to the hierarchy, are created as they are.
     metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
     if version != SCHEMA_VERSION:
-        tx.execute(schema_meta.update().where(schema_meta.c.name == "version").values(value=str(SCHEMA_VERSION)))
+        _put(tx, "version", str(SCHEMA_VERSION))
+    _check_key_normalization(tx, key_normalization)
     return SCHEMA_VERSION
+
+
+def _check_key_normalization(tx: Tx, wanted: str) -> None:
+    """Keys stored under one normalization and queried under another would silently split: refuse."""
+    stored = _get(tx, KEY_NORMALIZATION)
+    if stored is None:
+        # Databases from before the setting existed: their keys stay as they are; new ones are normalized.
+        _put(tx, KEY_NORMALIZATION, wanted)
+    elif stored != wanted:
+        raise ConfigError(
+            "TREND_KEY_NORMALIZATION",
+            f"the database's keys were stored with {stored!r}, not {wanted!r}. Set TREND_KEY_NORMALIZATION="
+            f"{stored} to keep using this database, or start a new one (TREND_DATABASE_URL) and ingest again")

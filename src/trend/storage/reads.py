@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union_all
 from sqlalchemy.sql import Subquery
 
-from trend.measures import MEASURES
+from trend.measures import MEASURES, Measure
 from trend.model import RAW, Span
 from trend.storage.engine import Tx
-from trend.storage.rollups import from_raw, merged
+from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 
 
@@ -37,23 +37,25 @@ def _filtered(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
-def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, tag: int | None) -> Select[Any]:
+def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, measures: Sequence[Measure],
+                   tag: int | None) -> Select[Any]:
     tag_column = [literal(tag).label("tag")] if tag is not None else []
     if source == RAW:
         f = fact_events.c
         return (
-            select(f.minute.label("bucket"), f.key, *tag_column, *from_raw(tx))
+            select(f.minute.label("bucket"), f.key, *tag_column, *from_raw(tx, measures))
             .where(_ranges(f.minute, spans), *_filtered(f, filters))
             .group_by(f.minute, f.key)
         )
     c = level_table(tx.levels.by_name[source]).c
-    return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in MEASURES)).where(
+    return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in measures)).where(
         _ranges(c.bucket, spans), *_filtered(c, filters)
     )
 
 
-def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, *, tagged: bool = False) -> Subquery | None:
-    """UNION ALL of the rows every span names: (bucket, key, [tag,] one column per measure).
+def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measures: Sequence[Measure] = MEASURES, *,
+              tagged: bool = False) -> Subquery | None:
+    """UNION ALL of the rows every span names: (bucket, key, [tag,] one column per measure asked for).
 
     With ``tagged``, each plan's rows carry its index in ``plans`` as ``tag``.
     """
@@ -63,39 +65,49 @@ def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, *, tagged: 
         for span in spans:
             by_source[span.source].append(span)
         for source, source_spans in by_source.items():
-            selects.append(_source_select(tx, source, source_spans, filters, index if tagged else None))
+            selects.append(_source_select(tx, source, source_spans, filters, measures, index if tagged else None))
     if not selects:
         return None
     return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("rows")
 
 
-def totals_by_key(tx: Tx, spans: list[Span], filters: Filters, *,
-                  limit: int | None = None, min_count: int = 1) -> list[tuple[str, int]]:
-    """Keys by count, highest first; ties go to the key that sorts first (by code point)."""
-    rows = plan_rows(tx, [spans], filters)
+def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
+                limit: int | None = None, at_least: int = 1) -> list[tuple[str, int]]:
+    """Keys by the measure ``by`` (count or users), highest first, those with at least ``at_least``;
+    ties go to the key that sorts first (by code point)."""
+    rows = plan_rows(tx, [spans], filters, [by])
     if rows is None:
         return []
-    total = func.sum(rows.c["count"])
+    total = merged_one(tx, rows.c, by, read=True)
     query = (
         select(rows.c.key, total.label("total"))
         .group_by(rows.c.key)
-        .having(total >= min_count)
+        .having(total >= at_least)
         .order_by(total.desc(), tx.dialect.code_point_order(rows.c.key))
     )
     if limit is not None:
         query = query.limit(limit)
-    return [(row.key, int(row.total)) for row in tx.execute(query)]
+    return [(row.key, by.python_value(row.total)) for row in tx.execute(query)]
 
 
-def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters) -> list[tuple[int, str, int]]:
-    """(plan index, key, count) for every key with events in each plan."""
-    rows = plan_rows(tx, plans, filters, tagged=True)
+def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Sequence[Measure]
+                    ) -> dict[str, dict[str, Any]]:
+    """For the keys of ``filters``: each measure's read value over ``spans``, by column."""
+    rows = plan_rows(tx, [spans], filters, measures)
+    if rows is None:
+        return {}
+    query = select(rows.c.key, *merged(tx, rows.c, measures, read=True)).group_by(rows.c.key)
+    return {row.key: {m.column: m.python_value(row._mapping[m.column]) for m in measures} for row in tx.execute(query)}
+
+
+def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[tuple[int, str, int]]:
+    """(plan index, key, value of ``by``) for every key with events in each plan."""
+    rows = plan_rows(tx, plans, filters, [by], tagged=True)
     if rows is None:
         return []
-    query = select(rows.c.tag, rows.c.key, func.sum(rows.c["count"]).label("total")).group_by(
-        rows.c.tag, rows.c.key
-    )
-    return [(int(row.tag), row.key, int(row.total)) for row in tx.execute(query)]
+    total = merged_one(tx, rows.c, by, read=True)
+    query = select(rows.c.tag, rows.c.key, total.label("total")).group_by(rows.c.tag, rows.c.key)
+    return [(int(row.tag), row.key, by.python_value(row.total)) for row in tx.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,6 @@ def points(tx: Tx, spans: list[Span], filters: Filters, width: int) -> list[Poin
     if rows is None:
         return []
     bucket = (rows.c.bucket - rows.c.bucket % width).label("point_bucket")
-    query = select(bucket, *merged(tx, rows.c)).group_by(bucket).order_by(bucket)
+    query = select(bucket, *merged(tx, rows.c, read=True)).group_by(bucket).order_by(bucket)
     return [Point(int(r.point_bucket), {m.column: m.python_value(r._mapping[m.column]) for m in MEASURES})
             for r in tx.execute(query)]

@@ -6,6 +6,7 @@ the recompute and the reads share one definition of every measure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,22 +14,31 @@ from sqlalchemy import ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from trend.measures import MEASURE_COLUMNS, MEASURES
+from trend.measures import MEASURE_COLUMNS, MEASURES, Measure
 from trend.model import MINUTE_MS, Level
 from trend.storage.engine import Tx
 from trend.storage.schema import fact_events, level_table
 
 
-def from_raw(tx: Tx) -> list[ColumnElement[Any]]:
+def from_raw(tx: Tx, measures: Sequence[Measure] = MEASURES) -> list[ColumnElement[Any]]:
     """Each measure over raw events, labelled by its column."""
     f = fact_events.c
     return [tx.dialect.aggregate(m.from_raw, None if m.raw_input is None else f[m.raw_input]).label(m.column)
-            for m in MEASURES]
+            for m in measures]
 
 
-def merged(tx: Tx, columns: ReadOnlyColumnCollection[str, Any]) -> list[ColumnElement[Any]]:
-    """Each measure merged over rows that already hold it (a finer level, or a read's rows)."""
-    return [tx.dialect.aggregate(m.merge, columns[m.column]).label(m.column) for m in MEASURES]
+def merged(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measures: Sequence[Measure] = MEASURES, *,
+           read: bool = False) -> list[ColumnElement[Any]]:
+    """Each measure merged over rows that already hold it (a finer level, or a read's rows).
+
+    With ``read``, a sketch comes out as its estimate: what a read shows."""
+    return [merged_one(tx, columns, m, read=read).label(m.column) for m in measures]
+
+
+def merged_one(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measure: Measure, *,
+               read: bool = False) -> ColumnElement[Any]:
+    value = tx.dialect.aggregate(measure.merge, columns[measure.column])
+    return tx.dialect.estimate(value) if read and measure.is_sketch else value
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Column, Dialect, Float, Index, Integer, LargeBinary, MetaData, Table, Text, text
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from trend.measures import MEASURES
 from trend.model import Hierarchy, Level
 
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
-SCHEMA_VERSION = 2
+# 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -40,7 +42,26 @@ Index("fact_events_rollup", fact_events.c.minute, fact_events.c.event, fact_even
 Index("fact_events_minute", fact_events.c.minute).ddl_if(dialect="postgresql")
 
 
-_TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53)}
+class _Hll(UserDefinedType[Any]):
+    """postgresql-hll's ``hll`` type."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "hll"
+
+
+class Sketch(TypeDecorator[Any]):
+    """A users sketch: ``hll`` on PostgreSQL, a DataSketches HLL ``BLOB`` on SQLite."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(_Hll() if dialect.name == "postgresql" else LargeBinary())
+
+
+_TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53), "sketch": Sketch}
 
 
 def level_table(level: Level) -> Table:
@@ -54,7 +75,8 @@ def level_table(level: Level) -> Table:
         Column("event", Text, primary_key=True),
         Column("segment", Text, primary_key=True),
         Column("key", Text, primary_key=True),
-        *(Column(m.column, _TYPES[m.kind], nullable=False) for m in MEASURES),
+        # A sketch is NULL where no event of the row has a user; every other measure always has a value.
+        *(Column(m.column, _TYPES[m.kind], nullable=m.is_sketch) for m in MEASURES),
         # Clustered by its primary key on SQLite: a range of buckets is read without a lookup per row.
         sqlite_with_rowid=False,
     )

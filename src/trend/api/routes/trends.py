@@ -14,6 +14,7 @@ from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
 WindowName = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
+By = Annotated[Literal["count", "users"], Query(description="rank by events or by distinct users")]
 # A series interval is a rollup level; one the Trend's hierarchy lacks is a QueryError (422).
 Interval = Annotated[str, Query(description="a rollup level", json_schema_extra={"enum": LEVELS.names})]
 
@@ -31,20 +32,20 @@ def router(trend: Trend) -> APIRouter:
             start_ms=optional_time("start", start), end_ms=optional_time("end", end))
         return series_shape(result, zone, key)
 
-    @api.get("/v1/top", summary="Keys by count over a window ending at `at`, with rank change")
+    @api.get("/v1/top", summary="Keys by count or users over a window ending at `at`, with rank change")
     async def top(event: Event, segment: Segment = None, window: WindowName = "1h", at: Time = None,
-                  limit: Limit = 10) -> dict[str, Any]:
+                  limit: Limit = 10, by: By = "count") -> dict[str, Any]:
         result = await run_in_threadpool(trend.top, event, segment=segment, window=window,
-                                         at_ms=optional_time("at", at), limit=limit)
+                                         at_ms=optional_time("at", at), limit=limit, by=by)
         return top_shape(result, zone)
 
     @api.get("/v1/rising", summary="Keys by z-score against the windows before, with growth %")
     async def rising(event: Event, segment: Segment = None, window: WindowName = "15m",
                      baseline: Annotated[int, Query(ge=1, le=48)] = 12,
                      min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
-                     limit: Limit = 10) -> dict[str, Any]:
+                     limit: Limit = 10, by: By = "count") -> dict[str, Any]:
         result = await run_in_threadpool(trend.rising, event, segment=segment, window=window, baseline=baseline,
-                                         min_count=min_count, at_ms=optional_time("at", at), limit=limit)
+                                         min_count=min_count, at_ms=optional_time("at", at), limit=limit, by=by)
         return rising_shape(result, zone)
 
     @api.get("/v1/dimensions", summary="Every event type and its segments, and the series intervals")
