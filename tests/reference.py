@@ -57,10 +57,9 @@ def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
     with trend.db.read() as tx:
         columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch else table.c[m.column] for m in MEASURES]
         query = select(table.c.bucket, table.c.event, table.c.segment, table.c.key, *columns)
-        return {
-            (r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(MEASURES, r[4:], strict=True))
-            for r in tx.execute(query)
-        }
+        rows = [tuple(r) for r in tx.execute(query)]
+    return {(r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(MEASURES, r[4:], strict=True))
+            for r in rows}
 
 
 def stored_events(trend: Trend) -> list[dict[str, Any]]:
@@ -131,14 +130,23 @@ def settle(trend: Trend, now_ms: int, attempts: int = 50) -> None:
 
 
 def ref_counts(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int,
-               end: int) -> Counter[str]:
-    return Counter(e["key"] for e in events if e["event"] == event and (segment is None or e["segment"] == segment)
-                   and start <= e["ts"] < end)
+               end: int, by: str = "count") -> Counter[str]:
+    """Per key: its events (``by="count"``) or its distinct known users (``by="users"``; keys without any
+    are left out, as a ranking by users leaves them out)."""
+    chosen = [e for e in events if e["event"] == event and (segment is None or e["segment"] == segment)
+              and start <= e["ts"] < end]
+    if by == "count":
+        return Counter(e["key"] for e in chosen)
+    people: dict[str, set[str]] = {}
+    for e in chosen:
+        if e.get("user_id") is not None:
+            people.setdefault(e["key"], set()).add(e["user_id"])
+    return Counter({key: len(users) for key, users in people.items()})
 
 
 def ref_top(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
-            limit: int) -> list[tuple[str, int]]:
-    counts = ref_counts(events, event, segment, start, end)
+            limit: int, by: str = "count") -> list[tuple[str, int]]:
+    counts = ref_counts(events, event, segment, start, end, by)
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
@@ -155,12 +163,13 @@ def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None,
 
 
 def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
-               baseline: int, min_count: int) -> list[tuple[str, int, float]]:
-    """(key, count, score) by score, then count, then key."""
+               baseline: int, min_count: int, by: str = "count") -> list[tuple[str, int, float]]:
+    """(key, value of ``by``, score) by score, then value, then key."""
     events = list(events)
     width = end - start
-    current = ref_counts(events, event, segment, start, end)
-    history = [ref_counts(events, event, segment, start - n * width, end - n * width) for n in range(1, baseline + 1)]
+    current = ref_counts(events, event, segment, start, end, by)
+    history = [ref_counts(events, event, segment, start - n * width, end - n * width, by)
+               for n in range(1, baseline + 1)]
     scored = []
     for key, count in current.items():
         if count < min_count:

@@ -15,6 +15,7 @@ from tests.reference import (
     assert_clean_buckets_equal,
     assert_levels_equal,
     clear_all,
+    ref_counts,
     ref_rising,
     ref_series,
     ref_top,
@@ -53,6 +54,8 @@ event_strategy = st.fixed_dictionaries(
         # Halves add exactly in binary, so sums compare with ==.
         "value": st.integers(min_value=-20, max_value=20).map(lambda v: v / 2),
         "event_id": st.one_of(st.none(), st.sampled_from([f"id-{n}" for n in range(8)])),
+        # Few people, some events anonymous: distinct users merge across minutes, levels and windows.
+        "user_id": st.one_of(st.none(), st.sampled_from([f"user-{n}" for n in range(6)])),
     }
 )
 step_strategy = st.one_of(
@@ -74,7 +77,7 @@ def play(trend: Trend, clock: FakeClock, steps: list[Any], settle_ms: int) -> No
             payload = [{**{k: v for k, v in e.items() if k != "age_ms"}, "ts": (now - e["age_ms"]) / 1000}
                        for e in step.events]
             expected_new = [reference.add(now - e["age_ms"], e["event"], e["key"], e["segment"], e["value"],
-                                          e["event_id"]) for e in step.events]
+                                          e["event_id"], e["user_id"]) for e in step.events]
             result = trend.ingest(payload)
             assert result.accepted == sum(expected_new)
             assert result.duplicates == len(expected_new) - sum(expected_new)
@@ -112,7 +115,7 @@ four_level_steps = st.one_of(
 
 
 class TestFourLevels:
-    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(four_level_steps, min_size=1, max_size=20))
     def test_a_fourth_level_is_exact_too(self, make_trend: TrendFactory, clock: FakeClock,
                                           steps: list[Any]) -> None:
@@ -142,14 +145,18 @@ def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
     if trend.levels.top.width >= DAY_MS:
         windows.append(("7d", 7 * DAY_MS))  # the only window that holds whole days
     for window, width in windows:
-        for segment in (None, "kr"):
-            top = trend.top(event, segment=segment, window=window, limit=3)
-            expected_top = ref_top(reference.events, event, segment, end - width, end, 3)
-            assert [(i.key, i.count) for i in top.items] == expected_top
-            previous = ref_top(reference.events, event, segment, end - 2 * width, end - width, 3)
+        for segment, by in ((None, "count"), ("kr", "count"), (None, "users")):
+            top = trend.top(event, segment=segment, window=window, limit=3, by=by)
+            expected_top = ref_top(reference.events, event, segment, end - width, end, 3, by)
+            assert [(i.key, i.count if by == "count" else i.users) for i in top.items] == expected_top
+            counts = ref_counts(reference.events, event, segment, end - width, end)
+            users = ref_counts(reference.events, event, segment, end - width, end, "users")
+            assert [(i.count, i.users) for i in top.items] == [(counts[i.key], users[i.key]) for i in top.items]
+            previous = ref_top(reference.events, event, segment, end - 2 * width, end - width, 3, by)
             assert [i.prev_rank for i in top.items] == [
                 next((n for n, (k, _) in enumerate(previous, 1) if k == i.key), None) for i in top.items]
-    rising = trend.rising(event, window="15m", baseline=6, min_count=1)
-    expected_rising = ref_rising(reference.events, event, None, end - 15 * MINUTE_MS, end, 6, 1)[:10]
-    assert [(i.key, i.count, round(i.score, 9)) for i in rising.items] == [
-        (k, c, round(z, 9)) for k, c, z in expected_rising]
+    for by in ("count", "users"):
+        rising = trend.rising(event, window="15m", baseline=6, min_count=1, by=by)
+        expected_rising = ref_rising(reference.events, event, None, end - 15 * MINUTE_MS, end, 6, 1, by)[:10]
+        assert [(i.key, i.count if by == "count" else i.users, round(i.score, 9)) for i in rising.items] == [
+            (k, c, round(z, 9)) for k, c, z in expected_rising]
