@@ -1,0 +1,201 @@
+"""Distinct users: counted per row as a mergeable sketch, ranked by, and kept honest (DESIGN sections 3-4)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import unicodedata
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from tests.conftest import T0, TrendFactory
+from tests.reference import markers
+from trend.api.app import create_app
+from trend.cli import main
+from trend.clock import FakeClock
+from trend.model import HOUR_MS, MINUTE_MS
+from trend.service import Trend
+from trend.storage.schema import SCHEMA_VERSION
+
+
+def _send(trend: Trend, events: list[dict[str, object]]) -> None:
+    for offset in range(0, len(events), 5_000):
+        trend.ingest(events[offset:offset + 5_000])
+
+
+class TestFlooding:
+    def test_one_account_flooding_a_key_cannot_rank_by_users(self, trend: Trend, clock: FakeClock) -> None:
+        """4,000 searches from one account lose to 300 people searching once, and to a long tail of 10-200."""
+        rng = random.Random(5)
+        start = T0 - 50 * MINUTE_MS
+        events: list[dict[str, object]] = [
+            {"event": "search", "key": "flood", "user_id": "bot", "ts": (start + n * 700) / 1000} for n in range(4_000)]
+        events += [{"event": "search", "key": "crowd", "user_id": f"p{n}", "ts": (start + n * 9_000) / 1000}
+                   for n in range(300)]
+        for k in range(30):
+            people = rng.randint(10, 200)
+            events += [{"event": "search", "key": f"tail-{k}", "user_id": f"t{k}-{n}",
+                        "ts": (start + rng.randrange(45 * MINUTE_MS)) / 1000} for n in range(people)]
+        _send(trend, events)
+        trend.rollup()  # part of the hour is rolled up, the open minutes are read from raw events
+        by_count = trend.top("search", window="1h", limit=20)
+        by_users = trend.top("search", window="1h", limit=20, by="users")
+        assert by_count.items[0].key == "flood"
+        keys = [item.key for item in by_users.items]
+        assert "flood" not in keys
+        assert keys[0] == "crowd"
+        assert by_users.items[0].users == 300
+        rising = trend.rising("search", window="1h", by="users", limit=20, baseline=3)
+        assert "flood" not in [item.key for item in rising.items]
+
+
+class TestAccuracy:
+    def test_every_answer_is_within_bounds_and_small_counts_are_exact(self, trend: Trend, clock: FakeClock) -> None:
+        """Within max(2, 5%) of the exact count for every key, median relative error <= 2%, exact up to 100,
+        with sketches merged from 1m to 5m to 1h and over a window."""
+        rng = random.Random(11)
+        sizes = [1, 2, 7, 40, 100, 150, 400, 1_000, 3_000, 8_000, 20_000]
+        start = T0 - 3 * HOUR_MS
+        events: list[dict[str, object]] = []
+        for index, size in enumerate(sizes):
+            for n in range(size):
+                # Each person twice, at different times: repeats must not count twice across buckets.
+                for _ in range(2):
+                    events.append({"event": "view", "key": f"item-{index}", "user_id": f"u{index}-{n}",
+                                   "ts": (start + rng.randrange(3 * HOUR_MS - MINUTE_MS)) / 1000})
+        rng.shuffle(events)
+        _send(trend, events)
+        trend.rollup()
+        top = trend.top("view", window="6h", limit=len(sizes), by="users")
+        got = {item.key: item.users for item in top.items}
+        errors = []
+        for index, size in enumerate(sizes):
+            users = got[f"item-{index}"]
+            assert users is not None
+            if size <= 100:
+                assert users == size, f"{size} people should be counted exactly, got {users}"
+            assert abs(users - size) <= max(2, 0.05 * size), (size, users)
+            errors.append(abs(users - size) / size)
+        assert statistics.median(errors) <= 0.02
+        series = trend.series("view", interval="1h", start_ms=start, end_ms=T0)
+        for point in series.points:  # without a key: the union over every key, per hour
+            inside = [e for e in events if point.bucket <= float(str(e["ts"])) * 1000 < point.bucket + HOUR_MS]
+            exact = len({e["user_id"] for e in inside})
+            assert abs(point.measures["users_sketch"] - exact) <= max(2, 0.05 * exact)
+
+
+class TestUsersAndEvents:
+    def test_events_without_a_user_do_not_count_and_a_series_without_a_key_unions_keys(self, trend: Trend) -> None:
+        trend.ingest([{"event": "search", "key": "a", "user_id": "x", "ts": (T0 - 120_000) / 1000},
+                      {"event": "search", "key": "b", "user_id": "x", "ts": (T0 - 120_000) / 1000},
+                      {"event": "search", "key": "b", "user_id": "y", "ts": (T0 - 60_000) / 1000},
+                      {"event": "search", "key": "b", "ts": (T0 - 60_000) / 1000}])
+        trend.rollup()
+        [point] = trend.series("search", interval="1h", start_ms=T0 - HOUR_MS + 60_000, end_ms=T0).points[-1:]
+        assert (point.count, point.measures["users_sketch"]) == (4, 2)  # x and y, whatever the key
+        with trend.db.read() as tx:
+            rows = tx.execute(text("SELECT key, users_sketch IS NULL FROM agg_1m ORDER BY key, bucket")).all()
+        assert all(not null for _, null in rows)
+        trend.ingest([{"event": "search", "key": "c", "ts": (T0 - 120_000) / 1000}])
+        trend.rollup()
+        with trend.db.read() as tx:
+            anonymous = tx.execute(text("SELECT users_sketch IS NULL FROM agg_1m WHERE key = 'c'")).scalar()
+        assert anonymous, "a row whose events have no user stores no sketch"
+
+
+class TestNormalization:
+    # NFC Hangul (Windows), NFD Hangul (macOS), spaces, case, full width.
+    VARIANTS: ClassVar[list[str]] = ["우산", unicodedata.normalize("NFD", "우산"), " 우산 ", "Umbrella", "umbrella ",
+                                     "ｕｍｂｒｅｌｌａ", "rain   BOOTS", " rain boots"]
+
+    def test_variants_land_on_one_key_and_queries_find_it(self, trend: Trend) -> None:
+        """NFD and NFC Hangul, case, full width and spaces: one key each, and a query by any variant finds it."""
+        trend.ingest([{"event": "search", "key": key, "ts": (T0 - 60_000) / 1000} for key in self.VARIANTS])
+        top = trend.top("search", window="5m")
+        assert {(item.key, item.count) for item in top.items} == {("우산", 3), ("umbrella", 3), ("rain boots", 2)}
+        assert trend.series("search", key="ＵＭＢＲＥＬＬＡ", interval="5m").points[-1].count == 3
+
+    def test_a_key_that_normalizes_to_nothing_is_refused(self, trend: Trend) -> None:
+        result = trend.ingest([{"event": "search", "key": "   ", "ts": (T0 - 60_000) / 1000}], strict=False)
+        assert (result.accepted, result.rejected) == (0, 1)
+        assert result.errors[0].field == "key"
+        assert "empty after normalization" in result.errors[0].message
+
+    def test_none_keeps_keys_as_sent(self, make_trend: TrendFactory) -> None:
+        trend = make_trend(key_normalization="none")
+        trend.ingest([{"event": "search", "key": key, "ts": (T0 - 60_000) / 1000} for key in ("A", "a", "a ")])
+        assert len(trend.top("search", window="5m").items) == 3
+
+    def test_changing_the_setting_on_a_database_stops_start_up_with_what_to_do(
+        self, make_trend: TrendFactory
+    ) -> None:
+        make_trend().db.ensure_schema()
+        with pytest.raises(Exception, match="TREND_KEY_NORMALIZATION") as info:
+            make_trend(key_normalization="nfc").db.ensure_schema()
+        assert "nfkc_casefold" in str(info.value)
+
+
+class TestUpgrade:
+    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+    def test_buckets_with_raw_events_are_recomputed_and_older_ones_read_null(self, make_trend: TrendFactory,
+                                                                             clock: FakeClock) -> None:
+        """Going from schema 2 to 3: rows get a sketch column; minutes whose raw events remain are marked and
+        recomputed with users; older buckets (raw events gone) answer users: null, not 0."""
+        hour = T0 - T0 % HOUR_MS - 2 * HOUR_MS
+        old = make_trend()
+        old.ingest([{"event": "search", "key": "k", "user_id": f"u{n}", "ts": (hour + n * 60_000) / 1000}
+                    for n in range(90)])
+        old.rollup()
+        with old.db.write() as tx:  # what a schema-2 database looks like, with raw events of its first hour gone
+            for table in ("agg_1m", "agg_5m", "agg_1h"):
+                tx.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN users_sketch")
+            tx.exec_driver_sql("DELETE FROM trend_schema WHERE name IN ('users_since', 'key_normalization')")
+            tx.exec_driver_sql("UPDATE trend_schema SET value = '2' WHERE name = 'version'")
+            tx.exec_driver_sql(f"DELETE FROM fact_events WHERE minute < {hour + HOUR_MS}")
+        old.close()
+        upgraded = make_trend()
+        upgraded.db.ensure_schema()
+        assert len([m for m in markers(upgraded) if m[0] == "1m"]) == 30  # the minutes still in fact_events
+        upgraded.rollup()
+        series = upgraded.series("search", interval="1h", start_ms=hour, end_ms=hour + 2 * HOUR_MS - 1)
+        assert [(p.count, p.measures["users_sketch"]) for p in series.points] == [(60, None), (30, 30)]
+
+
+class TestRollingUpgrade:
+    def test_a_runner_refuses_a_database_migrated_by_a_newer_release(self, trend: Trend,
+                                                                      trend_logs: pytest.LogCaptureFixture) -> None:
+        trend.ingest([{"event": "search", "key": "k", "user_id": "u", "ts": (T0 - 120_000) / 1000}])
+        with trend.db.write() as tx:
+            tx.exec_driver_sql(f"UPDATE trend_schema SET value = '{SCHEMA_VERSION + 1}' WHERE name = 'version'")
+        [report] = trend.rollup("1m")
+        assert report.outcome == "failed"
+        assert "refuses to process until it is upgraded" in (report.error or "")
+        assert any("refused" in r.getMessage() for r in trend_logs.records if r.levelname == "ERROR")
+        with trend.db.read() as tx:
+            assert tx.exec_driver_sql("SELECT count(*) FROM agg_1m").scalar() == 0
+
+
+class TestNormalizationEveryPath:
+    def test_http_and_the_cli_normalize_too(self, trend: Trend, database_url: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """HTTP and the CLI's file ingest store keys as Python's ingest does."""
+        variants = TestNormalization.VARIANTS[:3]
+        with TestClient(create_app(trend=trend)) as client:
+            response = client.post("/v1/events", json=[{"event": "search", "key": key, "ts": (T0 - 60_000) / 1000}
+                                                       for key in variants])
+        assert response.status_code == 202
+        path = tmp_path / "events.csv"
+        now = time.time()
+        path.write_text("event,key,ts\n" + "".join(f"search,{key},{now - 60}\n" for key in variants))
+        monkeypatch.setenv("TREND_DATABASE_URL", database_url)
+        result = CliRunner().invoke(main, ["ingest", str(path)], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        with trend.db.read() as tx:
+            keys = {key for (key,) in tx.exec_driver_sql("SELECT DISTINCT key FROM fact_events")}
+        assert keys == {"우산"}  # the demo writes through Trend.ingest, the Python path tested above
