@@ -100,8 +100,8 @@ class TestUsersAndEvents:
         [point] = trend.series("search", interval="1h", start_ms=T0 - HOUR_MS + 60_000, end_ms=T0).points[-1:]
         assert (point.count, point.measures["users_sketch"]) == (4, 2)  # x and y, whatever the key
         with trend.db.read() as tx:
-            rows = tx.execute(text("SELECT key, users_sketch IS NULL FROM agg_1m ORDER BY key, bucket")).all()
-        assert all(not null for _, null in rows)
+            nulls = tx.execute(text("SELECT count(*) FROM agg_1m WHERE users_sketch IS NULL")).scalar()
+        assert nulls == 0
         trend.ingest([{"event": "search", "key": "c", "ts": (T0 - 120_000) / 1000}])
         trend.rollup()
         with trend.db.read() as tx:
