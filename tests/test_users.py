@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
@@ -18,7 +19,7 @@ from tests.conftest import T0, TrendFactory
 from tests.reference import markers
 from trend.api.app import create_app
 from trend.cli import main
-from trend.clock import FakeClock
+from trend.clock import FakeClock, SystemClock
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
 from trend.storage.schema import SCHEMA_VERSION
@@ -199,3 +200,39 @@ class TestNormalizationEveryPath:
         with trend.db.read() as tx:
             keys = {key for (key,) in tx.exec_driver_sql("SELECT DISTINCT key FROM fact_events")}
         assert keys == {"우산"}  # the demo writes through Trend.ingest, the Python path tested above
+
+
+class TestEraseUser:
+    def test_a_person_erased_is_gone_from_raw_events_reads_and_every_level(self, trend: Trend,
+                                                                           clock: FakeClock) -> None:
+        trend.ingest([{"event": "search", "key": "k", "user_id": user, "ts": (T0 - m * MINUTE_MS) / 1000}
+                      for m in range(2, 40) for user in ("keep", "erase-me")])
+        trend.rollup()
+        with TestClient(create_app(trend=trend)) as client:
+            body = client.delete("/v1/users/erase-me").json()
+        assert (body["events"], body["minutes"]) == (38, 38)
+        top = trend.top("search", window="1h")
+        assert (top.items[0].count, top.items[0].users) == (38, 1)  # exact before any run: dirty minutes read raw
+        clock.advance(2 * HOUR_MS)
+        trend.rollup()
+        assert table_count(trend, "erase-me") == 0
+        with trend.db.read() as tx:
+            assert tx.exec_driver_sql("SELECT sum(count) FROM agg_1h").scalar() == 38
+
+
+    def test_the_cli_erases_and_recomputes(self, make_trend: TrendFactory, database_url: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+        trend = make_trend(clock=SystemClock())  # the CLI runs on the system clock
+        now = time.time()
+        trend.ingest([{"event": "search", "key": "k", "user_id": "gone", "ts": now - 600}])
+        monkeypatch.setenv("TREND_DATABASE_URL", database_url)
+        result = CliRunner().invoke(main, ["erase-user", "gone", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["events"] == 1
+        assert table_count(trend, "gone") == 0
+
+
+def table_count(trend: Trend, user_id: str) -> int:
+    with trend.db.read() as tx:
+        found = tx.execute(text("SELECT count(*) FROM fact_events WHERE user_id = :u"), {"u": user_id}).scalar()
+    return int(found or 0)

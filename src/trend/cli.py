@@ -213,6 +213,23 @@ def _cli_time(option: str, text: str) -> int:
         raise InputError(f"{option}: {exc}") from None
 
 
+@main.command("erase-user")
+@click.argument("user_id")
+@json_option
+@handles_errors
+def erase_user(user_id: str, as_json: bool) -> None:
+    """Delete one person's raw events and recompute every level without them (a privacy request)."""
+    with _trend() as trend:
+        erased = trend.erase_user(user_id)
+        reports = trend.rollup()
+    if as_json:
+        _print_json({"user_id": user_id, "events": erased.events, "minutes": erased.minutes,
+                     **rollup_shape(reports)})
+    else:
+        console.print(f"erased {erased.events} events of {user_id!r} from {erased.minutes} minutes; "
+                      "rollups recomputed. Older rollups keep counts and hashed registers only.", highlight=False)
+
+
 @main.command()
 @json_option
 @handles_errors

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from trend.clock import Clock, SystemClock
 from trend.config import Settings, load_settings
+from trend.errors import QueryError
 from trend.ingest import Ingestor, IngestResult
 from trend.keys import normalizer
 from trend.logging import configure_logging
@@ -20,6 +21,7 @@ from trend.rollup.retention import Retention
 from trend.rollup.service import LevelStatus, Rollups
 from trend.rollup.shell import RunReport
 from trend.storage.engine import Database
+from trend.storage.events import Erased, erase_user
 from trend.storage.runs import RunRecord, latest_runs
 from trend.validation import EventValidator
 from trend.worker.scheduler import Job, JobInfo, Worker
@@ -102,6 +104,15 @@ class Trend:
     def dimensions(self) -> dict[str, list[str]]:
         """Every event type stored, with its segments."""
         return self.queries.dimensions()
+
+    def erase_user(self, user_id: str) -> Erased:
+        """Delete one person's raw events (a privacy request). Their minutes are marked, so reads leave them
+        out at once and the next runs recompute every level. Rollup rows older than the raw retention keep
+        their counts and their hashed sketch registers, which cannot be turned back into ids."""
+        if not user_id or len(user_id) > 128:
+            raise QueryError("user_id", "must be 1 to 128 characters")
+        with self.db.write() as tx:
+            return erase_user(tx, user_id)
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
         return self.rollups.backfill(start_ms, end_ms)

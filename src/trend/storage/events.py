@@ -59,3 +59,20 @@ def known_dimensions(tx: Tx) -> dict[str, list[str]]:
     for row in tx.execute(select(dimensions).order_by(dimensions.c.event, dimensions.c.segment)):
         result.setdefault(row.event, []).append(row.segment)
     return result
+
+
+@dataclass(frozen=True)
+class Erased:
+    events: int
+    minutes: int
+
+
+def erase_user(tx: Tx, user_id: str) -> Erased:
+    """Delete a person's raw events and mark their minutes, so every level is recomputed without them.
+
+    A scan of fact_events: no index on user_id, because every ingest would pay for one; erasures are rare."""
+    minutes = [int(m) for m in tx.execute(select(fact_events.c.minute).where(fact_events.c.user_id == user_id)
+                                          .distinct()).scalars()]
+    deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
+    mark(tx, tx.levels.finest.name, minutes)
+    return Erased(events=int(deleted), minutes=len(minutes))

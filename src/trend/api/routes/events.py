@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +28,12 @@ class Accepted(BaseModel):
     duplicates: int
 
 
+class ErasedUser(BaseModel):
+    user_id: str
+    events: int  # raw events deleted
+    minutes: int  # minutes marked for recomputation
+
+
 def router(trend: Trend) -> APIRouter:
     api = APIRouter(tags=["events"])
 
@@ -40,5 +48,12 @@ def router(trend: Trend) -> APIRouter:
         # The database call blocks; keep it off the event loop so other requests are never stalled.
         result = await run_in_threadpool(trend.ingest, events)
         return Accepted(accepted=result.accepted, duplicates=result.duplicates)
+
+    @api.delete("/v1/users/{user_id}", response_model=ErasedUser, dependencies=[write_access(trend)],
+                summary="Erase one person's raw events; every level is recomputed without them (admin)",
+                responses=error_responses(401, 403, 422, 503))
+    async def erase_user(user_id: Annotated[str, Path(min_length=1, max_length=128)]) -> ErasedUser:
+        erased = await run_in_threadpool(trend.erase_user, user_id)
+        return ErasedUser(user_id=user_id, events=erased.events, minutes=erased.minutes)
 
     return api
