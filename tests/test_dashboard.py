@@ -27,12 +27,15 @@ SHOTS = Path(os.environ.get("TREND_SCREENSHOTS", "screenshots")).resolve()
 
 
 def _seed(database_url: str) -> None:
-    """Previous hour: gamma 25, alpha 5. This hour: alpha 30, 베타 20, gamma 10, a hostile key 9, delta 8 (now)."""
+    """Previous hour: gamma 25, alpha 5. This hour: alpha 30 (from 3 people), 베타 20, gamma 10, a hostile key 9,
+    delta 8 (now, from 1 person); the others from one person per event."""
     now = time.time()
     events = []
-    for key, count, minutes_ago in (("gamma", 25, 90), ("alpha", 5, 90), ("alpha", 30, 30), ("베타", 20, 40),
-                                    ("gamma", 10, 20), (SCRIPT_KEY, 9, 25), ("delta", 8, 1)):
-        events += [{"event": "search", "key": key, "ts": now - minutes_ago * 60 - n} for n in range(count)]
+    for key, count, minutes_ago, people in (("gamma", 25, 90, 25), ("alpha", 5, 90, 5), ("alpha", 30, 30, 3),
+                                            ("베타", 20, 40, 20), ("gamma", 10, 20, 10), (SCRIPT_KEY, 9, 25, 9),
+                                            ("delta", 8, 1, 1)):
+        events += [{"event": "search", "key": key, "ts": now - minutes_ago * 60 - n, "user_id": f"{key}-{n % people}"}
+                   for n in range(count)]
     events.append({"event": "view", "key": "item-1", "segment": "kr", "ts": now - 60})
     with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as trend:
         trend.ingest(events)
@@ -97,6 +100,17 @@ class TestDashboard:
         response = httpx.post(f"{served.url}/v1/events", json=[{"event": "search", "key": "epsilon"}] * 12)
         assert response.status_code == 202
         expect(page.locator("#top tbody button.key").first).to_have_text("epsilon", timeout=10_000)
+        page.close()
+
+    def test_rank_by_users_reorders_and_shows_users(self, browser: Browser, served: Served) -> None:
+        """One account sending many events does not top the list by users: alpha's 30 events came from 3."""
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?refresh=1")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        expect(page.locator("#top tbody tr").first.locator("td").nth(3)).to_have_text("3")
+        page.select_option("#by", "users")
+        expect(page.locator("#top tbody button.key")).to_have_text(["베타", "gamma", SCRIPT_KEY, "alpha", "delta"])
+        assert "by=users" in page.url
         page.close()
 
     def test_phone_width_has_no_horizontal_scroll(self, browser: Browser, served: Served) -> None:

@@ -8,10 +8,11 @@
   const ZONES = ["UTC", "Asia/Seoul", "Asia/Tokyo", "Europe/London", "Europe/Berlin", "America/New_York",
     "America/Los_Angeles"];
   const COLORS = ["#0b57d0", "#b3261e", "#0a7d33", "#8a3ffc", "#b06000"];
-  const FIELDS = ["event", "segment", "window", "interval", "tz", "key"];
+  const FIELDS = ["event", "segment", "window", "interval", "by", "tz", "key"];
   const state = {
     event: query.get("event") || "", segment: query.get("segment") || "", window: query.get("window") || "1h",
     interval: query.get("interval") || "1m", tz: query.get("tz") || browserZone, key: query.get("key") || "",
+    by: query.get("by") === "users" ? "users" : "count",
   };
   const refreshSeconds = Math.max(1, Number(query.get("refresh")) || 5);
   let chart = null;
@@ -112,11 +113,13 @@
     const rows = top.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
+      // users is null where it cannot be known (buckets from before users were counted).
+      const users = item.users === null ? "–" : item.users.toLocaleString();
       tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.count.toLocaleString(), "num"),
-        cell(change(item), "num"));
+        cell(users, "num"), cell(change(item), "num"));
       return tr;
     });
-    replaceRows($("top"), rows, JSON.stringify([top.items, state.key, state.tz]), "No events in this window", 4);
+    replaceRows($("top"), rows, JSON.stringify([top.items, state.key, state.tz]), "No events in this window", 5);
   }
 
   function renderRising(rising) {
@@ -213,7 +216,7 @@
     clearTimeout(timer);
     try {
       const hasEvents = await loadDimensions();
-      const params = { event: state.event, segment: state.segment, window: state.window };
+      const params = { event: state.event, segment: state.segment, window: state.window, by: state.by };
       const [top, rising, jobs] = hasEvents
         ? await Promise.all([api("v1/top", params), api("v1/rising", params), api("v1/jobs")])
         : [{ items: [], start: null, end: null }, { items: [], start: null, end: null }, await api("v1/jobs")];
@@ -238,7 +241,8 @@
     fillSelect($("tz"), zones.map((zone) => [zone, zone]), state.tz);
     $("window").value = state.window;
     $("interval").value = state.interval;
-    for (const field of ["event", "segment", "window", "interval", "tz"]) {
+    $("by").value = state.by;
+    for (const field of ["event", "segment", "window", "interval", "by", "tz"]) {
       $(field).addEventListener("change", (e) => {
         state[field] = e.target.value;
         if (field === "event") state.key = "";
