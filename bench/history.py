@@ -1,5 +1,5 @@
 """Fill a scratch database with synthetic history quickly, in SQL: Zipf-like keys, three event
-types, three segments, spread evenly over a number of days.
+types, three segments, 70% of events from one of 200,000 users, spread evenly over a number of days.
 
 The time column is deterministic on purpose: SQLite may flatten the subquery and evaluate a
 ``random()`` once per reference, which would give ``ts`` and ``minute`` different values.
@@ -15,24 +15,26 @@ from trend.storage.events import remember_dimensions
 
 _SQLITE = """
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)
-INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute)
-SELECT t, e, s, k, v, t, t - t % 60000 FROM (
+INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute, user_id)
+SELECT t, e, s, k, v, t, t - t % 60000, u FROM (
   SELECT :start + i * :step + (i * 7919) % :step AS t,
          CASE WHEN abs(random()) % 10 < 7 THEN 'search' WHEN abs(random()) % 3 < 2 THEN 'view'
               ELSE 'purchase' END AS e,
          CASE abs(random()) % 3 WHEN 0 THEN '' WHEN 1 THEN 'kr' ELSE 'us' END AS s,
          'k' || (5000 / (1 + abs(random()) % 5000)) AS k,
-         1.0 + abs(random()) % 5 AS v
+         1.0 + abs(random()) % 5 AS v,
+         CASE WHEN abs(random()) % 10 < 7 THEN 'user-' || (abs(random()) % 200000) END AS u
   FROM n)
 """
 _POSTGRES = """
-INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute)
-SELECT t, e, s, k, v, t, t - t % 60000 FROM (
+INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute, user_id)
+SELECT t, e, s, k, v, t, t - t % 60000, u FROM (
   SELECT :start + i * :step + (i * 7919) % :step AS t,
          CASE WHEN random() < 0.7 THEN 'search' WHEN random() < 0.67 THEN 'view' ELSE 'purchase' END AS e,
          (ARRAY['', 'kr', 'us'])[1 + floor(random() * 3)::int] AS s,
          'k' || floor(5000 / (1 + floor(random() * 5000)))::bigint AS k,
-         1.0 + floor(random() * 5) AS v
+         1.0 + floor(random() * 5) AS v,
+         CASE WHEN random() < 0.7 THEN 'user-' || floor(random() * 200000)::bigint END AS u
   FROM generate_series(0::bigint, :last) AS i) AS g
 """
 _MARK_ALL = """INSERT INTO rollup_dirty (level, bucket, version)

@@ -20,6 +20,7 @@ from bench.common import machine, parser, percentile, scratch_trend
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, MINUTE_MS
+from trend.service import Trend
 
 NOW = 1_763_016_630_000  # 2025-11-13 06:50:30 UTC: the current minute is open
 _NAIVE_TOP = """SELECT key, COUNT(*) AS n FROM fact_events WHERE event = 'search' AND ts >= :start AND ts < :end
@@ -63,15 +64,21 @@ def main() -> None:
     print("|---|---|---|")
     reads: list[tuple[str, Callable[[], object]]] = [
         ("top, 24h window", lambda: trend.top("search", window="24h")),
+        ("top, 24h window, by users", lambda: trend.top("search", window="24h", by="users")),
         ("series 1h over 7d, one key", lambda: trend.series("search", key="k1", interval="1h",
                                                             start_ms=NOW - 7 * DAY_MS, end_ms=NOW)),
         ("top, 1h window", lambda: trend.top("search", window="1h")),
         ("rising, 15m window, 12 baseline windows", lambda: trend.rising("search", window="15m")),
+        ("rising, 15m window, by users", lambda: trend.rising("search", window="15m", by="users")),
         ("series 1m over 1h, all keys", lambda: trend.series("search", interval="1m")),
     ]
+    medians = {}
     for name, read in reads:
         p50, p99 = _latencies(read, args.samples)
+        medians[name] = p50
         print(f"| {name} | {p50:.2f} | {p99:.2f} |")
+    print(f"\ntop 24h by users ÷ by count (p50): "
+          f"{medians['top, 24h window, by users'] / medians['top, 24h window']:.2f}")
 
     def naive() -> None:
         with trend.db.read() as conn:
@@ -80,6 +87,21 @@ def main() -> None:
 
     p50, p99 = _latencies(naive, max(5, args.samples // 20))
     print(f"| naive GROUP BY over fact_events, top 24h (for scale) | {p50:.2f} | {p99:.2f} |")
+    _sketch_sizes(trend)
+
+
+def _sketch_sizes(trend: Trend) -> None:
+    """Bytes of users sketch per rollup row, per level: what distinct users cost on disk."""
+    size = "length" if trend.db.dialect.name == "sqlite" else "pg_column_size"
+    print("\n| level | rows | rows with a sketch | sketch bytes per row (avg) | sketch MB |")
+    print("|---|---|---|---|---|")
+    with trend.db.read() as tx:
+        for level in trend.levels:
+            rows, sketched, average, total = tuple(tx.exec_driver_sql(
+                f"SELECT count(*), count(users_sketch), avg({size}(users_sketch)), sum({size}(users_sketch)) "
+                f"FROM {level.table}").one())
+            print(f"| {level.name} | {rows:,} | {sketched:,} | {float(average or 0):.0f} | "
+                  f"{float(total or 0) / 1e6:.1f} |")
     trend.close()
 
 

@@ -2,8 +2,11 @@
 
 * ``trend 1m job``: the real runner (claim marker, recompute, mark parent, release, run record);
 * ``bare GROUP BY``: one ``INSERT … SELECT … GROUP BY`` on the same table and index;
+* ``bare GROUP BY + users``: the same with the users sketch, as the job computes it;
 * ``seed-style``: the original's ``COUNT(*)`` pre-check, then a GROUP BY over a ``ts`` range, on a
   copy of the events indexed by ``ts`` only.
+
+Two thirds of the events carry one of 50,000 user ids; the rest are anonymous.
 
     python -m bench.rollup_minute [--backend postgres] [--events 1000000] [--repeat 5]
 """
@@ -27,13 +30,14 @@ _ROWS = """
     SELECT {minute} + (i * 7) % 60000,
            CASE i % 3 WHEN 0 THEN 'search' WHEN 1 THEN 'view' ELSE 'purchase' END,
            CASE i % 4 WHEN 0 THEN '' ELSE 'seg' || (i % 4) END,
-           'key-' || ((i * i) % 5000), (i % 10) * 1.0, {minute}, {minute}
+           'key-' || ((i * i) % 5000), (i % 10) * 1.0, {minute}, {minute},
+           CASE WHEN i % 3 = 0 THEN NULL ELSE 'user-' || ((i * 7919) % 50000) END
     FROM {numbers}
 """
+_COLUMNS = "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute, user_id) "
 _FILL = {
-    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) "
-              "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
-    "postgresql": "INSERT INTO fact_events (ts, event, segment, key, value, received_at, minute) " + _ROWS,
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) " + _COLUMNS + _ROWS,
+    "postgresql": _COLUMNS + _ROWS,
 }
 _NUMBERS = {"sqlite": "n", "postgresql": "generate_series(0::bigint, {last}) AS i"}
 _BARE = """INSERT INTO agg_1m (bucket, event, segment, key, count, value_sum, value_min, value_max)
@@ -84,6 +88,17 @@ def main() -> None:
             conn.execute(text("DELETE FROM agg_1m WHERE bucket = :m"), {"m": MINUTE})
             conn.execute(text(_BARE.format(minute=MINUTE)))
 
+    users_sql = {"sqlite": "trend_hll(user_id)",
+                 "postgresql": "CASE WHEN count(user_id) > 0 THEN hll_add_agg(hll_hash_text(user_id), 14, 5, -1, 1) "
+                               "END"}[trend.db.dialect.name]
+    bare_users_sql = _BARE.replace("value_max)", "value_max, users_sketch)").replace(
+        "MAX(value)", f"MAX(value), {users_sql}")
+
+    def bare_users() -> None:
+        with trend.db.write() as conn:
+            conn.execute(text("DELETE FROM agg_1m WHERE bucket = :m"), {"m": MINUTE})
+            conn.execute(text(bare_users_sql.format(minute=MINUTE)))
+
     def seed() -> None:
         with trend.db.write() as conn:
             conn.execute(text("DELETE FROM seed_agg"))
@@ -94,7 +109,7 @@ def main() -> None:
     # Interleave the three so machine noise hits each alike.
     for _ in range(args.repeat):
         for name, func, setup in (("trend 1m job", runner.run, dirty), ("bare GROUP BY", bare, None),
-                                  ("seed-style", seed, None)):
+                                  ("bare GROUP BY + users", bare_users, None), ("seed-style", seed, None)):
             results.setdefault(name, []).append(median_seconds(func, 1, setup))
     job = sorted(results["trend 1m job"])[args.repeat // 2]
     print("| variant | median s | ÷ bare |")

@@ -37,8 +37,9 @@ fact_events = Table(
 # Unique only where set: most events carry no id, and a partial index keeps ingest from paying for them.
 Index("fact_events_event_id", fact_events.c.event_id, unique=True,
       sqlite_where=fact_events.c.event_id.isnot(None), postgresql_where=fact_events.c.event_id.isnot(None))
-Index("fact_events_rollup", fact_events.c.minute, fact_events.c.event, fact_events.c.segment,
-      fact_events.c.key, fact_events.c.value).ddl_if(dialect="sqlite")
+# user_id last: the users sketch is built in the same covering walk (schema 3).
+ROLLUP_INDEX = Index("fact_events_rollup_users", fact_events.c.minute, fact_events.c.event, fact_events.c.segment,
+      fact_events.c.key, fact_events.c.value, fact_events.c.user_id).ddl_if(dialect="sqlite")
 Index("fact_events_minute", fact_events.c.minute).ddl_if(dialect="postgresql")
 
 
