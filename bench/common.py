@@ -57,6 +57,7 @@ def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         conn.execute(f"CREATE SCHEMA {schema}")
-    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema}"
+    # public too: extensions such as hll live there.
+    url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema},public"
     return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING", worker_yield_ratio=0.0)
 

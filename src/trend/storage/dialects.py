@@ -194,6 +194,11 @@ class PostgresDialect(Dialect):
                     "the PostgreSQL server lacks the hll extension (postgresql-hll), which trend needs for "
                     "distinct users: install it (Debian: postgresql-15-hll), or use a server that has it")
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hll")
+        if conn.exec_driver_sql("SELECT to_regtype('hll')").scalar() is None:
+            schema = conn.exec_driver_sql(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hll'").scalar()
+            raise StorageError(f"the hll extension is installed in schema {schema}, which is not on this "
+                               "connection's search_path: add it, e.g. options=-csearch_path=myschema,public")
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)
