@@ -1,6 +1,7 @@
-"""One suite, every backend: SQLite always, PostgreSQL when TREND_TEST_POSTGRES_URL is set.
+"""One suite, every backend: SQLite always, PostgreSQL when TREND_TEST_POSTGRES_URL is set, and the
+protocol tests on Citus when TREND_TEST_CITUS_URL is set (``PROTOCOL_BACKENDS``).
 
-When that variable is set and the server cannot be reached, PostgreSQL tests fail; they never skip.
+When a variable is set and its server cannot be reached, those tests fail; they never skip.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from trend.model import from_datetime
 from trend.service import Trend
 
 POSTGRES_URL = os.environ.get("TREND_TEST_POSTGRES_URL")
+CITUS_URL = os.environ.get("TREND_TEST_CITUS_URL")
 # 2025-11-13 06:51:00 UTC, the bucket in the seed's log lines.
 T0 = 1_763_016_660_000
 assert from_datetime(__import__("datetime").datetime.fromisoformat("2025-11-13T06:51:00+00:00")) == T0
@@ -29,13 +31,15 @@ BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
+# The rollup protocol's tests also run on a three-node Citus cluster.
+PROTOCOL_BACKENDS = [*BACKENDS, pytest.param("citus", id="citus", marks=pytest.mark.citus)]
+SERVERS = {"postgres": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL), "citus": ("TREND_TEST_CITUS_URL", CITUS_URL)}
 
 
-def _postgres_schema_url(schema: str) -> str:
-    assert POSTGRES_URL is not None
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    # public too: extensions such as hll live there.
-    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema},public"
+def _schema_url(server: str, schema: str) -> str:
+    separator = "&" if "?" in server else "?"
+    # public too: extensions such as hll live there. Few shards keep a test's tables small on Citus.
+    return f"{server}{separator}options=-csearch_path%3D{schema},public%20-ccitus.shard_count%3D4"
 
 
 class DatabaseFactory:
@@ -49,22 +53,24 @@ class DatabaseFactory:
     def new_url(self) -> str:
         if self.backend == "sqlite":
             return f"sqlite:///{self.tmp_path / f'trend-{uuid.uuid4().hex[:8]}.db'}"
-        if POSTGRES_URL is None:
-            pytest.skip("TREND_TEST_POSTGRES_URL is not set: PostgreSQL tests need a server")
+        variable, server = SERVERS[self.backend]
+        if server is None:
+            pytest.skip(f"{variable} is not set: these tests need a server")
         schema = f"t_{uuid.uuid4().hex[:12]}"
         try:
-            with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=5) as conn:
+            with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f"CREATE SCHEMA {schema}")
         except psycopg.OperationalError as exc:
-            pytest.fail(f"TREND_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {exc}")
+            pytest.fail(f"{variable} is set but the server cannot be reached: {exc}")
         self._schemas.append(schema)
-        return _postgres_schema_url(schema)
+        return _schema_url(server, schema)
 
     def cleanup(self) -> None:
         if not self._schemas:
             return
-        assert POSTGRES_URL is not None
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        server = SERVERS[self.backend][1]
+        assert server is not None
+        with psycopg.connect(server, autocommit=True) as conn:
             for schema in self._schemas:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -135,5 +141,5 @@ def trend_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests configure trend explicitly; stray TREND_* variables must not leak in."""
     for name in list(os.environ):
-        if name.startswith("TREND_") and name != "TREND_TEST_POSTGRES_URL":
+        if name.startswith("TREND_") and name not in ("TREND_TEST_POSTGRES_URL", "TREND_TEST_CITUS_URL"):
             monkeypatch.delenv(name)

@@ -108,6 +108,8 @@ def clear_all(trend: Trend) -> None:
         for table in ("fact_events", *(level.table for level in trend.levels), "rollup_dirty", "job_runs",
                       "trend_dimensions"):
             tx.execute(text(f"DELETE FROM {table}"))
+        if tx.dialect.name == "citus":  # event_ids claimed on Citus live in a table of their own
+            tx.execute(text("DELETE FROM trend_event_ids"))
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:

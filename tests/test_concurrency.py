@@ -14,13 +14,13 @@ import time
 
 import pytest
 
-from tests.conftest import TrendFactory
+from tests.conftest import PROTOCOL_BACKENDS, TrendFactory
 from tests.proc_tasks import batch
 from tests.reference import assert_levels_equal, closed_markers, stored_events
 from trend.clock import SystemClock
 from trend.service import Trend
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)]
 
 
 def _settle_and_check(trend: Trend) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -100,6 +101,17 @@ class TestGroundTruth:
                                                       steps: list[Any]) -> None:
         """Whatever the order of ingests and runs, clean closed buckets are exact at every step,
         and after a final catch-up every level equals the GROUP BY of the accepted events."""
+        play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
+class TestGroundTruthOnCitus:
+    # Fewer examples: every statement crosses three servers, and CI runs the whole suite too.
+    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps=st.lists(step_strategy, min_size=1, max_size=20))
+    def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
+                                                      steps: list[Any]) -> None:
+        """The same property on a three-node Citus cluster: distributed events and rollups, local markers."""
         play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.conftest import T0, TrendFactory
+import pytest
+
+from tests.conftest import PROTOCOL_BACKENDS, T0, TrendFactory
 from tests.reference import Reference, group_events, markers, stored_events, table_rows
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS_BY_NAME, MINUTE_MS
@@ -12,6 +14,8 @@ from trend.service import Trend
 
 L1M, L5M, L1H = (LEVELS_BY_NAME[name] for name in ("1m", "5m", "1h"))
 SHORT = {"accepted_lateness": "1h", "retention": {"raw": "2h", "1m": "2h", "5m": "3h", "1h": "30d"}}
+
+pytestmark = pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)
 
 
 def _hourly_history(trend_ingest: Callable[[list[dict[str, object]]], object], clock: FakeClock,

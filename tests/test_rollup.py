@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from tests.conftest import T0, TrendFactory
+from tests.conftest import PROTOCOL_BACKENDS, T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, table_rows
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS, LEVELS_BY_NAME, MINUTE_MS
@@ -18,6 +18,8 @@ from trend.service import Trend
 from trend.storage.runs import all_runs
 
 L1M, L5M, L1H = LEVELS
+
+pytestmark = pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)
 
 
 def _ingest_spread(trend: Trend, reference: Reference, start: int, minutes: int, per_minute: int) -> None:

@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
     # How keys and segments are made one per thing at ingest and in queries (trend/keys.py).
     key_normalization: Normalization = "nfkc_casefold"
+    # auto: distributed tables when the database has the citus extension; on: insist; off: plain PostgreSQL.
+    citus: Literal["auto", "on", "off"] = "auto"
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 

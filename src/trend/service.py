@@ -50,7 +50,7 @@ class Trend:
         self.stopping = threading.Event()
         self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
-                           key_normalization=self.settings.key_normalization)
+                           key_normalization=self.settings.key_normalization, citus=self.settings.citus)
         self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB])
         self.normalize_key = normalizer(self.settings.key_normalization)
         self.ingestor = Ingestor(self.db, self.clock,

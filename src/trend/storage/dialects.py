@@ -58,6 +58,12 @@ class Dialect:
     def prepare(self, conn: Connection) -> None:
         """Whatever the database needs before trend's tables: extensions, for one."""
 
+    def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
+        """After the tables are created: spread them over nodes, where the backend does that."""
+
+    def before_recompute(self, conn: Connection) -> None:
+        """Inside a bucket's transaction, before its source is read."""
+
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that supports ``on_conflict_do_*``."""
         raise NotImplementedError
@@ -252,4 +258,62 @@ class PostgresDialect(Dialect):
         return column.collate("C")
 
 
+
+
+
+class CitusDialect(PostgresDialect):
+    """PostgreSQL distributed by Citus: events and rollups sharded by key, colocated; the protocol's
+    tables (markers, run records, schema) stay local on the coordinator, where its row locks work.
+
+    See docs/architecture.md, "Citus", for why each choice holds.
+    """
+
+    name = "citus"
+    _IDS = "trend_event_ids"
+
+    def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
+        """Turn freshly created tables into distributed ones; a no-op when they already are."""
+        done = conn.exec_driver_sql(
+            "SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'fact_events'::regclass").first()
+        if done is not None:
+            return
+        # Citus enforces a unique index only when it holds the distribution column: the key joins the
+        # primary key, and event_ids get a table of their own, distributed by the id itself.
+        conn.exec_driver_sql("ALTER TABLE fact_events DROP CONSTRAINT fact_events_pkey")
+        conn.exec_driver_sql("ALTER TABLE fact_events ADD PRIMARY KEY (seq, key)")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS fact_events_event_id")
+        conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._IDS} (event_id text PRIMARY KEY)")
+        conn.exec_driver_sql("SELECT create_distributed_table('fact_events', 'key')")
+        for table in level_tables:
+            conn.exec_driver_sql(f"SELECT create_distributed_table('{table}', 'key', colocate_with => 'fact_events')")
+        conn.exec_driver_sql(f"SELECT create_distributed_table('{self._IDS}', 'event_id')")
+
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        # The id table's primary key is its shard key, so Citus enforces it: a concurrent repeat waits
+        # for the first writer, then finds the id taken. Only the rows whose id this insert claimed go on.
+        position = list(columns).index(id_column)
+        stored: set[str] = set()
+        for part in chunked(rows, 1_000):
+            marks = ", ".join(["(%s)"] * len(part))
+            claimed = conn.exec_driver_sql(
+                f"INSERT INTO {self._IDS} (event_id) VALUES {marks} ON CONFLICT DO NOTHING RETURNING event_id",
+                tuple(row[position] for row in part))
+            stored.update(claimed.scalars())
+        fresh = [row for row in rows if row[position] in stored]
+        for part in chunked(fresh, CHUNK):
+            self.bulk_insert(conn, table_name, columns, part)
+        return stored
+
+    def before_recompute(self, conn: Connection) -> None:
+        # Two-phase commit: an ingest's marker (on the coordinator) becomes visible before its events
+        # on the workers (COMMIT PREPARED comes after the local commit). Finish every such commit now,
+        # so the recompute cannot read a bucket without events its marker already announced.
+        conn.exec_driver_sql("SELECT recover_prepared_transactions()")
+
+
 DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}
+
+
+def has_citus(conn: Connection) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'citus'").first() is not None

@@ -16,9 +16,9 @@ from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from trend.errors import DatabaseUnavailableError, StorageError
+from trend.errors import ConfigError, DatabaseUnavailableError, StorageError
 from trend.model import LEVELS, Hierarchy
-from trend.storage.dialects import DIALECTS, Dialect, chunked
+from trend.storage.dialects import DIALECTS, CitusDialect, Dialect, PostgresDialect, chunked, has_citus
 
 __all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
 
@@ -79,10 +79,12 @@ class Database:
     """One database, shared by threads. Use :meth:`write`, :meth:`read` and :meth:`probe` for transactions."""
 
     def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
-                 sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold") -> None:
+                 sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold",
+                 citus: str = "auto") -> None:
         self.url = normalize_url(url)
         self.levels = levels
         self.key_normalization = key_normalization
+        self.citus = citus
         parsed = make_url(self.url)
         backend = parsed.get_backend_name()
         if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
@@ -130,9 +132,22 @@ class Database:
 
                 with translate_errors(), self._writer.begin() as conn:
                     self.dialect.lock_schema(conn)
+                    self._choose_citus(conn)
                     self.dialect.prepare(conn)
                     create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization)
                 self._schema_ready = True
+
+    def _choose_citus(self, conn: Connection) -> None:
+        """TREND_CITUS: ``auto`` distributes when the database has the citus extension; ``on`` insists."""
+        if not isinstance(self.dialect, PostgresDialect) or self.citus == "off":
+            if self.citus == "on":
+                raise ConfigError("TREND_CITUS", "is on, but the database is not PostgreSQL")
+            return
+        if has_citus(conn):
+            self.dialect = CitusDialect()
+        elif self.citus == "on":
+            raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
+                                             "(CREATE EXTENSION citus, on a server that has Citus installed)")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -87,6 +87,7 @@ def create_or_migrate(tx: Tx, key_normalization: str) -> int:
         stored = _get(tx, "version")
     if stored is None:
         metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
+        tx.dialect.distribute(tx.conn, [level.table for level in tx.levels])
         _put(tx, "version", str(SCHEMA_VERSION))
         _put(tx, KEY_NORMALIZATION, key_normalization)
         _put(tx, USERS_SINCE, "0")
@@ -100,6 +101,8 @@ def create_or_migrate(tx: Tx, key_normalization: str) -> int:
         MIGRATIONS[step](tx)
     # Tables new in this release, or a level added to the hierarchy, are created as they are.
     metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
+    # On Citus: distributes a database that was plain PostgreSQL so far (rows move to the workers).
+    tx.dialect.distribute(tx.conn, [level.table for level in tx.levels])
     if version != SCHEMA_VERSION:
         _put(tx, "version", str(SCHEMA_VERSION))
     _check_key_normalization(tx, key_normalization)

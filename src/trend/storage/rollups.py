@@ -84,6 +84,7 @@ class Recomputed:
 def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     """Replace the bucket's rows with the GROUP BY of its source; keys that vanished are removed."""
     table = level_table(level)
+    tx.dialect.before_recompute(tx.conn)
     tx.execute(table.delete().where(table.c.bucket == bucket))
     query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
     tx.execute(table.insert().from_select(["bucket", "event", "segment", "key", *MEASURE_COLUMNS], query))

@@ -1,0 +1,92 @@
+"""trend on Citus: distributed tables, idempotent ingest across shards, and the mode setting.
+
+The protocol tests (ground truth, rollups, concurrency, retention) run on Citus too, through
+``PROTOCOL_BACKENDS``; these check what only a distributed database has.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.conftest import T0, TrendFactory
+from tests.reference import assert_levels_equal, stored_events
+from trend.clock import FakeClock
+from trend.errors import ConfigError
+from trend.model import MINUTE_MS
+from trend.service import Trend
+
+on_citus = pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
+
+
+def _rows_per_node(trend: Trend, table: str) -> dict[int, int]:
+    with trend.db.read() as tx:
+        rows = tx.exec_driver_sql(
+            f"SELECT s.nodeport, sum(r.result::bigint) FROM run_command_on_shards('{table}', "
+            "'SELECT count(*) FROM %%s') r JOIN citus_shards s ON s.shardid = r.shardid GROUP BY s.nodeport").all()
+    return {int(port): int(count) for port, count in map(tuple, rows)}
+
+
+@on_citus
+class TestDistribution:
+    def test_events_and_rollups_are_spread_over_both_workers(self, trend: Trend, clock: FakeClock) -> None:
+        """Sharded by key and colocated: every table holds rows on each worker, and the rollups are exact."""
+        events = [{"event": "search", "key": f"k{n % 200}", "user_id": f"u{n % 50}",
+                   "ts": (T0 - MINUTE_MS * (2 + n % 30)) / 1000} for n in range(3_000)]
+        trend.ingest(events)
+        trend.rollup()
+        for table in ("fact_events", "agg_1m", "agg_5m"):
+            per_node = _rows_per_node(trend, table)
+            assert len(per_node) >= 2, (table, per_node)  # more than one worker holds rows
+            assert all(count > 0 for count in per_node.values()), (table, per_node)
+        with trend.db.read() as tx:
+            local = {name for (name,) in tx.exec_driver_sql(
+                "SELECT logicalrelid::text FROM pg_dist_partition")}
+        assert {"fact_events", "agg_1m", "agg_5m", "agg_1h"} <= local
+        assert not {"rollup_dirty", "job_runs"} & local  # the protocol's tables stay local
+        assert_levels_equal(trend, stored_events(trend), clock.now_ms())
+
+
+@on_citus
+class TestIdempotentIngest:
+    def test_a_repeated_event_id_is_a_duplicate_whatever_shard_its_key_lands_on(self, trend: Trend) -> None:
+        """The same event_id sent again with other keys (so other shards) counts once."""
+        first = trend.ingest([{"event": "search", "key": f"key-{n}", "event_id": f"id-{n}",
+                               "ts": (T0 - 120_000) / 1000} for n in range(100)])
+        again = trend.ingest([{"event": "search", "key": f"other-{n}", "event_id": f"id-{n}",
+                               "ts": (T0 - 120_000) / 1000} for n in range(100)])
+        assert (first.accepted, again.accepted, again.duplicates) == (100, 0, 100)
+        assert len(stored_events(trend)) == 100
+
+    def test_concurrent_repeats_store_each_id_once(self, trend: Trend) -> None:
+        results: list[int] = []
+
+        def send(prefix: str) -> None:
+            result = trend.ingest([{"event": "search", "key": f"{prefix}-{n}", "event_id": f"id-{n}",
+                                    "ts": (T0 - 120_000) / 1000} for n in range(300)])
+            results.append(result.accepted)
+
+        threads = [threading.Thread(target=send, args=(prefix,)) for prefix in ("a", "b", "c")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sum(results) == 300
+        assert len(stored_events(trend)) == 300
+
+
+class TestMode:
+    @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+    def test_on_refuses_a_database_without_citus(self, make_trend: TrendFactory) -> None:
+        with pytest.raises(ConfigError, match="TREND_CITUS"):
+            make_trend(citus="on").db.ensure_schema()
+
+    @on_citus
+    def test_off_keeps_plain_tables_on_a_citus_database(self, make_trend: TrendFactory) -> None:
+        trend = make_trend(citus="off")
+        trend.ingest([{"event": "search", "key": "k", "ts": (T0 - 120_000) / 1000}])
+        with trend.db.read() as tx:
+            distributed = tx.exec_driver_sql(
+                "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'fact_events'::regclass").scalar()
+        assert distributed == 0
