@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TrendFactory
+from tests.conftest import PROTOCOL_BACKENDS, TrendFactory
 from tests.reference import assert_levels_equal, markers, settle, stored_events
 from tests.servers import environment
 from trend.clock import SystemClock
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 TREND = [sys.executable, "-m", "trend"]
 
 
+@pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)
 class TestKilledRollup:
     def test_sigkill_in_the_middle_of_a_backlog_loses_nothing(self, make_trend: TrendFactory,
                                                               database_url: str) -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import T0, TrendFactory
+from tests.conftest import PROTOCOL_BACKENDS, T0, TrendFactory
 from tests.proc_tasks import batch
 from tests.reference import assert_levels_equal, closed_markers, markers, settle, stored_events, table_rows
 from tests.servers import EVERY_SECOND, environment
@@ -25,6 +25,7 @@ from trend.validation import EventValidator
 
 pytestmark = pytest.mark.slow
 L1M = LEVELS_BY_NAME["1m"]
+@pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)
 class TestManyReplicas:
     def test_three_workers_and_two_ingesters_share_one_database(self, make_trend: TrendFactory,
                                                                 database_url: str) -> None:
