@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import machine, parser, scratch_trend
+from bench.common import machine, parser, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, LEVELS_BY_NAME, MINUTE_MS
@@ -38,7 +38,7 @@ def main() -> None:
     print("| processes | catch-up s | buckets per s | peak RSS of a rollup process MB |")
     print("|---|---|---|---|")
     for count in args.processes:
-        trend = scratch_trend(args.backend, args.postgres_url, SystemClock())
+        trend = scratch_trend(args.backend, server_url(args), SystemClock())
         trend.db.ensure_schema()
         now = int(time.time() * 1000)
         end = now - now % MINUTE_MS - 2 * MINUTE_MS

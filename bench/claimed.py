@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import machine, parser, percentile, scratch_trend
+from bench.common import machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=40)
     args = p.parse_args()
     clock = SystemClock()
-    trend = scratch_trend(args.backend, args.postgres_url, clock)
+    trend = scratch_trend(args.backend, server_url(args), clock)
     now = clock.now_ms()
     start = now - now % MINUTE_MS - (args.minutes + 2) * MINUTE_MS
     fill(trend, args.minutes * args.per_minute, start, start + args.minutes * MINUTE_MS)

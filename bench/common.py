@@ -40,15 +40,19 @@ def machine() -> str:
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--backend", choices=["sqlite", "postgres", "citus"], default="sqlite")
     p.add_argument("--postgres-url", default=os.environ.get("TREND_TEST_POSTGRES_URL",
                                                             "postgresql://postgres@127.0.0.1:5432/test"))
+    p.add_argument("--citus-url", default=os.environ.get("TREND_TEST_CITUS_URL",
+                                                         "postgresql://postgres@127.0.0.1:5450/test"),
+                   help="the coordinator of a Citus cluster (../shared/citus/cluster.sh starts one)")
     p.add_argument("--repeat", type=int, default=5)
     return p
 
 
 def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
-    """A Trend on an empty scratch database: a new SQLite file, or a new PostgreSQL schema."""
+    """A Trend on an empty scratch database: a new SQLite file, or a new schema on PostgreSQL or on a
+    Citus coordinator (pass its URL as ``postgres_url``; ``server_url`` picks it from the arguments)."""
     if backend == "sqlite":
         path = Path(tempfile.mkdtemp(prefix="trend-bench-")) / "bench.db"
         return Trend(database_url=f"sqlite:///{path}", clock=clock, worker_enabled=False, log_level="WARNING",
@@ -61,3 +65,8 @@ def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
     url = f"{postgres_url}{'&' if '?' in postgres_url else '?'}options=-csearch_path%3D{schema},public"
     return Trend(database_url=url, clock=clock, worker_enabled=False, log_level="WARNING", worker_yield_ratio=0.0)
 
+
+
+def server_url(args: argparse.Namespace) -> str:
+    """The server a bench's ``--backend`` names: PostgreSQL's or the Citus coordinator's URL."""
+    return str(args.citus_url if args.backend == "citus" else args.postgres_url)

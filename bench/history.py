@@ -43,7 +43,7 @@ SELECT DISTINCT '1m', minute, 1 FROM fact_events WHERE minute >= :start AND minu
 
 def fill(trend: Trend, events: int, start_ms: int, end_ms: int, *, chunk: int = 1_000_000) -> None:
     """``events`` events evenly over ``[start, end)``, with their minutes marked dirty, nothing rolled up."""
-    statement = text(_POSTGRES if trend.db.dialect.name == "postgresql" else _SQLITE)
+    statement = text(_SQLITE if trend.db.dialect.name == "sqlite" else _POSTGRES)
     step = max(1, (end_ms - start_ms) // events)
     for offset in range(0, events, chunk):
         count = min(chunk, events - offset)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import httpx
 from tests.servers import Served
 
-from bench.common import machine, parser, percentile, scratch_trend
+from bench.common import machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
@@ -131,7 +131,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--yield-ratio", default="1.0", help="TREND_WORKER_YIELD_RATIO for the server")
     args = p.parse_args()
-    trend = scratch_trend(args.backend, args.postgres_url, SystemClock())
+    trend = scratch_trend(args.backend, server_url(args), SystemClock())
     trend.db.ensure_schema()
     now = int(time.time() * 1000)
     recent_end = now - now % MINUTE_MS - 2 * MINUTE_MS

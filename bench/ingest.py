@@ -21,7 +21,7 @@ import time
 from sqlalchemy import text
 from tests.reference import clear_all
 
-from bench.common import machine, parser, scratch_trend
+from bench.common import machine, parser, scratch_trend, server_url
 from trend.clock import FakeClock
 from trend.model import EventRow
 from trend.service import Trend
@@ -51,7 +51,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--keyed-share", type=float, default=0.1, help="share of events that carry an event_id")
     args = p.parse_args()
-    trend = scratch_trend(args.backend, args.postgres_url, FakeClock(NOW))
+    trend = scratch_trend(args.backend, server_url(args), FakeClock(NOW))
     trend.db.ensure_schema()
     events = make_events(args.events, args.keyed_share)
     rows = [EventRow(ts=round(float(str(e["ts"])) * 1000), event=str(e["event"]), key=str(e["key"]),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 from tests.servers import EVERY_SECOND, Served
 
-from bench.common import machine, parser, percentile, scratch_trend
+from bench.common import machine, parser, percentile, scratch_trend, server_url
 from trend.clock import SystemClock
 
 BATCH = 200
@@ -98,7 +98,7 @@ def main() -> None:
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--readers", type=int, default=2)
     args = p.parse_args()
-    trend = scratch_trend(args.backend, args.postgres_url, SystemClock())
+    trend = scratch_trend(args.backend, server_url(args), SystemClock())
     trend.db.ensure_schema()
     url = trend.db.url.replace("postgresql+psycopg://", "postgresql://")
     server = Served(url, **EVERY_SECOND)

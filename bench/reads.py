@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from bench.common import machine, parser, percentile, scratch_trend
+from bench.common import machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, MINUTE_MS
@@ -43,7 +43,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=200)
     args = p.parse_args()
     clock = FakeClock(NOW)
-    trend = scratch_trend(args.backend, args.postgres_url, clock)
+    trend = scratch_trend(args.backend, server_url(args), clock)
     trend.db.ensure_schema()
     end = NOW - NOW % MINUTE_MS - 10 * MINUTE_MS
     began = time.perf_counter()

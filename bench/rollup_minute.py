@@ -17,7 +17,7 @@ import time
 
 from sqlalchemy import text
 
-from bench.common import machine, median_seconds, parser, percentile, scratch_trend
+from bench.common import machine, median_seconds, parser, percentile, scratch_trend, server_url
 from trend.clock import FakeClock
 from trend.model import LEVELS_BY_NAME
 from trend.rollup.runner import LevelRunner
@@ -52,7 +52,7 @@ _SEED_GROUP = """INSERT INTO seed_agg SELECT {minute}, event, segment, key, COUN
 
 
 def fill(trend: Trend, events: int) -> None:
-    dialect = trend.db.dialect.name
+    dialect = "sqlite" if trend.db.dialect.name == "sqlite" else "postgresql"  # Citus speaks PostgreSQL
     numbers = _NUMBERS[dialect].format(last=events - 1)
     with trend.db.write() as conn:
         conn.execute(text(_FILL[dialect].format(last=events - 1, minute=MINUTE, numbers=numbers)))
@@ -72,7 +72,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     args = p.parse_args()
     clock = FakeClock(MINUTE + 120_000)
-    trend = scratch_trend(args.backend, args.postgres_url, clock)
+    trend = scratch_trend(args.backend, server_url(args), clock)
     began = time.perf_counter()
     fill(trend, args.events)
     print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events in one minute "
@@ -90,7 +90,7 @@ def main() -> None:
 
     users_sql = {"sqlite": "trend_hll(user_id)",
                  "postgresql": "CASE WHEN count(user_id) > 0 THEN hll_add_agg(hll_hash_text(user_id), 14, 5, -1, 1) "
-                               "END"}[trend.db.dialect.name]
+                               "END"}["sqlite" if trend.db.dialect.name == "sqlite" else "postgresql"]
     bare_users_sql = _BARE.replace("value_max)", "value_max, users_sketch)").replace(
         "MAX(value)", f"MAX(value), {users_sql}")
 
