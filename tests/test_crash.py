@@ -28,7 +28,7 @@ class TestKilledRollup:
         """Each bucket commits alone: a killed run leaves whole buckets and markers for the rest."""
         trend = make_trend(clock=SystemClock())
         now = int(time.time() * 1000)
-        minutes = 900
+        minutes = 600
         start = now - now % MINUTE_MS - minutes * MINUTE_MS
         events = [{"event": "search", "key": f"k{(m * 7 + n) % 40}", "ts": (start + m * MINUTE_MS + n * 400) / 1000}
                   for m in range(minutes) for n in range(120)]

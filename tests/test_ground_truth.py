@@ -127,7 +127,7 @@ four_level_steps = st.one_of(
 
 
 class TestFourLevels:
-    @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(four_level_steps, min_size=1, max_size=20))
     def test_a_fourth_level_is_exact_too(self, make_trend: TrendFactory, clock: FakeClock,
                                           steps: list[Any]) -> None:
