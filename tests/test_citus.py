@@ -90,3 +90,26 @@ class TestMode:
             distributed = tx.exec_driver_sql(
                 "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'fact_events'::regclass").scalar()
         assert distributed == 0
+
+
+@on_citus
+class TestRetentionOfIds:
+    def test_retention_forgets_event_ids_with_their_raw_events(self, make_trend: TrendFactory,
+                                                               clock: FakeClock) -> None:
+        """The id table would grow for ever otherwise; ids of events still kept stay, so repeats of them
+        are still duplicates."""
+        trend = make_trend(accepted_lateness="1h", retention={"raw": "2h", "1m": "2h", "5m": "3h", "1h": "30d"})
+        trend.ingest([{"event": "search", "key": f"k{n}", "event_id": f"old-{n}", "ts": (T0 - 50 * MINUTE_MS) / 1000}
+                      for n in range(20)])
+        clock.advance(3 * 60 * MINUTE_MS)
+        trend.ingest([{"event": "search", "key": f"k{n}", "event_id": f"new-{n}", "ts": (clock.now_ms() - 120_000)
+                       / 1000} for n in range(20)])
+        clock.advance(10 * MINUTE_MS)
+        trend.rollup()
+        trend.run_job("retention")
+        with trend.db.read() as tx:
+            ids = {i for (i,) in tx.exec_driver_sql("SELECT event_id FROM trend_event_ids")}
+        assert ids == {f"new-{n}" for n in range(20)}
+        again = trend.ingest([{"event": "search", "key": "k0", "event_id": "new-0", "ts": (clock.now_ms() - 60_000)
+                               / 1000}])
+        assert again.duplicates == 1

@@ -64,6 +64,10 @@ class Dialect:
     def before_recompute(self, conn: Connection) -> None:
         """Inside a bucket's transaction, before its source is read."""
 
+    def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
+        """Drop what the backend keeps of event_ids outside fact_events for events older than a minute."""
+        return 0
+
     def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
         """An INSERT that supports ``on_conflict_do_*``."""
         raise NotImplementedError
@@ -282,7 +286,8 @@ class CitusDialect(PostgresDialect):
         conn.exec_driver_sql("ALTER TABLE fact_events DROP CONSTRAINT fact_events_pkey")
         conn.exec_driver_sql("ALTER TABLE fact_events ADD PRIMARY KEY (seq, key)")
         conn.exec_driver_sql("DROP INDEX IF EXISTS fact_events_event_id")
-        conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._IDS} (event_id text PRIMARY KEY)")
+        # The minute lets retention forget ids together with their raw events.
+        conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._IDS} (event_id text PRIMARY KEY, minute bigint)")
         conn.exec_driver_sql("SELECT create_distributed_table('fact_events', 'key')")
         for table in level_tables:
             conn.exec_driver_sql(f"SELECT create_distributed_table('{table}', 'key', colocate_with => 'fact_events')")
@@ -292,18 +297,21 @@ class CitusDialect(PostgresDialect):
                      rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
         # The id table's primary key is its shard key, so Citus enforces it: a concurrent repeat waits
         # for the first writer, then finds the id taken. Only the rows whose id this insert claimed go on.
-        position = list(columns).index(id_column)
+        position, minute = list(columns).index(id_column), list(columns).index("minute")
         stored: set[str] = set()
         for part in chunked(rows, 1_000):
-            marks = ", ".join(["(%s)"] * len(part))
+            marks = ", ".join(["(%s, %s)"] * len(part))
             claimed = conn.exec_driver_sql(
-                f"INSERT INTO {self._IDS} (event_id) VALUES {marks} ON CONFLICT DO NOTHING RETURNING event_id",
-                tuple(row[position] for row in part))
+                f"INSERT INTO {self._IDS} (event_id, minute) VALUES {marks} ON CONFLICT DO NOTHING RETURNING event_id",
+                tuple(value for row in part for value in (row[position], row[minute])))
             stored.update(claimed.scalars())
         fresh = [row for row in rows if row[position] in stored]
         for part in chunked(fresh, CHUNK):
             self.bulk_insert(conn, table_name, columns, part)
         return stored
+
+    def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
+        return int(conn.exec_driver_sql(f"DELETE FROM {self._IDS} WHERE minute < %s", (before_minute,)).rowcount)
 
     def before_recompute(self, conn: Connection) -> None:
         # Two-phase commit: an ingest's marker (on the coordinator) becomes visible before its events

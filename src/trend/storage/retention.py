@@ -46,7 +46,12 @@ def _first_from(db: Database, table: Table, column: str, start: int | None) -> i
 def delete_raw(db: Database, before: int, should_stop: Callable[[], bool]) -> Deleted:
     """Raw events of every clean minute that ends at or before ``before``."""
     finest = db.levels.finest.name
-    return _delete_chunks(db, fact_events, "minute", MINUTE_MS, before, [finest], should_stop, "raw")
+    deleted = _delete_chunks(db, fact_events, "minute", MINUTE_MS, before, [finest], should_stop, "raw")
+    with db.write() as tx:
+        # Ids older than every raw event kept: an event that old is refused as too late anyway.
+        oldest = tx.execute(select(func.min(fact_events.c.minute))).scalar()
+        tx.dialect.forget_event_ids(tx.conn, before if oldest is None else min(before, int(oldest)))
+    return deleted
 
 
 def delete_level(db: Database, level: Level, before: int, should_stop: Callable[[], bool]) -> Deleted:
