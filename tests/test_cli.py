@@ -163,3 +163,23 @@ class TestQueryCommands:
         code, _, err = _run("top", "--event", "nosuch")
         assert code == 2
         assert "unknown event 'nosuch'" in err
+
+
+class TestErrors:
+    @pytest.mark.parametrize(("name", "reason"), [("missing.jsonl", "no such file"), (".", "is a directory")])
+    def test_ingest_of_an_unreadable_path_is_one_line_naming_it(self, env: str, tmp_path: Path, name: str,
+                                                                reason: str) -> None:
+        path = tmp_path / name
+        code, out, err = _run("ingest", str(path))
+        assert code == 2
+        assert err.count("\n") == 1
+        assert str(path) in err
+        assert reason in err
+        assert "Traceback" not in err + out
+
+    def test_errors_under_json_are_json_on_stdout(self, env: str, tmp_path: Path) -> None:
+        code, out, _err = _run("ingest", str(tmp_path / "missing.jsonl"), "--json")
+        assert code == 2
+        error = json.loads(out)["error"]
+        assert error["code"] == "invalid_input"
+        assert "missing.jsonl: no such file" in error["message"]

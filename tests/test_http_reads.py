@@ -93,9 +93,9 @@ class TestJobs:
         text = client.get("/metrics").text
         assert 'trend_events_total{result="accepted"} 6.0' in text  # five from the fixture, one over HTTP
         assert 'trend_events_total{result="duplicate"} 1.0' in text
-        assert 'trend_job_runs_total{job="agg_1m",outcome="ran"} 1.0' in text
+        assert 'trend_job_runs_total{outcome="ran",trend_job="agg_1m"} 1.0' in text
         assert 'trend_backlog_buckets{level="1m"} 0.0' in text  # the open minute sent over HTTP is not late
-        assert 'trend_job_run_seconds_count{job="agg_1m"} 1.0' in text
+        assert 'trend_job_run_seconds_count{trend_job="agg_1m"} 1.0' in text
 
 
 PROTECTED_WRITES = [("POST", "/v1/events", {"event": "search", "key": "k"}), ("POST", "/v1/jobs/agg_1m/run", None)]

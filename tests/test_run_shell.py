@@ -110,4 +110,4 @@ class TestOutcomes:
         text = make_trend().metrics.render().decode()
         for job in ("agg_1m", "agg_5m", "agg_1h", "retention"):
             for outcome in OUTCOMES:
-                assert f'trend_job_runs_total{{job="{job}",outcome="{outcome}"}} 0.0' in text
+                assert f'trend_job_runs_total{{outcome="{outcome}",trend_job="{job}"}} 0.0' in text

@@ -35,8 +35,12 @@ err_console = Console(stderr=True)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
-def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
+def _fail(message: str, error_code: str, as_json: bool, code: int = 2) -> None:
+    """One line on stderr, or with ``--json`` the error shape on stdout; then a non-zero exit."""
+    if as_json:
+        click.echo(json.dumps({"error": {"code": error_code, "message": message}}, ensure_ascii=False))
+    else:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -45,12 +49,15 @@ def handles_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json", False))
         try:
             return func(*args, **kwargs)
-        except (ConfigError, InputError) as exc:
-            _fail(str(exc))
+        except ConfigError as exc:
+            _fail(str(exc), "invalid_setting", as_json)
+        except InputError as exc:
+            _fail(str(exc), "invalid_input", as_json)
         except StorageError as exc:
-            _fail(str(exc), code=3)
+            _fail(str(exc), "database_error", as_json, code=3)
         return None
 
     return wrapper  # type: ignore[return-value]  # wraps keeps the signature click needs

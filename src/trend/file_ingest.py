@@ -134,6 +134,14 @@ def _validate_chunk(chunk: list[Line], validate: Callable[[Any, int, int], Event
 
 
 def open_text(path: str, stdin: IO[str]) -> IO[str]:
+    """The file at ``path`` (``-``: standard input); a path that cannot be read is an InputError naming it."""
     if path == "-":
         return stdin
-    return open(path, encoding="utf-8", newline="")
+    try:
+        return open(path, encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a file of events") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
