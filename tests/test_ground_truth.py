@@ -95,7 +95,7 @@ def play(trend: Trend, clock: FakeClock, steps: list[Any], settle_ms: int) -> No
 
 
 class TestGroundTruth:
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=18, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(step_strategy, min_size=1, max_size=25))
     def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
                                                       steps: list[Any]) -> None:
