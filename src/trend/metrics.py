@@ -52,7 +52,8 @@ class Metrics:
         # "trend_job", not "job": Prometheus sets "job" on every target and would rename ours "exported_job".
         self.runs = Counter("trend_job_runs", "Job runs by outcome", ["trend_job", "outcome"],
                             registry=self.registry)
-        self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"], registry=self.registry,
+        self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"],
+                                     registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
         self.registry.register(_BacklogCollector(status))
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
