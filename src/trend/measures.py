@@ -15,7 +15,7 @@ from typing import Any
 
 
 class Fold(Enum):
-    """How a set of values becomes one. Storage turns each into SQL; :meth:`Measure.fold` into Python."""
+    """How a set of values becomes one. Storage turns each into SQL; ``fold_raw`` runs the raw ones in Python."""
 
     COUNT = "count"  # how many inputs there are
     SUM = "sum"
@@ -31,18 +31,12 @@ def _distinct(values: Sequence[Any]) -> frozenset[Any] | None:
     return present or None
 
 
-def _union(sets: Sequence[Any]) -> frozenset[Any] | None:
-    present = [s for s in sets if s is not None]
-    return frozenset().union(*present) if present else None
-
-
 _PYTHON: dict[Fold, Callable[[Sequence[Any]], Any]] = {
     Fold.COUNT: len,
     Fold.SUM: sum,
     Fold.MIN: lambda values: min(values, default=None),
     Fold.MAX: lambda values: max(values, default=None),
     Fold.SKETCH: _distinct,
-    Fold.UNION: _union,
 }
 
 
@@ -60,10 +54,6 @@ class Measure:
         """The value over raw events given as mappings of fact_events columns."""
         inputs = events if self.raw_input is None else [e[self.raw_input] for e in events]
         return _PYTHON[self.from_raw](inputs)
-
-    def fold(self, values: Sequence[Any]) -> Any:
-        """Merge values of this measure from several rows."""
-        return _PYTHON[self.merge](values)
 
     @property
     def is_sketch(self) -> bool:
