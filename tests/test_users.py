@@ -56,6 +56,29 @@ class TestFlooding:
         assert "flood" not in [item.key for item in rising.items]
 
 
+class TestRankingStopsEarlyOnlyWhenSafe:
+    def test_keys_far_down_the_count_ranking_still_win_by_users(self, trend: Trend) -> None:
+        """300 flooded keys out-count every real one, so the ranking by users must look past several rounds
+        of candidates taken by count; the top 10 by users is then the exact ranking of the model."""
+        start = T0 - 50 * MINUTE_MS
+        events: list[dict[str, object]] = []
+        for n in range(300):  # 60..359 events from one account each
+            events += [{"event": "search", "key": f"flood-{n:03}", "user_id": f"bot-{n}",
+                        "ts": (start + i * 1_000) / 1000} for i in range(60 + n)]
+        people = {f"real-{n:02}": 20 + n for n in range(30)}  # 20..49 people, once each; 41 and 40 tie below
+        people["real-tie"] = 40
+        for key, size in people.items():
+            events += [{"event": "search", "key": key, "user_id": f"{key}-{i}", "ts": (start + i * 3_000) / 1000}
+                       for i in range(size)]
+        _send(trend, events)
+        trend.rollup()
+        exact = sorted(people.items(), key=lambda item: (-item[1], item[0]))[:10]
+        top = trend.top("search", window="1h", by="users")
+        assert [(item.key, item.users) for item in top.items] == exact
+        assert [item.key for item in trend.top("search", window="1h").items][:3] == [
+            "flood-299", "flood-298", "flood-297"]
+
+
 class TestAccuracy:
     def test_every_answer_is_within_bounds_and_small_counts_are_exact(self, trend: Trend, clock: FakeClock) -> None:
         """Within max(2, 5%) of the exact count for every key, median relative error <= 2%, exact up to 100,

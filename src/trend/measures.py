@@ -49,6 +49,9 @@ class Measure:
     merge: Fold  # how finer rows, or a read's rows, combine
     read_as: str  # the name in a series point
     empty: Any  # the value of a bucket without events, in a zero-filled series
+    # A measure whose value over the same rows is never smaller: a ranking by this one can stop
+    # early, because a key can never reach more than that measure allows (distinct users ≤ events).
+    bounded_by: str | None = None
 
     def fold_raw(self, events: Sequence[Mapping[str, Any]]) -> Any:
         """The value over raw events given as mappings of fact_events columns."""
@@ -80,7 +83,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None),
     Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None),
     # Distinct users, mergeable across levels and windows (DESIGN section 3).
-    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0),
+    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0, bounded_by="count"),
 )
 MEASURES_BY_READ: dict[str, Measure] = {m.read_as: m for m in MEASURES}
+MEASURES_BY_COLUMN: dict[str, Measure] = {m.column: m for m in MEASURES}
 MEASURE_COLUMNS: tuple[str, ...] = tuple(m.column for m in MEASURES)

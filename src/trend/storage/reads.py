@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union_all
 from sqlalchemy.sql import Subquery
 
-from trend.measures import MEASURES, Measure
+from trend.measures import MEASURES, MEASURES_BY_COLUMN, Measure
 from trend.model import RAW, Span
 from trend.storage.engine import Tx
 from trend.storage.rollups import from_raw, merged, merged_one
@@ -75,6 +76,13 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
                 limit: int | None = None, at_least: int = 1) -> list[tuple[str, int]]:
     """Keys by the measure ``by`` (count or users), highest first, those with at least ``at_least``;
     ties go to the key that sorts first (by code point)."""
+    if limit is not None and by.bounded_by is not None:
+        return _ranked_within_bound(tx, spans, filters, by, MEASURES_BY_COLUMN[by.bounded_by], limit, at_least)
+    return _ranked(tx, spans, filters, by, limit, at_least)
+
+
+def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
+            at_least: int) -> list[tuple[str, int]]:
     rows = plan_rows(tx, [spans], filters, [by])
     if rows is None:
         return []
@@ -88,6 +96,40 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
     if limit is not None:
         query = query.limit(limit)
     return [(row.key, by.python_value(row.total)) for row in tx.execute(query)]
+
+
+# Past this many candidates, computing ``by`` for every key costs less than the key lists.
+_MOST_CANDIDATES = 4_096
+
+
+def _reachable(bound: int) -> int:
+    """The highest estimate a key with this bound can show: a sketch may overshoot the exact count by
+    its error, allowed here up to the accuracy trend promises (max(2, 5%))."""
+    return bound + max(2, math.ceil(bound * 0.05))
+
+
+def _ranked_within_bound(tx: Tx, spans: list[Span], filters: Filters, by: Measure, bound: Measure, limit: int,
+                         at_least: int) -> list[tuple[str, int]]:
+    """The same ranking as :func:`_ranked`, computing ``by`` only for the keys whose bound could still
+    place them: keys come in descending order of the cheap bound (count), and once the ``limit``-th
+    value beats what the next key could reach, no key further down can rank. Merging a sketch per
+    key is what ranking by users costs, and a long tail of keys never needs it."""
+    values: dict[str, int] = {}
+    fetch = max(4 * limit, 64)
+    while fetch <= _MOST_CANDIDATES:
+        candidates = _ranked(tx, spans, filters, bound, fetch, at_least)
+        new = [key for key, _ in candidates if key not in values]
+        if new:
+            found = measures_by_key(tx, spans, replace(filters, keys=new), [by])
+            values.update({key: found.get(key, {}).get(by.column) or 0 for key in new})
+        ranked = sorted(((key, value) for key, value in values.items() if value >= at_least),
+                        key=lambda item: (-item[1], item[0]))
+        if len(candidates) < fetch:  # every key with enough of the bound is in
+            return ranked[:limit]
+        if len(ranked) >= limit and ranked[limit - 1][1] > _reachable(candidates[-1][1]):
+            return ranked[:limit]
+        fetch *= 4
+    return _ranked(tx, spans, filters, by, limit, at_least)
 
 
 def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Sequence[Measure]
