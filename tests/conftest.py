@@ -33,7 +33,11 @@ BACKENDS = [
 ]
 # The rollup protocol's tests also run on a three-node Citus cluster.
 PROTOCOL_BACKENDS = [*BACKENDS, pytest.param("citus", id="citus", marks=pytest.mark.citus)]
-SERVERS = {"postgres": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL), "citus": ("TREND_TEST_CITUS_URL", CITUS_URL)}
+# PostgreSQL without postgresql-hll (TREND_HLL=off): users sketches folded in trend's process.
+PYTHON_SKETCHES = pytest.param("postgres-python-sketches", id="postgres-python-sketches", marks=pytest.mark.postgres)
+SKETCH_BACKENDS = [*BACKENDS, PYTHON_SKETCHES]
+SERVERS = {"postgres": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL), "citus": ("TREND_TEST_CITUS_URL", CITUS_URL),
+           "postgres-python-sketches": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL)}
 
 
 def _schema_url(server: str, schema: str) -> str:
@@ -102,12 +106,14 @@ TrendFactory = Callable[..., Trend]
 
 
 @pytest.fixture
-def make_trend(database_url: str, clock: FakeClock) -> Iterator[TrendFactory]:
+def make_trend(database_url: str, clock: FakeClock, backend: str) -> Iterator[TrendFactory]:
     """``make_trend(**settings)`` → a Trend on this test's database and fake clock, closed afterwards."""
     made: list[Trend] = []
 
     def make(**overrides: Any) -> Trend:
         overrides.setdefault("database_url", database_url)
+        if backend == "postgres-python-sketches":
+            overrides.setdefault("hll", "off")
         overrides.setdefault("worker_enabled", False)
         overrides.setdefault("worker_yield_ratio", 0.0)  # the pause only spaces work out; tests want it fast
         trend = Trend(clock=overrides.pop("clock", clock), **overrides)

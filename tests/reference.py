@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from trend.measures import MEASURES
 from trend.model import Level, floor_to
 from trend.service import Trend
+from trend.storage import sketches
 from trend.storage.schema import fact_events, level_table, rollup_dirty
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
@@ -55,9 +56,14 @@ def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
     where the sketches are exact, so the estimates compare equal to the reference."""
     table = level_table(level)
     with trend.db.read() as tx:
-        columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch else table.c[m.column] for m in MEASURES]
+        in_sql = tx.dialect.sketches_in_sql  # else the column holds DataSketches' bytes, estimated here
+        columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch and in_sql else table.c[m.column]
+                   for m in MEASURES]
         query = select(table.c.bucket, table.c.event, table.c.segment, table.c.key, *columns)
         rows = [tuple(r) for r in tx.execute(query)]
+    if not in_sql:
+        rows = [(*r[:4], *(sketches.estimate(v) if m.is_sketch else v for m, v in zip(MEASURES, r[4:], strict=True)))
+                for r in rows]
     return {(r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(MEASURES, r[4:], strict=True))
             for r in rows}
 

@@ -15,14 +15,18 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.conftest import T0, TrendFactory
+from tests.conftest import SKETCH_BACKENDS, T0, TrendFactory
 from tests.reference import markers
 from trend.api.app import create_app
 from trend.cli import main
 from trend.clock import FakeClock, SystemClock
+from trend.errors import ConfigError
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
 from trend.storage.schema import SCHEMA_VERSION
+
+# PostgreSQL twice: with postgresql-hll, and folding sketches in Python as on a server without it.
+pytestmark = pytest.mark.parametrize("backend", SKETCH_BACKENDS, indirect=True)
 
 
 def _send(trend: Trend, events: list[dict[str, object]]) -> None:
@@ -166,7 +170,6 @@ class TestNormalization:
 
 
 class TestUpgrade:
-    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
     def test_buckets_with_raw_events_are_recomputed_and_older_ones_read_null(self, make_trend: TrendFactory,
                                                                              clock: FakeClock) -> None:
         """Going from schema 2 to 3: rows get a sketch column; minutes whose raw events remain are marked and
@@ -259,3 +262,35 @@ def table_count(trend: Trend, user_id: str) -> int:
     with trend.db.read() as tx:
         found = tx.execute(text("SELECT count(*) FROM fact_events WHERE user_id = :u"), {"u": user_id}).scalar()
     return int(found or 0)
+
+
+class TestWhereTheSketchesAre:
+    def test_status_says_how_users_are_sketched_and_the_column_matches(
+            self, trend: Trend, backend: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A PostgreSQL without postgresql-hll stores DataSketches' bytes and ``trend status`` says the
+        sketches are folded in trend's process; with it, the column is hll and they are merged in SQL."""
+        trend.db.ensure_schema()
+        monkeypatch.setenv("TREND_DATABASE_URL", database_url)
+        result = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        said = json.loads(result.stdout)["database"]["users_sketches"]
+        if backend == "sqlite":
+            assert said.startswith("DataSketches HLL, as SQL functions")
+            return
+        with trend.db.read() as tx:
+            stored = tx.exec_driver_sql("SELECT udt_name FROM information_schema.columns WHERE table_schema = "
+                                        "current_schema() AND table_name = 'agg_1h' AND column_name = "
+                                        "'users_sketch'").scalar()
+        in_python = backend == "postgres-python-sketches"
+        assert stored == ("bytea" if in_python else "hll")
+        assert said.startswith("DataSketches HLL in trend's process" if in_python else "postgresql-hll")
+
+    def test_insisting_on_the_other_kind_of_sketch_stops_start_up(self, make_trend: TrendFactory,
+                                                                  backend: str) -> None:
+        if backend == "sqlite":
+            pytest.skip("TREND_HLL chooses between PostgreSQL's two kinds of sketch")
+        make_trend().db.ensure_schema()
+        other = "on" if backend == "postgres-python-sketches" else "off"
+        with pytest.raises(ConfigError, match="TREND_HLL") as info:
+            make_trend(hll=other).db.ensure_schema()
+        assert "leave TREND_HLL at auto" in str(info.value)

@@ -243,10 +243,12 @@ def erase_user(user_id: str, as_json: bool) -> None:
 def status(as_json: bool) -> None:
     """Per level: the dirty backlog, the oldest dirty bucket, the last run and its outcome."""
     with _trend() as trend:
-        shape = status_shape(trend.status(), trend.settings.zone)
+        shape = status_shape(trend.status(), trend.settings.zone, trend.database_info())
     if as_json:
         _print_json(shape)
         return
+    console.print(f"database: {shape['database']['backend']}; users sketches: {shape['database']['users_sketches']}",
+                  highlight=False)
     table = Table("level", "dirty", "oldest dirty", "lag s", "last run", "outcome", "buckets", "rows")
     for level in shape["levels"]:
         run = level["last_run"] or {}

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     key_normalization: Normalization = "nfkc_casefold"
     # auto: distributed tables when the database has the citus extension; on: insist; off: plain PostgreSQL.
     citus: Literal["auto", "on", "off"] = "auto"
+    # PostgreSQL's users sketches. auto: postgresql-hll where the server has it, else DataSketches in
+    # trend's process; on: insist on postgresql-hll; off: always in trend's process.
+    hll: Literal["auto", "on", "off"] = "auto"
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 

@@ -50,7 +50,8 @@ class Trend:
         self.stopping = threading.Event()
         self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
-                           key_normalization=self.settings.key_normalization, citus=self.settings.citus)
+                           key_normalization=self.settings.key_normalization, citus=self.settings.citus,
+                           hll=self.settings.hll)
         self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB])
         self.normalize_key = normalizer(self.settings.key_normalization)
         self.ingestor = Ingestor(self.db, self.clock,
@@ -119,6 +120,11 @@ class Trend:
 
     def status(self) -> list[LevelStatus]:
         return self.rollups.status()
+
+    def database_info(self) -> dict[str, str]:
+        """Which backend this is and how it sketches distinct users (``trend status`` shows both)."""
+        self.db.ensure_schema()
+        return {"backend": self.db.dialect.name, "users_sketches": self.db.dialect.users_sketches}
 
     # -- queries (DESIGN section 4); times are ms since the epoch, UTC --
 

@@ -35,8 +35,8 @@ def run_shape(run: RunRecord | None, zone: ZoneInfo) -> dict[str, Any] | None:
             "buckets": run.buckets, "rows": run.rows, "error": run.error, "runner": run.runner}
 
 
-def status_shape(statuses: Sequence[LevelStatus], zone: ZoneInfo) -> dict[str, Any]:
-    return {"levels": [
+def status_shape(statuses: Sequence[LevelStatus], zone: ZoneInfo, database: Mapping[str, str]) -> dict[str, Any]:
+    return {"database": dict(database), "levels": [
         {"level": s.level, "dirty": s.backlog.dirty, "oldest_dirty": _time(s.backlog.oldest, zone),
          "lag_seconds": s.lag_ms / 1000, "last_run": run_shape(s.last_run, zone)}
         for s in statuses

@@ -1,15 +1,16 @@
-"""PostgreSQL stops in the middle of runs and comes back: the worker recovers by itself."""
+"""PostgreSQL stops in the middle of runs and comes back: the worker recovers by itself.
+
+The server stopped is a private cluster of this test's own (tests/clusters.py), never the shared one."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TrendFactory
+from tests.clusters import pg_ctl, private_postgres
+from tests.conftest import POSTGRES_URL, TrendFactory
 from tests.reference import assert_levels_equal, closed_markers, stored_events
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
@@ -20,19 +21,26 @@ EVERY_SECOND = {"agg_1m": {"second": "*"}, "agg_5m": {"minute": "*", "second": "
                 "agg_1h": {"minute": "*", "second": "*"}, "retention": {"enabled": False}}
 
 
+PRIVATE = "trendrestart"
+
+
+@pytest.fixture
+def private_url() -> Iterator[str]:
+    if POSTGRES_URL is None:
+        pytest.skip("TREND_TEST_POSTGRES_URL is not set: the PostgreSQL tests need PostgreSQL installed")
+    with private_postgres(PRIVATE, 5440) as url:
+        yield url
+
+
 def _cluster(action: str) -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True,
-                   capture_output=True, timeout=60)
+    pg_ctl(PRIVATE, action)
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 class TestDatabaseRestart:
-    def test_the_worker_survives_a_restart_and_catches_up(self, make_trend: TrendFactory,
+    def test_the_worker_survives_a_restart_and_catches_up(self, make_trend: TrendFactory, private_url: str,
                                                           trend_logs: pytest.LogCaptureFixture) -> None:
-        if shutil.which("pg_ctlcluster") is None:
-            pytest.fail("this test restarts the local PostgreSQL cluster and needs pg_ctlcluster")
-        trend = make_trend(clock=SystemClock(), worker_enabled=True, jobs=EVERY_SECOND)
+        trend = make_trend(database_url=private_url, clock=SystemClock(), worker_enabled=True, jobs=EVERY_SECOND)
         now = int(time.time() * 1000)
         start = now - now % MINUTE_MS - 400 * MINUTE_MS
         trend.ingest([{"event": "search", "key": f"k{n % 30}", "ts": (start + m * MINUTE_MS + n * 300) / 1000}

@@ -18,8 +18,9 @@ import psycopg
 from sqlalchemy import ColumnElement, Connection, Engine, Select, case, create_engine, event, func, null
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
-from trend.errors import StorageError
+from trend.errors import ConfigError, StorageError
 from trend.measures import Fold
 from trend.storage import sketches
 
@@ -40,6 +41,13 @@ class Dialect:
     serialized_writers: ClassVar[bool] = False
     # A level's run works alone: another process's run of it is skipped, not shared.
     exclusive_runs: ClassVar[bool] = False
+    # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/python_sketches.py).
+    sketches_in_sql: bool = True
+    # How distinct users are sketched here, as ``trend status`` says it.
+    users_sketches: str = ""
+
+    def __init__(self, hll: str = "auto") -> None:
+        self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
 
     def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
         raise NotImplementedError
@@ -118,6 +126,7 @@ class Dialect:
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    users_sketches = "DataSketches HLL, as SQL functions registered on each connection"
     serialized_writers = True
     # Writers are serialized anyway; a second process's run would only queue for the write lock.
     exclusive_runs = True
@@ -195,32 +204,66 @@ class PostgresDialect(Dialect):
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7715001)")
 
     def prepare(self, conn: Connection) -> None:
-        # The users sketches are postgresql-hll's; where the server has it but the database lacks it, add it.
-        installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'hll'").first()
-        if installed is None:
-            available = conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'hll'").first()
-            if available is None:
-                raise StorageError(
-                    "the PostgreSQL server lacks the hll extension (postgresql-hll), which trend needs for "
-                    "distinct users: install it (Debian: postgresql-15-hll), or use a server that has it")
-            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hll")
+        self.sketches_in_sql = self._use_hll(conn)
+        # The sketch column's type follows: hll, or bytea holding DataSketches' bytes (storage/schema.py).
+        conn.dialect.trend_hll = self.sketches_in_sql  # type: ignore[attr-defined]
+        self.users_sketches = ("postgresql-hll, in the database" if self.sketches_in_sql else
+                               "DataSketches HLL in trend's process: the database has no postgresql-hll "
+                               "(rollups and reads by users fetch sketches instead of merging them in SQL)")
+
+    def _use_hll(self, conn: Connection) -> bool:
+        """Whether sketches are postgresql-hll's: the tables' own type decides once they exist, then TREND_HLL."""
+        stored = conn.exec_driver_sql(
+            "SELECT udt_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND column_name = 'users_sketch' LIMIT 1").scalar()
+        if stored is not None:
+            if (stored == "hll" and self.hll == "off") or (stored != "hll" and self.hll == "on"):
+                raise ConfigError("TREND_HLL", f"is {self.hll}, but this database already stores its sketches as "
+                                               f"{stored}; leave TREND_HLL at auto")
+            if stored != "hll":
+                return False
+        elif self.hll == "off":
+            return False
+        installed = conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'hll'").first() is not None
+        if not installed and not self._create_hll(conn):
+            if self.hll == "on" or stored == "hll":
+                raise ConfigError("TREND_HLL", "needs the hll extension (postgresql-hll), which this server "
+                                               "lacks or this role cannot create: install it (Debian: "
+                                               "postgresql-15-hll), or set TREND_HLL=off on a new database")
+            return False
         if conn.exec_driver_sql("SELECT to_regtype('hll')").scalar() is None:
             schema = conn.exec_driver_sql(
                 "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'hll'").scalar()
             raise StorageError(f"the hll extension is installed in schema {schema}, which is not on this "
                                "connection's search_path: add it, e.g. options=-csearch_path=myschema,public")
+        return True
+
+    @staticmethod
+    def _create_hll(conn: Connection) -> bool:
+        """Add postgresql-hll where the server has it; False where it is missing or this role may not."""
+        if conn.exec_driver_sql("SELECT 1 FROM pg_available_extensions WHERE name = 'hll'").first() is None:
+            return False
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS hll")
+        except DBAPIError:
+            return False
+        return True
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)
 
-    # postgresql-hll: 2^14 registers of 5 bits, explicit then sparse storage for small counts.
+    # postgresql-hll: 2^14 registers of 5 bits, explicit then sparse storage for small counts. Without
+    # it, the SQL leaves sketches NULL and storage folds them in Python.
     def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        if not self.sketches_in_sql:
+            return null()
         sketch = func.hll_add_agg(func.hll_hash_text(column), 14, 5, -1, 1)
         # hll_add_agg gives an empty sketch over NULLs only; a row without users stores NULL.
         return case((func.count(column) > 0, sketch), else_=null())
 
     def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
-        return func.hll_union_agg(column)
+        return func.hll_union_agg(column) if self.sketches_in_sql else null()
 
     def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.coalesce(func.round(func.hll_cardinality(sketch)), 0)

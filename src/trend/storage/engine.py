@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -80,7 +81,7 @@ class Database:
 
     def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
                  sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold",
-                 citus: str = "auto") -> None:
+                 citus: str = "auto", hll: str = "auto") -> None:
         self.url = normalize_url(url)
         self.levels = levels
         self.key_normalization = key_normalization
@@ -89,7 +90,7 @@ class Database:
         backend = parsed.get_backend_name()
         if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
             raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
-        self.dialect: Dialect = DIALECTS[backend]()
+        self.dialect: Dialect = DIALECTS[backend](hll)
         self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
         self._reader = self.dialect.reader(self.engine)
         self._prober = self.dialect.prober(self.engine)
@@ -144,7 +145,7 @@ class Database:
                 raise ConfigError("TREND_CITUS", "is on, but the database is not PostgreSQL")
             return
         if has_citus(conn):
-            self.dialect = CitusDialect()
+            self.dialect = CitusDialect(self.dialect.hll)
         elif self.citus == "on":
             raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
                                              "(CREATE EXTENSION citus, on a server that has Citus installed)")
@@ -164,8 +165,17 @@ def translate_errors() -> Iterator[None]:
         raise StorageError(f"database error: {_first_line(exc)}") from exc
     except DBAPIError as exc:
         raise StorageError(f"database error: {_first_line(exc)}") from exc
+    # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"database unavailable: {_first_line_of(exc)}") from exc
+    except psycopg.Error as exc:
+        raise StorageError(f"database error: {_first_line_of(exc)}") from exc
 
 
 def _first_line(exc: DBAPIError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return _first_line_of(exc.orig) if exc.orig is not None else str(exc)
+
+
+def _first_line_of(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ from trend.model import RAW, Span
 from trend.storage.engine import Tx
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
+from trend.storage.sketches import Distinct
 
 
 @dataclass(frozen=True)
@@ -54,19 +55,21 @@ def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, mea
     )
 
 
+def _by_source(spans: list[Span]) -> dict[str, list[Span]]:
+    by_source: dict[str, list[Span]] = defaultdict(list)
+    for span in spans:
+        by_source[span.source].append(span)
+    return by_source
+
+
 def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measures: Sequence[Measure] = MEASURES, *,
               tagged: bool = False) -> Subquery | None:
     """UNION ALL of the rows every span names: (bucket, key, [tag,] one column per measure asked for).
 
     With ``tagged``, each plan's rows carry its index in ``plans`` as ``tag``.
     """
-    selects = []
-    for index, spans in enumerate(plans):
-        by_source: dict[str, list[Span]] = defaultdict(list)
-        for span in spans:
-            by_source[span.source].append(span)
-        for source, source_spans in by_source.items():
-            selects.append(_source_select(tx, source, source_spans, filters, measures, index if tagged else None))
+    selects = [_source_select(tx, source, source_spans, filters, measures, index if tagged else None)
+               for index, spans in enumerate(plans) for source, source_spans in _by_source(spans).items()]
     if not selects:
         return None
     return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("rows")
@@ -83,6 +86,11 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
 
 def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
             at_least: int) -> list[tuple[str, int]]:
+    if _in_python(tx, by):
+        folded = _fold_in_python(tx, [spans], filters, by, lambda _tag, _bucket, key: key)
+        ranked = sorted(((str(key), value) for key, value in folded.items() if value >= at_least),
+                        key=lambda item: (-item[1], item[0]))
+        return ranked[:limit]
     rows = plan_rows(tx, [spans], filters, [by])
     if rows is None:
         return []
@@ -135,15 +143,26 @@ def _ranked_within_bound(tx: Tx, spans: list[Span], filters: Filters, by: Measur
 def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Sequence[Measure]
                     ) -> dict[str, dict[str, Any]]:
     """For the keys of ``filters``: each measure's read value over ``spans``, by column."""
-    rows = plan_rows(tx, [spans], filters, measures)
-    if rows is None:
-        return {}
-    query = select(rows.c.key, *merged(tx, rows.c, measures, read=True)).group_by(rows.c.key)
-    return {row.key: {m.column: m.python_value(row._mapping[m.column]) for m in measures} for row in tx.execute(query)}
+    in_sql = [m for m in measures if not _in_python(tx, m)]
+    found: dict[str, dict[str, Any]] = defaultdict(dict)
+    rows = plan_rows(tx, [spans], filters, in_sql) if in_sql else None
+    if rows is not None:
+        query = select(rows.c.key, *merged(tx, rows.c, in_sql, read=True)).group_by(rows.c.key)
+        for row in tx.execute(query):
+            found[row.key] = {m.column: m.python_value(row._mapping[m.column]) for m in in_sql}
+    for measure in measures:
+        if _in_python(tx, measure):
+            folded = _fold_in_python(tx, [spans], filters, measure, lambda _tag, _bucket, key: key)
+            for key in set(found) | {str(key) for key in folded}:
+                found[key][measure.column] = folded.get(key, 0)
+    return dict(found)
 
 
 def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[tuple[int, str, int]]:
     """(plan index, key, value of ``by``) for every key with events in each plan."""
+    if _in_python(tx, by):
+        folded = _fold_in_python(tx, plans, filters, by, lambda tag, _bucket, key: (tag, key))
+        return [(tag, key, value) for (tag, key), value in folded.items()]
     rows = plan_rows(tx, plans, filters, [by], tagged=True)
     if rows is None:
         return []
@@ -170,10 +189,42 @@ class Point:
 
 def points(tx: Tx, spans: list[Span], filters: Filters, width: int) -> list[Point]:
     """Measures per ``width``-wide bucket; buckets without events are absent (the caller zero-fills)."""
-    rows = plan_rows(tx, [spans], filters)
+    in_sql = [m for m in MEASURES if not _in_python(tx, m)]
+    rows = plan_rows(tx, [spans], filters, in_sql)
     if rows is None:
         return []
     bucket = (rows.c.bucket - rows.c.bucket % width).label("point_bucket")
-    query = select(bucket, *merged(tx, rows.c, read=True)).group_by(bucket).order_by(bucket)
-    return [Point(int(r.point_bucket), {m.column: m.python_value(r._mapping[m.column]) for m in MEASURES})
-            for r in tx.execute(query)]
+    query = select(bucket, *merged(tx, rows.c, in_sql, read=True)).group_by(bucket).order_by(bucket)
+    found = [Point(int(r.point_bucket), {m.column: m.python_value(r._mapping[m.column]) for m in in_sql})
+             for r in tx.execute(query)]
+    for measure in MEASURES:
+        if _in_python(tx, measure):
+            folded = _fold_in_python(tx, [spans], filters, measure, lambda _tag, at, _key: at - at % width)
+            for point in found:
+                point.measures[measure.column] = folded.get(point.bucket, measure.empty)
+    return found
+
+
+# -- sketches folded in Python, on a PostgreSQL without postgresql-hll (TREND_HLL) --
+
+def _in_python(tx: Tx, measure: Measure) -> bool:
+    return measure.is_sketch and not tx.dialect.sketches_in_sql
+
+
+def _fold_in_python(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measure: Measure,
+                    group: Callable[[int, int, str], Hashable]) -> dict[Any, int]:
+    """A sketch measure over each plan's spans, per ``group(plan index, bucket, key)``: raw spans add
+    their user_ids, rollup spans merge their stored sketches."""
+    folded: dict[Hashable, Distinct] = defaultdict(Distinct)
+    for index, spans in enumerate(plans):
+        for source, source_spans in _by_source(spans).items():
+            raw = source == RAW
+            table = fact_events if raw else level_table(tx.levels.by_name[source])
+            bucket = table.c.minute if raw else table.c.bucket
+            value = table.c[(measure.raw_input or "") if raw else measure.column]
+            query = select(bucket.label("at"), table.c.key, value.label("item")).where(
+                _ranges(bucket, source_spans), *_filtered(table.c, filters), value.isnot(None))
+            for row in tx.execute(query):
+                sketch = folded[group(index, int(row.at), row.key)]
+                sketch.add(row.item) if raw else sketch.merge(row.item)
+    return {where: sketch.estimate() for where, sketch in folded.items()}

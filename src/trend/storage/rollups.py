@@ -6,11 +6,12 @@ the recompute and the reads share one definition of every measure.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
@@ -18,6 +19,7 @@ from trend.measures import MEASURE_COLUMNS, MEASURES, Measure
 from trend.model import MINUTE_MS, Level
 from trend.storage.engine import Tx
 from trend.storage.schema import fact_events, level_table
+from trend.storage.sketches import Distinct
 
 
 def from_raw(tx: Tx, measures: Sequence[Measure] = MEASURES) -> list[ColumnElement[Any]]:
@@ -88,7 +90,34 @@ def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     tx.execute(table.delete().where(table.c.bucket == bucket))
     query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
     tx.execute(table.insert().from_select(["bucket", "event", "segment", "key", *MEASURE_COLUMNS], query))
+    if not tx.dialect.sketches_in_sql:
+        _fill_sketches(tx, level, bucket)
     rows, events = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(table.c["count"]), 0)).where(table.c.bucket == bucket)
     ).one())
     return Recomputed(rows=int(rows), events=int(events))
+
+
+def _fill_sketches(tx: Tx, level: Level, bucket: int) -> None:
+    """Without SQL sketches (a PostgreSQL lacking postgresql-hll), the INSERT left them NULL: fold each
+    row's sketch in Python from its source's user_ids or stored sketches, and write it in."""
+    table = level_table(level)
+    below = tx.levels.source(level)
+    for measure in (m for m in MEASURES if m.is_sketch):
+        source = fact_events if below is None else level_table(below)
+        at = source.c.minute if below is None else source.c.bucket
+        value = source.c[(measure.raw_input or "") if below is None else measure.column]
+        query = select(source.c.event, source.c.segment, source.c.key, value.label("item")).where(
+            at >= bucket, at < bucket + level.width, value.isnot(None))
+        sketches: dict[tuple[str, str, str], Distinct] = defaultdict(Distinct)
+        for row in tx.execute(query):
+            sketch = sketches[(row.event, row.segment, row.key)]
+            sketch.add(row.item) if below is None else sketch.merge(row.item)
+        if not sketches:
+            continue
+        c = table.c
+        update = table.update().where(
+            c.bucket == bucket, c.event == bindparam("p_event"), c.segment == bindparam("p_segment"),
+            c.key == bindparam("p_key")).values({measure.column: bindparam("p_sketch")})
+        tx.execute(update, [{"p_event": e, "p_segment": s, "p_key": k, "p_sketch": sketch.blob()}
+                            for (e, s, k), sketch in sketches.items()])

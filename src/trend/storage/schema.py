@@ -53,13 +53,16 @@ class _Hll(UserDefinedType[Any]):
 
 
 class Sketch(TypeDecorator[Any]):
-    """A users sketch: ``hll`` on PostgreSQL, a DataSketches HLL ``BLOB`` on SQLite."""
+    """A users sketch: ``hll`` on PostgreSQL, a DataSketches HLL ``BLOB`` on SQLite (``bytea`` on a
+    PostgreSQL without postgresql-hll)."""
 
     impl = LargeBinary
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        return dialect.type_descriptor(_Hll() if dialect.name == "postgresql" else LargeBinary())
+        # A PostgreSQL database without postgresql-hll keeps DataSketches' bytes (storage/dialects.py).
+        hll = dialect.name == "postgresql" and getattr(dialect, "trend_hll", True)
+        return dialect.type_descriptor(_Hll() if hll else LargeBinary())
 
 
 _TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53), "sketch": Sketch}

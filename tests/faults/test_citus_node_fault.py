@@ -1,0 +1,89 @@
+"""A Citus worker node stops during runs and during ingest, on a private three-node cluster.
+
+Runs fail cleanly and name the node; every batch is either acknowledged and stored or refused and
+absent; once the node is back, everything catches up and equals the truth.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.clusters import pg_ctl, private_citus
+from tests.conftest import CITUS_URL
+from tests.reference import assert_levels_equal, stored_events
+from trend.clock import SystemClock
+from trend.errors import StorageError
+from trend.model import MINUTE_MS
+from trend.service import Trend
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.citus]
+NAME, BASE_PORT = "trendfault", 5470
+STOPPED_WORKER = f"{NAME}1"
+
+
+@pytest.fixture
+def cluster_url() -> Iterator[str]:
+    if CITUS_URL is None:
+        pytest.skip("TREND_TEST_CITUS_URL is not set: the Citus tests need Citus installed")
+    with private_citus(NAME, BASE_PORT) as url:
+        yield url
+
+
+def _identity(event: dict[str, Any]) -> tuple[Any, ...]:
+    return (event["key"], event["ts"], event["user_id"])
+
+
+def _batch(now: int, batch: int) -> list[dict[str, Any]]:
+    # Forty keys, so every batch writes to shards on both workers.
+    return [{"event": "search", "key": f"k{n % 40}", "user_id": f"b{batch}-{n % 7}",
+             "ts": (now - MINUTE_MS * (2 + n % 20) - batch) / 1000} for n in range(200)]
+
+
+class TestWorkerNodeStops:
+    def test_runs_fail_naming_the_node_batches_are_all_or_nothing_and_all_heals(self, cluster_url: str) -> None:
+        trend = Trend(database_url=cluster_url, worker_enabled=False, worker_yield_ratio=0.0, clock=SystemClock())
+        try:
+            self._play(trend)
+        finally:
+            trend.close()
+
+    @staticmethod
+    def _play(trend: Trend) -> None:
+        now = trend.clock.now_ms()
+        acknowledged: list[dict[str, Any]] = []
+        for batch in range(30):  # a backlog of minutes for the runs to be in the middle of
+            events = _batch(now, batch)
+            trend.ingest(events)
+            acknowledged += events
+        reports: list[Any] = []
+        running = threading.Thread(target=lambda: reports.extend(trend.rollup()))
+        running.start()
+        pg_ctl(STOPPED_WORKER, "stop")
+        try:
+            running.join(120)
+            refused = 0
+            for batch in range(30, 36):
+                events = _batch(now, batch)
+                try:
+                    trend.ingest(events)
+                    acknowledged += events
+                except StorageError:
+                    refused += 1
+            assert refused > 0  # every batch touches the stopped node
+            during = trend.rollup()
+            failed = [r for r in [*reports, *during] if r.outcome == "failed"]
+            assert failed, [r.outcome for r in during]
+            assert all(str(BASE_PORT + 1) in (r.error or "") for r in failed), [r.error for r in failed]
+        finally:
+            pg_ctl(STOPPED_WORKER, "start")
+        reports = trend.rollup()  # the catch-up, on its own
+        assert all(r.outcome in ("ran", "skipped_no_data") for r in reports), [(r.level, r.error) for r in reports]
+        stored = stored_events(trend)
+        assert Counter(_identity(e) for e in stored) == Counter(
+            (e["key"], round(e["ts"] * 1000), e["user_id"]) for e in acknowledged)
+        assert_levels_equal(trend, stored, now - now % MINUTE_MS)
