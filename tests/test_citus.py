@@ -7,17 +7,22 @@ The protocol tests (ground truth, rollups, concurrency, retention) run on Citus 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import event
 
 from tests.conftest import CITUS_URL, T0, TrendFactory
 from tests.reference import assert_levels_equal, stored_events
 from trend.clock import FakeClock
 from trend.errors import ConfigError
 from trend.model import MINUTE_MS
+from trend.rollup import runner
 from trend.service import Trend
 from trend.storage.dialects import CitusDialect
+from trend.storage.markers import release
 
 on_citus = pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
 
@@ -48,6 +53,51 @@ class TestDistribution:
         assert {"fact_events", "agg_1m", "agg_5m", "agg_1h"} <= local
         assert not {"rollup_dirty", "job_runs"} & local  # the protocol's tables stay local
         assert_levels_equal(trend, stored_events(trend), clock.now_ms())
+
+
+def _plans_of(trend: Trend, action: Callable[[], object], wanted: Callable[[str], bool]) -> list[str]:
+    """EXPLAIN of every statement ``action`` runs that ``wanted`` picks, with its own parameters."""
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if wanted(statement):
+            statements.append((statement, parameters))
+
+    event.listen(trend.db.engine, "before_cursor_execute", capture)
+    try:
+        action()
+    finally:
+        event.remove(trend.db.engine, "before_cursor_execute", capture)
+    plans = []
+    with trend.db.read() as tx:
+        for statement, parameters in statements:
+            plans.append("\n".join(line for (line,) in tx.exec_driver_sql("EXPLAIN " + statement, parameters)))
+    return plans
+
+
+def _pushed_down(plan: str) -> bool:
+    """The whole statement runs per shard on the workers: Citus's router/adaptive executor with
+    tasks, no pulling to the coordinator, no repartitioning, no aggregation left for the coordinator."""
+    above = plan.partition("->  Task")[0]
+    return ("Custom Scan (Citus Adaptive)" in above and "Task Count: 4" in above and "Aggregate" not in above
+            and "pull to coordinator" not in plan and "repartition" not in plan.lower())
+
+
+@on_citus
+class TestPushdown:
+    def test_the_recompute_and_top_run_on_the_workers(self, trend: Trend) -> None:
+        """Keys are the distribution column of every table and all are colocated, so a bucket's
+        INSERT … SELECT … GROUP BY and top's GROUP BY key (by count and by users) run inside each shard."""
+        trend.ingest([{"event": "search", "key": f"k{n % 50}", "user_id": f"u{n % 7}",
+                       "ts": (T0 - MINUTE_MS * (2 + n % 30)) / 1000} for n in range(2_000)])
+        recomputes = _plans_of(trend, lambda: trend.rollup("1m"), lambda sql: sql.startswith("INSERT INTO agg_1m"))
+        assert len(recomputes) == 30
+        assert all(_pushed_down(plan) and "Insert on agg_1m_" in plan for plan in recomputes)
+        for by in ("count", "users"):
+            tops = _plans_of(trend, lambda by=by: trend.top("search", window="1h", by=by),  # type: ignore[misc]
+                             lambda sql: "GROUP BY" in sql and "ORDER BY" in sql)
+            assert tops
+            assert all(_pushed_down(plan) for plan in tops), tops
 
 
 @on_citus
@@ -92,6 +142,27 @@ class TestMode:
             distributed = tx.exec_driver_sql(
                 "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'fact_events'::regclass").scalar()
         assert distributed == 0
+
+
+    @on_citus
+    def test_a_plain_database_on_a_citus_server_is_distributed_with_its_rows(self, make_trend: TrendFactory,
+                                                                            clock: FakeClock) -> None:
+        """Moving onto Citus: plain tables first (as on the old server), then a start with TREND_CITUS=on
+        distributes them; every row moves, ids already stored stay duplicates, and the rollups stay exact."""
+        plain = make_trend(citus="off")
+        plain.ingest([{"event": "search", "key": f"k{n % 30}", "event_id": f"id-{n}", "user_id": f"u{n % 9}",
+                       "ts": (T0 - MINUTE_MS * (2 + n % 40)) / 1000} for n in range(600)])
+        plain.rollup("1m")  # some levels rolled up, the rest still marked
+        plain.close()
+        moved = make_trend(citus="on")
+        assert moved.ingest([{"event": "search", "key": "other", "event_id": "id-7",
+                              "ts": (T0 - 120_000) / 1000}]).duplicates == 1
+        assert moved.db.dialect.name == "citus"
+        per_node = _rows_per_node(moved, "fact_events")
+        assert len(per_node) == 2
+        assert sum(per_node.values()) == 600
+        moved.rollup()
+        assert_levels_equal(moved, stored_events(moved), clock.now_ms())
 
 
 @on_citus
@@ -192,3 +263,69 @@ class TestTwoPhaseCommitWindow:
             assert counted == 1  # the hazard is real: the bucket is short of the event and stays so
         else:
             assert counted == 2
+
+
+@on_citus
+class TestWhatAReadGuarantees:
+    def test_a_read_counts_every_acknowledged_event_and_nothing_unsent_while_ingest_and_runs_go_on(
+            self, trend: Trend, clock: FakeClock) -> None:
+        """docs/queries.md, "Reads on Citus": with batches spread over every shard and runs releasing
+        markers meanwhile, each read counts at least every event acknowledged before it began and at most
+        those acknowledged by its end plus the batch in flight; once all is quiet it is exact."""
+        start = T0 - 30 * MINUTE_MS
+        acknowledged = [0]
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def ingest() -> None:
+            batch = 0
+            while not stop.is_set():
+                trend.ingest([{"event": "search", "key": f"k{n % 40}", "user_id": f"u{n}",
+                               "ts": (start + (batch * 7 + n) % (28 * MINUTE_MS)) / 1000} for n in range(100)])
+                with lock:
+                    acknowledged[0] += 100
+                batch += 1
+
+        def roll() -> None:
+            while not stop.is_set():
+                trend.rollup()
+
+        workers = [threading.Thread(target=ingest), threading.Thread(target=roll)]
+        for worker in workers:
+            worker.start()
+        seen = []
+        try:
+            for _ in range(30):
+                with lock:
+                    low = acknowledged[0]
+                top = trend.top("search", window="1h", limit=100)
+                with lock:
+                    high = acknowledged[0] + 100
+                seen.append((low, sum(item.count for item in top.items), high))
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join(60)
+        assert all(low <= total <= high for low, total, high in seen), seen
+        trend.rollup()
+        assert sum(item.count for item in trend.top("search", window="1h", limit=100).items) == acknowledged[0]
+        assert_levels_equal(trend, stored_events(trend), clock.now_ms())
+
+    def test_a_marker_is_released_only_once_its_rows_are_visible_to_every_other_reader(
+            self, trend: Trend, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without a distributed snapshot, a read that finds a bucket clean reads its rows at once. So the
+        marker goes only after the rows' transaction has committed on every worker: at that moment,
+        another connection already sees all of them."""
+        minute = T0 - 3 * MINUTE_MS
+        trend.ingest([{"event": "search", "key": f"k{n}", "ts": (minute + n) / 1000} for n in range(40)])
+        seen_at_release: list[int] = []
+
+        def release_seen(tx: Any, level: str, bucket: int, version: int) -> bool:
+            with trend.db.read() as other:
+                seen_at_release.append(int(other.exec_driver_sql(
+                    "SELECT count(*) FROM agg_1m WHERE bucket = %s", (bucket,)).scalar() or 0))
+            return release(tx, level, bucket, version)
+
+        monkeypatch.setattr(runner, "release", release_seen)
+        trend.rollup("1m")
+        assert seen_at_release == [40]

@@ -117,8 +117,13 @@ class LevelRunner:
             parent = tx.levels.parent_bucket(self.level, bucket)
             if parent is not None:
                 mark(tx, parent[0].name, [parent[1]])
-            release(tx, self.level.name, bucket, version)
+            if not tx.dialect.release_after_commit:
+                release(tx, self.level.name, bucket, version)
             active.beat(tx)
+        if self.db.dialect.release_after_commit:
+            # The rows are committed on every node now; until this, reads kept answering from raw events.
+            with self.db.write() as tx:
+                release(tx, self.level.name, bucket, version)
         line = log.info if detailed else log.debug
         line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, format_utc(bucket),
              result.events)

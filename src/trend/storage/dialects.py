@@ -41,6 +41,8 @@ class Dialect:
     serialized_writers: ClassVar[bool] = False
     # A level's run works alone: another process's run of it is skipped, not shared.
     exclusive_runs: ClassVar[bool] = False
+    # Release a bucket's marker only after the transaction that wrote its rows has committed everywhere.
+    release_after_commit: ClassVar[bool] = False
     # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/python_sketches.py).
     sketches_in_sql: bool = True
     # How distinct users are sketched here, as ``trend status`` says it.
@@ -317,6 +319,10 @@ class CitusDialect(PostgresDialect):
 
     name = "citus"
     _IDS = "trend_event_ids"
+    # The coordinator commits the marker's release before the workers get COMMIT PREPARED for the
+    # rows; a read in between would find the bucket clean and read its old rows. Released afterwards,
+    # the marker keeps reads on raw events until the rows are visible on every worker.
+    release_after_commit = True
 
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """Turn freshly created tables into distributed ones; a no-op when they already are."""
@@ -331,6 +337,9 @@ class CitusDialect(PostgresDialect):
         conn.exec_driver_sql("DROP INDEX IF EXISTS fact_events_event_id")
         # The minute lets retention forget ids together with their raw events.
         conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {self._IDS} (event_id text PRIMARY KEY, minute bigint)")
+        # A database that was plain PostgreSQL brings its ids along, so their repeats stay duplicates.
+        conn.exec_driver_sql(f"INSERT INTO {self._IDS} (event_id, minute) SELECT event_id, minute FROM fact_events "
+                             "WHERE event_id IS NOT NULL ON CONFLICT DO NOTHING")
         conn.exec_driver_sql("SELECT create_distributed_table('fact_events', 'key')")
         for table in level_tables:
             conn.exec_driver_sql(f"SELECT create_distributed_table('{table}', 'key', colocate_with => 'fact_events')")
