@@ -96,11 +96,20 @@ def serve(host: str, port: int, no_worker: bool) -> None:
 
     settings = load_settings(**({"worker_enabled": False} if no_worker else {}))
     trend = Trend(settings)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # bound: a busy port fails before this, with uvicorn's own error
+                get_logger("serve").info("serving http://%s:%d (dashboard at /, API docs at /docs)", host, port)
+
     try:
         trend.db.ensure_schema()
         warn_if_exposed(host, settings)
-        get_logger("serve").info("serving http://%s:%d (dashboard at /, API docs at /docs)", host, port)
-        uvicorn.run(create_app(trend=trend), host=host, port=port, log_level="warning")
+        # uvicorn raises the signal that stopped it again once it has shut down, which would end the
+        # process as killed (143); a SIGTERM that stopped the server cleanly is a clean exit.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        Server(uvicorn.Config(create_app(trend=trend), host=host, port=port, log_level="warning")).run()
     finally:
         trend.close()
 
@@ -116,6 +125,13 @@ def warn_if_exposed(host: str, settings: Settings) -> bool:
         "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events and run jobs. "
         "Set TREND_API_KEY, or bind to 127.0.0.1.", host)
     return True
+
+
+def _stop_on_signals(trend: Trend) -> None:
+    """SIGINT or SIGTERM stop a run after its current bucket, which commits; its record says
+    ``interrupted`` and the rest stays marked for the next run."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: trend.stopping.set())
 
 
 @main.command()
@@ -183,6 +199,7 @@ def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
 def rollup(level: str, as_json: bool) -> None:
     """Run now, catching up every dirty closed bucket."""
     with _trend() as trend:
+        _stop_on_signals(trend)
         reports = trend.rollup(level)
     if as_json:
         _print_json(rollup_shape(reports))
@@ -204,6 +221,7 @@ def backfill(start: str, end: str, as_json: bool) -> None:
     """Recompute every bucket of a range from the raw events."""
     start_ms, end_ms = _cli_time("--start", start), _cli_time("--end", end)
     with _trend() as trend:
+        _stop_on_signals(trend)
         reports = trend.backfill(start_ms, end_ms)
     if as_json:
         _print_json(rollup_shape(reports))

@@ -10,6 +10,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -90,6 +91,12 @@ class Database:
         backend = parsed.get_backend_name()
         if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
             raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
+        if backend == "sqlite":
+            folder = Path(str(parsed.database)).expanduser().absolute().parent
+            if not folder.is_dir():
+                # SQLite itself would say only "unable to open database file".
+                raise ConfigError("TREND_DATABASE_URL", f"cannot create the SQLite file {parsed.database}: "
+                                                        f"the directory {folder} does not exist")
         self.dialect: Dialect = DIALECTS[backend](hll)
         self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
         self._reader = self.dialect.reader(self.engine)

@@ -1,0 +1,87 @@
+"""``trend serve`` and ``trend rollup`` as real processes: clean exits on SIGTERM, a busy port, a
+SQLite path that cannot exist."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.servers import Served, environment
+from trend.clock import FakeClock
+from trend.model import MINUTE_MS
+from trend.service import Trend
+from trend.storage.runs import all_runs
+
+TREND = [sys.executable, "-m", "trend"]
+
+
+class TestServe:
+    def test_sigterm_after_a_clean_stop_exits_zero(self, tmp_path: Path) -> None:
+        served = Served(f"sqlite:///{tmp_path / 't.db'}")
+        stderr = served.stop()
+        assert served.process.returncode == 0, stderr
+        assert "Traceback" not in stderr
+
+    def test_a_busy_port_fails_without_claiming_to_serve(self, tmp_path: Path) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run([*TREND, "serve", "--port", str(port), "--no-worker"],
+                                    env=environment(f"sqlite:///{tmp_path / 't.db'}", TREND_LOG_LEVEL="INFO"),
+                                    capture_output=True, text=True, timeout=60)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "serving http" not in output
+        assert "address already in use" in output.lower()
+        assert str(port) in output
+
+    def test_a_sqlite_path_in_a_missing_directory_names_the_path(self) -> None:
+        result = subprocess.run([*TREND, "status"], env=environment("sqlite:////nonexistent/dir/t.db"),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0
+        assert "TREND_DATABASE_URL" in result.stderr
+        assert "/nonexistent/dir" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestRollupCommand:
+    def test_sigterm_stops_after_the_current_bucket_and_closes_the_run_record(self, tmp_path: Path) -> None:
+        """A long catch-up stopped by SIGTERM: the buckets done stay done, the run record says
+        interrupted (not running), the rest stays marked, and the exit is clean."""
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        now = int(time.time() * 1000)
+        seed = Trend(database_url=url, worker_enabled=False, clock=FakeClock(now))
+        start = now - now % MINUTE_MS - 3_000 * MINUTE_MS
+        for part in range(0, 3_000, 500):
+            seed.ingest([{"event": "search", "key": f"k{n % 50}", "ts": (start + (part + m) * MINUTE_MS) / 1000}
+                         for m in range(500) for n in range(20)])
+        seed.close()
+        log = tmp_path / "rollup.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([*TREND, "rollup", "--level", "1m"], stdout=out, stderr=out,
+                                       env=environment(url, TREND_LOG_LEVEL="DEBUG"))
+        try:
+            deadline = time.monotonic() + 60
+            while log.read_text().count("1m aggregation completed") < 20 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0, log.read_text()[-2000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+        check = Trend(database_url=url, worker_enabled=False, clock=FakeClock(now))
+        with check.db.read() as tx:
+            runs = all_runs(tx, "agg_1m")
+            left = tx.exec_driver_sql("SELECT count(*) FROM rollup_dirty WHERE level = '1m'").scalar()
+            done = tx.exec_driver_sql("SELECT count(DISTINCT bucket) FROM agg_1m").scalar()
+        check.close()
+        assert [run.outcome for run in runs] == ["interrupted"]
+        assert 0 < int(done or 0) < 3_000
+        assert int(left or 0) == 3_000 - int(done or 0)
+        assert "interrupted" in log.read_text()
+        assert "Traceback" not in log.read_text()
