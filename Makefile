@@ -1,5 +1,8 @@
 # `make run` serves trend on sqlite:///trend.db with the worker; `make test` runs every check.
 PYTHON ?= python3
+# `make run PORT=9000 HOST=0.0.0.0` serves elsewhere (binding beyond loopback wants TREND_API_KEY).
+PORT ?= 8000
+HOST ?= 127.0.0.1
 VENV := .venv
 BIN := $(VENV)/bin
 
@@ -16,7 +19,7 @@ $(VENV)/.test-deps: $(BIN)/trend
 	touch $@
 
 run: $(BIN)/trend
-	$(BIN)/trend serve
+	$(BIN)/trend serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .

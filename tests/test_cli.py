@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -183,3 +184,27 @@ class TestErrors:
         error = json.loads(out)["error"]
         assert error["code"] == "invalid_input"
         assert "missing.jsonl: no such file" in error["message"]
+
+
+class TestReadmeCommands:
+    def test_every_command_of_the_readme_runs_as_written(self, env: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+        """The "Use it" block of the README, line by line, on a database with recent traffic: each
+        command exits 0 (serve and worker run until stopped and are tested as processes)."""
+        readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+        block = readme.split("## Use it", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+        commands = [shlex.split(line.split("  #", 1)[0]) for line in block.strip().splitlines()]
+        Trend(database_url=env).ingest([{"event": "search", "key": "우산", "user_id": f"u{n}",
+                                         "ts": NOW - 60 * (1 + n % 90)} for n in range(300)])
+        (tmp_path / "events.jsonl").write_text(_line("a") + "\n")
+        monkeypatch.chdir(tmp_path)
+        ran = []
+        for command in commands:
+            assert command[0] == "trend"
+            if command[1] in ("serve", "worker"):
+                continue
+            arguments = ["u1" if part == "USER_ID" else part for part in command[1:]]
+            code, out, err = _run(*arguments)
+            assert code == 0, (command, out, err)
+            ran.append(command[1])
+        assert {"backfill", "ingest", "rollup", "top", "rising", "series", "erase-user"} <= set(ran)

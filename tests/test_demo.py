@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.reference import assert_levels_equal, closed_markers, stored_events
+from tests.servers import environment
 from trend.cli import main
 from trend.demo import KEYWORDS
 from trend.service import Trend
@@ -36,3 +41,31 @@ class TestDemo:
             assert_levels_equal(trend, events, now - 60_000)
             top = trend.top("search", window="1h", limit=3)
             assert len(top.items) == 3
+
+
+class TestLiveAfterHistory:
+    def test_live_continues_the_history_instead_of_writing_it_again(self, tmp_path: Path) -> None:
+        """`trend demo`, then `trend demo --live` (as the README says): the live run adds the few minutes
+        since the newest event and then live traffic, not a second copy of the history; SIGTERM ends it
+        cleanly."""
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        first = subprocess.run([sys.executable, "-m", "trend", "demo", "--minutes", "60", "--rate", "100", "--json"],
+                               env=environment(url), capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stderr
+        history = json.loads(first.stdout)["accepted"]
+        live = subprocess.Popen([sys.executable, "-m", "trend", "demo", "--live", "--minutes", "60", "--rate", "100"],
+                                env=environment(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert live.stdout is not None
+            lines = [live.stdout.readline(), live.stdout.readline()]  # the summary, then the first live batch
+            live.send_signal(signal.SIGTERM)
+            live.communicate(timeout=30)
+            assert live.returncode == 0
+        finally:
+            if live.poll() is None:
+                live.kill()
+                live.communicate()
+        assert "live: +" in lines[1], lines
+        with Trend(database_url=url) as trend:
+            stored = len(stored_events(trend))
+        assert history < stored < history * 1.1, (history, stored)

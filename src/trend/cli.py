@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from trend.config import Settings, load_settings
+from trend.config import Settings, load_settings, parse_duration
 from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
 from trend.logging import get_logger
@@ -84,8 +85,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TREND_HOST", show_envvar=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="TREND_PORT",
+              show_envvar=True)
 @click.option("--no-worker", is_flag=True, help="Serve the API without running the scheduled jobs.")
 @handles_errors
 def serve(host: str, port: int, no_worker: bool) -> None:
@@ -213,8 +215,8 @@ def rollup(level: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--start", required=True, help="ISO-8601 with a zone, or epoch seconds.")
-@click.option("--end", required=True, help="ISO-8601 with a zone, or epoch seconds.")
+@click.option("--start", required=True, help="ISO-8601 with a zone, epoch seconds, or now-<duration> (now-2h).")
+@click.option("--end", required=True, help="ISO-8601 with a zone, epoch seconds, now, or now-<duration>.")
 @json_option
 @handles_errors
 def backfill(start: str, end: str, as_json: bool) -> None:
@@ -232,7 +234,11 @@ def backfill(start: str, end: str, as_json: bool) -> None:
 
 
 def _cli_time(option: str, text: str) -> int:
+    """ISO-8601 with a zone, epoch seconds, ``now``, or ``now-<duration>`` such as ``now-2h``."""
     try:
+        if text == "now" or text.startswith("now-"):
+            ago = parse_duration(text[4:]) if text != "now" else 0
+            return int(time.time() * 1000) - ago
         return parse_time(float(text) if text.replace(".", "", 1).isdigit() else text)
     except ValueError as exc:
         raise InputError(f"{option}: {exc}") from None
@@ -285,7 +291,10 @@ by_option = click.option("--by", type=click.Choice(["count", "users"]), default=
 
 def _users(value: int | None) -> str:
     return "-" if value is None else str(value)
-at_option = click.option("--at", default=None, help="The window's end: ISO-8601 with a zone or epoch seconds.")
+
+
+at_option = click.option("--at", default=None,
+                         help="The window's end: ISO-8601 with a zone, epoch seconds, or now-<duration>.")
 window_choice = click.Choice(list(WINDOWS))
 
 
@@ -387,15 +396,21 @@ def series(event: str, key: str | None, segment: str | None, interval: str, star
 @json_option
 @handles_errors
 def demo(minutes: int, rate: int, live: bool, seed: int, as_json: bool) -> None:
-    """Generate realistic traffic into the configured database, so the dashboard has trends to show."""
-    import time
+    """Generate realistic traffic into the configured database, so the dashboard has trends to show.
 
+    With --live on a database that has events, only the minutes since the newest one are written
+    before the live traffic starts."""
     from trend.demo import Traffic, history
     from trend.demo import live as live_batch
 
     with _trend() as trend:
         now = trend.clock.now_ms()
         minutes = min(minutes, (trend.settings.accepted_lateness - 60_000) // 60_000)
+        newest = trend.newest_event_minute() if live else None
+        if newest is not None:
+            # Live traffic continues what is there: only the minutes since the newest event, not the
+            # whole history again, which would double it.
+            minutes = min(minutes, max(0, (now - now % 60_000 - newest) // 60_000 - 1))
         traffic = Traffic(now, rate, seed)
         totals = {"accepted": 0, "duplicates": 0}
         show = err_console.is_terminal and not as_json
@@ -414,8 +429,11 @@ def demo(minutes: int, rate: int, live: bool, seed: int, as_json: bool) -> None:
         else:
             console.print(f"{totals['accepted']} events over {minutes} minutes ({totals['duplicates']} duplicates "
                           "ignored), rolled up. Open the dashboard: trend serve, then http://127.0.0.1:8000/")
-        while live:
-            time.sleep(2)
+        stop = threading.Event()
+        if live:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+        while live and not stop.wait(2):
             result = trend.ingest(live_batch(traffic, trend.clock.now_ms, 2))
             if not as_json:
                 console.print(f"live: +{result.accepted} events", highlight=False)

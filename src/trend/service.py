@@ -21,7 +21,7 @@ from trend.rollup.retention import Retention
 from trend.rollup.service import LevelStatus, Rollups
 from trend.rollup.shell import RunReport
 from trend.storage.engine import Database
-from trend.storage.events import Erased, erase_user
+from trend.storage.events import Erased, erase_user, newest_minute
 from trend.storage.runs import RunRecord, latest_runs
 from trend.validation import EventValidator
 from trend.worker.scheduler import Job, JobInfo, Worker
@@ -120,6 +120,11 @@ class Trend:
 
     def status(self) -> list[LevelStatus]:
         return self.rollups.status()
+
+    def newest_event_minute(self) -> int | None:
+        """The minute of the newest stored event, None when there is none."""
+        with self.db.probe() as tx:
+            return newest_minute(tx)
 
     def database_info(self) -> dict[str, str]:
         """Which backend this is and how it sketches distinct users (``trend status`` shows both)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from trend.model import EventRow
 from trend.storage.dialects import CHUNK, chunked
@@ -76,3 +76,9 @@ def erase_user(tx: Tx, user_id: str) -> Erased:
     deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
     mark(tx, tx.levels.finest.name, minutes)
     return Erased(events=int(deleted), minutes=len(minutes))
+
+
+def newest_minute(tx: Tx) -> int | None:
+    """The minute of the newest stored event (an index probe on either backend), None when empty."""
+    found = tx.execute(select(func.max(fact_events.c.minute))).scalar()
+    return None if found is None else int(found)
