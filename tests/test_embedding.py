@@ -51,3 +51,37 @@ class TestLifespanHelper:
             assert not trend.worker.running
         finally:
             trend.close()
+
+
+class TestMountedRouterErrors:
+    def test_a_mounted_router_answers_refusals_with_its_documented_body(
+            self, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        """An app that only includes ``trend.router`` (no create_app, no handlers of trend's) still gets
+        the error contract: 4xx with ``{"error": …}``, never a 500 or FastAPI's ``{"detail": …}``."""
+        from fastapi import FastAPI
+
+        from trend.service import Trend
+
+        trend = Trend(database_url=database_url, worker_enabled=False)
+        app = FastAPI()
+        app.include_router(trend.router, prefix="/trend")
+        try:
+            with TestClient(app, raise_server_exceptions=False) as client:
+                client.post("/trend/v1/events", json={"event": "search", "key": "k"})
+                refusals = {
+                    "invalid event": client.post("/trend/v1/events", json={"event": "search"}),
+                    "unknown event": client.get("/trend/v1/top", params={"event": "serch"}),
+                    "text/plain body": client.post("/trend/v1/events", content=b"event=search",
+                                                   headers={"content-type": "text/plain"}),
+                    "bad window": client.get("/trend/v1/top", params={"event": "search", "window": "7y"}),
+                }
+            for name, response in refusals.items():
+                assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+                body = response.json()
+                assert set(body) == {"error"}, (name, body)
+                assert body["error"]["code"] and body["error"]["message"], (name, body)
+            assert refusals["text/plain body"].status_code == 415
+            assert refusals["bad window"].json()["error"]["field"] == "window"
+            assert "Traceback" not in caplog.text
+        finally:
+            trend.close()

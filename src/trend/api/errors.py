@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -55,45 +57,83 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+def _api_error(exc: ApiError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(error_body(exc.code, exc.message, field=exc.field), exc.status, headers=headers)
+
+
+def _invalid_event(exc: EventValidationError) -> JSONResponse:
+    first = exc.problems[0]
+    return JSONResponse(error_body("invalid_event", first.message, index=first.position, field=first.field,
+                                   errors=len(exc.problems)), 422)
+
+
+def _too_large(exc: PayloadTooLargeError) -> JSONResponse:
+    return JSONResponse(error_body("payload_too_large", str(exc)), 413)
+
+
+def _bad_query(exc: QueryError) -> JSONResponse:
+    return JSONResponse(error_body("invalid_parameter", str(exc), field=exc.parameter), 422)
+
+
+def _bad_request(exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"][1:]) or None
+    return JSONResponse(error_body("invalid_parameter", f"{field}: {first['msg']}", field=field), 422)
+
+
+def _storage(exc: StorageError) -> JSONResponse:
+    log.error("storage error: %s", exc)
+    code = "database_unavailable" if isinstance(exc, DatabaseUnavailableError) else "storage_error"
+    return JSONResponse(error_body(code, "the database is unavailable; retry later"), 503,
+                        headers={"Retry-After": "5"})
+
+
+def _http(exc: StarletteHTTPException) -> JSONResponse:
+    # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
+    return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, headers=exc.headers)
+
+
+def _unexpected(_exc: Exception) -> JSONResponse:
+    log.exception("unexpected error")
+    return JSONResponse(error_body("internal_error", "internal error"), 500)
+
+
+# Exception type → its response. The most specific class in an exception's MRO wins.
+HANDLERS: dict[type[Exception], Callable[[Any], JSONResponse]] = {
+    ApiError: _api_error, EventValidationError: _invalid_event, PayloadTooLargeError: _too_large,
+    QueryError: _bad_query, RequestValidationError: _bad_request, StorageError: _storage,
+    StarletteHTTPException: _http, Exception: _unexpected,
+}
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The documented error body for any exception a route raised."""
+    handler = next(HANDLERS[kind] for kind in type(exc).__mro__ if kind in HANDLERS)
+    return handler(exc)
+
+
+class TrendRoute(APIRoute):
+    """A route that answers its own errors with the error body, so trend's router keeps its error
+    contract when an app mounts it without ``create_app``'s handlers (the README's embedding)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_with_errors(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except Exception as exc:
+                return error_response(exc)
+
+        return handle_with_errors
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, field=exc.field), exc.status, headers=headers)
+    """For what happens outside trend's routes (an unknown path, a method not allowed)."""
 
-    @app.exception_handler(EventValidationError)
-    async def _invalid_event(_: Request, exc: EventValidationError) -> JSONResponse:
-        first = exc.problems[0]
-        return JSONResponse(error_body("invalid_event", first.message, index=first.position, field=first.field,
-                                       errors=len(exc.problems)), 422)
+    async def handle(_: Request, exc: Exception) -> Response:
+        return error_response(exc)
 
-    @app.exception_handler(PayloadTooLargeError)
-    async def _too_large(_: Request, exc: PayloadTooLargeError) -> JSONResponse:
-        return JSONResponse(error_body("payload_too_large", str(exc)), 413)
-
-    @app.exception_handler(QueryError)
-    async def _bad_query(_: Request, exc: QueryError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_parameter", str(exc), field=exc.parameter), 422)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"][1:]) or None
-        return JSONResponse(error_body("invalid_parameter", f"{field}: {first['msg']}", field=field), 422)
-
-    @app.exception_handler(StorageError)
-    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
-        log.error("storage error: %s", exc)
-        code = "database_unavailable" if isinstance(exc, DatabaseUnavailableError) else "storage_error"
-        return JSONResponse(error_body(code, "the database is unavailable; retry later"), 503,
-                            headers={"Retry-After": "5"})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
-        return JSONResponse(error_body("http_error", str(exc.detail)), exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return JSONResponse(error_body("internal_error", "internal error"), 500)
+    for kind in HANDLERS:
+        app.add_exception_handler(kind, handle)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from trend.api.errors import TrendRoute
 from trend.api.routes import events, health, jobs, trends, web
 from trend.service import Trend
 
 
 def build_router(trend: Trend) -> APIRouter:
-    api = APIRouter()
+    api = APIRouter(route_class=TrendRoute)
     for feature in (events, trends, jobs, health):
         api.include_router(feature.router(trend))
     api.include_router(web.router())

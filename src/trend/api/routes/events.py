@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api.body import event_list, parse_json, read_limited
 from trend.api.deps import write_access
-from trend.api.errors import error_responses
+from trend.api.errors import TrendRoute, error_responses
 from trend.service import Trend
 from trend.validation import EventIn
 
@@ -35,7 +35,7 @@ class ErasedUser(BaseModel):
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["events"])
+    api = APIRouter(route_class=TrendRoute, tags=["events"])
 
     @api.post("/v1/events", status_code=202, response_model=Accepted, dependencies=[write_access(trend)],
               summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic",

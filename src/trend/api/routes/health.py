@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from trend.api.errors import TrendRoute
 from trend.errors import StorageError
 from trend.service import Trend
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["health"])
+    api = APIRouter(route_class=TrendRoute, tags=["health"])
 
     @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket",
              responses={200: {"description": "Healthy or degraded"}, 503: {"description": "Database unavailable"}})

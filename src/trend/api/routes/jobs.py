@@ -8,14 +8,14 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.deps import read_access, write_access
-from trend.api.errors import ApiError, error_responses
+from trend.api.errors import ApiError, TrendRoute, error_responses
 from trend.metrics import CONTENT_TYPE
 from trend.service import Trend
 from trend.shapes import jobs_shape, rollup_shape
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["jobs"], responses=error_responses(401, 403, 503))
+    api = APIRouter(route_class=TrendRoute, tags=["jobs"], responses=error_responses(401, 403, 503))
 
     @api.get("/v1/jobs", dependencies=[read_access(trend)],
              summary="The schedule, next run, last run and backlog of each job")

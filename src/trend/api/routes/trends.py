@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
-from trend.api.errors import error_responses
+from trend.api.errors import TrendRoute, error_responses
 from trend.model import LEVELS
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
@@ -20,7 +20,7 @@ Interval = Annotated[str, Query(description="a rollup level", json_schema_extra=
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(tags=["trends"], dependencies=[read_access(trend)],
+    api = APIRouter(route_class=TrendRoute, tags=["trends"], dependencies=[read_access(trend)],
                     responses=error_responses(401, 403, 422, 503))
     zone = trend.settings.zone
 

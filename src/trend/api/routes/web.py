@@ -7,7 +7,7 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from trend.api.errors import ApiError
+from trend.api.errors import ApiError, TrendRoute
 
 _WEB = files("trend") / "web"
 # A fixed list: nothing the client names is ever turned into a path.
@@ -23,7 +23,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'
 
 
 def router() -> APIRouter:
-    api = APIRouter(tags=["dashboard"], include_in_schema=False)
+    api = APIRouter(route_class=TrendRoute, tags=["dashboard"], include_in_schema=False)
 
     @api.get("/")
     async def dashboard() -> HTMLResponse:
