@@ -7,6 +7,9 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
 
-from tests.servers import Served
+from tests.servers import Served, environment
 from trend.service import Trend
 
 pytestmark = pytest.mark.slow
@@ -150,4 +153,49 @@ class TestDashboard:
         assert _keys(page, "top")[0] == "alpha"  # the last data stays on screen
         page.unroute("**/v1/top*")
         expect(page.locator("#error")).to_be_hidden(timeout=10_000)
+        page.close()
+
+
+def _local_only(route: Route) -> None:
+    """No internet, as on a machine that has none: anything not on loopback fails."""
+    if route.request.url.startswith("http://127.0.0.1"):
+        route.continue_()
+    else:
+        route.abort()
+
+
+class TestApiDocsOffline:
+    def test_docs_render_without_the_internet_at_the_root_and_under_a_prefix(
+            self, browser: Browser, served: Served, tmp_path: Path) -> None:
+        """Swagger UI comes from the package: with every outside request refused, /docs lists trend's
+        operations, and so does the docs link of the dashboard when an app mounts trend under /trend."""
+        page = browser.new_page()
+        page.route("**/*", _local_only)
+        page.goto(f"{served.url}/docs")
+        expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)
+        paths = page.locator(".swagger-ui .opblock-summary-path").all_text_contents()
+        assert "/v1/events" in "".join(paths)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        app = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--port", str(port)],
+                               env=environment(f"sqlite:///{tmp_path / 'shop.db'}"), cwd=Path(__file__).parents[1],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/trend/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            page.goto(f"http://127.0.0.1:{port}/trend/")
+            page.get_by_role("link", name="API docs").click()
+            expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)
+            assert page.url == f"http://127.0.0.1:{port}/trend/docs"
+            servers = page.locator(".swagger-ui .servers select").input_value()
+            assert servers == "/trend"  # "Try it out" calls /trend/v1/...
+        finally:
+            app.terminate()
+            app.communicate(timeout=30)
         page.close()

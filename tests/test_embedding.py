@@ -79,7 +79,8 @@ class TestMountedRouterErrors:
                 assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
                 body = response.json()
                 assert set(body) == {"error"}, (name, body)
-                assert body["error"]["code"] and body["error"]["message"], (name, body)
+                assert body["error"]["code"], (name, body)
+                assert body["error"]["message"], (name, body)
             assert refusals["text/plain body"].status_code == 415
             assert refusals["bad window"].json()["error"]["field"] == "window"
             assert "Traceback" not in caplog.text

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from trend import __version__
 from trend.api.errors import install_error_handlers
+from trend.api.routes import docs
 from trend.config import Settings
 from trend.service import Trend
 
@@ -29,8 +30,9 @@ def create_app(settings: Settings | None = None, *, trend: Trend | None = None) 
         if owned:
             service.close()
 
-    app = FastAPI(title="trend", version=__version__, lifespan=lifespan,
-                  description="Exact, real-time trends from an event stream.")
+    # The router serves /docs (offline) and /openapi.json itself, so the app's own are off.
+    app = FastAPI(title=docs.TITLE, version=__version__, lifespan=lifespan, description=docs.DESCRIPTION,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.trend = service
     install_error_handlers(app)
     app.include_router(service.router)

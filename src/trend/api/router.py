@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trend.api.errors import TrendRoute
-from trend.api.routes import events, health, jobs, trends, web
+from trend.api.routes import docs, events, health, jobs, trends, web
 from trend.service import Trend
 
 
@@ -14,4 +14,5 @@ def build_router(trend: Trend) -> APIRouter:
     for feature in (events, trends, jobs, health):
         api.include_router(feature.router(trend))
     api.include_router(web.router())
+    api.include_router(docs.router(api))  # its own /docs and /openapi.json, right under any prefix
     return api

@@ -134,13 +134,15 @@ class Queries:
             spans = planner.cover(current.start, current.end)
             ranked = ranked_keys(tx, spans, filters, measure, limit=limit)
             before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit)
-            # Both measures of the few keys shown; the ranking read only the one it ranks by.
-            shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), [COUNT, USERS])
+            # The other measure of the few keys shown; the ranking read only the one it ranks by.
+            other = USERS if measure is COUNT else COUNT
+            shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), [other])
             users_known = current.start >= users_since(tx)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
-        items = [TopItem(rank, key, shown[key][COUNT.column], shown[key][USERS.column] if users_known else None,
+        figures = [{measure.column: value, **shown.get(key, {})} for key, value in ranked]
+        items = [TopItem(rank, key, figure[COUNT.column], figure[USERS.column] if users_known else None,
                          prev_ranks.get(key))
-                 for rank, (key, _) in enumerate(ranked, start=1)]
+                 for rank, ((key, _), figure) in enumerate(zip(ranked, figures, strict=True), start=1)]
         return Top(window, at, current.start, current.end, by, items)
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,

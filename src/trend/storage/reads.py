@@ -119,23 +119,31 @@ def _reachable(bound: int) -> int:
 def _ranked_within_bound(tx: Tx, spans: list[Span], filters: Filters, by: Measure, bound: Measure, limit: int,
                          at_least: int) -> list[tuple[str, int]]:
     """The same ranking as :func:`_ranked`, computing ``by`` only for the keys whose bound could still
-    place them: keys come in descending order of the cheap bound (count), and once the ``limit``-th
-    value beats what the next key could reach, no key further down can rank. Merging a sketch per
-    key is what ranking by users costs, and a long tail of keys never needs it."""
+    place them: candidates come in descending order of the cheap bound (count), ``by`` is computed for
+    them a batch at a time (``limit`` keys, then twice as many each time), and once the ``limit``-th
+    value beats what the next candidate could reach, no key further down can rank. Merging a sketch
+    per key is what ranking by users costs, and a long tail of keys never needs it."""
     values: dict[str, int] = {}
     fetch = max(4 * limit, 64)
     while fetch <= _MOST_CANDIDATES:
         candidates = _ranked(tx, spans, filters, bound, fetch, at_least)
-        new = [key for key, _ in candidates if key not in values]
-        if new:
-            found = measures_by_key(tx, spans, replace(filters, keys=new), [by])
-            values.update({key: found.get(key, {}).get(by.column) or 0 for key in new})
-        ranked = sorted(((key, value) for key, value in values.items() if value >= at_least),
-                        key=lambda item: (-item[1], item[0]))
-        if len(candidates) < fetch:  # every key with enough of the bound is in
-            return ranked[:limit]
-        if len(ranked) >= limit and ranked[limit - 1][1] > _reachable(candidates[-1][1]):
-            return ranked[:limit]
+        pending = [(key, most) for key, most in candidates if key not in values]
+        batch = limit
+        while True:
+            part, pending = pending[:batch], pending[batch:]
+            if part:
+                found = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in part]), [by])
+                values.update({key: found.get(key, {}).get(by.column) or 0 for key, _ in part})
+            ranked = sorted(((key, value) for key, value in values.items() if value >= at_least),
+                            key=lambda item: (-item[1], item[0]))
+            if not pending and len(candidates) < fetch:  # every key with enough of the bound is in
+                return ranked[:limit]
+            next_bound = pending[0][1] if pending else candidates[-1][1]
+            if len(ranked) >= limit and ranked[limit - 1][1] > _reachable(next_bound):
+                return ranked[:limit]
+            if not pending:
+                break
+            batch *= 2
         fetch *= 4
     return _ranked(tx, spans, filters, by, limit, at_least)
 
