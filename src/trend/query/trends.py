@@ -139,7 +139,8 @@ class Queries:
             shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), [other])
             users_known = current.start >= users_since(tx)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
-        figures = [{measure.column: value, **shown.get(key, {})} for key, value in ranked]
+        figures = [{measure.column: value, other.column: shown.get(key, {}).get(other.column, other.empty)}
+                   for key, value in ranked]
         items = [TopItem(rank, key, figure[COUNT.column], figure[USERS.column] if users_known else None,
                          prev_ranks.get(key))
                  for rank, ((key, _), figure) in enumerate(zip(ranked, figures, strict=True), start=1)]
