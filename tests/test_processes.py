@@ -3,12 +3,17 @@ SQLite path that cannot exist."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.servers import Served, environment
 from trend.clock import FakeClock
@@ -85,3 +90,20 @@ class TestRollupCommand:
         assert int(left or 0) == 3_000 - int(done or 0)
         assert "interrupted" in log.read_text()
         assert "Traceback" not in log.read_text()
+
+
+class TestOversizedBodies:
+    def test_a_client_that_writes_the_whole_body_first_reads_the_413(self, tmp_path: Path) -> None:
+        """Python's urllib sends all of a body before it reads the answer: it must get the 413, not a reset."""
+        served = Served(f"sqlite:///{tmp_path / 't.db'}", "--no-worker", TREND_MAX_BODY_BYTES="1048576")
+        try:
+            event = b'{"event": "search", "key": "k"}'
+            body = b'{"events": [' + b",".join([event] * 1_200_000) + b"]}"  # 40 MiB against a 1 MiB limit
+            request = urllib.request.Request(f"{served.url}/v1/events", data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 413
+            assert json.loads(refused.value.read())["error"]["code"] == "payload_too_large"
+        finally:
+            served.stop()

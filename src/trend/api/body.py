@@ -2,28 +2,52 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from trend.api.errors import ApiError
 from trend.errors import PayloadTooLargeError
 from trend.validation import loads_strict
 
+# An oversized body is still read, up to this much and this long, and thrown away before the 413:
+# clients that send the whole body before reading (urllib, requests) otherwise see a reset connection.
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 10.0
+
 
 async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes: never read whole into memory."""
+    """The body, refused with 413 as soon as it passes ``limit`` bytes: never held whole in memory."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if int(declared) <= DRAIN_BYTES:
+            await _drain(request.stream(), 0)
         raise PayloadTooLargeError("the request body", limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
+            await _drain(stream, size)
             raise PayloadTooLargeError("the request body", limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
+    """Read and discard the rest of a body, within the byte and time caps; then the answer can go out."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for chunk in stream:
+                size += len(chunk)
+                if size > DRAIN_BYTES:
+                    return
+    except (TimeoutError, ClientDisconnect):
+        return
 
 
 def parse_json(raw: bytes, content_type: str | None) -> Any:
