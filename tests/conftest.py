@@ -132,15 +132,17 @@ def trend(make_trend: TrendFactory) -> Trend:
 
 @pytest.fixture
 def trend_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Capture the ``trend`` logger, which does not propagate to the root logger."""
+    """Capture the ``trend`` logger's lines, once each."""
     logger = logging.getLogger(LOGGER_NAME)
     logger.addHandler(caplog.handler)
     caplog.handler.setLevel(logging.DEBUG)
-    previous = logger.level
+    previous, propagate = logger.level, logger.propagate
     logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # caplog's handler also sits on the root logger: each line once
     yield caplog
     logger.removeHandler(caplog.handler)
     logger.setLevel(previous)
+    logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True)

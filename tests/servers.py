@@ -31,7 +31,8 @@ class Served:
             self.port = probe.getsockname()[1]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trend", "serve", "--port", str(self.port), *args],
-            env=environment(database_url, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env=environment(database_url, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdout = ""
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -48,6 +49,8 @@ class Served:
         self.process.communicate(timeout=20)
 
     def stop(self) -> str:
-        """SIGTERM, and what the server wrote to stderr."""
+        """SIGTERM, and what the server wrote to stderr (its stdout is kept in ``stdout``)."""
         self.process.terminate()
-        return self.process.communicate(timeout=30)[1].decode()
+        out, err = self.process.communicate(timeout=30)
+        self.stdout = out.decode()
+        return err.decode()

@@ -21,7 +21,7 @@ from rich.table import Table
 from trend.config import Settings, load_settings, parse_duration
 from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
-from trend.logging import get_logger
+from trend.logging import get_logger, own_process_logging
 from trend.model import LEVELS, format_utc
 from trend.query.windows import WINDOWS
 from trend.service import Trend
@@ -82,6 +82,7 @@ def _print_json(data: Any) -> None:
 @click.version_option(package_name="trend")
 def main() -> None:
     """trend: exact, real-time trends from an event stream."""
+    own_process_logging()  # this process is trend's: its log format is the output, not the host's
 
 
 @main.command()
@@ -89,8 +90,10 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="TREND_PORT",
               show_envvar=True)
 @click.option("--no-worker", is_flag=True, help="Serve the API without running the scheduled jobs.")
+@click.option("--access-log", is_flag=True, envvar="TREND_ACCESS_LOG", show_envvar=True,
+              help="Log every request (uvicorn's access log).")
 @handles_errors
-def serve(host: str, port: int, no_worker: bool) -> None:
+def serve(host: str, port: int, no_worker: bool, access_log: bool) -> None:
     """The API, the dashboard and the worker."""
     import uvicorn
 
@@ -111,7 +114,8 @@ def serve(host: str, port: int, no_worker: bool) -> None:
         # uvicorn raises the signal that stopped it again once it has shut down, which would end the
         # process as killed (143); a SIGTERM that stopped the server cleanly is a clean exit.
         signal.signal(signal.SIGTERM, lambda *_: None)
-        Server(uvicorn.Config(create_app(trend=trend), host=host, port=port, log_level="warning")).run()
+        Server(uvicorn.Config(create_app(trend=trend), host=host, port=port, access_log=access_log,
+                              log_level="info" if access_log else "warning")).run()
     finally:
         trend.close()
 

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
         default_factory=lambda: _jobs_with_defaults({}))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prefix: str = "[트렌드]"
+    # seed: the original line format; json: one JSON object per line (serve and worker under a log shipper).
+    log_format: Literal["seed", "json"] = "seed"
     accepted_lateness: DurationMs = 6 * DAY_MS
     # Keyed by raw and level name: TREND_RETENTION__5M=90d.
     retention: Annotated[dict[str, DurationMs], BeforeValidator(_retention_with_defaults)] = Field(

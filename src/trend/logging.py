@@ -1,41 +1,96 @@
-"""The seed's log format, which operators watch, with every timestamp's zone named.
+"""trend's log lines: the seed's format, which operators watch, or JSON; every time in the display zone
+(``TREND_TIMEZONE``) with the zone named, the line's own time and the buckets alike.
 
-    [트렌드] 2025-11-13 15:52:05 KST | INFO | Starting 1m aggregation for bucket: 2025-11-13 06:51:00 UTC (150 events)
+    [트렌드] 2025-11-13 15:52:05 KST | INFO | Starting 1m aggregation for bucket: 2025-11-13 15:51:00 KST (150 events)
+
+Who decides where lines go: trend's own commands (``serve``, ``worker`` and the rest) own their
+process, so trend's handler prints every line and nothing propagates. Embedded in an app, trend's
+lines propagate to the app's logging; trend's handler prints them only while the app has configured
+no handler at all, so they are not lost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 LOGGER_NAME = "trend"
 _HANDLER_NAME = "trend-default"
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+_display = {"zone": ZoneInfo("UTC"), "owned": False}
 
 
-class ZonedFormatter(logging.Formatter):
-    """``{prefix} {time} {zone} | {LEVEL} | {message}``, the time in the display zone."""
+def _zone() -> ZoneInfo:
+    zone = _display["zone"]
+    assert isinstance(zone, ZoneInfo)
+    return zone
 
-    def __init__(self, prefix: str, zone: ZoneInfo) -> None:
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=_zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@dataclass(frozen=True)
+class LogTime:
+    """A time (ms since the epoch) in a log line, shown as the line's own time is: same zone, named."""
+
+    ms: int
+
+    def __str__(self) -> str:
+        return _stamp(self.ms / 1000)
+
+
+class SeedFormatter(logging.Formatter):
+    """``{prefix} {time} {zone} | {LEVEL} | {message}``."""
+
+    def __init__(self, prefix: str) -> None:
         super().__init__(f"{prefix} %(asctime)s | %(levelname)s | %(message)s")
-        self._zone = zone
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return datetime.fromtimestamp(record.created, tz=self._zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return _stamp(record.created)
 
 
-def configure_logging(prefix: str, zone: ZoneInfo, level: str) -> logging.Logger:
-    """Install the format on the ``trend`` logger once; calling again updates it."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (ISO 8601 with its offset), zone, level, logger, process, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, tz=_zone()).isoformat(timespec="milliseconds"),
+                "zone": str(_zone()), "level": record.levelname, "logger": record.name, "process": PROCESS,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _unless_the_app_logs(_record: logging.LogRecord) -> bool:
+    # Embedded: once the app has handlers of its own, the lines reach them by propagation instead.
+    return bool(_display["owned"]) or not logging.getLogger().handlers
+
+
+def own_process_logging() -> None:
+    """For trend's own commands: trend's handler prints every line, whatever else is configured."""
+    _display["owned"] = True
+    logging.getLogger(LOGGER_NAME).propagate = False
+
+
+def configure_logging(prefix: str, zone: ZoneInfo, level: str, form: str = "seed") -> logging.Logger:
+    """Install trend's handler on the ``trend`` logger once; calling again updates it."""
+    _display["zone"] = zone
     logger = logging.getLogger(LOGGER_NAME)
     handler = next((h for h in logger.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.set_name(_HANDLER_NAME)
+        handler.addFilter(_unless_the_app_logs)
         logger.addHandler(handler)
-    handler.setFormatter(ZonedFormatter(prefix, zone))
+    handler.setFormatter(JsonFormatter() if form == "json" else SeedFormatter(prefix))
     logger.setLevel(level)
-    logger.propagate = False  # the format above is the contract; a root handler would print lines twice
     return logger
 
 

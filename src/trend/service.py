@@ -45,7 +45,8 @@ class Trend:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.levels = levels
-        configure_logging(self.settings.log_prefix, self.settings.zone, self.settings.log_level)
+        configure_logging(self.settings.log_prefix, self.settings.zone, self.settings.log_level,
+                          self.settings.log_format)
         # Set by the worker's stop; every run checks it between buckets.
         self.stopping = threading.Event()
         self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,

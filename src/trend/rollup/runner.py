@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 
 from trend.clock import Clock
-from trend.logging import get_logger
-from trend.model import Level, format_utc
+from trend.logging import LogTime, get_logger
+from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database
 from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
@@ -56,7 +56,7 @@ class LevelRunner:
                 log.error("%s aggregation refused: %s", self.level.name, message)
                 return Result("failed", error=message)
             if not any_dirty(tx, self.level.name, cutoff):
-                log.debug("No events for bucket %s, skipping aggregation", format_utc(cutoff))
+                log.debug("No events for bucket %s, skipping aggregation", LogTime(cutoff))
                 return Result("skipped_no_data")
             holder = self.shell.live_elsewhere(tx) if self.db.dialect.exclusive_runs else None
         if holder is not None:
@@ -70,7 +70,7 @@ class LevelRunner:
         summary = pending.dirty > 1
         if summary:
             log.info("Starting %s aggregation catch-up: %d buckets from %s to %s", self.level.name,
-                     pending.dirty, format_utc(pending.oldest or cutoff), format_utc(pending.newest or cutoff))
+                     pending.dirty, LogTime(pending.oldest or cutoff), LogTime(pending.newest or cutoff))
         began = time.perf_counter()
         buckets = rows = 0
         last = -(2**62)
@@ -125,7 +125,7 @@ class LevelRunner:
             with self.db.write() as tx:
                 release(tx, self.level.name, bucket, version)
         line = log.info if detailed else log.debug
-        line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, format_utc(bucket),
+        line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, LogTime(bucket),
              result.events)
         line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows,
              time.perf_counter() - began)
