@@ -26,8 +26,9 @@ TITLE = "trend"
 DESCRIPTION = "Exact, real-time trends from an event stream."
 
 
-def router(api_routes: APIRouter) -> APIRouter:
-    """The docs of ``api_routes``, the rest of trend's router."""
+def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
+    """The docs of ``api_routes``, the rest of trend's router; ``schemas`` are named components that
+    routes refer to by hand (the events body)."""
     api = APIRouter(route_class=TrendRoute, tags=["docs"], include_in_schema=False)
     schema: dict[str, Any] = {}
 
@@ -36,6 +37,7 @@ def router(api_routes: APIRouter) -> APIRouter:
         if not schema:
             schema.update(get_openapi(title=TITLE, version=__version__, description=DESCRIPTION,
                                       routes=api_routes.routes))
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
         # Mounted under a prefix, the paths are relative to it: say so, so "Try it out" and clients
         # generated from this schema call the right URLs.
         prefix = request.url.path.removesuffix("/openapi.json")

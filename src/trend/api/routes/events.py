@@ -3,35 +3,29 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.body import event_list, parse_json, read_limited
 from trend.api.deps import write_access
 from trend.api.errors import TrendRoute, error_responses
+from trend.api.models import Accepted, ErasedUser
 from trend.service import Trend
 from trend.validation import EventIn
 
-_EVENT = EventIn.model_json_schema()
+_EVENT = {**EventIn.model_json_schema(), "title": "Event"}
 # The model stores ts as ms after parsing; the wire form is ISO-8601 with a zone, or epoch seconds.
 _EVENT["properties"]["ts"] = {
-    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
+    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}],
     "description": "ISO-8601 with a zone, or epoch seconds; default now",
 }
-_BODY = {"oneOf": [_EVENT, {"type": "array", "items": _EVENT},
-                   {"type": "object", "properties": {"events": {"type": "array", "items": _EVENT}},
-                    "required": ["events"], "additionalProperties": False}]}
-
-
-class Accepted(BaseModel):
-    accepted: int
-    duplicates: int
-
-
-class ErasedUser(BaseModel):
-    user_id: str
-    events: int  # raw events deleted
-    minutes: int  # minutes marked for recomputation
+_REF = {"$ref": "#/components/schemas/Event"}
+# Named once each, so clients generated from the schema get an Event and an EventBatch type.
+SCHEMAS = {
+    "Event": _EVENT,
+    "EventBatch": {"title": "EventBatch", "type": "object", "properties": {"events": {"type": "array", "items": _REF}},
+                   "required": ["events"], "additionalProperties": False},
+}
+_BODY = {"oneOf": [_REF, {"type": "array", "items": _REF}, {"$ref": "#/components/schemas/EventBatch"}]}
 
 
 def router(trend: Trend) -> APIRouter:

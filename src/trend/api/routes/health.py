@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.errors import TrendRoute
+from trend.api.models import Health
 from trend.errors import StorageError
 from trend.service import Trend
 
@@ -15,7 +16,8 @@ def router(trend: Trend) -> APIRouter:
     api = APIRouter(route_class=TrendRoute, tags=["health"])
 
     @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket",
-             responses={200: {"description": "Healthy or degraded"}, 503: {"description": "Database unavailable"}})
+             response_model=Health, responses={200: {"description": "Healthy or degraded"},
+                                               503: {"model": Health, "description": "Database unavailable"}})
     async def healthz() -> JSONResponse:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from trend.api import models
 from trend.api.deps import read_access, write_access
 from trend.api.errors import ApiError, TrendRoute, error_responses
 from trend.metrics import CONTENT_TYPE
@@ -17,14 +19,15 @@ from trend.shapes import jobs_shape, rollup_shape
 def router(trend: Trend) -> APIRouter:
     api = APIRouter(route_class=TrendRoute, tags=["jobs"], responses=error_responses(401, 403, 503))
 
-    @api.get("/v1/jobs", dependencies=[read_access(trend)],
+    @api.get("/v1/jobs", response_model=models.Jobs, dependencies=[read_access(trend)],
              summary="The schedule, next run, last run and backlog of each job")
     async def jobs() -> dict[str, Any]:
         statuses = await run_in_threadpool(trend.status)
         runs = await run_in_threadpool(trend.last_runs)
         return jobs_shape(trend.jobs(), statuses, runs, trend.settings.zone, trend.levels)
 
-    @api.post("/v1/jobs/{job}/run", dependencies=[write_access(trend)], responses=error_responses(404),
+    @api.post("/v1/jobs/{job}/run", response_model=models.JobRun, dependencies=[write_access(trend)],
+              responses=error_responses(404),
               summary="Run a job now and wait for it (admin)")
     async def run_job(job: str) -> dict[str, Any]:
         if job not in trend.job_ids:
@@ -33,6 +36,7 @@ def router(trend: Trend) -> APIRouter:
         return rollup_shape(reports)
 
     @api.get("/metrics", dependencies=[read_access(trend)], summary="Prometheus metrics",
+             response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         body = await run_in_threadpool(trend.metrics.render)

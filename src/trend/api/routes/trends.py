@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from trend.api import models
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
 from trend.api.errors import TrendRoute, error_responses
 from trend.model import LEVELS
@@ -24,7 +25,8 @@ def router(trend: Trend) -> APIRouter:
                     responses=error_responses(401, 403, 422, 503))
     zone = trend.settings.zone
 
-    @api.get("/v1/series", summary="One point per bucket of the interval, zero-filled")
+    @api.get("/v1/series", response_model=models.Series,
+             summary="One point per bucket of the interval, zero-filled")
     async def series(event: Event, key: Annotated[str | None, Query(max_length=256)] = None, segment: Segment = None,
                      interval: Interval = "1m", start: Time = None, end: Time = None) -> dict[str, Any]:
         result = await run_in_threadpool(
@@ -32,14 +34,16 @@ def router(trend: Trend) -> APIRouter:
             start_ms=optional_time("start", start), end_ms=optional_time("end", end))
         return series_shape(result, zone, key)
 
-    @api.get("/v1/top", summary="Keys by count or users over a window ending at `at`, with rank change")
+    @api.get("/v1/top", response_model=models.Top,
+             summary="Keys by count or users over a window ending at `at`, with rank change")
     async def top(event: Event, segment: Segment = None, window: WindowName = "1h", at: Time = None,
                   limit: Limit = 10, by: By = "count") -> dict[str, Any]:
         result = await run_in_threadpool(trend.top, event, segment=segment, window=window,
                                          at_ms=optional_time("at", at), limit=limit, by=by)
         return top_shape(result, zone)
 
-    @api.get("/v1/rising", summary="Keys by z-score against the windows before, with growth %")
+    @api.get("/v1/rising", response_model=models.Rising,
+             summary="Keys by z-score against the windows before, with growth %")
     async def rising(event: Event, segment: Segment = None, window: WindowName = "15m",
                      baseline: Annotated[int, Query(ge=1, le=48)] = 12,
                      min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
@@ -48,7 +52,8 @@ def router(trend: Trend) -> APIRouter:
                                          min_count=min_count, at_ms=optional_time("at", at), limit=limit, by=by)
         return rising_shape(result, zone)
 
-    @api.get("/v1/dimensions", summary="Every event type and its segments, and the series intervals")
+    @api.get("/v1/dimensions", response_model=models.Dimensions,
+             summary="Every event type and its segments, and the series intervals")
     async def dimensions() -> dict[str, Any]:
         known = await run_in_threadpool(trend.dimensions)
         return {"events": [{"event": event, "segments": segments} for event, segments in known.items()],
