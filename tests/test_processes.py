@@ -4,6 +4,7 @@ SQLite path that cannot exist."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.servers import Served, environment
@@ -107,3 +109,45 @@ class TestOversizedBodies:
             assert json.loads(refused.value.read())["error"]["code"] == "payload_too_large"
         finally:
             served.stop()
+
+
+class TestMetricsAcrossWorkerProcesses:
+    def test_counters_sum_over_uvicorn_workers_in_multiprocess_mode(self, tmp_path: Path) -> None:
+        """``uvicorn --workers 3`` with PROMETHEUS_MULTIPROC_DIR: whichever process answers a scrape, the
+        accepted-events counter is the total over all of them, and it never goes back."""
+        metrics_dir = tmp_path / "metrics"
+        metrics_dir.mkdir()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = environment(f"sqlite:///{tmp_path / 't.db'}", TREND_WORKER_ENABLED="false",
+                          PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+        server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "trend.api.app:create_app",
+                                   "--workers", "3", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            sent, seen = 0, []
+            for batch in range(30):
+                with httpx.Client() as client:  # a new connection each time: spread over the workers
+                    response = client.post(f"{url}/v1/events", json=[{"event": "search", "key": f"k{batch}"}] * 5)
+                assert response.status_code == 202
+                sent += 5
+                with httpx.Client() as client:
+                    scraped = client.get(f"{url}/metrics").text
+                [value] = re.findall(r'^trend_events_total\{result="accepted"\} (\S+)$', scraped, re.MULTILINE)
+                seen.append(float(value))
+            assert seen == sorted(seen)
+            assert seen[-1] == sent
+            pids = {path.name.split("_")[-1] for path in metrics_dir.iterdir()}
+            assert len(pids) >= 2, pids  # the work really was spread over processes
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)

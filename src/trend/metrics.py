@@ -3,14 +3,20 @@
 Each ``Trend`` has its own registry, so several can live in one process (tests, embedding).
 Counters are per process; the backlog and lag are read from the database at scrape time, so they
 are the same from every replica.
+
+Under ``uvicorn --workers N`` a scrape reaches one worker process at a time, so per-process counters
+would jump between scrapes. With ``PROMETHEUS_MULTIPROC_DIR`` set (prometheus-client's multiprocess
+mode), every process writes its counters to files there, and a scrape sums them all.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from trend.errors import StorageError
@@ -55,11 +61,14 @@ class Metrics:
         self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"],
                                      registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-        self.registry.register(_BacklogCollector(status))
+        self._backlog = _BacklogCollector(status)
+        self.registry.register(self._backlog)
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
         for job in jobs:
             for outcome in OUTCOMES:
                 self.runs.labels(job, outcome)
+        for result in ("accepted", "duplicate", "rejected"):
+            self.events.labels(result)
 
     def on_ingest(self, result: IngestResult) -> None:
         self.events.labels("accepted").inc(result.accepted)
@@ -71,4 +80,10 @@ class Metrics:
         self.run_seconds.labels(report.job).observe(report.seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        # Counters and histograms summed over every process's files; the gauges read the database.
+        summed = CollectorRegistry()
+        MultiProcessCollector(summed)  # type: ignore[no-untyped-call]
+        summed.register(self._backlog)
+        return generate_latest(summed)
