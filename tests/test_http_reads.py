@@ -68,8 +68,9 @@ class TestShapes:
 class TestJobs:
     def test_jobs_list_and_run(self, client: TestClient, clock: FakeClock) -> None:
         jobs = {j["job"]: j for j in client.get("/v1/jobs").json()["jobs"]}
-        assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention"}
+        assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention", "alerts"}
         assert jobs["agg_1m"]["schedule"] == "hour=* minute=* second=5 UTC"
+        assert jobs["alerts"]["schedule"] == "hour=* minute=* second=10 UTC"  # after the 1m job's minute
         assert jobs["agg_1m"]["backlog"] == 1  # closed buckets only: 06:50 and 06:51 are still open
         assert jobs["agg_1m"]["last_run"] is None
         clock.advance(5_000)

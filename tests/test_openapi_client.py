@@ -14,14 +14,22 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.receiver import Receiver
 from tests.servers import Served
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 
 @pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    server = Served(f"sqlite:///{tmp_path / 't.db'}", "--no-worker")
+    server = Served(f"sqlite:///{tmp_path / 't.db'}", "--no-worker", TREND_ALERT_WEBHOOK_ALLOW="127.0.0.1")
     yield server
     server.stop()
 
@@ -38,23 +46,29 @@ def _generated_client(served: Served, folder: Path) -> Any:
 
 
 class TestGeneratedClient:
-    def test_a_generated_client_calls_every_endpoint(self, served: Served, tmp_path: Path) -> None:
+    def test_a_generated_client_calls_every_endpoint(self, served: Served, receiver: Receiver,
+                                                     tmp_path: Path) -> None:
         trend_client = _generated_client(served, tmp_path)
         try:
-            self._call_everything(served, tmp_path, trend_client)
+            self._call_everything(served, receiver, tmp_path, trend_client)
         finally:
             sys.path.remove(str(tmp_path))
             for name in [n for n in sys.modules if n == "trend_client" or n.startswith("trend_client.")]:
                 del sys.modules[name]
 
     @staticmethod
-    def _call_everything(served: Served, folder: Path, trend_client: Any) -> None:
+    def _call_everything(served: Served, receiver: Receiver, folder: Path, trend_client: Any) -> None:
         api = importlib.import_module("trend_client.api")
         models = importlib.import_module("trend_client.models")
         ops = {path.stem: importlib.import_module(f"trend_client.api.{path.parent.name}.{path.stem}")
                for path in (folder / "trend_client" / "api").glob("*/*.py") if path.stem != "__init__"}
         assert api is not None
-        client = trend_client.Client(base_url=served.url, raise_on_unexpected_status=True)
+        with trend_client.Client(base_url=served.url, raise_on_unexpected_status=True) as client:
+            called = TestGeneratedClient._calls(client, ops, models, receiver)
+        assert called == set(ops), set(ops) - called  # every operation of the schema was called
+
+    @staticmethod
+    def _calls(client: Any, ops: dict[str, Any], models: Any, receiver: Receiver) -> set[str]:
         called: set[str] = set()
 
         def call(name: str, **arguments: Any) -> Any:
@@ -79,4 +93,11 @@ class TestGeneratedClient:
         assert call("healthz_healthz_get").database.value == "ok"
         assert "trend_events_total" in call("metrics_metrics_get")
         assert call("erase_user_v1_users_user_id_delete", user_id="u1").events == 1
-        assert called == set(ops), set(ops) - called  # every operation of the schema was called
+        rising = models.AlertRuleInCondition("rising")
+        rule = call("add_v1_alerts_post", body=models.AlertRuleIn(event="search", condition=rising, url=receiver.url))
+        assert [r.id for r in call("rules_v1_alerts_get").rules] == [rule.id]
+        assert call("test_v1_alerts_rule_id_test_post", rule_id=rule.id).status == "delivered"
+        assert len(call("deliveries_v1_alerts_rule_id_deliveries_get", rule_id=rule.id).deliveries) == 1
+        call("remove_v1_alerts_rule_id_delete", rule_id=rule.id)
+        assert receiver.bodies(rule.secret)[0]["test"] is True
+        return called

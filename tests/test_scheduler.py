@@ -61,11 +61,14 @@ class TestWorker:
             assert scheduler is not None
             assert scheduler.timezone == UTC
             jobs = {job.id: job for job in scheduler.get_jobs()}
-            assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention"}
+            assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention", "alerts"}
             for job in jobs.values():
                 assert (job.coalesce, job.max_instances) == (True, 1)
                 assert job.misfire_grace_time >= 10
             assert scheduler._executors["default"]._pool._max_workers == 2
+            # Webhooks wait on other servers: alerts run on a thread of their own, never in the rollups' pool.
+            assert jobs["alerts"].executor == "alerts"
+            assert {job.executor for job_id, job in jobs.items() if job_id != "alerts"} == {"default"}
         finally:
             trend.stop_worker()
 
@@ -75,7 +78,7 @@ class TestWorker:
         trend.start_worker()
         try:
             assert {info.job: info.enabled for info in trend.worker.info()} == {
-                "agg_1m": True, "agg_5m": False, "agg_1h": True, "retention": True}
+                "agg_1m": True, "agg_5m": False, "agg_1h": True, "retention": True, "alerts": True}
             assert trend.worker._scheduler is not None
             assert trend.worker._scheduler.get_job("agg_5m") is None
         finally:

@@ -22,7 +22,7 @@ from trend.config import Settings, load_settings, parse_duration
 from trend.errors import ConfigError, InputError, StorageError
 from trend.file_ingest import detect_format, ingest_stream, open_text
 from trend.logging import get_logger, own_process_logging
-from trend.model import LEVELS, format_utc
+from trend.model import LEVELS, format_utc, isoformat
 from trend.query.windows import WINDOWS
 from trend.service import Trend
 from trend.shapes import ingest_shape, rising_shape, rollup_shape, series_shape, status_shape, top_shape
@@ -441,3 +441,102 @@ def demo(minutes: int, rate: int, live: bool, seed: int, as_json: bool) -> None:
             result = trend.ingest(live_batch(traffic, trend.clock.now_ms, 2))
             if not as_json:
                 console.print(f"live: +{result.accepted} events", highlight=False)
+
+
+@main.group()
+def alerts() -> None:
+    """Alert rules: a webhook is called when a key rises, enters the top, or crosses a threshold."""
+
+
+@alerts.command("add")
+@click.option("--name", default=None)
+@event_option
+@segment_option
+@by_option
+@click.option("--condition", required=True, type=click.Choice(["rising", "enters_top", "threshold"]))
+@click.option("--window", type=window_choice, default="15m", show_default=True)
+@click.option("--key", default=None, help="threshold: the key watched.")
+@click.option("--min-score", type=float, default=None, help="rising: the z-score to reach (default 3).")
+@click.option("--min-count", type=click.IntRange(1), default=None, help="rising: at least this many (default 5).")
+@click.option("--top", type=click.IntRange(1, 100), default=None, help="enters_top: the size of the top.")
+@click.option("--threshold", type=click.IntRange(1), default=None, help="threshold: the value to cross.")
+@click.option("--url", required=True, help="The webhook: http:// or https://.")
+@click.option("--secret", default=None, help="The HMAC key (16+ characters); made when omitted.")
+@click.option("--cooldown", default="1h", show_default=True, help="The least time between two firings per key.")
+@json_option
+@handles_errors
+def alerts_add(as_json: bool, **rule: Any) -> None:
+    """Add a rule. Its secret is shown this once."""
+    with _trend() as trend:
+        added = trend.add_alert(**{k: v for k, v in rule.items() if v is not None})
+    if as_json:
+        _print_json(added)
+    else:
+        console.print(f"alert {added['id']} added; its secret (shown once, it signs every delivery): "
+                      f"{added['secret']}", highlight=False)
+
+
+@alerts.command("list")
+@json_option
+@handles_errors
+def alerts_list(as_json: bool) -> None:
+    """Every rule, without its secret."""
+    with _trend() as trend:
+        rules = trend.alert_rules()
+    if as_json:
+        _print_json({"rules": rules})
+        return
+    table = Table("id", "name", "event", "condition", "window", "by", "url", "cooldown s")
+    for rule in rules:
+        table.add_row(str(rule["id"]), rule["name"], rule["event"], rule["condition"], rule["window"], rule["by"],
+                      rule["url"], str(rule["cooldown_seconds"]))
+    console.print(table)
+
+
+@alerts.command("remove")
+@click.argument("rule_id", type=int)
+@handles_errors
+def alerts_remove(rule_id: int) -> None:
+    """Remove a rule."""
+    with _trend() as trend:
+        if not trend.remove_alert(rule_id):
+            raise InputError(f"no alert rule {rule_id}")
+    console.print(f"alert {rule_id} removed")
+
+
+def _delivery_table(found: list[dict[str, Any]], zone: Any) -> None:
+    table = Table("id", "created", "key", "status", "attempts", "last status", "last error")
+    for d in found:
+        table.add_row(d["id"], isoformat(d["created_at"], zone), d["key"] or ("(test)" if d["test"] else "-"),
+                      d["status"], str(d["attempts"]), str(d["last_status"] or "-"), d["last_error"] or "-")
+    console.print(table)
+
+
+@alerts.command("test")
+@click.argument("rule_id", type=int)
+@json_option
+@handles_errors
+def alerts_test(rule_id: int, as_json: bool) -> None:
+    """Send one delivery, marked as a test, to the rule's webhook now."""
+    with _trend() as trend:
+        delivery = trend.test_alert(rule_id)
+        if delivery is None:
+            raise InputError(f"no alert rule {rule_id}")
+        if as_json:
+            _print_json({**delivery, "test": True})
+        else:
+            _delivery_table([delivery], trend.settings.zone)
+
+
+@alerts.command("deliveries")
+@click.argument("rule_id", type=int)
+@json_option
+@handles_errors
+def alerts_deliveries(rule_id: int, as_json: bool) -> None:
+    """The rule's deliveries, newest first."""
+    with _trend() as trend:
+        found = trend.alert_deliveries(rule_id)
+        if as_json:
+            _print_json({"deliveries": [{**d, "test": bool(d["test"])} for d in found]})
+        else:
+            _delivery_table(found, trend.settings.zone)

@@ -6,6 +6,7 @@ A bad value raises :class:`~trend.errors.ConfigError` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -22,7 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from trend.errors import ConfigError
 from trend.keys import Normalization
@@ -93,6 +94,10 @@ def _retention_with_defaults(value: object) -> dict[str, Any]:
     return {**defaults, **given}
 
 
+def _comma_list(value: object) -> object:
+    return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -126,6 +131,12 @@ class Settings(BaseSettings):
     # PostgreSQL's users sketches. auto: postgresql-hll where the server has it, else DataSketches in
     # trend's process; on: insist on postgresql-hll; off: always in trend's process.
     hll: Literal["auto", "on", "off"] = "auto"
+    # Webhook receivers on internal addresses (loopback, private, link-local) are refused unless listed
+    # here: comma-separated addresses or networks, e.g. 127.0.0.1,10.0.0.0/8.
+    alert_webhook_allow: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    alert_max_attempts: int = Field(default=8, ge=1, le=50)
+    alert_retry_base: DurationMs = 30_000  # the first retry's wait; each next one doubles, up to 1h
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 
@@ -139,6 +150,13 @@ class Settings(BaseSettings):
     def _known_backend(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("expected sqlite:///PATH or postgresql://user@host:port/db")
+        return value
+
+    @field_validator("alert_webhook_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # a ValueError names the entry
         return value
 
     @field_validator("timezone")

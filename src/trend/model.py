@@ -175,7 +175,8 @@ LEVELS_BY_NAME = LEVELS.by_name
 
 # Jobs that are not levels, with their default schedules. Raw events are kept as long as 1m rows.
 RETENTION_JOB = "retention"
-OTHER_JOBS: dict[str, Cron] = {RETENTION_JOB: Cron(second="30", minute="17")}
+ALERTS_JOB = "alerts"  # evaluates alert rules at second 10, after the 1m job has rolled up the minute
+OTHER_JOBS: dict[str, Cron] = {RETENTION_JOB: Cron(second="30", minute="17"), ALERTS_JOB: Cron(second="10")}
 RAW_RETENTION = 7 * DAY_MS
 
 

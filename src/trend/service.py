@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from trend.alerts.service import Alerts, DeliveryPolicy
+from trend.alerts.webhook import allowed_networks
 from trend.clock import Clock, SystemClock
 from trend.config import Settings, load_settings
 from trend.errors import QueryError
@@ -15,7 +17,7 @@ from trend.ingest import Ingestor, IngestResult
 from trend.keys import normalizer
 from trend.logging import configure_logging
 from trend.metrics import Metrics
-from trend.model import LEVELS, RETENTION_JOB, Hierarchy
+from trend.model import ALERTS_JOB, LEVELS, RETENTION_JOB, Hierarchy
 from trend.query.trends import Queries, Rising, Series, Top
 from trend.rollup.retention import Retention
 from trend.rollup.service import LevelStatus, Rollups
@@ -53,7 +55,7 @@ class Trend:
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
                            key_normalization=self.settings.key_normalization, citus=self.settings.citus,
                            hll=self.settings.hll)
-        self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB])
+        self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB])
         self.normalize_key = normalizer(self.settings.key_normalization)
         self.ingestor = Ingestor(self.db, self.clock,
                                  EventValidator(self.settings.accepted_lateness, self.normalize_key),
@@ -64,6 +66,11 @@ class Trend:
         self.retention = Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set,
                                    on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock, self.normalize_key)
+        settings = self.settings
+        policy = DeliveryPolicy(allowed_networks(settings.alert_webhook_allow), settings.alert_timeout_seconds,
+                                settings.alert_max_attempts, settings.alert_retry_base)
+        self.alerts = Alerts(self.db, self.clock, self.queries, policy, self.settings.zone,
+                             should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
         self.worker = Worker(self.settings, levels, self._scheduled_jobs(), self.stopping)
         self._router: APIRouter | None = None
 
@@ -72,6 +79,7 @@ class Trend:
         ratio = self.settings.worker_yield_ratio
         jobs: dict[str, Job] = {level.job: partial(self.rollups.runner(level.name).run, ratio) for level in self.levels}
         jobs[RETENTION_JOB] = self.retention.run
+        jobs[ALERTS_JOB] = self.alerts.run
         return jobs
 
     def ingest(self, events: Sequence[Any], *, strict: bool = True) -> IngestResult:
@@ -90,6 +98,8 @@ class Trend:
         """Run one scheduled job now, in this thread, flat out, and wait for it."""
         if job == RETENTION_JOB:
             return [self.retention.run()]
+        if job == ALERTS_JOB:
+            return [self.alerts.run()]
         level = self.levels.by_job(job)
         if level is None:
             raise KeyError(job)
@@ -148,6 +158,26 @@ class Trend:
                min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
         return self.queries.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
                                    at_ms=at_ms, limit=limit, by=by)
+
+    # -- alerts (DESIGN section 10) --
+
+    def add_alert(self, **rule: Any) -> dict[str, Any]:
+        """Store a rule (fields in ``alerts/rules.py``); the answer is the only one that shows its ``secret``."""
+        return self.alerts.add(rule)
+
+    def alert_rules(self) -> list[dict[str, Any]]:
+        return self.alerts.rules()
+
+    def remove_alert(self, rule_id: int) -> bool:
+        return self.alerts.remove(rule_id)
+
+    def test_alert(self, rule_id: int) -> dict[str, Any] | None:
+        """Send one delivery marked as a test to the rule's webhook now; None for an unknown rule."""
+        return self.alerts.test(rule_id)
+
+    def alert_deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest deliveries first: status, attempts, the receiver's last status code, never its body."""
+        return self.alerts.deliveries(rule_id, limit)
 
     # -- embedding in an existing FastAPI app --
 

@@ -7,9 +7,12 @@ describe them, and FastAPI checks every answer against them. The request body's 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from trend.model import isoformat
 
 Time = str  # ISO 8601 with the offset of TREND_TIMEZONE
 
@@ -141,3 +144,82 @@ class Health(BaseModel):
     worker: WorkerState
     database: Literal["ok", "unavailable"]
     lag_seconds: float | None = None
+
+
+class AlertRuleIn(BaseModel):
+    """A rule. ``rising``: keys whose z-score reaches ``min_score`` (default 3) with at least ``min_count``
+    (default 5); ``enters_top``: keys entering the top ``top``; ``threshold``: ``key``'s value over the
+    window crossing ``threshold`` upwards. Each fires for a key at most once per ``cooldown``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=128)
+    event: str = Field(min_length=1, max_length=64)
+    segment: str | None = Field(None, max_length=64)
+    by: Literal["count", "users"] = "count"
+    condition: Literal["rising", "enters_top", "threshold"]
+    window: str = "15m"
+    key: str | None = Field(None, max_length=256)
+    min_score: float | None = None
+    min_count: int | None = Field(None, ge=1)
+    top: int | None = Field(None, ge=1, le=100)
+    threshold: int | None = Field(None, ge=1)
+    url: str = Field(min_length=1, max_length=2048, description="The webhook: http:// or https://")
+    secret: str | None = Field(None, min_length=16, max_length=256, description="HMAC key; made when omitted")
+    cooldown: str = Field("1h", description="A duration such as 15m, 1h or 1d")
+
+
+class AlertRule(BaseModel):
+    id: int
+    name: str
+    event: str
+    segment: str | None
+    by: str
+    condition: str
+    window: str
+    key: str | None
+    min_score: float | None
+    min_count: int | None
+    top: int | None
+    threshold: int | None
+    url: str
+    cooldown_seconds: int
+    created: Time
+
+
+class NewAlertRule(AlertRule):
+    secret: str = Field(description="Shown this once: it signs every delivery (X-Trend-Signature)")
+
+
+class AlertRules(BaseModel):
+    rules: list[AlertRule]
+
+
+class Delivery(BaseModel):
+    id: str
+    rule_id: int
+    key: str | None
+    test: bool
+    created: Time
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    next_attempt: Time | None
+    last_status: int | None = Field(description="The receiver's HTTP status; its body is never kept")
+    last_error: str | None
+    delivered: Time | None
+
+
+class Deliveries(BaseModel):
+    deliveries: list[Delivery]
+
+
+def delivery_shape(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {"id": row["id"], "rule_id": row["rule_id"], "key": row["key"], "test": bool(row["test"]),
+            "created": isoformat(row["created_at"], zone), "status": row["status"], "attempts": row["attempts"],
+            "next_attempt": isoformat(row["next_attempt_at"], zone) if row["status"] == "pending" else None,
+            "last_status": row["last_status"], "last_error": row["last_error"],
+            "delivered": isoformat(row["delivered_at"], zone) if row["delivered_at"] else None}
+
+
+def rule_shape(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {**{k: v for k, v in rule.items() if k != "created_at"}, "created": isoformat(rule["created_at"], zone)}

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trend.api.errors import TrendRoute
-from trend.api.routes import docs, events, health, jobs, trends, web
+from trend.api.routes import alerts, docs, events, health, jobs, trends, web
 from trend.service import Trend
 
 
 def build_router(trend: Trend) -> APIRouter:
     api = APIRouter(route_class=TrendRoute)
-    for feature in (events, trends, jobs, health):
+    for feature in (events, trends, alerts, jobs, health):
         api.include_router(feature.router(trend))
     api.include_router(web.router())
     api.include_router(docs.router(api, events.SCHEMAS))  # its own /docs and /openapi.json, under any prefix

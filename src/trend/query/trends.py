@@ -146,6 +146,20 @@ class Queries:
                  for rank, ((key, _), figure) in enumerate(zip(ranked, figures, strict=True), start=1)]
         return Top(window, at, current.start, current.end, by, items)
 
+    def key_figures(self, event: str, key: str, *, segment: str | None = None, window: str = "1h",
+                    at_ms: int | None = None) -> dict[str, int | None]:
+        """One key's count and users over the window ending at ``at`` (0 when it has no events)."""
+        now = self.clock.now_ms()
+        current = Window.ending_at(at_ms if at_ms is not None else now, window_ms(window))
+        filters = self._filters(event, segment, [key])
+        with self.db.read() as tx:
+            planner = Planner(tx.levels, markers_between(tx, current.start, current.end), now)
+            found = measures_by_key(tx, planner.cover(current.start, current.end), filters, [COUNT, USERS])
+            users_known = current.start >= users_since(tx)
+        figures = found.get(filters.keys[0] if filters.keys else key, {})
+        return {"count": int(figures.get(COUNT.column) or 0),
+                "users": int(figures.get(USERS.column) or 0) if users_known else None}
+
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
                min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
         """Keys by z-score of the measure ``by`` against the ``baseline`` windows before; ``min_count``

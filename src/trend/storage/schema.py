@@ -138,5 +138,63 @@ schema_meta = Table(
 )
 
 
+# Alert rules, shared by every replica. ``last_minute`` is the minute of the last evaluation (one per
+# minute, whichever replica gets there first); ``last_state`` what the next evaluation compares with
+# (the keys of the previous top for enters_top, whether the key was over the threshold).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", _SEQ, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("segment", Text, nullable=True),
+    Column("by", Text, nullable=False),
+    Column("condition", Text, nullable=False),
+    Column("window", Text, nullable=False),
+    Column("key", Text, nullable=True),
+    Column("min_score", Float(precision=53), nullable=True),
+    Column("min_count", BigInteger, nullable=True),
+    Column("top", Integer, nullable=True),
+    Column("threshold", BigInteger, nullable=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("cooldown_ms", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_minute", BigInteger, nullable=True),
+    Column("last_state", Text, nullable=True),
+)
+
+# When a rule last fired for a key: the cool-down.
+alert_fired = Table(
+    "alert_fired",
+    metadata,
+    Column("rule_id", BigInteger, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("fired_at", BigInteger, nullable=False),
+)
+
+# One row per firing: its id stays the same across retries. ``lease_until`` keeps two processes from
+# sending it at once; a process that dies mid-send leaves it to be sent again when the lease ends.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("rule_id", BigInteger, nullable=False),
+    Column("key", Text, nullable=True),
+    Column("body", Text, nullable=False),
+    Column("test", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("lease_until", BigInteger, nullable=True),
+    Column("last_status", Integer, nullable=True),  # the receiver's HTTP status, never its body
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
+)
+Index("alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_attempt_at)
+Index("alert_deliveries_rule", alert_deliveries.c.rule_id, alert_deliveries.c.created_at)
+
 # Every table but the level tables, which depend on the hierarchy.
-BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, schema_meta)
+BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, schema_meta, alert_rules,
+                                  alert_fired, alert_deliveries)

@@ -17,7 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from trend.config import JobSettings, Settings
 from trend.logging import get_logger
-from trend.model import Hierarchy
+from trend.model import ALERTS_JOB, Hierarchy
 from trend.rollup.shell import OVERLAP_WARNING, RunReport
 
 log = get_logger("worker")
@@ -57,7 +57,10 @@ class Worker:
             return
         self.stopping.clear()
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=self.settings.worker_threads)},
+            # Rollups keep the seed's pool; alerts wait on other people's servers, so they get a thread
+            # of their own and a slow receiver never delays a rollup.
+            executors={"default": ThreadPoolExecutor(max_workers=self.settings.worker_threads),
+                       ALERTS_JOB: ThreadPoolExecutor(max_workers=1)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -69,7 +72,8 @@ class Worker:
         for job_id, func in self.jobs.items():
             job = self.settings.job(job_id, self.levels)
             if job.enabled:
-                scheduler.add_job(func, trigger_for(job), id=job_id, name=job_id)
+                scheduler.add_job(func, trigger_for(job), id=job_id, name=job_id,
+                                  executor=ALERTS_JOB if job_id == ALERTS_JOB else "default")
         scheduler.start()
         self._scheduler = scheduler
         log.info("worker started: %s", ", ".join(self._describe(job_id) for job_id in self.jobs))

@@ -1,0 +1,208 @@
+"""The ``alerts`` job: evaluate every rule once a minute, then send the deliveries that are due.
+
+Evaluation claims a rule for the minute through the database (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, the single writer on SQLite), so with many replicas each minute's firing happens once.
+A firing and its cool-down are written in that same transaction, as a pending delivery with an id
+of its own. Delivery then leases due deliveries, sends each outside any transaction, and records
+the outcome: delivered, retried later with exponential backoff, or failed after the last attempt.
+A process that dies mid-send leaves the lease to expire and the delivery to be sent again with the
+same id: at least once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from trend.alerts import webhook
+from trend.alerts.rules import backoff_ms, checked_rule, public
+from trend.clock import Clock
+from trend.config import parse_duration
+from trend.errors import QueryError
+from trend.logging import get_logger
+from trend.model import ALERTS_JOB, MINUTE_MS, isoformat
+from trend.query.trends import Queries
+from trend.query.windows import WINDOWS, Window, window_ms
+from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
+from trend.storage import alerts as store
+from trend.storage.engine import Database
+
+log = get_logger("alerts")
+LEASE_MS = 60_000  # longer than one send can take (the timeout), so a live sender keeps its delivery
+BATCH = 20  # deliveries leased at once
+BUDGET_S = 30.0  # a run stops sending after this long; the rest waits for the next minute's run
+
+
+@dataclass(frozen=True)
+class Firing:
+    key: str
+    figures: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    allow: Sequence[webhook.Network]
+    timeout_s: float
+    max_attempts: int
+    retry_base_ms: int
+
+
+class Alerts:
+    def __init__(self, db: Database, clock: Clock, queries: Queries, policy: DeliveryPolicy, zone: ZoneInfo,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 on_report: Callable[[RunReport], None] | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.queries = queries
+        self.policy = policy
+        self.zone = zone
+        self.shell = RunShell(db, clock, ALERTS_JOB, ALERTS_JOB, should_stop, on_report)
+
+    def run(self) -> RunReport:
+        return self.shell.run(self._work)
+
+    def _work(self, active: ActiveRun) -> Result:
+        now = self.clock.now_ms()
+        with self.db.read() as tx:
+            ids = [int(rule["id"]) for rule in store.rules(tx)]
+        fired = 0
+        for rule_id in ids:
+            if active.should_stop():
+                return Result("interrupted", len(ids), fired)
+            fired += self._evaluate(rule_id, now)
+        sent = self.deliver(now)
+        if not ids and not sent:
+            return Result("skipped_no_data")
+        line = log.info if fired or sent else log.debug
+        line("Alerts: %d rules evaluated, %d fired, %d deliveries attempted", len(ids), fired, sent)
+        return Result("ran", len(ids), fired + sent)
+
+    # -- evaluation --
+
+    def _evaluate(self, rule_id: int, now: int) -> int:
+        minute = now - now % MINUTE_MS
+        with self.db.write() as tx:
+            rule = store.claim_evaluation(tx, rule_id, minute)
+            if rule is None:
+                return 0
+            previous = json.loads(rule["last_state"]) if rule["last_state"] else None
+            firings, state = self._firings(rule, now, previous)
+            cooling = store.cooling(tx, rule_id, [f.key for f in firings], now - rule["cooldown_ms"])
+            window = Window.ending_at(now, window_ms(rule["window"]))
+            fresh = [f for f in firings if f.key not in cooling]
+            for firing in fresh:
+                store.record_fired(tx, rule_id, firing.key, now)
+                delivery_id = str(uuid.uuid4())
+                store.insert_delivery(tx, delivery_id, rule_id, firing.key,
+                                      self._body(delivery_id, rule, firing, window, now), now)
+            store.finish_evaluation(tx, rule_id, minute, state)
+        for firing in fresh:
+            log.info("Alert %r fired for %r", rule["name"], firing.key)
+        return len(fresh)
+
+    def _firings(self, rule: Mapping[str, Any], now: int, previous: Any) -> tuple[list[Firing], Any]:
+        """The keys this rule fires for now, and the state the next evaluation compares with."""
+        common = {"segment": rule["segment"], "window": rule["window"], "at_ms": now, "by": rule["by"]}
+        if rule["condition"] == "rising":
+            rising = self.queries.rising(rule["event"], min_count=rule["min_count"], limit=100, **common)
+            return [Firing(i.key, {"count": i.count, "users": i.users, "score": round(i.score, 3),
+                                   "growth_pct": round(i.growth_pct, 1), "baseline": round(i.baseline, 3)})
+                    for i in rising.items if i.score >= rule["min_score"]], None
+        if rule["condition"] == "enters_top":
+            top = self.queries.top(rule["event"], limit=rule["top"], **common)
+            keys = [i.key for i in top.items]
+            # The first evaluation only learns the top: every key would be "new" to it.
+            before = set(previous) if isinstance(previous, list) else set(keys)
+            return [Firing(i.key, {"rank": i.rank, "count": i.count, "users": i.users})
+                    for i in top.items if i.key not in before], keys
+        figures = self.queries.key_figures(rule["event"], rule["key"], segment=rule["segment"],
+                                           window=rule["window"], at_ms=now)
+        value = figures[rule["by"]] or 0
+        above = value >= rule["threshold"]
+        was_above = bool(previous and previous.get("above"))
+        return ([Firing(rule["key"], {**figures, "threshold": rule["threshold"]})] if above and not was_above
+                else []), {"above": above}
+
+    def _body(self, delivery_id: str, rule: Mapping[str, Any], firing: Firing | None, window: Window,
+              now: int, *, test: bool = False) -> str:
+        zone = self.zone
+        return json.dumps({
+            "id": delivery_id, "test": test, "fired_at": isoformat(now, zone), "rule": public(rule),
+            "key": None if firing is None else firing.key, "figures": {} if firing is None else firing.figures,
+            "window": {"name": rule["window"], "start": isoformat(window.start, zone),
+                       "end": isoformat(window.end, zone)},
+        }, ensure_ascii=False, sort_keys=True)
+
+    # -- rules --
+
+    def add(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        rule = checked_rule(spec, WINDOWS, parse_duration)
+        try:
+            webhook.check_address(rule["url"], self.policy.allow)
+        except webhook.RefusedAddressError as exc:
+            raise QueryError("url", str(exc)) from None
+        with self.db.write() as tx:
+            stored = store.rules(tx, store.insert_rule(tx, rule, self.clock.now_ms()))[0]
+        return {**public(stored), "secret": stored["secret"]}
+
+    def rules(self) -> list[dict[str, Any]]:
+        with self.db.read() as tx:
+            return [public(rule) for rule in store.rules(tx)]
+
+    def remove(self, rule_id: int) -> bool:
+        with self.db.write() as tx:
+            return store.delete_rule(tx, rule_id)
+
+    def deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        with self.db.read() as tx:
+            return store.deliveries(tx, rule_id, limit)
+
+    # -- delivery --
+
+    def test(self, rule_id: int) -> dict[str, Any] | None:
+        """One delivery marked as a test, sent now; None for an unknown rule."""
+        now = self.clock.now_ms()
+        with self.db.write() as tx:
+            found = store.rules(tx, rule_id)
+            if not found:
+                return None
+            delivery_id = str(uuid.uuid4())
+            window = Window.ending_at(now, window_ms(found[0]["window"]))
+            store.insert_delivery(tx, delivery_id, rule_id, None,
+                                  self._body(delivery_id, found[0], None, window, now, test=True), now, test=True)
+        self.deliver(now, only=delivery_id)
+        with self.db.read() as tx:
+            return store.deliveries(tx, delivery_id=delivery_id)[0]
+
+    def deliver(self, now: int, only: str | None = None) -> int:
+        """Send the due deliveries (or the one named); returns how many were attempted."""
+        with self.db.write() as tx:
+            due = store.lease_due(tx, now, LEASE_MS, BATCH, only)
+        began = time.monotonic()
+        for index, delivery in enumerate(due):
+            if time.monotonic() - began > BUDGET_S:
+                with self.db.write() as tx:  # hand the rest back at once rather than when the lease ends
+                    store.release_leases(tx, [d["id"] for d in due[index:]])
+                return index
+            sent = webhook.send(delivery["url"], delivery["secret"], delivery["body"], delivery["id"],
+                                self.policy.allow, self.policy.timeout_s)
+            attempts = int(delivery["attempts"]) + 1
+            if sent.ok:
+                status, next_at, delivered = "delivered", now, now
+            elif sent.permanent or attempts >= self.policy.max_attempts:
+                status, next_at, delivered = "failed", now, None
+                log.warning("Alert delivery %s failed for good after %d attempts: %s", delivery["id"], attempts,
+                            sent.error)
+            else:
+                status, next_at, delivered = "pending", now + backoff_ms(attempts, self.policy.retry_base_ms), None
+                log.info("Alert delivery %s: %s; retry %d at %s", delivery["id"], sent.error, attempts + 1,
+                         isoformat(next_at, self.zone))
+            with self.db.write() as tx:
+                store.finish_attempt(tx, delivery["id"], status=status, attempts=attempts, next_attempt_at=next_at,
+                                     last_status=sent.status, last_error=sent.error, delivered_at=delivered)
+        return len(due)

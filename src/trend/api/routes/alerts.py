@@ -1,0 +1,51 @@
+"""/v1/alerts: rules and their deliveries. Reading needs the read key; changing needs the admin key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from starlette.concurrency import run_in_threadpool
+
+from trend.api import models
+from trend.api.deps import read_access, write_access
+from trend.api.errors import ApiError, TrendRoute, error_responses
+from trend.service import Trend
+
+
+def router(trend: Trend) -> APIRouter:
+    api = APIRouter(route_class=TrendRoute, tags=["alerts"], responses=error_responses(401, 403, 503))
+
+    @api.post("/v1/alerts", status_code=201, response_model=models.NewAlertRule, dependencies=[write_access(trend)],
+              responses=error_responses(422), summary="Add a rule; the answer is the only one that shows its secret")
+    async def add(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
+        added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))
+        return models.rule_shape(added, trend.settings.zone)
+
+    @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
+             summary="Every rule, without its secret")
+    async def rules() -> dict[str, Any]:
+        found = await run_in_threadpool(trend.alert_rules)
+        return {"rules": [models.rule_shape(rule, trend.settings.zone) for rule in found]}
+
+    @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],
+                responses=error_responses(404), summary="Remove a rule")
+    async def remove(rule_id: int) -> None:
+        if not await run_in_threadpool(trend.remove_alert, rule_id):
+            raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
+
+    @api.post("/v1/alerts/{rule_id}/test", response_model=models.Delivery, dependencies=[write_access(trend)],
+              responses=error_responses(404), summary="Send one delivery, marked as a test, now")
+    async def test(rule_id: int) -> dict[str, Any]:
+        delivery = await run_in_threadpool(trend.test_alert, rule_id)
+        if delivery is None:
+            raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
+        return models.delivery_shape(delivery, trend.settings.zone)
+
+    @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
+             summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
+    async def deliveries(rule_id: int) -> dict[str, Any]:
+        found = await run_in_threadpool(trend.alert_deliveries, rule_id)
+        return {"deliveries": [models.delivery_shape(d, trend.settings.zone) for d in found]}
+
+    return api

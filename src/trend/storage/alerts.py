@@ -1,0 +1,111 @@
+"""Alert rules, their cool-downs and their deliveries, in the database every replica shares."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+
+from trend.storage.engine import Tx
+from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
+
+RULE_FIELDS = ("name", "event", "segment", "by", "condition", "window", "key", "min_score", "min_count", "top",
+               "threshold", "url", "secret", "cooldown_ms")
+
+
+def insert_rule(tx: Tx, fields: Mapping[str, Any], now: int) -> int:
+    values = {name: fields.get(name) for name in RULE_FIELDS}
+    inserted = tx.execute(insert(alert_rules).values(**values, created_at=now).returning(alert_rules.c.id))
+    return int(inserted.scalar_one())
+
+
+def rules(tx: Tx, rule_id: int | None = None) -> list[dict[str, Any]]:
+    query = select(alert_rules).order_by(alert_rules.c.id)
+    if rule_id is not None:
+        query = query.where(alert_rules.c.id == rule_id)
+    return [dict(row._mapping) for row in tx.execute(query)]
+
+
+def delete_rule(tx: Tx, rule_id: int) -> bool:
+    removed = tx.execute(delete(alert_rules).where(alert_rules.c.id == rule_id)).rowcount
+    tx.execute(delete(alert_fired).where(alert_fired.c.rule_id == rule_id))
+    return bool(removed)
+
+
+def claim_evaluation(tx: Tx, rule_id: int, minute: int) -> dict[str, Any] | None:
+    """The rule, locked for this transaction, if nobody has evaluated it for ``minute`` yet; replicas
+    that find it locked or done pass it over, so each minute's evaluation happens once."""
+    query = select(alert_rules).where(
+        alert_rules.c.id == rule_id,
+        or_(alert_rules.c.last_minute.is_(None), alert_rules.c.last_minute < minute))
+    row = tx.execute(tx.dialect.claim(query)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def finish_evaluation(tx: Tx, rule_id: int, minute: int, state: Any) -> None:
+    tx.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(
+        last_minute=minute, last_state=json.dumps(state)))
+
+
+def cooling(tx: Tx, rule_id: int, keys: Iterable[str], since: int) -> set[str]:
+    """The keys among ``keys`` that fired for the rule at or after ``since`` (still cooling down)."""
+    wanted = list(keys)
+    if not wanted:
+        return set()
+    found = tx.execute(select(alert_fired.c.key).where(
+        alert_fired.c.rule_id == rule_id, alert_fired.c.key.in_(wanted), alert_fired.c.fired_at >= since))
+    return {key for (key,) in found}
+
+
+def record_fired(tx: Tx, rule_id: int, key: str, now: int) -> None:
+    upsert = tx.dialect.insert(alert_fired).values(rule_id=rule_id, key=key, fired_at=now)
+    tx.execute(upsert.on_conflict_do_update(index_elements=["rule_id", "key"], set_={"fired_at": now}))
+
+
+def insert_delivery(tx: Tx, delivery_id: str, rule_id: int, key: str | None, body: str, now: int, *,
+                    test: bool = False) -> None:
+    tx.execute(insert(alert_deliveries).values(
+        id=delivery_id, rule_id=rule_id, key=key, body=body, test=int(test), created_at=now, status="pending",
+        attempts=0, next_attempt_at=now))
+
+
+def lease_due(tx: Tx, now: int, lease_ms: int, limit: int, only: str | None = None) -> list[dict[str, Any]]:
+    """Pending deliveries due now and not leased by a live sender, leased to this one."""
+    d = alert_deliveries.c
+    query = (select(d.id).where(d.status == "pending", d.next_attempt_at <= now,
+                                or_(d.lease_until.is_(None), d.lease_until < now))
+             .order_by(d.next_attempt_at).limit(limit))
+    if only is not None:
+        query = query.where(d.id == only)
+    ids = [row.id for row in tx.execute(tx.dialect.claim(query))]
+    if not ids:
+        return []
+    tx.execute(update(alert_deliveries).where(d.id.in_(ids)).values(lease_until=now + lease_ms))
+    found = tx.execute(select(alert_deliveries, alert_rules.c.url, alert_rules.c.secret)
+                       .join(alert_rules, alert_rules.c.id == d.rule_id).where(d.id.in_(ids)))
+    return [dict(row._mapping) for row in found]
+
+
+def release_leases(tx: Tx, delivery_ids: list[str]) -> None:
+    tx.execute(update(alert_deliveries).where(alert_deliveries.c.id.in_(delivery_ids)).values(lease_until=None))
+
+
+def finish_attempt(tx: Tx, delivery_id: str, *, status: str, attempts: int, next_attempt_at: int,
+                   last_status: int | None, last_error: str | None, delivered_at: int | None) -> None:
+    tx.execute(update(alert_deliveries).where(alert_deliveries.c.id == delivery_id).values(
+        status=status, attempts=attempts, next_attempt_at=next_attempt_at, lease_until=None, last_status=last_status,
+        last_error=last_error, delivered_at=delivered_at))
+
+
+def deliveries(tx: Tx, rule_id: int | None = None, limit: int = 100,
+               delivery_id: str | None = None) -> list[dict[str, Any]]:
+    d = alert_deliveries.c
+    conditions = []
+    if rule_id is not None:
+        conditions.append(d.rule_id == rule_id)
+    if delivery_id is not None:
+        conditions.append(d.id == delivery_id)
+    query = select(alert_deliveries).where(and_(*conditions) if conditions else d.id.isnot(None))
+    return [dict(row._mapping) for row in tx.execute(query.order_by(d.created_at.desc(), d.id).limit(limit))]
