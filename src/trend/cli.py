@@ -364,30 +364,36 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
 
 @main.command()
 @event_option
-@click.option("--key", default=None, help="One key; the total of every key when omitted.")
+@click.option("--key", "keys", multiple=True, help="A key; repeat to compare up to 5. Every key together when omitted.")
 @segment_option
 @click.option("--interval", type=click.Choice(LEVELS.names), default=LEVELS.finest.name, show_default=True)
 @click.option("--start", default=None, help="ISO-8601 with a zone or epoch seconds.")
 @click.option("--end", default=None, help="ISO-8601 with a zone or epoch seconds; default now.")
+@click.option("--compare", type=click.Choice(["previous"]), default=None,
+              help="Add the period before, aligned point by point.")
 @json_option
 @handles_errors
-def series(event: str, key: str | None, segment: str | None, interval: str, start: str | None, end: str | None,
-           as_json: bool) -> None:
+def series(event: str, keys: tuple[str, ...], segment: str | None, interval: str, start: str | None,
+           end: str | None, compare: str | None, as_json: bool) -> None:
     """One point per bucket of the interval, zero-filled."""
     with _trend() as trend:
-        result = trend.series(event, key=key, segment=segment, interval=interval,
-                              start_ms=_optional_time("--start", start), end_ms=_optional_time("--end", end))
-        shape = series_shape(result, trend.settings.zone, key)
+        result = trend.series(event, key=list(keys) if keys else None, segment=segment, interval=interval,
+                              start_ms=_optional_time("--start", start), end_ms=_optional_time("--end", end),
+                              compare=compare)
+        shape = series_shape(result, trend.settings.zone)
     if as_json:
         _print_json(shape)
         return
-    table = Table("time", "count", "users", "sum", "min", "max",
-                  title=f"{event} {key or '(all keys)'} per {interval}")
-    for point in shape["points"]:
-        table.add_row(point["t"], str(point["count"]), _users(point["users"]), f"{point['sum']:g}",
-                      "-" if point["min"] is None else f"{point['min']:g}",
-                      "-" if point["max"] is None else f"{point['max']:g}")
-    console.print(table)
+    for line in shape["series"]:
+        previous = line["previous"] or [None] * len(line["points"])
+        table = Table("time", "count", "users", "sum", "min", "max", *(["previous count"] if compare else []),
+                      title=f"{event} {line['key'] or '(all keys)'} per {interval}")
+        for point, before in zip(line["points"], previous, strict=True):
+            table.add_row(point["t"], str(point["count"]), _users(point["users"]), f"{point['sum']:g}",
+                          "-" if point["min"] is None else f"{point['min']:g}",
+                          "-" if point["max"] is None else f"{point['max']:g}",
+                          *([str(before["count"])] if before is not None else []))
+        console.print(table)
 
 
 @main.command()

@@ -144,10 +144,13 @@ class Trend:
 
     # -- queries (DESIGN section 4); times are ms since the epoch, UTC --
 
-    def series(self, event: str, *, key: str | None = None, segment: str | None = None, interval: str = "1m",
-               start_ms: int | None = None, end_ms: int | None = None) -> Series:
+    def series(self, event: str, *, key: str | Sequence[str] | None = None, segment: str | None = None,
+               interval: str = "1m", start_ms: int | None = None, end_ms: int | None = None,
+               compare: str | None = None) -> Series:
+        """Points per bucket: of one key, of up to 5 keys side by side (``key=[...]``), or of every key
+        together; ``compare="previous"`` adds the period before, aligned point by point."""
         return self.queries.series(event, key=key, segment=segment, interval=interval, start_ms=start_ms,
-                                   end_ms=end_ms)
+                                   end_ms=end_ms, compare=compare)
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
             limit: int = 10, by: str = "count") -> Top:

@@ -12,6 +12,7 @@ from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import RunReport
+from trend.storage.reads import Point
 from trend.storage.runs import RunRecord
 from trend.worker.scheduler import JobInfo
 
@@ -50,13 +51,24 @@ def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str
     }
 
 
-def series_shape(series: Series, zone: ZoneInfo, key: str | None = None) -> dict[str, Any]:
-    return {
+def _points_shape(found: Sequence[Point], zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES}} for p in found]
+
+
+def series_shape(series: Series, zone: ZoneInfo) -> dict[str, Any]:
+    """``key`` and ``points`` are the first line (the whole answer for one key or none); ``series``
+    holds every line, each with ``previous`` when compared with the period before."""
+    shape: dict[str, Any] = {
         "interval": series.interval, "start": isoformat(series.start, zone), "end": isoformat(series.end, zone),
-        "key": key,
-        "points": [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES}}
-                   for p in series.points],
+        "key": series.lines[0].key, "points": _points_shape(series.points, zone),
+        "series": [{"key": line.key, "points": _points_shape(line.points, zone),
+                    "previous": None if line.previous is None else _points_shape(line.previous, zone)}
+                   for line in series.lines],
+        "previous": None,
     }
+    if series.compare:
+        shape["previous"] = {"start": isoformat(series.previous_start, zone), "end": isoformat(series.start, zone)}
+    return shape
 
 
 def top_shape(top: Top, zone: ZoneInfo) -> dict[str, Any]:

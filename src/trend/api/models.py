@@ -37,12 +37,25 @@ class SeriesPoint(BaseModel):
     users: int | None = Field(description="Distinct users; null before users were counted")
 
 
+class SeriesLine(BaseModel):
+    key: str | None
+    points: list[SeriesPoint]
+    previous: list[SeriesPoint] | None = Field(description="With compare=previous: the period before, aligned")
+
+
+class PreviousPeriod(BaseModel):
+    start: Time
+    end: Time
+
+
 class Series(BaseModel):
     interval: str
     start: Time
     end: Time
-    key: str | None
-    points: list[SeriesPoint]
+    key: str | None = Field(description="The first key asked for (null: every key together)")
+    points: list[SeriesPoint] = Field(description="The first line's points")
+    series: list[SeriesLine] = Field(description="One line per key asked for")
+    previous: PreviousPeriod | None
 
 
 class TopItem(BaseModel):

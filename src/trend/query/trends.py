@@ -22,12 +22,34 @@ COUNT, USERS = MEASURES_BY_READ["count"], MEASURES_BY_READ["users"]
 RANKINGS = {"count": COUNT, "users": USERS}
 
 
+MAX_COMPARED_KEYS = 5
+
+
+@dataclass(frozen=True)
+class Line:
+    """One key's points (``key`` None: every key together), and the previous period's, aligned."""
+
+    key: str | None
+    points: list[Point]  # one per bucket, zero-filled
+    previous: list[Point] | None = None  # with compare="previous": the same buckets one period earlier
+
+
 @dataclass(frozen=True)
 class Series:
     interval: str
     start: int
     end: int
-    points: list[Point]  # one per bucket, zero-filled
+    lines: list[Line]
+    compare: str | None = None  # "previous": each line carries the period before [start, end)
+
+    @property
+    def points(self) -> list[Point]:
+        """The first line's points: the whole series when one key (or none) was asked for."""
+        return self.lines[0].points
+
+    @property
+    def previous_start(self) -> int:
+        return self.start - (self.end - self.start)
 
 
 @dataclass(frozen=True)
@@ -102,23 +124,41 @@ class Queries:
         # Query parameters naming a key or a segment go through the ingest's normalization.
         self.normalize = normalize
 
-    def series(self, event: str, *, key: str | None = None, segment: str | None = None, interval: str = "1m",
-               start_ms: int | None = None, end_ms: int | None = None) -> Series:
+    def series(self, event: str, *, key: str | Sequence[str] | None = None, segment: str | None = None,
+               interval: str = "1m", start_ms: int | None = None, end_ms: int | None = None,
+               compare: str | None = None) -> Series:
+        """One zero-filled line per key asked for (up to 5; none: every key together), each with the
+        previous period aligned point by point when ``compare="previous"``."""
+        keys: list[str | None] = [key] if key is None or isinstance(key, str) else list(key)
+        if not keys or len(keys) > MAX_COMPARED_KEYS:
+            raise QueryError("key", f"give from 1 to {MAX_COMPARED_KEYS} keys; got {len(keys)}")
+        if compare not in (None, "previous"):
+            raise QueryError("compare", f"expected previous; got {compare!r}")
         now = self.clock.now_ms()
         start, end = series_range(self.db.levels, interval, start_ms, end_ms, now)
         width = interval_ms(interval, self.db.levels)
-        filters = self._filters(event, segment, None if key is None else [key])
+        earlier = start - (end - start)
         with self.db.read() as tx:
             self._check_event(tx, event)
-            planner = Planner(tx.levels, markers_between(tx, start, end), now)
-            found = points(tx, planner.cover(start, end, top_level=interval), filters, width)
+            planner = Planner(tx.levels, markers_between(tx, earlier if compare else start, end), now)
+            spans = planner.cover(start, end, top_level=interval)
+            before = planner.cover(earlier, start, top_level=interval) if compare else None
             known_from = users_since(tx)
+            lines = []
+            for one in keys:
+                filters = self._filters(event, segment, None if one is None else [one])
+                current = self._filled(points(tx, spans, filters, width), start, end, width, known_from)
+                previous = (self._filled(points(tx, before, filters, width), earlier, start, width, known_from)
+                            if before is not None else None)
+                lines.append(Line(one, current, previous))
+        return Series(interval, start, end, lines, compare)
+
+    @staticmethod
+    def _filled(found: list[Point], start: int, end: int, width: int, known_from: int) -> list[Point]:
         by_bucket = {point.bucket: point for point in found}
         filled = [by_bucket.get(t) or Point.empty(t) for t in range(start, end, width)]
         # Buckets from before users were counted have rows without sketches: their users are unknown.
-        filled = [p if p.bucket >= known_from else Point(p.bucket, {**p.measures, USERS.column: None})
-                  for p in filled]
-        return Series(interval, start, end, filled)
+        return [p if p.bucket >= known_from else Point(p.bucket, {**p.measures, USERS.column: None}) for p in filled]
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
             limit: int = 10, by: str = "count") -> Top:

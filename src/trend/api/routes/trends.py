@@ -27,12 +27,16 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/series", response_model=models.Series,
              summary="One point per bucket of the interval, zero-filled")
-    async def series(event: Event, key: Annotated[str | None, Query(max_length=256)] = None, segment: Segment = None,
-                     interval: Interval = "1m", start: Time = None, end: Time = None) -> dict[str, Any]:
+    async def series(event: Event, key: Annotated[list[str] | None, Query(max_length=256)] = None,
+                     segment: Segment = None, interval: Interval = "1m", start: Time = None, end: Time = None,
+                     compare: Annotated[Literal["previous"] | None, Query()] = None) -> dict[str, Any]:
+        """``key`` repeated (up to 5) compares keys; ``compare=previous`` adds the period before."""
+        keys = None if not key else (key[0] if len(key) == 1 else key)
         result = await run_in_threadpool(
-            trend.series, event, key=key, segment=segment, interval=interval,
-            start_ms=optional_time("start", start), end_ms=optional_time("end", end))
-        return series_shape(result, zone, key)
+            lambda: trend.series(event, key=keys, segment=segment, interval=interval,
+                                 start_ms=optional_time("start", start), end_ms=optional_time("end", end),
+                                 compare=compare))
+        return series_shape(result, zone)
 
     @api.get("/v1/top", response_model=models.Top,
              summary="Keys by count or users over a window ending at `at`, with rank change")
