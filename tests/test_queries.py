@@ -133,3 +133,18 @@ class TestDisplayZone:
         series = series_shape(trend.series("search", interval="1h", start_ms=T0 - HOUR_MS, end_ms=T0), seoul)
         assert series["points"][-1]["t"] == "2025-11-13T15:00:00+09:00"
         assert rising_shape(trend.rising("search", window="5m"), seoul)["end"] == "2025-11-13T15:52:00+09:00"
+
+
+class TestPartialBaseline:
+    def test_a_baseline_older_than_the_data_held_is_flagged(self, trend: Trend) -> None:
+        """docs/queries.md, rising: with 30 minutes of data, 12 windows of 15m reach 3h back; the answer
+        and every item say so. Once the data reaches back past the baseline, they do not."""
+        trend.ingest([{"event": "search", "key": f"k{n % 4}", "ts": (T0 - n * 20_000) / 1000} for n in range(90)])
+        young = trend.rising("search", window="15m", min_count=1)
+        assert young.items
+        assert young.baseline_partial
+        assert all(item.baseline_partial for item in young.items)
+        trend.ingest([{"event": "search", "key": "k0", "ts": (T0 - 4 * 3_600_000) / 1000}])
+        grown = trend.rising("search", window="15m", min_count=1)
+        assert not grown.baseline_partial
+        assert not any(item.baseline_partial for item in grown.items)

@@ -84,8 +84,10 @@ def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "window": rising.window, "at": isoformat(rising.at, zone), "start": isoformat(rising.start, zone),
         "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows, "by": rising.by,
+        "baseline_partial": rising.baseline_partial,
         "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "baseline": round(i.baseline, 6),
-                   "stddev": round(i.stddev, 6), "score": round(i.score, 6), "growth_pct": round(i.growth_pct, 3)}
+                   "stddev": round(i.stddev, 6), "score": round(i.score, 6), "growth_pct": round(i.growth_pct, 3),
+                   "baseline_partial": i.baseline_partial}
                   for i in rising.items],
     }
 

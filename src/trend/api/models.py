@@ -86,6 +86,7 @@ class RisingItem(BaseModel):
     stddev: float
     score: float
     growth_pct: float
+    baseline_partial: bool = Field(description="The baseline reaches back before the oldest data held")
 
 
 class Rising(BaseModel):
@@ -95,6 +96,7 @@ class Rising(BaseModel):
     end: Time
     baseline_windows: int
     by: Literal["count", "users"]
+    baseline_partial: bool
     items: list[RisingItem]
 
 

@@ -13,7 +13,7 @@ from trend.measures import MEASURES_BY_READ, Measure
 from trend.query.plan import Planner
 from trend.query.windows import Window, interval_ms, series_range, window_ms
 from trend.storage.engine import Database, Tx
-from trend.storage.events import known_dimensions
+from trend.storage.events import history_start, known_dimensions
 from trend.storage.markers import markers_between
 from trend.storage.migrations import users_since
 from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
@@ -89,6 +89,8 @@ class RisingItem:
     stddev: float  # σ: their population standard deviation
     score: float
     growth_pct: float
+    # The baseline windows reach back before the oldest data trend holds: μ is not a real history.
+    baseline_partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Rising:
     baseline_windows: int
     by: str
     items: list[RisingItem]
+    baseline_partial: bool = False  # see RisingItem
 
 
 def rising_score(count: int, baseline: Sequence[int]) -> tuple[float, float, float, float]:
@@ -221,10 +224,12 @@ class Queries:
             scored = self._scored(values, past, baseline)[:limit]
             shown = measures_by_key(tx, spans, replace(filters, keys=[item[0] for item in scored]), [COUNT, USERS])
             users_known = current.start >= users_since(tx)
+            oldest = history_start(tx)
+        partial = oldest is None or oldest > history[-1].start
         items = [RisingItem(rank, key, shown[key][COUNT.column], shown[key][USERS.column] if users_known else None,
-                            mean, spread, score, growth)
+                            mean, spread, score, growth, partial)
                  for rank, (key, _value, mean, spread, score, growth) in enumerate(scored, start=1)]
-        return Rising(window, at, current.start, current.end, baseline, by, items)
+        return Rising(window, at, current.start, current.end, baseline, by, items, partial)
 
     @staticmethod
     def _scored(values: dict[str, int], past: list[tuple[int, str, int]], baseline: int

@@ -11,7 +11,7 @@ from trend.model import EventRow
 from trend.storage.dialects import CHUNK, chunked
 from trend.storage.engine import Tx
 from trend.storage.markers import mark
-from trend.storage.schema import dimensions, fact_events
+from trend.storage.schema import dimensions, fact_events, level_table
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,14 @@ def newest_minute(tx: Tx) -> int | None:
     """The minute of the newest stored event (an index probe on either backend), None when empty."""
     found = tx.execute(select(func.max(fact_events.c.minute))).scalar()
     return None if found is None else int(found)
+
+
+def history_start(tx: Tx) -> int | None:
+    """The oldest time trend still holds anything for (raw events or any level's rows), None when empty:
+    one index probe per table."""
+    candidates = [tx.execute(select(func.min(fact_events.c.minute))).scalar()]
+    for level in tx.levels:
+        table = level_table(level)
+        candidates.append(tx.execute(select(func.min(table.c.bucket))).scalar())
+    found = [int(value) for value in candidates if value is not None]
+    return min(found) if found else None
