@@ -194,8 +194,9 @@ class TestReadmeCommands:
         readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
         block = readme.split("## Use it", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
         commands = [shlex.split(line.split("  #", 1)[0]) for line in block.strip().splitlines()]
-        Trend(database_url=env).ingest([{"event": "search", "key": "우산", "user_id": f"u{n}",
-                                         "ts": NOW - 60 * (1 + n % 90)} for n in range(300)])
+        with Trend(database_url=env) as trend:
+            trend.ingest([{"event": "search", "key": "우산", "user_id": f"u{n}", "ts": NOW - 60 * (1 + n % 90)}
+                          for n in range(300)])
         (tmp_path / "events.jsonl").write_text(_line("a") + "\n")
         monkeypatch.chdir(tmp_path)
         ran = []
