@@ -237,3 +237,24 @@ class TestInterfaces:
         removed = run.invoke(main, ["alerts", "remove", str(rule["id"])], catch_exceptions=False)
         assert removed.exit_code == 0
         assert receiver.bodies(rule["secret"])[0]["test"] is True
+
+
+class TestBadRules:
+    @pytest.mark.parametrize(("spec", "field"), [
+        ({"condition": "sometimes"}, "condition"),
+        ({"window": "7y"}, "window"),
+        ({"by": "clicks"}, "by"),
+        ({"cooldown": "99999999999999999999d"}, "cooldown"),
+        ({"min_count": 10**30}, "min_count"),
+        ({"event": "se\x00arch"}, "event"),
+        ({"secret": "short"}, "secret"),
+        ({"condition": "enters_top"}, "top"),
+        ({"condition": "threshold", "key": "k"}, "threshold"),
+    ])
+    def test_a_bad_rule_names_its_field_and_stores_nothing(self, make_trend: TrendFactory, receiver: Receiver,
+                                                           spec: dict[str, Any], field: str) -> None:
+        trend = make_trend(**ALLOW)
+        with pytest.raises(QueryError) as refused:
+            trend.add_alert(**{"event": "search", "condition": "rising", "url": receiver.url, **spec})
+        assert refused.value.parameter == field
+        assert trend.alert_rules() == []

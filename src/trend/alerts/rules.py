@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from trend.errors import QueryError
 
 CONDITIONS = ("rising", "enters_top", "threshold")
+MAX_COOLDOWN_MS = 365 * 86_400_000
 BYS = ("count", "users")
 DEFAULTS: dict[str, Any] = {"segment": None, "by": "count", "window": "15m", "key": None, "min_score": None,
                             "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None}
@@ -25,6 +26,12 @@ def checked_rule(spec: Mapping[str, Any], windows: Mapping[str, int], parse_dura
     if unknown:
         raise QueryError(sorted(unknown)[0], "unknown field")
     rule = {**DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
+    for field, value in rule.items():
+        if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold it
+            raise QueryError(field, "must not contain NUL characters")
+    for field, most in (("min_count", 10**12), ("threshold", 10**15)):
+        if isinstance(rule[field], int) and not 1 <= rule[field] <= most:
+            raise QueryError(field, f"expected a whole number from 1 to {most}")
     for field in ("event", "condition", "url"):
         if not isinstance(rule.get(field), str) or not rule[field]:
             raise QueryError(field, "required")
@@ -50,6 +57,8 @@ def checked_rule(spec: Mapping[str, Any], windows: Mapping[str, int], parse_dura
         rule["cooldown_ms"] = parse_duration(rule.pop("cooldown"))
     except ValueError as exc:
         raise QueryError("cooldown", str(exc)) from None
+    if not 0 < rule["cooldown_ms"] <= MAX_COOLDOWN_MS:
+        raise QueryError("cooldown", "expected a duration from 1s to 365d")
     # A secret is made when none is given; either way it is shown once, at creation.
     rule["secret"] = rule["secret"] or secrets.token_urlsafe(24)
     if len(rule["secret"]) < 16:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from trend.errors import (
     DatabaseUnavailableError,
@@ -39,8 +40,8 @@ class ErrorBody(BaseModel):
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the refusals a route can answer with."""
-    meaning = {401: "No key given", 403: "Wrong key", 404: "Not found", 413: "Body or batch too large",
-               415: "Not JSON", 422: "Invalid input", 503: "Database unavailable"}
+    meaning = {400: "Not valid JSON", 401: "No key given", 403: "Wrong key", 404: "Not found",
+               413: "Body or batch too large", 415: "Not JSON", 422: "Invalid input", 503: "Database unavailable"}
     return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 
@@ -132,8 +133,22 @@ class TrendRoute(APIRoute):
 def install_error_handlers(app: FastAPI) -> None:
     """For what happens outside trend's routes (an unknown path, a method not allowed)."""
 
-    async def handle(_: Request, exc: Exception) -> Response:
-        return error_response(exc)
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = error_response(exc)
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
+            # Starlette names the methods of the first route with the path; a path can have several.
+            response.headers["Allow"] = ", ".join(_methods_of(request))
+        return response
 
     for kind in HANDLERS:
         app.add_exception_handler(kind, handle)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route answers at this request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)

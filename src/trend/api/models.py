@@ -176,12 +176,12 @@ class AlertRuleIn(BaseModel):
     window: str = "15m"
     key: str | None = Field(None, max_length=256)
     min_score: float | None = None
-    min_count: int | None = Field(None, ge=1)
+    min_count: int | None = Field(None, ge=1, le=10**12)
     top: int | None = Field(None, ge=1, le=100)
-    threshold: int | None = Field(None, ge=1)
+    threshold: int | None = Field(None, ge=1, le=10**15)
     url: str = Field(min_length=1, max_length=2048, description="The webhook: http:// or https://")
     secret: str | None = Field(None, min_length=16, max_length=256, description="HMAC key; made when omitted")
-    cooldown: str = Field("1h", description="A duration such as 15m, 1h or 1d")
+    cooldown: str = Field("1h", max_length=32, description="A duration such as 15m, 1h or 1d, at most 365d")
 
 
 class AlertRule(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
@@ -12,12 +12,16 @@ from trend.api.deps import read_access, write_access
 from trend.api.errors import ApiError, TrendRoute, error_responses
 from trend.service import Trend
 
+# A database id: bounded, so a huge number is a 422, not an overflow in the driver.
+RuleId = Annotated[int, Path(ge=1, le=2**62)]
+
 
 def router(trend: Trend) -> APIRouter:
     api = APIRouter(route_class=TrendRoute, tags=["alerts"], responses=error_responses(401, 403, 503))
 
     @api.post("/v1/alerts", status_code=201, response_model=models.NewAlertRule, dependencies=[write_access(trend)],
-              responses=error_responses(422), summary="Add a rule; the answer is the only one that shows its secret")
+              responses=error_responses(400, 422),
+              summary="Add a rule; the answer is the only one that shows its secret")
     async def add(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
         added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))
         return models.rule_shape(added, trend.settings.zone)
@@ -30,13 +34,13 @@ def router(trend: Trend) -> APIRouter:
 
     @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],
                 responses=error_responses(404), summary="Remove a rule")
-    async def remove(rule_id: int) -> None:
+    async def remove(rule_id: RuleId) -> None:
         if not await run_in_threadpool(trend.remove_alert, rule_id):
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
 
     @api.post("/v1/alerts/{rule_id}/test", response_model=models.Delivery, dependencies=[write_access(trend)],
               responses=error_responses(404), summary="Send one delivery, marked as a test, now")
-    async def test(rule_id: int) -> dict[str, Any]:
+    async def test(rule_id: RuleId) -> dict[str, Any]:
         delivery = await run_in_threadpool(trend.test_alert, rule_id)
         if delivery is None:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
@@ -44,7 +48,7 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
-    async def deliveries(rule_id: int) -> dict[str, Any]:
+    async def deliveries(rule_id: RuleId) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_deliveries, rule_id)
         return {"deliveries": [models.delivery_shape(d, trend.settings.zone) for d in found]}
 
