@@ -5,6 +5,7 @@ Every difference between backends lives in :mod:`trend.storage.dialects`; this m
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -184,5 +185,9 @@ def _first_line(exc: DBAPIError) -> str:
 
 
 def _first_line_of(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # Citus says which node failed in the error's context, not in its first line: keep that part.
+    context = getattr(getattr(exc, "diag", None), "context", None) or ""
+    node = re.search(r"while executing command on (\S+)", context)
+    return f"{line} (on node {node.group(1)})" if node and node.group(1) not in line else line
 
