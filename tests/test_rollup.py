@@ -44,7 +44,8 @@ class TestClosedBuckets:
         clock.set(T0 + MINUTE_MS + 5_000)
         [r1m] = trend.rollup("1m")
         assert (r1m.outcome, r1m.buckets) == ("ran", 1)
-        assert table_rows(trend, L1M) == {(T0, "search", "", "k"): (1, 1.0, 1.0, 1.0, 0)}
+        # count, sum, min, max, events with a user, distinct users
+        assert table_rows(trend, L1M) == {(T0, "search", "", "k"): (1, 1.0, 1.0, 1.0, 0, 0)}
 
 
 class TestCatchUp:
@@ -87,7 +88,7 @@ class TestLateEvents:
         trend.rollup()
         assert_levels_equal(trend, reference.events, clock.now_ms())
         hour = late_ts - late_ts % HOUR_MS
-        assert table_rows(trend, L1H)[(hour, "search", "", "late-key")] == (1, 9.0, 9.0, 9.0, 0)
+        assert table_rows(trend, L1H)[(hour, "search", "", "late-key")] == (1, 9.0, 9.0, 9.0, 0, 0)
 
     def test_reruns_and_backfills_never_double_count(self, trend: Trend, clock: FakeClock) -> None:
         reference = Reference()

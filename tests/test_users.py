@@ -182,6 +182,7 @@ class TestUpgrade:
         with old.db.write() as tx:  # what a schema-2 database looks like, with raw events of its first hour gone
             for table in ("agg_1m", "agg_5m", "agg_1h"):
                 tx.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN users_sketch")
+                tx.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN user_events")
             tx.exec_driver_sql("DELETE FROM trend_schema WHERE name IN ('users_since', 'key_normalization')")
             tx.exec_driver_sql("UPDATE trend_schema SET value = '2' WHERE name = 'version'")
             tx.exec_driver_sql(f"DELETE FROM fact_events WHERE minute < {hour + HOUR_MS}")

@@ -17,7 +17,7 @@ from typing import Any
 class Fold(Enum):
     """How a set of values becomes one. Storage turns each into SQL; ``fold_raw`` runs the raw ones in Python."""
 
-    COUNT = "count"  # how many inputs there are
+    COUNT = "count"  # how many inputs there are (rows, or a column's non-NULL values)
     SUM = "sum"
     MIN = "min"
     MAX = "max"
@@ -32,7 +32,7 @@ def _distinct(values: Sequence[Any]) -> frozenset[Any] | None:
 
 
 _PYTHON: dict[Fold, Callable[[Sequence[Any]], Any]] = {
-    Fold.COUNT: len,
+    Fold.COUNT: lambda values: sum(1 for value in values if value is not None),
     Fold.SUM: sum,
     Fold.MIN: lambda values: min(values, default=None),
     Fold.MAX: lambda values: max(values, default=None),
@@ -52,6 +52,8 @@ class Measure:
     # A measure whose value over the same rows is never smaller: a ranking by this one can stop
     # early, because a key can never reach more than that measure allows (distinct users ≤ events).
     bounded_by: str | None = None
+    # False for bookkeeping measures that reads use but never show (series points, the API).
+    shown: bool = True
 
     def fold_raw(self, events: Sequence[Mapping[str, Any]]) -> Any:
         """The value over raw events given as mappings of fact_events columns."""
@@ -82,8 +84,12 @@ MEASURES: tuple[Measure, ...] = (
     Measure("value_sum", "real", Fold.SUM, "value", Fold.SUM, "sum", 0.0),
     Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None),
     Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None),
+    # Events that carry a user: never fewer than their distinct users, and additive, so ranking by
+    # users can rule a key out from this cheap sum instead of merging its sketches. Rows from before
+    # schema 4 hold their count here, which bounds users too.
+    Measure("user_events", "integer", Fold.COUNT, "user_id", Fold.SUM, "user_events", 0, shown=False),
     # Distinct users, mergeable across levels and windows (DESIGN section 3).
-    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0, bounded_by="count"),
+    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0, bounded_by="user_events"),
 )
 MEASURES_BY_READ: dict[str, Measure] = {m.read_as: m for m in MEASURES}
 MEASURES_BY_COLUMN: dict[str, Measure] = {m.column: m for m in MEASURES}

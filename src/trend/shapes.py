@@ -52,7 +52,8 @@ def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str
 
 
 def _points_shape(found: Sequence[Point], zone: ZoneInfo) -> list[dict[str, Any]]:
-    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES}} for p in found]
+    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES if m.shown}}
+            for p in found]
 
 
 def series_shape(series: Series, zone: ZoneInfo) -> dict[str, Any]:

@@ -101,9 +101,9 @@ class Dialect:
         return column
 
     def aggregate(self, fold: Fold, column: ColumnElement[Any] | None) -> ColumnElement[Any]:
-        """The SQL aggregate for a measure's fold over ``column`` (None for COUNT(*))."""
+        """The SQL aggregate for a measure's fold over ``column`` (COUNT: None counts rows)."""
         if fold is Fold.COUNT:
-            return func.count()
+            return func.count() if column is None else func.count(column)
         assert column is not None  # every fold but COUNT reads a column
         if fold is Fold.SUM:
             return func.sum(column)

@@ -33,6 +33,14 @@ def _add_heartbeat(tx: Tx) -> None:
     tx.exec_driver_sql("CREATE INDEX IF NOT EXISTS job_runs_running ON job_runs (job) WHERE outcome = 'running'")
 
 
+def _mark_minutes_with_raw_events(tx: Tx) -> None:
+    """Mark every minute that still has raw events, so the runs recompute it (and its parents)."""
+    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join.
+    tx.exec_driver_sql(
+        f"INSERT INTO rollup_dirty (level, bucket, version) SELECT DISTINCT '{tx.levels.finest.name}', minute, 1 "
+        "FROM fact_events WHERE true ON CONFLICT (level, bucket) DO UPDATE SET version = rollup_dirty.version + 1")
+
+
 def _add_users(tx: Tx) -> None:
     """Give every rollup row a users sketch. Buckets whose raw events are still kept are marked dirty,
     so the runs recompute them with sketches; older ones keep no sketch and read as ``users: null``."""
@@ -43,10 +51,7 @@ def _add_users(tx: Tx) -> None:
     for level in tx.levels:
         if tx.conn.dialect.has_table(tx.conn, level.table):
             tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN users_sketch {sketch}")
-    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join.
-    tx.exec_driver_sql(
-        f"INSERT INTO rollup_dirty (level, bucket, version) SELECT DISTINCT '{tx.levels.finest.name}', minute, 1 "
-        "FROM fact_events WHERE true ON CONFLICT (level, bucket) DO UPDATE SET version = rollup_dirty.version + 1")
+    _mark_minutes_with_raw_events(tx)
     oldest_raw = tx.execute(select(func.min(fact_events.c.minute))).scalar()
     if oldest_raw is None:
         finest = level_table(tx.levels.finest)
@@ -55,8 +60,19 @@ def _add_users(tx: Tx) -> None:
     _put(tx, USERS_SINCE, str(int(oldest_raw)))
 
 
+def _add_user_events(tx: Tx) -> None:
+    """Every rollup row gets ``user_events``. Until a bucket is recomputed it holds the row's count:
+    not the exact figure, but never below the row's distinct users, which is all a ranking needs of
+    it; buckets whose raw events are kept are marked, so the runs make them exact."""
+    for level in tx.levels:
+        if tx.conn.dialect.has_table(tx.conn, level.table):
+            tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN user_events BIGINT NOT NULL DEFAULT 0")
+            tx.exec_driver_sql(f"UPDATE {level.table} SET user_events = count")
+    _mark_minutes_with_raw_events(tx)
+
+
 # version N → the step that turns a version N-1 database into version N.
-MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users}
+MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events}
 
 
 def _get(tx: Tx, name: str) -> str | None:

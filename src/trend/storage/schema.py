@@ -12,7 +12,8 @@ from trend.model import Hierarchy, Level
 
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
-SCHEMA_VERSION = 3
+# 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
