@@ -7,6 +7,7 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -162,6 +163,32 @@ def _local_only(route: Route) -> None:
         route.continue_()
     else:
         route.abort()
+
+
+class TestChartAxis:
+    def test_the_time_axis_uses_24_hours_like_the_tables(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?interval=1m")
+        expect(page.locator("#chart")).to_have_attribute("data-x-labels", re.compile(r"\d"))
+        labels = (page.locator("#chart").get_attribute("data-x-labels") or "").split("|")
+        assert labels
+        assert all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", label) for label in labels), labels
+        page.close()
+
+
+class TestPartialBaseline:
+    def test_a_baseline_longer_than_the_history_is_said_and_no_growth_is_shown(
+            self, browser: Browser, served: Served) -> None:
+        """The seeded history is 90 minutes; rising's 12 windows of 15m reach 3 hours back."""
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(served.url)
+        expect(page.locator("#rising tbody button.key").first).to_be_visible()
+        expect(page.locator("#rising-note")).to_be_visible()
+        expect(page.locator("#rising-note")).to_contain_text("Less history than the 12 windows")
+        growth = page.locator("#rising tbody tr td:nth-child(4)").all_text_contents()
+        assert growth
+        assert set(growth) == {"–"}
+        page.close()
 
 
 class TestApiDocsOffline:

@@ -48,6 +48,15 @@
     return new Intl.DateTimeFormat("en-GB", options).format(new Date(iso));
   }
 
+  function axisLabels(splits, step, container) {
+    const options = { timeZone: state.tz, hourCycle: "h23" };
+    Object.assign(options, step >= 86400 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
+    const format = new Intl.DateTimeFormat("en-GB", options);
+    const labels = splits.map((ts) => format.format(new Date(ts * 1000)));
+    container.dataset.xLabels = labels.join("|");  // the canvas keeps no text; tests and tools read this
+    return labels;
+  }
+
   function cell(text, className) {
     const td = document.createElement("td");
     if (className) td.className = className;
@@ -127,12 +136,21 @@
     const rows = rising.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
-      const growth = `${item.growth_pct >= 0 ? "+" : ""}${Math.round(item.growth_pct)}%`;
-      tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"),
-        cell(growth, "num"));
+      // A baseline older than the data held is made of zeros that are not history: a growth
+      // against it (+1836400%) says nothing, so it is not shown (docs/queries.md, rising).
+      const growth = item.baseline_partial ? "–"
+        : `${item.growth_pct >= 0 ? "+" : ""}${Math.round(item.growth_pct)}%`;
+      const growthCell = cell(growth, "num");
+      if (item.baseline_partial) growthCell.title = "Not enough history for a baseline yet";
+      tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"), growthCell);
       return tr;
     });
     replaceRows($("rising"), rows, JSON.stringify([rising.items, state.key]), "Nothing rising right now", 4);
+    const note = $("rising-note");
+    note.hidden = !rising.baseline_partial;
+    note.textContent = rising.baseline_partial
+      ? `Less history than the ${rising.baseline_windows} windows of the baseline: scores compare with what there is, growth is not shown.`
+      : "";
   }
 
   function renderJobs(jobs) {
@@ -178,7 +196,8 @@
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), state.tz),
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
       series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLORS[i % COLORS.length], width: 2 }))],
-      axes: [{}, { label: "count" }],
+      // uPlot's own time labels use a 12-hour clock; the tables use 24 hours, so the axis does too.
+      axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container) }, { label: "count" }],
     }, data, container);
   }
 
