@@ -176,6 +176,22 @@ class TestChartAxis:
         page.close()
 
 
+class TestLabels:
+    def test_a_day_long_window_dates_both_ends_and_the_legend_names_the_lines(
+            self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?window=24h&tz=UTC")
+        expect(page.locator("#top tbody button.key").first).to_be_visible()
+        label = page.locator("#top-range").text_content() or ""
+        start, end = label.split(" – ")
+        assert re.search(r"\d{1,2} [A-Z][a-z]{2}", start), label  # "26 Nov, 15:38:00"
+        assert re.search(r"\d{1,2} [A-Z][a-z]{2}", end), label
+        legend = page.locator("#chart .u-legend").text_content() or ""
+        assert "--" not in legend, legend
+        assert "alpha" in legend  # the lines are named from the start
+        page.close()
+
+
 class TestPartialBaseline:
     def test_a_baseline_longer_than_the_history_is_said_and_no_growth_is_shown(
             self, browser: Browser, served: Served) -> None:

@@ -57,6 +57,13 @@
     return labels;
   }
 
+  // A window that spans days names the date at both ends; "19:38:00 – 19:38:00" alone says nothing.
+  function formatRange(start, end) {
+    const day = new Intl.DateTimeFormat("en-GB", { timeZone: state.tz, dateStyle: "medium" });
+    const sameDay = day.format(new Date(start)) === day.format(new Date(end));
+    return `${formatTime(start, true)} – ${formatTime(end, !sameDay)}`;
+  }
+
   function cell(text, className) {
     const td = document.createElement("td");
     if (className) td.className = className;
@@ -118,7 +125,7 @@
   }
 
   function renderTop(top) {
-    $("top-range").textContent = `${formatTime(top.start, true)} – ${formatTime(top.end)}`;
+    $("top-range").textContent = formatRange(top.start, top.end);
     const rows = top.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
@@ -132,7 +139,7 @@
   }
 
   function renderRising(rising) {
-    $("rising-range").textContent = `${formatTime(rising.start, true)} – ${formatTime(rising.end)}`;
+    $("rising-range").textContent = formatRange(rising.start, rising.end);
     const rows = rising.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
@@ -196,6 +203,8 @@
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), state.tz),
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
       series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLORS[i % COLORS.length], width: 2 }))],
+      // Without the cursor's values the legend names the lines at once, instead of "--" until a hover.
+      legend: { live: false },
       // uPlot's own time labels use a 12-hour clock; the tables use 24 hours, so the axis does too.
       axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container) }, { label: "count" }],
     }, data, container);
