@@ -22,27 +22,38 @@ def environment(database_url: str, **extra: str) -> dict[str, str]:
     return {**env, "TREND_DATABASE_URL": database_url, "TREND_LOG_LEVEL": "WARNING", **extra}
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(url: str, seconds: float) -> bool:
+    """Whether ``url`` answers 200 within ``seconds`` (a server starting up)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.05)
+    return False
+
+
 class Served:
     """``trend serve`` in a subprocess; ``url`` once it answers /healthz."""
 
     def __init__(self, database_url: str, *args: str, **env: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trend", "serve", "--port", str(self.port), *args],
             env=environment(database_url, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stdout = ""
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("trend serve did not start")
+        if not answers(f"{self.url}/healthz", 30):
+            self.kill()
+            raise RuntimeError("trend serve did not start")
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
 
-from tests.servers import Served, environment
+from tests.servers import Served, answers, environment, free_port
 from trend.service import Trend
 
 pytestmark = pytest.mark.slow
@@ -88,6 +87,7 @@ class TestDashboard:
         assert rows.nth(0).locator(".badge").count() == 0
         assert dialogs == []  # the <script> key is text, not markup
         expect(page.locator("#top-range")).to_contain_text(":")
+        expect(page.locator("#chart canvas")).to_have_count(1)
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
 
@@ -122,6 +122,7 @@ class TestDashboard:
         page.goto(f"{served.url}/")
         expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        expect(page.locator("#chart canvas")).to_have_count(1)  # the screenshot shows the chart drawn
         page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
         print(f"screenshots saved in {SHOTS}")
         page.close()
@@ -218,20 +219,12 @@ class TestApiDocsOffline:
         expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)
         paths = page.locator(".swagger-ui .opblock-summary-path").all_text_contents()
         assert "/v1/events" in "".join(paths)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         app = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--port", str(port)],
                                env=environment(f"sqlite:///{tmp_path / 'shop.db'}"), cwd=Path(__file__).parents[1],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/trend/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            assert answers(f"http://127.0.0.1:{port}/trend/healthz", 30)
             page.goto(f"http://127.0.0.1:{port}/trend/")
             page.get_by_role("link", name="API docs").click()
             expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)

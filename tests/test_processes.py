@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import Served, environment
+from tests.servers import Served, answers, environment, free_port
 from trend.clock import FakeClock
 from trend.model import MINUTE_MS
 from trend.service import Trend
@@ -117,9 +117,7 @@ class TestMetricsAcrossWorkerProcesses:
         accepted-events counter is the total over all of them, and it never goes back."""
         metrics_dir = tmp_path / "metrics"
         metrics_dir.mkdir()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         env = environment(f"sqlite:///{tmp_path / 't.db'}", TREND_WORKER_ENABLED="false",
                           PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
         server = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "trend.api.app:create_app",
@@ -127,13 +125,7 @@ class TestMetricsAcrossWorkerProcesses:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+            assert answers(f"{url}/healthz", 60)
             sent, seen = 0, []
             for batch in range(30):
                 with httpx.Client() as client:  # a new connection each time: spread over the workers

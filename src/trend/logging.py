@@ -23,17 +23,17 @@ from zoneinfo import ZoneInfo
 LOGGER_NAME = "trend"
 _HANDLER_NAME = "trend-default"
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
-_display = {"zone": ZoneInfo("UTC"), "owned": False}
+@dataclass
+class _Display:
+    zone: ZoneInfo  # TREND_TIMEZONE: every time in a line
+    owned: bool  # trend's own command runs this process, so its handler prints every line
 
 
-def _zone() -> ZoneInfo:
-    zone = _display["zone"]
-    assert isinstance(zone, ZoneInfo)
-    return zone
+_display = _Display(ZoneInfo("UTC"), owned=False)
 
 
 def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=_zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return datetime.fromtimestamp(seconds, tz=_display.zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (ISO 8601 with its offset), zone, level, logger, process, message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": datetime.fromtimestamp(record.created, tz=_zone()).isoformat(timespec="milliseconds"),
-                "zone": str(_zone()), "level": record.levelname, "logger": record.name, "process": PROCESS,
+        line = {"time": datetime.fromtimestamp(record.created, tz=_display.zone).isoformat(timespec="milliseconds"),
+                "zone": str(_display.zone), "level": record.levelname, "logger": record.name, "process": PROCESS,
                 "message": record.getMessage()}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -70,18 +70,18 @@ class JsonFormatter(logging.Formatter):
 
 def _unless_the_app_logs(_record: logging.LogRecord) -> bool:
     # Embedded: once the app has handlers of its own, the lines reach them by propagation instead.
-    return bool(_display["owned"]) or not logging.getLogger().handlers
+    return _display.owned or not logging.getLogger().handlers
 
 
 def own_process_logging() -> None:
     """For trend's own commands: trend's handler prints every line, whatever else is configured."""
-    _display["owned"] = True
+    _display.owned = True
     logging.getLogger(LOGGER_NAME).propagate = False
 
 
 def configure_logging(prefix: str, zone: ZoneInfo, level: str, form: str = "seed") -> logging.Logger:
     """Install trend's handler on the ``trend`` logger once; calling again updates it."""
-    _display["zone"] = zone
+    _display.zone = zone
     logger = logging.getLogger(LOGGER_NAME)
     handler = next((h for h in logger.handlers if h.get_name() == _HANDLER_NAME), None)
     if handler is None:

@@ -110,3 +110,15 @@ def jobs_shape(jobs: Sequence[JobInfo], statuses: Sequence[LevelStatus], runs: M
             "lag_seconds": status.lag_ms / 1000 if status else None,
         })
     return {"jobs": result}
+
+
+def delivery_shape(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {"id": row["id"], "rule_id": row["rule_id"], "key": row["key"], "test": bool(row["test"]),
+            "created": isoformat(row["created_at"], zone), "status": row["status"], "attempts": row["attempts"],
+            "next_attempt": isoformat(row["next_attempt_at"], zone) if row["status"] == "pending" else None,
+            "last_status": row["last_status"], "last_error": row["last_error"],
+            "delivered": _time(row["delivered_at"], zone)}
+
+
+def rule_shape(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    return {**{k: v for k, v in rule.items() if k != "created_at"}, "created": isoformat(rule["created_at"], zone)}

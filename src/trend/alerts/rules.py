@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from trend.config import parse_duration
 from trend.errors import QueryError
+from trend.query.windows import WINDOWS
 
 CONDITIONS = ("rising", "enters_top", "threshold")
 MAX_COOLDOWN_MS = 365 * 86_400_000
@@ -16,7 +18,7 @@ DEFAULTS: dict[str, Any] = {"segment": None, "by": "count", "window": "15m", "ke
                             "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None}
 
 
-def checked_rule(spec: Mapping[str, Any], windows: Mapping[str, int], parse_duration: Any) -> dict[str, Any]:
+def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The stored fields of a rule from what a person gave, or a QueryError naming the field.
 
     ``rising`` fires for keys whose z-score reaches ``min_score`` (default 3) with at least
@@ -39,8 +41,8 @@ def checked_rule(spec: Mapping[str, Any], windows: Mapping[str, int], parse_dura
         raise QueryError("condition", f"expected one of {', '.join(CONDITIONS)}; got {rule['condition']!r}")
     if rule["by"] not in BYS:
         raise QueryError("by", f"expected count or users; got {rule['by']!r}")
-    if rule["window"] not in windows:
-        raise QueryError("window", f"expected one of {', '.join(windows)}; got {rule['window']!r}")
+    if rule["window"] not in WINDOWS:
+        raise QueryError("window", f"expected one of {', '.join(WINDOWS)}; got {rule['window']!r}")
     parts = urlsplit(rule["url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise QueryError("url", "expected an http:// or https:// URL with a host")

@@ -22,12 +22,11 @@ from zoneinfo import ZoneInfo
 from trend.alerts import webhook
 from trend.alerts.rules import backoff_ms, checked_rule, public
 from trend.clock import Clock
-from trend.config import parse_duration
 from trend.errors import QueryError
 from trend.logging import get_logger
 from trend.model import ALERTS_JOB, MINUTE_MS, isoformat
 from trend.query.trends import Queries
-from trend.query.windows import WINDOWS, Window, window_ms
+from trend.query.windows import Window, window_ms
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage import alerts as store
 from trend.storage.engine import Database
@@ -141,7 +140,7 @@ class Alerts:
     # -- rules --
 
     def add(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        rule = checked_rule(spec, WINDOWS, parse_duration)
+        rule = checked_rule(spec)
         try:
             webhook.check_address(rule["url"], self.policy.allow)
         except webhook.RefusedAddressError as exc:

@@ -7,12 +7,9 @@ describe them, and FastAPI checks every answer against them. The request body's 
 
 from __future__ import annotations
 
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from trend.model import isoformat
 
 Time = str  # ISO 8601 with the offset of TREND_TIMEZONE
 
@@ -226,15 +223,3 @@ class Delivery(BaseModel):
 
 class Deliveries(BaseModel):
     deliveries: list[Delivery]
-
-
-def delivery_shape(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
-    return {"id": row["id"], "rule_id": row["rule_id"], "key": row["key"], "test": bool(row["test"]),
-            "created": isoformat(row["created_at"], zone), "status": row["status"], "attempts": row["attempts"],
-            "next_attempt": isoformat(row["next_attempt_at"], zone) if row["status"] == "pending" else None,
-            "last_status": row["last_status"], "last_error": row["last_error"],
-            "delivered": isoformat(row["delivered_at"], zone) if row["delivered_at"] else None}
-
-
-def rule_shape(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
-    return {**{k: v for k, v in rule.items() if k != "created_at"}, "created": isoformat(rule["created_at"], zone)}

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from trend.storage.engine import Tx
 from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
@@ -107,5 +107,5 @@ def deliveries(tx: Tx, rule_id: int | None = None, limit: int = 100,
         conditions.append(d.rule_id == rule_id)
     if delivery_id is not None:
         conditions.append(d.id == delivery_id)
-    query = select(alert_deliveries).where(and_(*conditions) if conditions else d.id.isnot(None))
+    query = select(alert_deliveries).where(*conditions)
     return [dict(row._mapping) for row in tx.execute(query.order_by(d.created_at.desc(), d.id).limit(limit))]

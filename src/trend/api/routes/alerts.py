@@ -11,6 +11,7 @@ from trend.api import models
 from trend.api.deps import read_access, write_access
 from trend.api.errors import ApiError, TrendRoute, error_responses
 from trend.service import Trend
+from trend.shapes import delivery_shape, rule_shape
 
 # A database id: bounded, so a huge number is a 422, not an overflow in the driver.
 RuleId = Annotated[int, Path(ge=1, le=2**62)]
@@ -24,13 +25,13 @@ def router(trend: Trend) -> APIRouter:
               summary="Add a rule; the answer is the only one that shows its secret")
     async def add(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
         added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))
-        return models.rule_shape(added, trend.settings.zone)
+        return rule_shape(added, trend.settings.zone)
 
     @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
              summary="Every rule, without its secret")
     async def rules() -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_rules)
-        return {"rules": [models.rule_shape(rule, trend.settings.zone) for rule in found]}
+        return {"rules": [rule_shape(rule, trend.settings.zone) for rule in found]}
 
     @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],
                 responses=error_responses(404), summary="Remove a rule")
@@ -44,12 +45,12 @@ def router(trend: Trend) -> APIRouter:
         delivery = await run_in_threadpool(trend.test_alert, rule_id)
         if delivery is None:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
-        return models.delivery_shape(delivery, trend.settings.zone)
+        return delivery_shape(delivery, trend.settings.zone)
 
     @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
     async def deliveries(rule_id: RuleId) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_deliveries, rule_id)
-        return {"deliveries": [models.delivery_shape(d, trend.settings.zone) for d in found]}
+        return {"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]}
 
     return api
