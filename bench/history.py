@@ -1,5 +1,7 @@
-"""Fill a scratch database with synthetic history quickly, in SQL: Zipf-like keys, three event
-types, three segments, 70% of events from one of 200,000 users, spread evenly over a number of days.
+"""Fill a scratch database with synthetic history quickly, in SQL: a long tail of 20,000 Zipf keys
+(rank ``k`` drawn log-uniformly, so ``P(k) ∝ 1/k``: the top key has 7 % of events, the top 10 a
+quarter, and nearly every key appears), three event types, three segments, 70% of events from one
+of 200,000 users, spread evenly over a number of days.
 
 The time column is deterministic on purpose: SQLite may flatten the subquery and evaluate a
 ``random()`` once per reference, which would give ``ts`` and ``minute`` different values.
@@ -21,7 +23,7 @@ SELECT t, e, s, k, v, t, t - t % 60000, u FROM (
          CASE WHEN abs(random()) % 10 < 7 THEN 'search' WHEN abs(random()) % 3 < 2 THEN 'view'
               ELSE 'purchase' END AS e,
          CASE abs(random()) % 3 WHEN 0 THEN '' WHEN 1 THEN 'kr' ELSE 'us' END AS s,
-         'k' || (5000 / (1 + abs(random()) % 5000)) AS k,
+         'k' || CAST(exp((abs(random()) % 1000000) / 1000000.0 * ln(20001)) AS INTEGER) AS k,
          1.0 + abs(random()) % 5 AS v,
          CASE WHEN abs(random()) % 10 < 7 THEN 'user-' || (abs(random()) % 200000) END AS u
   FROM n)
@@ -32,7 +34,7 @@ SELECT t, e, s, k, v, t, t - t % 60000, u FROM (
   SELECT :start + i * :step + (i * 7919) % :step AS t,
          CASE WHEN random() < 0.7 THEN 'search' WHEN random() < 0.67 THEN 'view' ELSE 'purchase' END AS e,
          (ARRAY['', 'kr', 'us'])[1 + floor(random() * 3)::int] AS s,
-         'k' || floor(5000 / (1 + floor(random() * 5000)))::bigint AS k,
+         'k' || floor(exp(random() * ln(20001)))::bigint AS k,
          1.0 + floor(random() * 5) AS v,
          CASE WHEN random() < 0.7 THEN 'user-' || floor(random() * 200000)::bigint END AS u
   FROM generate_series(0::bigint, :last) AS i) AS g
