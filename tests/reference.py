@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select, text
@@ -178,12 +180,15 @@ def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | N
     current = ref_counts(events, event, segment, start, end, by)
     history = [ref_counts(events, event, segment, start - n * width, end - n * width, by)
                for n in range(1, baseline + 1)]
-    scored = []
+    scored: list[tuple[str, int, Fraction]] = []
     for key, count in current.items():
         if count < min_count:
             continue
         past = [h.get(key, 0) for h in history]
-        mean = sum(past) / len(past)
-        spread = (sum((p - mean) ** 2 for p in past) / len(past)) ** 0.5
-        scored.append((key, count, (count - mean) / max(spread, mean ** 0.5, 1.0)))
-    return sorted(scored, key=lambda item: (-item[2], -item[1], item[0]))
+        # Exact rationals: the order of equal scores is the documented tie-break, not float noise.
+        mean = Fraction(sum(past), len(past))
+        variance = sum(((p - mean) ** 2 for p in past), Fraction(0)) / len(past)
+        signed_square = (count - mean) * abs(count - mean) / max(variance, mean, Fraction(1))
+        scored.append((key, count, signed_square))
+    ordered = sorted(scored, key=lambda item: (-item[2], -item[1], item[0]))
+    return [(key, count, math.copysign(math.sqrt(abs(square)), square)) for key, count, square in ordered]

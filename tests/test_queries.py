@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from tests.conftest import T0, TrendFactory
+from tests.reference import ref_rising, ref_top
 from trend.clock import FakeClock
 from trend.errors import QueryError
 from trend.model import HOUR_MS, MINUTE_MS
@@ -90,6 +92,48 @@ class TestRising:
         assert burst.score == pytest.approx(11.0)
         assert burst.growth_pct == pytest.approx(550.0)
         assert math.isclose(rising.items[1].score, 1 / math.sqrt(10))  # σ = 0, so √μ is the scale
+
+    def test_equal_scores_tie_exactly_and_go_to_the_higher_count(self, trend: Trend) -> None:
+        """docs/queries.md, rising: 20 against a baseline (0, 0, 5) and 12 against (0, 0, 3) both score
+        exactly √60.5. In floating point the second came out 4e-16 higher and ranked first."""
+        _events(trend, {"b": 5, "a": 3}, T0 - 15 * MINUTE_MS)
+        _events(trend, {"b": 20, "a": 12}, T0)
+        rising = trend.rising("search", window="15m", baseline=3, min_count=1)
+        assert [(i.key, i.count) for i in rising.items] == [("b", 20), ("a", 12)]
+        assert rising.items[0].score == rising.items[1].score == math.sqrt(60.5)
+
+
+class TestManyKeys:
+    """No read depends on how many keys exist: 50,000 candidates once made SQLite refuse the statement
+    ("too many SQL variables") and PostgreSQL too (more than 65,535 parameters)."""
+
+    KEYS = 50_000
+
+    @pytest.fixture
+    def events(self, trend: Trend) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = [
+            {"event": "search", "key": f"k{n}", "segment": "", "ts": T0 - (n % 3) * 15 * MINUTE_MS,
+             "user_id": f"u{n % 7}"} for n in range(self.KEYS)]
+        # A few keys with a real history: 48 windows of 15m reach 12 hours back.
+        events += [{"event": "search", "key": f"k{n}", "segment": "", "ts": T0 - w * 15 * MINUTE_MS,
+                    "user_id": f"u{w}"} for n in range(20) for w in range(0, 48, n + 1)]
+        for start in range(0, len(events), 10_000):
+            trend.ingest([{**e, "ts": e["ts"] / 1000} for e in events[start:start + 10_000]])
+        return events
+
+    def test_top_by_count_and_by_users(self, trend: Trend, events: list[dict[str, Any]]) -> None:
+        start, end = T0 + MINUTE_MS - 24 * HOUR_MS, T0 + MINUTE_MS
+        by_count = trend.top("search", window="24h", limit=20)
+        assert [(i.key, i.count) for i in by_count.items] == ref_top(events, "search", None, start, end, 20)
+        by_users = trend.top("search", window="24h", limit=20, by="users")
+        assert [(i.key, i.users) for i in by_users.items] == ref_top(events, "search", None, start, end, 20, "users")
+
+    def test_rising_with_every_key_a_candidate(self, trend: Trend, events: list[dict[str, Any]]) -> None:
+        rising = trend.rising("search", window="15m", baseline=48, min_count=1, limit=30)
+        expected = ref_rising(events, "search", None, T0 + MINUTE_MS - 15 * MINUTE_MS, T0 + MINUTE_MS, 48, 1)
+        assert len([e for e in events if e["ts"] >= T0 - 14 * MINUTE_MS]) > 16_000  # the candidates
+        assert [(i.key, i.count) for i in rising.items] == [(key, count) for key, count, _ in expected[:30]]
+        assert [i.score for i in rising.items] == pytest.approx([score for _, _, score in expected[:30]])
 
 
 class TestSeries:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 from trend.clock import Clock
 from trend.errors import QueryError
@@ -106,12 +106,29 @@ class Rising:
 
 
 def rising_score(count: int, baseline: Sequence[int]) -> tuple[float, float, float, float]:
-    """(μ, σ, z, growth %): ``z = (c - μ) / max(σ, √μ, 1)``, ``growth = 100 ((c+1)/(μ+1) - 1)``."""
-    mean = statistics.fmean(baseline) if baseline else 0.0
-    spread = statistics.pstdev(baseline) if len(baseline) > 1 else 0.0
-    score = (count - mean) / max(spread, math.sqrt(mean), 1.0)
-    growth = 100 * ((count + 1) / (mean + 1) - 1)
-    return mean, spread, score, growth
+    """(μ, σ, z, growth %): ``z = (c - μ) / max(σ, √μ, 1)``, ``growth = 100 ((c+1)/(μ+1) - 1)``.
+
+    Computed from whole numbers and rounded once each, so scores that are equal are equal floats."""
+    n, total, squares = len(baseline), sum(baseline), sum(value * value for value in baseline)
+    if n == 0:
+        return 0.0, 0.0, float(count), 100.0 * count
+    deviation, scale = _score_terms(count, n, total, squares)
+    score = math.copysign(math.sqrt(deviation * deviation / scale), deviation)
+    spread = math.sqrt((n * squares - total * total) / (n * n))
+    return total / n, spread, score, 100 * (n * count - total) / (total + n)
+
+
+def _score_terms(count: int, n: int, total: int, squares: int) -> tuple[int, int]:
+    """z = d / √s exactly, with d = n·(c - μ) and s = n²·max(σ², μ, 1): both whole numbers."""
+    return n * count - total, max(n * squares - total * total, n * total, n * n)
+
+
+def score_order(count: int, baseline: Sequence[int]) -> Fraction:
+    """A value that orders like z and is exact: sign(z)·z², so equal scores tie exactly."""
+    if not baseline:
+        return Fraction(count * count)
+    deviation, scale = _score_terms(count, len(baseline), sum(baseline), sum(v * v for v in baseline))
+    return Fraction(deviation * abs(deviation), scale)
 
 
 def _ranking(by: str) -> Measure:
@@ -239,7 +256,8 @@ class Queries:
         for index, key, value in past:
             windows[key][index] = value
         scored = [(key, value, *rising_score(value, windows[key])) for key, value in values.items()]
-        scored.sort(key=lambda item: (-item[4], -item[1], item[0]))
+        exact = {key: score_order(value, windows[key]) for key, value in values.items()}
+        scored.sort(key=lambda item: (-exact[item[0]], -item[1], item[0]))
         return scored
 
     def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:

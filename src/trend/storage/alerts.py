@@ -55,7 +55,8 @@ def cooling(tx: Tx, rule_id: int, keys: Iterable[str], since: int) -> set[str]:
     if not wanted:
         return set()
     found = tx.execute(select(alert_fired.c.key).where(
-        alert_fired.c.rule_id == rule_id, alert_fired.c.key.in_(wanted), alert_fired.c.fired_at >= since))
+        alert_fired.c.rule_id == rule_id, tx.dialect.one_of(alert_fired.c.key, wanted),
+        alert_fired.c.fired_at >= since))
     return {key for (key,) in found}
 
 

@@ -11,11 +11,26 @@ SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, cast
 
 import psycopg
-from sqlalchemy import ColumnElement, Connection, Engine, Select, case, create_engine, event, func, null
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    case,
+    create_engine,
+    event,
+    func,
+    null,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
@@ -100,6 +115,15 @@ class Dialect:
         """Order text by code point, as Python does."""
         return column
 
+    def one_of(self, column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+        """``column IN values`` bound as one parameter, so a read never depends on how many keys exist
+        (SQLite allows 32,766 parameters per statement, PostgreSQL 65,535)."""
+        return column.in_(select(self.listed(values)))
+
+    def listed(self, values: Sequence[str]) -> ColumnElement[str]:
+        """The values as rows of one column, from a single parameter."""
+        raise NotImplementedError
+
     def aggregate(self, fold: Fold, column: ColumnElement[Any] | None) -> ColumnElement[Any]:
         """The SQL aggregate for a measure's fold over ``column`` (COUNT: None counts rows)."""
         if fold is Fold.COUNT:
@@ -153,6 +177,9 @@ class SQLiteDialect(Dialect):
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
+
+    def listed(self, values: Sequence[str]) -> ColumnElement[str]:
+        return cast(ColumnElement[str], func.json_each(json.dumps(list(values))).table_valued("value").c.value)
 
     def insert(self, table: Any) -> sqlite.Insert:
         return sqlite.insert(table)
@@ -251,6 +278,13 @@ class PostgresDialect(Dialect):
         except DBAPIError:
             return False
         return True
+
+    def one_of(self, column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+        # = ANY of an array is hashed (PostgreSQL 14+) and keeps the branch's own plan.
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(Text)))
+
+    def listed(self, values: Sequence[str]) -> ColumnElement[str]:
+        return func.unnest(bindparam(None, list(values), type_=postgresql.ARRAY(Text)))
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)

@@ -30,12 +30,12 @@ def _ranges(column: ColumnElement[int], spans: list[Span]) -> ColumnElement[bool
     return or_(*(and_(column >= span.start, column < span.end) for span in spans))
 
 
-def _filtered(columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
+def _filtered(tx: Tx, columns: Any, filters: Filters) -> list[ColumnElement[bool]]:
     where = [columns.event == filters.event]
     if filters.segment is not None:
         where.append(columns.segment == filters.segment)
     if filters.keys is not None:
-        where.append(columns.key.in_(list(filters.keys)))
+        where.append(tx.dialect.one_of(columns.key, filters.keys))
     return where
 
 
@@ -46,12 +46,12 @@ def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, mea
         f = fact_events.c
         return (
             select(f.minute.label("bucket"), f.key, *tag_column, *from_raw(tx, measures))
-            .where(_ranges(f.minute, spans), *_filtered(f, filters))
+            .where(_ranges(f.minute, spans), *_filtered(tx, f, filters))
             .group_by(f.minute, f.key)
         )
     c = level_table(tx.levels.by_name[source]).c
     return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in measures)).where(
-        _ranges(c.bucket, spans), *_filtered(c, filters)
+        _ranges(c.bucket, spans), *_filtered(tx, c, filters)
     )
 
 
@@ -62,17 +62,30 @@ def _by_source(spans: list[Span]) -> dict[str, list[Span]]:
     return by_source
 
 
+# Up to this many keys, each branch of a read filters by them itself, which lets it use an index.
+_FEW_KEYS = 64
+
+
 def plan_rows(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measures: Sequence[Measure] = MEASURES, *,
               tagged: bool = False) -> Subquery | None:
     """UNION ALL of the rows every span names: (bucket, key, [tag,] one column per measure asked for).
 
     With ``tagged``, each plan's rows carry its index in ``plans`` as ``tag``.
     """
-    selects = [_source_select(tx, source, source_spans, filters, measures, index if tagged else None)
+    many = filters.keys is not None and len(filters.keys) > _FEW_KEYS
+    branch = replace(filters, keys=None) if many else filters
+    selects = [_source_select(tx, source, source_spans, branch, measures, index if tagged else None)
                for index, spans in enumerate(plans) for source, source_spans in _by_source(spans).items()]
     if not selects:
         return None
-    return (union_all(*selects) if len(selects) > 1 else selects[0]).subquery("rows")
+    rows = union_all(*selects) if len(selects) > 1 else selects[0]
+    if not many:
+        return rows.subquery("rows")
+    # Many keys (rising's candidates): one semi-join of the whole union with the key list, not a copy
+    # in every branch; each copy costs planning and, on PostgreSQL, shipping to every parallel worker.
+    every = rows.subquery("every_row")
+    assert filters.keys is not None
+    return select(every).where(every.c.key.in_(select(tx.dialect.listed(filters.keys)))).subquery("rows")
 
 
 def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
@@ -231,7 +244,7 @@ def _fold_in_python(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measu
             bucket = table.c.minute if raw else table.c.bucket
             value = table.c[(measure.raw_input or "") if raw else measure.column]
             query = select(bucket.label("at"), table.c.key, value.label("item")).where(
-                _ranges(bucket, source_spans), *_filtered(table.c, filters), value.isnot(None))
+                _ranges(bucket, source_spans), *_filtered(tx, table.c, filters), value.isnot(None))
             for row in tx.execute(query):
                 sketch = folded[group(index, int(row.at), row.key)]
                 sketch.add(row.item) if raw else sketch.merge(row.item)
