@@ -7,30 +7,34 @@ every chunk goes into one transaction that is rolled back if any line is bad.
 from __future__ import annotations
 
 import csv
+import multiprocessing
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
+from multiprocessing.connection import Connection
 from typing import IO, Any
 
+from trend.clock import Clock
 from trend.errors import FieldProblem, InputError
 from trend.ingest import IngestResult
 from trend.model import EventRow
 from trend.service import Trend
-from trend.validation import EventIn, loads_strict
+from trend.storage.events import StoredEvent, as_stored
+from trend.validation import EventIn, EventValidator
 
 CHUNK_LINES = 5_000
 MAX_REPORTED_ERRORS = 1_000
 _FIELDS = set(EventIn.model_fields)
-Line = tuple[int, Any]  # (line number, parsed payload or a FieldProblem)
+# (line number, what it holds): a line of JSON text still to decode, a CSV row's dict, or a FieldProblem.
+Line = tuple[int, str | dict[str, Any] | FieldProblem]
 
 
 def _jsonl(stream: IO[str]) -> Iterator[Line]:
+    # The text itself: validation decodes it (EventValidator.validate_line).
     for number, text in enumerate(stream, start=1):
-        if not text.strip():
-            continue
-        try:
-            yield number, loads_strict(text)
-        except (ValueError, RecursionError) as exc:
-            yield number, FieldProblem(number, "", f"not valid JSON: {exc}")
+        if text.strip():
+            yield number, text
 
 
 def _csv_value(field: str, text: str) -> Any:
@@ -80,57 +84,138 @@ def detect_format(path: str, fmt: str) -> str:
     return "csv" if path.lower().endswith(".csv") else "jsonl"
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk of lines, validated: the good ones in their stored form, the bad ones as problems."""
+
+    rows: list[StoredEvent]
+    problems: list[FieldProblem]
+    lines: int
+
+
+def _chunks(stream: IO[str], fmt: str, validator: EventValidator, clock: Clock) -> Iterator[_Chunk]:
+    lines = read_lines(stream, fmt)
+    while chunk := list(islice(lines, CHUNK_LINES)):
+        now = clock.now_ms()
+        rows, problems = _validate_chunk(chunk, validator, now)
+        yield _Chunk([as_stored(row, now) for row in rows], problems, len(chunk))
+
+
 def ingest_stream(trend: Trend, stream: IO[str], fmt: str, *, strict: bool = False,
                   on_progress: Callable[[int], None] | None = None) -> IngestResult:
-    """Validate and store every line; returns counts and the bad lines (at most 1,000 listed)."""
+    """Validate and store every line; returns counts and the bad lines (at most 1,000 listed).
+
+    Where the platform can fork, a second process reads and validates while this one stores: on two
+    cores the database's work and Python's overlap, which threads cannot do under the GIL."""
     result = IngestResult()
-    lines = read_lines(stream, fmt)
-    validator = trend.ingestor.validator
-    if strict:
-        _ingest_all_or_nothing(trend, lines, result, on_progress)
-        return result
-    while chunk := list(islice(lines, CHUNK_LINES)):
-        rows = _validate_chunk(chunk, validator.validate, trend.clock.now_ms(), result)
-        if rows:
-            result.add(trend.ingestor.store(rows))
-        if on_progress is not None:
-            on_progress(len(chunk))
+    chunks = _in_a_child if _CAN_FORK else _here
+    with chunks(lambda: _chunks(stream, fmt, trend.ingestor.validator, trend.clock)) as parsed:
+        if strict:
+            _store_all_or_nothing(trend, parsed, result, on_progress)
+        else:
+            for chunk in parsed:
+                _count(chunk, result)
+                if chunk.rows:
+                    result.add(trend.ingestor.store_stored(chunk.rows))
+                if on_progress is not None:
+                    on_progress(chunk.lines)
     return result
+
+
+def _count(chunk: _Chunk, result: IngestResult) -> None:
+    result.rejected += len(chunk.problems)
+    result.errors.extend(chunk.problems[:MAX_REPORTED_ERRORS - len(result.errors)])
 
 
 class _RollbackRequestedError(Exception):
     """Raised inside the strict transaction to undo it."""
 
 
-def _ingest_all_or_nothing(trend: Trend, lines: Iterator[Line], result: IngestResult,
-                           on_progress: Callable[[int], None] | None) -> None:
-    validator = trend.ingestor.validator
+def _store_all_or_nothing(trend: Trend, parsed: Iterator[_Chunk], result: IngestResult,
+                          on_progress: Callable[[int], None] | None) -> None:
     try:
         with trend.ingestor.transaction() as store:
-            while chunk := list(islice(lines, CHUNK_LINES)):
-                rows = _validate_chunk(chunk, validator.validate, trend.clock.now_ms(), result)
-                if rows and not result.rejected:
-                    result.add(store(rows))
+            for chunk in parsed:
+                _count(chunk, result)
+                if chunk.rows and not result.rejected:
+                    result.add(store(chunk.rows))
                 if on_progress is not None:
-                    on_progress(len(chunk))
+                    on_progress(chunk.lines)
             if result.rejected:
                 raise _RollbackRequestedError
     except _RollbackRequestedError:
         result.accepted = result.duplicates = 0
 
 
-def _validate_chunk(chunk: list[Line], validate: Callable[[Any, int, int], EventRow | FieldProblem], now: int,
-                    result: IngestResult) -> list[EventRow]:
-    rows = []
+def _validate_chunk(chunk: list[Line], validator: EventValidator, now: int
+                    ) -> tuple[list[EventRow], list[FieldProblem]]:
+    rows, problems = [], []
     for number, payload in chunk:
-        outcome = payload if isinstance(payload, FieldProblem) else validate(payload, number, now)
+        if isinstance(payload, FieldProblem):
+            outcome: EventRow | FieldProblem = payload
+        elif isinstance(payload, str):
+            outcome = validator.validate_line(payload, number, now)
+        else:
+            outcome = validator.validate(payload, number, now)
         if isinstance(outcome, FieldProblem):
-            result.rejected += 1
-            if len(result.errors) < MAX_REPORTED_ERRORS:
-                result.errors.append(outcome)
+            problems.append(outcome)
         else:
             rows.append(outcome)
-    return rows
+    return rows, problems
+
+
+_CAN_FORK = "fork" in multiprocessing.get_all_start_methods()
+ChunkSource = Callable[[], Iterator[_Chunk]]
+
+
+@contextmanager
+def _here(source: ChunkSource) -> Iterator[Iterator[_Chunk]]:
+    yield source()
+
+
+@contextmanager
+def _in_a_child(source: ChunkSource) -> Iterator[Iterator[_Chunk]]:
+    """The chunks, produced by a forked child that reads the stream itself (it shares the open file).
+    The pipe holds little, so the child stays about one chunk ahead: memory stays bounded."""
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_produce, args=(source, sending), name="trend-ingest-reader", daemon=True)
+    child.start()
+    sending.close()
+    try:
+        yield _received(receiving)
+    finally:
+        receiving.close()  # a child still sending gets an error and ends
+        child.join(timeout=5)
+        if child.is_alive():
+            child.terminate()
+            child.join()
+
+
+def _received(receiving: Connection) -> Iterator[_Chunk]:
+    while True:
+        try:
+            item = receiving.recv()
+        except EOFError:
+            raise InputError("the process reading the file ended without finishing it") from None
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _produce(source: ChunkSource, sending: Connection) -> None:
+    try:
+        for chunk in source():
+            sending.send(chunk)
+        sending.send(None)
+    except (BrokenPipeError, OSError):
+        pass  # the parent stopped listening
+    except Exception as exc:  # an unreadable file, a bad CSV header: the parent raises it
+        sending.send(exc)
+    finally:
+        sending.close()
 
 
 def open_text(path: str, stdin: IO[str]) -> IO[str]:

@@ -11,7 +11,7 @@ from trend.clock import Clock
 from trend.errors import EventValidationError, FieldProblem
 from trend.model import EventRow
 from trend.storage.engine import Database
-from trend.storage.events import Inserted, insert_events
+from trend.storage.events import Inserted, StoredEvent, insert_events, insert_stored
 from trend.validation import EventValidator
 
 
@@ -53,11 +53,16 @@ class Ingestor:
         with self.db.write() as tx:
             return insert_events(tx, rows, self.clock.now_ms())
 
-    @contextmanager
-    def transaction(self) -> Iterator[Callable[[Sequence[EventRow]], Inserted]]:
-        """Many ``store`` calls in one transaction: all of them commit, or none (``ingest --strict``)."""
+    def store_stored(self, rows: Sequence[StoredEvent]) -> Inserted:
+        """``store`` for rows already in their stored form (bulk ingest prepares them in parallel)."""
         with self.db.write() as tx:
-            yield lambda rows: insert_events(tx, rows, self.clock.now_ms())
+            return insert_stored(tx, rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Callable[[Sequence[StoredEvent]], Inserted]]:
+        """Many ``store_stored`` calls in one transaction: all of them commit, or none (``ingest --strict``)."""
+        with self.db.write() as tx:
+            yield lambda rows: insert_stored(tx, rows)
 
     def _notify(self, result: IngestResult) -> None:
         if self._on_ingest is not None:

@@ -7,6 +7,7 @@ markers; queries normalize their ``key`` parameter the same way.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -32,5 +33,6 @@ _NORMALIZERS: dict[str, Callable[[str], str]] = {
 
 
 def normalizer(name: str) -> Callable[[str], str]:
-    """The function for a ``TREND_KEY_NORMALIZATION`` value."""
-    return _NORMALIZERS[name]
+    """The function for a ``TREND_KEY_NORMALIZATION`` value; remembers recent keys, since a stream
+    repeats its popular keys far more often than it brings new ones."""
+    return functools.lru_cache(maxsize=32_768)(_NORMALIZERS[name])

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 MINUTE_MS = 60_000
@@ -14,9 +15,10 @@ DAY_MS = 86_400_000
 MAX_FUTURE_MS = 5 * MINUTE_MS
 
 
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """A validated event, ready to store. Times are ms since the epoch, UTC."""
+class EventRow(NamedTuple):
+    """A validated event, ready to store. Times are ms since the epoch, UTC.
+
+    A named tuple: bulk ingest builds one per line, and a frozen dataclass costs four times as much."""
 
     ts: int
     event: str

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from trend.model import EventRow
+from trend.model import MINUTE_MS, EventRow
 from trend.storage.dialects import CHUNK, chunked
 from trend.storage.engine import Tx
 from trend.storage.markers import mark
@@ -21,30 +21,36 @@ class Inserted:
 
 
 COLUMNS = ("event_id", "ts", "event", "segment", "key", "user_id", "value", "received_at", "minute")
+# An event as stored: one value per column of COLUMNS, in that order.
+StoredEvent = tuple[str | None, int, str, str, str, str | None, float, int, int]
 
 
-def _as_tuple(row: EventRow, received_at: int) -> tuple[object, ...]:
-    return (row.event_id, row.ts, row.event, row.segment, row.key, row.user_id, row.value, received_at, row.minute)
+def as_stored(row: EventRow, received_at: int) -> StoredEvent:
+    return (row.event_id, row.ts, row.event, row.segment, row.key, row.user_id, row.value, received_at,
+            row.ts - row.ts % MINUTE_MS)
 
 
 def insert_events(tx: Tx, rows: Sequence[EventRow], received_at: int) -> Inserted:
     """Store ``rows``; an ``event_id`` seen before (in the table or earlier in the batch) is a duplicate."""
-    plain = [row for row in rows if row.event_id is None]
-    keyed: dict[str, EventRow] = {}
+    return insert_stored(tx, [as_stored(row, received_at) for row in rows])
+
+
+def insert_stored(tx: Tx, rows: Sequence[StoredEvent]) -> Inserted:
+    """:func:`insert_events` for rows already in their stored form (bulk ingest builds them elsewhere)."""
+    plain = [row for row in rows if row[0] is None]
+    keyed: dict[str, StoredEvent] = {}
     for row in rows:
-        if row.event_id is not None:
-            keyed.setdefault(row.event_id, row)
+        if row[0] is not None:
+            keyed.setdefault(row[0], row)
     # Tuples straight to COPY or executemany: index upkeep is the real cost, so shed the rest.
     for part in chunked(plain, CHUNK):
-        tx.dialect.bulk_insert(tx.conn, fact_events.name, COLUMNS, [_as_tuple(row, received_at) for row in part])
-    stored_ids = tx.dialect.insert_keyed(tx.conn, fact_events.name, COLUMNS,
-                                         [_as_tuple(row, received_at) for row in keyed.values()],
+        tx.dialect.bulk_insert(tx.conn, fact_events.name, COLUMNS, part)
+    stored_ids = tx.dialect.insert_keyed(tx.conn, fact_events.name, COLUMNS, list(keyed.values()),
                                          "event_id") if keyed else set()
-    stored_keyed = [row for row in keyed.values() if row.event_id in stored_ids]
-    mark(tx, tx.levels.finest.name, {row.minute for row in plain} | {row.minute for row in stored_keyed})
-    remember_dimensions(tx, {(row.event, row.segment) for row in (*plain, *stored_keyed)})
-    accepted = len(plain) + len(stored_keyed)
-    return Inserted(accepted=accepted, duplicates=len(rows) - accepted)
+    stored = [*plain, *(row for row in keyed.values() if row[0] in stored_ids)]
+    mark(tx, tx.levels.finest.name, {row[8] for row in stored})
+    remember_dimensions(tx, {(row[2], row[3]) for row in stored})
+    return Inserted(accepted=len(stored), duplicates=len(rows) - len(stored))
 
 
 def remember_dimensions(tx: Tx, pairs: set[tuple[str, str]]) -> None:
