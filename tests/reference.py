@@ -17,6 +17,7 @@ from trend.model import Level, floor_to
 from trend.service import Trend
 from trend.storage import sketches
 from trend.storage.schema import fact_events, level_table, rollup_dirty
+from trend.storage.totals_cache import bump_version
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
 Measures = tuple[Any, ...]  # one value per measure, in the order of MEASURES
@@ -118,6 +119,8 @@ def clear_all(trend: Trend) -> None:
             tx.execute(text(f"DELETE FROM {table}"))
         if tx.dialect.name == "citus":  # event_ids claimed on Citus live in a table of their own
             tx.execute(text("DELETE FROM trend_event_ids"))
+        for level in trend.levels:  # rows changed behind trend's back: totals kept by readers are void
+            bump_version(tx, level.name)
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:

@@ -62,6 +62,8 @@ class Dialect:
     sketches_in_sql: bool = True
     # How distinct users are sketched here, as ``trend status`` says it.
     users_sketches: str = ""
+    # Reads keep key totals of clean buckets between requests (storage/totals_cache.py).
+    caches_reads: ClassVar[bool] = True
 
     def __init__(self, hll: str = "auto") -> None:
         self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
@@ -357,6 +359,10 @@ class CitusDialect(PostgresDialect):
     # rows; a read in between would find the bucket clean and read its old rows. Released afterwards,
     # the marker keeps reads on raw events until the rows are visible on every worker.
     release_after_commit = True
+
+    # A release after commit (above) makes the order of a recompute's effects subtler than one commit:
+    # the totals cache is not proved for that, so Citus reads from the database every time.
+    caches_reads = False
 
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """Turn freshly created tables into distributed ones; a no-op when they already are."""

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from trend.errors import ConfigError, DatabaseUnavailableError, StorageError
 from trend.model import LEVELS, Hierarchy
 from trend.storage.dialects import DIALECTS, CitusDialect, Dialect, PostgresDialect, chunked, has_citus
+from trend.storage.totals_cache import TotalsCache
 
 __all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
 
@@ -44,6 +45,7 @@ class Tx:
     conn: Connection
     dialect: Dialect
     levels: Hierarchy
+    totals: TotalsCache | None = None  # on reads, where the backend allows it
 
     def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         return self.conn.execute(statement, parameters)
@@ -106,6 +108,7 @@ class Database:
         self._write_turns = FairLock() if self.dialect.serialized_writers else None
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        self._totals = TotalsCache()
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -123,7 +126,7 @@ class Database:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
         with translate_errors(), self._reader.connect() as conn, conn.begin():
-            yield Tx(conn, self.dialect, self.levels)
+            yield Tx(conn, self.dialect, self.levels, self._totals if self.dialect.caches_reads else None)
 
     @contextmanager
     def probe(self) -> Iterator[Tx]:

@@ -72,7 +72,12 @@ def _add_user_events(tx: Tx) -> None:
 
 
 # version N → the step that turns a version N-1 database into version N.
-MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events}
+def _add_data_versions(tx: Tx) -> None:
+    """Nothing to change: the new table is created with the other new tables below, starting at 0."""
+
+
+MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
+                                               5: _add_data_versions}
 
 
 def _get(tx: Tx, name: str) -> str | None:

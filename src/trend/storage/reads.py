@@ -11,12 +11,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union_all
 from sqlalchemy.sql import Subquery
 
-from trend.measures import MEASURES, MEASURES_BY_COLUMN, Measure
+from trend.measures import MEASURES, MEASURES_BY_COLUMN, Fold, Measure
 from trend.model import RAW, Span
 from trend.storage.engine import Tx
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
+from trend.storage.totals_cache import Totals, current_versions, ranked_with
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
 
 def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
             at_least: int) -> list[tuple[str, int]]:
+    if _cacheable(tx, spans, filters, by):
+        return _ranked_from_cache(tx, spans, filters, by, limit, at_least)
     if _in_python(tx, by):
         folded = _fold_in_python(tx, [spans], filters, by, lambda _tag, _bucket, key: key)
         ranked = sorted(((str(key), value) for key, value in folded.items() if value >= at_least),
@@ -117,6 +120,38 @@ def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int
     if limit is not None:
         query = query.limit(limit)
     return [(row.key, by.python_value(row.total)) for row in tx.execute(query)]
+
+
+def _cacheable(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> bool:
+    """Totals of an additive whole-number measure over every key, with some rollup spans to keep."""
+    return (tx.totals is not None and filters.keys is None and by.merge is Fold.SUM and by.kind == "integer"
+            and any(span.source != RAW for span in spans))
+
+
+def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
+                       at_least: int) -> list[tuple[str, int]]:
+    """:func:`_ranked`, with the rollup spans' totals kept between reads (storage/totals_cache.py)
+    and only the raw spans (open or dirty minutes) read each time."""
+    assert tx.totals is not None
+    kept = [span for span in spans if span.source != RAW]
+    versions = current_versions(tx)
+    key = (filters.event, filters.segment, by.column, tuple(kept))
+    at = tuple(versions.get(level, 0) for level in sorted({span.source for span in kept}))
+    base = tx.totals.get(key, at)
+    if base is None:
+        base = Totals.of(_totals(tx, kept, filters, by))
+        tx.totals.put(key, at, base)
+    raw = [span for span in spans if span.source == RAW]
+    return ranked_with(base, _totals(tx, raw, filters, by) if raw else {}, limit, at_least)
+
+
+def _totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
+    rows = plan_rows(tx, [spans], filters, [by])
+    if rows is None:
+        return {}
+    total = merged_one(tx, rows.c, by, read=True)
+    query = select(rows.c.key, total.label("total")).group_by(rows.c.key)
+    return {row.key: by.python_value(row.total) for row in tx.execute(query)}
 
 
 # Past this many candidates, computing ``by`` for every key costs less than the key lists.

@@ -15,6 +15,7 @@ from sqlalchemy import Table, func, select
 from trend.model import MINUTE_MS, Level
 from trend.storage.engine import Database, Tx
 from trend.storage.schema import fact_events, job_runs, level_table, rollup_dirty
+from trend.storage.totals_cache import bump_version
 
 _RUNS_KEPT_MS = 7 * 86_400_000
 
@@ -76,7 +77,10 @@ def _delete_chunks(db: Database, table: Table, column: str, chunk: int, before: 
                 skipped += 1
             else:
                 c = table.c[column]
-                rows += tx.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
+                deleted = tx.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
+                if deleted and table is not fact_events:
+                    bump_version(tx, what)
+                rows += deleted
         found = _first_from(db, table, column, start + chunk)
     return Deleted(what, rows, skipped)
 

@@ -13,7 +13,8 @@ from trend.model import Hierarchy, Level
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
 # 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
-SCHEMA_VERSION = 4
+# 5: trend_data_versions, which tells a process whether the totals it keeps are still true.
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -131,6 +132,16 @@ Index("job_runs_latest", job_runs.c.job, job_runs.c.id)
 Index("job_runs_running", job_runs.c.job, sqlite_where=job_runs.c.outcome == "running",
       postgresql_where=job_runs.c.outcome == "running")
 
+# Per level, a number that only grows: bumped in every transaction that rewrites or deletes the
+# level's rows (a recompute, retention). Totals a process computed from clean buckets stay true while
+# the versions of their levels are unchanged (storage/totals_cache.py).
+data_versions = Table(
+    "trend_data_versions",
+    metadata,
+    Column("level", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 schema_meta = Table(
     "trend_schema",
     metadata,
@@ -197,5 +208,5 @@ Index("alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next
 Index("alert_deliveries_rule", alert_deliveries.c.rule_id, alert_deliveries.c.created_at)
 
 # Every table but the level tables, which depend on the hierarchy.
-BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, schema_meta, alert_rules,
-                                  alert_fired, alert_deliveries)
+BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, data_versions, schema_meta,
+                                  alert_rules, alert_fired, alert_deliveries)

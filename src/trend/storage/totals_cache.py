@@ -1,0 +1,94 @@
+"""Key totals of clean, closed buckets, kept in the process between reads.
+
+A ``top`` over 24 hours sums tens of thousands of keys over rollup rows that rarely change: only a
+recompute or retention rewrites them, and both bump their level's data version in the same
+transaction (``trend_data_versions``). A read looks at the versions in its own snapshot: when the
+versions of every level it would read from the cache are the ones the totals were computed at, no
+row they summed has changed, so the totals are still exact. Only the raw spans (open and dirty
+minutes) are then read from the database.
+
+Marker state alone would not be a sound key: a marker is deleted when its bucket is recomputed and
+comes back at version 1, so a bucket can be dirty, recomputed with new rows and clean again between
+two reads that both see it clean. The data version only grows, and a row lock orders its bumps as
+their transactions commit (a sequence would not).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from trend.storage.schema import data_versions
+
+if TYPE_CHECKING:
+    from trend.storage.engine import Tx
+
+
+def bump_version(tx: Tx, level: str) -> None:
+    """Inside a transaction that rewrites or deletes ``level``'s rows. Taken last, so the row lock is
+    held only while the transaction commits."""
+    if not tx.dialect.caches_reads:
+        return
+    upsert = tx.dialect.insert(data_versions).values(level=level, version=1)
+    tx.execute(upsert.on_conflict_do_update(index_elements=["level"],
+                                            set_={"version": data_versions.c.version + 1}))
+
+
+def current_versions(tx: Tx) -> dict[str, int]:
+    return {row.level: int(row.version) for row in tx.execute(select(data_versions))}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Every key's total over some spans, and the same keys from the highest total down (ties by key)."""
+
+    by_key: Mapping[str, int]
+    ranked: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, by_key: dict[str, int]) -> Totals:
+        return cls(by_key, sorted(by_key.items(), key=lambda item: (-item[1], item[0])))
+
+
+class TotalsCache:
+    """A small LRU of :class:`Totals`, each stored with the data versions it was computed at."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, versions: Hashable) -> Totals | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != versions:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
+        with self._lock:
+            self._entries[key] = (versions, totals)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+def ranked_with(base: Totals, extra: Mapping[str, int], limit: int | None, at_least: int) -> list[tuple[str, int]]:
+    """The ranking of base + extra, exactly, without adding the two up key by key: the keys without
+    extra keep base's order, so only the first ``limit`` of them can rank."""
+    combined = [(key, base.by_key.get(key, 0) + value) for key, value in extra.items()]
+    taken: list[tuple[str, int]] = []
+    for key, total in base.ranked:
+        if (limit is not None and len(taken) >= limit) or total < at_least:
+            break
+        if key not in extra:
+            taken.append((key, total))
+    ranked = sorted([*taken, *((key, total) for key, total in combined if total >= at_least)],
+                    key=lambda item: (-item[1], item[0]))
+    return ranked if limit is None else ranked[:limit]

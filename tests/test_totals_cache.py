@@ -1,0 +1,82 @@
+"""Reads keep the key totals of clean rollup buckets between requests (storage/totals_cache.py). They
+must stay exact: a recompute or a retention delete voids them, even when the bucket is clean again
+with other rows by the next read (marker deleted, then back at version 1: the same plan as before)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+
+from tests.conftest import T0
+from tests.reference import ref_top, settle
+from trend.clock import FakeClock
+from trend.model import HOUR_MS, MINUTE_MS
+from trend.service import Trend
+from trend.storage.totals_cache import Totals, ranked_with
+
+WINDOW = 24 * HOUR_MS
+
+
+def _store(trend: Trend, events: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    trend.ingest([{**e, "ts": e["ts"] / 1000} for e in new])
+    events.extend({"segment": "", **e} for e in new)
+
+
+def _top(trend: Trend) -> list[tuple[str, int]]:
+    return [(item.key, item.count) for item in trend.top("search", window="24h", limit=5).items]
+
+
+def _expected(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    end = T0 + MINUTE_MS
+    return ref_top(events, "search", None, end - WINDOW, end, 5)
+
+
+def test_a_late_event_in_a_clean_hour_counts_after_its_recompute(trend: Trend, clock: FakeClock) -> None:
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": f"k{n % 7}", "ts": T0 - n * 7 * MINUTE_MS} for n in range(200)])
+    settle(trend, T0)
+    assert _top(trend) == _expected(events)  # computed, and kept
+    # Late events for "late" in an hour that was clean: its marker makes the plan read it from below.
+    _store(trend, events, [{"event": "search", "key": "late", "ts": T0 - 10 * HOUR_MS + 5 * MINUTE_MS}] * 40)
+    assert _top(trend) == _expected(events)
+    # Recomputed, the hour is clean again: the same plan as the first read, with other rows.
+    settle(trend, T0)
+    assert _top(trend)[0] == ("late", 40)
+    assert _top(trend) == _expected(events)
+
+
+def test_kept_totals_serve_until_their_level_moves(trend: Trend) -> None:
+    """White box: rows changed behind trend's back are not seen while the versions stand still, which
+    shows the totals are kept; a bump of the level's version (what every recompute and retention
+    delete does) voids them."""
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": "a", "ts": T0 - 5 * HOUR_MS}] * 3)
+    settle(trend, T0)
+    assert _top(trend) == [("a", 3)]
+    with trend.db.write() as tx:
+        tx.execute(text("UPDATE agg_1h SET count = 30"))
+    assert _top(trend) == [("a", 3)]
+    with trend.db.write() as tx:
+        tx.execute(text("UPDATE trend_data_versions SET version = version + 1 WHERE level = '1h'"))
+    assert _top(trend) == [("a", 30)]
+
+
+def test_retention_voids_kept_totals(make_trend: Any, clock: FakeClock) -> None:
+    trend: Trend = make_trend(retention={"1h": 3 * HOUR_MS})
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": "old", "ts": T0 - 5 * HOUR_MS}] * 2)
+    settle(trend, T0)
+    assert _top(trend) == [("old", 2)]
+    trend.run_job("retention")
+    with trend.db.read() as tx:
+        assert tx.execute(text("SELECT count(*) FROM agg_1h")).scalar() == 0
+    # agg_1h lost the hour; the plan still reads it from agg_1h (clean, closed) and finds nothing.
+    assert _top(trend) == []
+
+
+def test_ranking_kept_totals_with_fresh_ones_is_exact() -> None:
+    base = Totals.of({"a": 9, "b": 7, "c": 7, "d": 1})
+    assert ranked_with(base, {"d": 8, "e": 7}, 3, 1) == [("a", 9), ("d", 9), ("b", 7)]
+    assert ranked_with(base, {"a": 1}, 2, 8) == [("a", 10)]
+    assert ranked_with(base, {}, None, 7) == [("a", 9), ("b", 7), ("c", 7)]
