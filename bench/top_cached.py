@@ -1,0 +1,94 @@
+"""``top`` over 24h, side by side with the bare query of a plain rollup design on the same database.
+
+2,000,000 events over 24 hours across 20,000 Zipf-distributed keys (bench/history.py), rolled up,
+plus a live tail (the open minute from raw events). Measured in one run, p50 and p99 of:
+
+* ``top`` 24h, warm: a process that has answered this window before in the same minute, so the
+  totals of the clean rollup buckets are kept (storage/totals_cache.py) and only raw spans are read;
+* ``top`` 24h, cold: the clock moves one minute before every request, so the window and its plan
+  change and the kept totals never match: every request sums the rollups again;
+* the bare ``SELECT key, sum(count) FROM agg_1h ... GROUP BY key ORDER BY 2 DESC LIMIT 10`` over the
+  same 24 hours;
+* ``top`` by users and ``rising`` 15m (12 baseline windows) warm, against ``top`` by count.
+
+    python -m bench.top_cached [--backend postgres] [--events 2000000] [--samples 100]
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+from sqlalchemy import text
+
+from bench.common import machine, parser, percentile, scratch_trend, server_url
+from bench.history import fill
+from trend.clock import FakeClock
+from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
+
+NOW = 1_763_016_630_000  # 2025-11-13 06:50:30 UTC: the current minute is open
+_BARE = """SELECT key, sum(count) AS n FROM agg_1h WHERE event = 'search' AND bucket >= :start AND bucket < :end
+GROUP BY key ORDER BY n DESC LIMIT 10"""
+
+
+def _times(func: Callable[[], object], samples: int, before: Callable[[], object] = lambda: None) -> list[float]:
+    times = []
+    for _ in range(samples):
+        before()
+        began = time.perf_counter()
+        func()
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--events", type=int, default=2_000_000)
+    p.add_argument("--samples", type=int, default=100)
+    args = p.parse_args()
+    clock = FakeClock(NOW)
+    trend = scratch_trend(args.backend, server_url(args), clock)
+    trend.db.ensure_schema()
+    end = NOW - NOW % MINUTE_MS
+    fill(trend, args.events, end - DAY_MS, end)
+    trend.rollup()
+    trend.ingest([{"event": "search", "key": f"k{1 + n % 40}", "ts": (end + n * 20) / 1000} for n in range(1500)])
+    hour_end = end - end % HOUR_MS
+
+    def bare() -> None:
+        with trend.db.read() as tx:
+            tx.execute(text(_BARE), {"start": hour_end - DAY_MS, "end": hour_end}).all()
+
+    def top() -> object:
+        return trend.top("search", window="24h")
+
+    def next_minute() -> None:
+        clock.advance(MINUTE_MS)
+
+    results: dict[str, list[float]] = {}
+    # Interleaved rounds, so that the machine's noise falls on every variant alike.
+    for _ in range(5):
+        clock.set(NOW)
+        for name, func, before in (
+                ("bare GROUP BY over agg_1h, 24h", bare, lambda: None),
+                ("top 24h, warm", top, lambda: None),
+                ("top 24h by users, warm", lambda: trend.top("search", window="24h", by="users"), lambda: None),
+                ("rising 15m, warm", lambda: trend.rising("search", window="15m"), lambda: None),
+                ("top 24h, cold (a new minute each time)", top, next_minute)):
+            results.setdefault(name, []).extend(_times(func, args.samples // 5, before))
+        clock.set(NOW)
+    bare_p50 = statistics.median(results["bare GROUP BY over agg_1h, 24h"])
+    top_p50 = statistics.median(results["top 24h, warm"])
+    print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events over 24h, 20,000 Zipf keys; "
+          f"{args.samples} samples each, in 5 interleaved rounds")
+    print("| read | p50 ms | p99 ms | ÷ bare (p50) | ÷ top warm (p50) |")
+    print("|---|---|---|---|---|")
+    for name, times in results.items():
+        p50 = statistics.median(times)
+        print(f"| {name} | {p50:.2f} | {percentile(times, 99):.2f} | {p50 / bare_p50:.2f} | {p50 / top_p50:.2f} |")
+    trend.close()
+
+
+if __name__ == "__main__":
+    main()
