@@ -58,7 +58,7 @@ class Totals:
 class TotalsCache:
     """A small LRU of :class:`Totals`, each stored with the data versions it was computed at."""
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, size: int = 8) -> None:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
