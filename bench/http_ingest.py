@@ -24,6 +24,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,6 +52,7 @@ def _hey(url: str, seconds: float, clients: int, *extra: str) -> tuple[float, fl
                          capture_output=True, text=True, check=True).stdout
     codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
     bad = [(code, n) for code, n in codes if code[0] != "2"]
+    assert codes, f"hey got no answers from {url}:\n{out}"
     assert not bad, f"hey saw {bad} from {url}:\n{out}"
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = float(re.search(r"50%+ in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
@@ -75,6 +78,28 @@ class _Feeder(threading.Thread):
                 self.stop.wait(max(0.0, 0.1 - (time.monotonic() - began)))
 
 
+# The bare top answers a body as long as a real top answer of 10 keys.
+_TOP_BODY = json.dumps({"window": "1h", "at": "2025-11-13T06:51:00+00:00", "items": [
+    {"rank": n, "key": f"k{n}", "count": 1000 - n, "users": None, "prev_rank": n, "rank_change": 0,
+     "is_new": False} for n in range(1, 11)]})
+
+
+@contextmanager
+def _server(database: Path) -> Iterator[str]:
+    port = free_port()
+    env = environment(f"sqlite:///{database}", BENCH_TOP_BODY=_TOP_BODY,
+                      PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.http_apps:app", "--factory",
+                               "--port", str(port), "--log-level", "warning"], env=env)
+    try:
+        if not answers(f"http://127.0.0.1:{port}/healthz", 30):
+            sys.exit("the server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--seconds", type=float, default=8)
@@ -86,36 +111,24 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="trend-http-"))
     body_file = folder / "body.json"
     body_file.write_text(json.dumps(_body(random.Random(1), time.time(), 500, 0)))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # The bare top answers a body as long as a real top answer of 10 keys.
-    top_body = json.dumps({"window": "1h", "at": "2025-11-13T06:51:00+00:00", "items": [
-        {"rank": n, "key": f"k{n}", "count": 1000 - n, "users": None, "prev_rank": n, "rank_change": 0,
-         "is_new": False} for n in range(1, 11)]})
-    env = environment(f"sqlite:///{folder / 'trend.db'}", BENCH_TOP_BODY=top_body,
-                      PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.http_apps:app", "--factory",
-                               "--port", str(port), "--log-level", "warning"], env=env)
-    try:
-        if not answers(f"{url}/healthz", 30):
-            sys.exit("the server did not start")
-        post = ("-m", "POST", "-T", "application/json", "-D", str(body_file))
-        ingest: dict[str, list[float]] = {"trend POST /v1/events": [], "bare POST /bare/events": []}
-        reads: dict[str, list[tuple[float, float, float]]] = {"trend GET /v1/top?window=1h": [],
-                                                              "bare GET /bare/top": []}
+    post = ("-m", "POST", "-T", "application/json", "-D", str(body_file))
+    ingest: dict[str, list[float]] = {"trend POST /v1/events": [], "bare POST /bare/events": []}
+    with _server(folder / "ingest.db") as url:
         for _ in range(args.rounds):
             ingest["trend POST /v1/events"].append(_hey(f"{url}/v1/events", args.seconds, args.clients, *post)[0])
             ingest["bare POST /bare/events"].append(_hey(f"{url}/bare/events", args.seconds, args.clients, *post)[0])
-            feeder = _Feeder(url)
-            feeder.start()
+    # A fresh server for the reads, so the ingest phase's burst does not sit in the window.
+    reads: dict[str, list[tuple[float, float, float]]] = {"trend GET /v1/top?window=1h": [], "bare GET /bare/top": []}
+    with _server(folder / "reads.db") as url:
+        feeder = _Feeder(url)
+        feeder.start()
+        time.sleep(5)
+        for _ in range(args.rounds):
             reads["trend GET /v1/top?window=1h"].append(
                 _hey(f"{url}/v1/top?event=search&window=1h", args.seconds, args.clients))
             reads["bare GET /bare/top"].append(_hey(f"{url}/bare/top", args.seconds, args.clients))
-            feeder.stop.set()
-            feeder.join()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        feeder.stop.set()
+        feeder.join()
     print(f"# {machine()}; one uvicorn process, trend on SQLite with its worker; hey -c {args.clients}, "
           f"{args.rounds} rounds of {args.seconds:.0f} s each, variants alternating; medians")
     print("| ingest, batches of 500 | events/s | ÷ bare |")
