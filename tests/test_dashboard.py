@@ -6,12 +6,14 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -26,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SCRIPT_KEY = "<script>alert(1)</script>"
+WINDOW_SECONDS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
 SHOTS = Path(os.environ.get("TREND_SCREENSHOTS", "screenshots")).resolve()
 
 
@@ -40,9 +43,14 @@ def _seed(database_url: str) -> None:
         events += [{"event": "search", "key": key, "ts": now - minutes_ago * 60 - n, "user_id": f"{key}-{n % people}"}
                    for n in range(count)]
     events.append({"event": "view", "key": "item-1", "segment": "kr", "ts": now - 60})
-    with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as trend:
+    # A rule whose receiver is down: its test delivery is recorded as pending, with one attempt.
+    with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING",
+               alert_webhook_allow=["127.0.0.0/8"]) as trend:
         trend.ingest(events)
         trend.rollup()
+        rule = trend.add_alert(name="surges", event="search", condition="enters_top", top=3, window="1h",
+                               url="http://127.0.0.1:9/hook")
+        trend.test_alert(int(rule["id"]))
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +99,11 @@ class TestDashboard:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
 
-        with page.expect_request(lambda request: "v1/series" in request.url and "key=gamma" in request.url):
+        with page.expect_request(lambda request: "v1/series" in request.url and "key=gamma" in request.url
+                                 and "compare=previous" in request.url):
             page.locator("#top tbody button.key", has_text="gamma").click()
-        expect(page.locator("#chart-title")).to_have_text("Series: gamma")
-        expect(page.locator("#chart")).to_have_attribute("data-keys", "gamma")
+        expect(page.locator("#key-title")).to_have_text("Key: gamma")
+        expect(page.locator("#key-chart")).to_have_attribute("data-keys", "gamma")
         assert "key=gamma" in page.url  # the view is kept in the URL, so it can be shared
 
         page.select_option("#window", "5m")
@@ -122,6 +131,10 @@ class TestDashboard:
         page.goto(f"{served.url}/")
         expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # The worker table fits its card: nothing scrolls sideways inside it either.
+        jobs = page.evaluate("(() => { const t = document.getElementById('jobs');"
+                             " return [t.scrollWidth, t.parentElement.clientWidth]; })()")
+        assert jobs[0] <= jobs[1], jobs
         expect(page.locator("#chart canvas")).to_have_count(1)  # the screenshot shows the chart drawn
         page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
         print(f"screenshots saved in {SHOTS}")
@@ -164,6 +177,113 @@ def _local_only(route: Route) -> None:
         route.continue_()
     else:
         route.abort()
+
+
+class TestChartSpan:
+    @pytest.mark.parametrize(("window", "interval", "drawn", "points"), [
+        ("24h", "1m", "1m", 1440), ("6h", "5m", "5m", 72), ("1h", "1m", "1m", 60),
+        ("7d", "1m", "5m", 2016),  # 10,080 minutes are more than a series may hold: the finest that fits
+    ])
+    def test_the_chart_spans_the_window_at_the_interval(self, browser: Browser, served: Served, window: str,
+                                                        interval: str, drawn: str, points: int) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?window={window}&interval={interval}")
+        chart = page.locator("#chart")
+        expect(chart).to_have_attribute("data-points", str(points), timeout=10_000)
+        assert chart.get_attribute("data-interval") == drawn
+        start = datetime.fromisoformat(chart.get_attribute("data-start") or "")
+        end = datetime.fromisoformat(chart.get_attribute("data-end") or "")
+        assert end - start == timedelta(seconds=WINDOW_SECONDS[window])
+        assert start <= datetime.now(UTC) - timedelta(seconds=WINDOW_SECONDS[window]) + timedelta(minutes=5)
+        if drawn == interval:
+            expect(page.locator("#chart-note")).to_be_hidden()
+        else:
+            expect(page.locator("#chart-note")).to_contain_text(f"Shown at {drawn}")
+        page.close()
+
+    def test_the_bucket_in_progress_is_drawn_apart(self, browser: Browser, served: Served) -> None:
+        """The last point is the current minute: its line is split off (dashed), and named once in the legend."""
+        httpx.post(f"{served.url}/v1/events", json=[{"event": "search", "key": "alpha"}] * 4)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?window=1h&interval=1m")
+        chart = page.locator("#chart")
+        expect(chart).to_have_attribute("data-points", "60", timeout=10_000)
+        open_bucket = datetime.fromisoformat(chart.get_attribute("data-open-bucket") or "")
+        now = datetime.now(UTC)
+        assert open_bucket <= now < open_bucket + timedelta(minutes=1)
+        keys = (chart.get_attribute("data-keys") or "").split("\u241f")
+        open_values = json.loads(chart.get_attribute("data-open-values") or "[]")
+        assert open_values[keys.index("alpha")] >= 4  # the minute in progress holds the events just sent
+        legend = [(row.text_content() or "").strip() for row in page.locator("#chart .u-legend .u-series").all()
+                  if row.is_visible()]
+        assert legend == keys  # each key once: the dashed parts are not listed
+        page.close()
+
+
+class TestKeyViewAndCompare:
+    def test_a_key_view_shows_its_previous_period_its_rank_and_its_users(
+            self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(f"{served.url}/?key=alpha")
+        expect(page.locator("#key-view")).to_be_visible()
+        expect(page.locator("#key-stats")).to_contain_text("Rank 1 by count over the last 1h · 30 events · 3 users")
+        ranks = page.locator("#key-ranks tbody tr")
+        expect(ranks).to_have_count(8)
+        expect(ranks.last.locator("td").nth(1)).to_have_text("1")
+        legend = page.locator("#key-chart .u-legend").text_content() or ""
+        assert "previous period" in legend
+        assert "users" in legend
+        page.locator("#key-view").screenshot(path=str(SHOTS / "dashboard-key.png"))
+        page.locator("#key-close").click()
+        expect(page.locator("#key-view")).to_be_hidden()
+        assert "key=" not in page.url
+        page.close()
+
+    def test_up_to_five_keys_are_compared_in_one_request(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?refresh=1")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        page.locator("#top tbody tr", has_text="gamma").locator("button.compare").click()
+        with page.expect_request(lambda request: "v1/series" in request.url and "key=gamma" in request.url
+                                 and "key=delta" in request.url):
+            page.locator("#top tbody tr", has_text="delta").locator("button.compare").click()
+        expect(page.locator("#chart")).to_have_attribute("data-keys", "gamma\u241fdelta")
+        expect(page.locator("#compare .chip")).to_have_text(["gamma×", "delta×"])
+        assert page.url.count("compare=") == 2
+        page.locator("#compare .chip", has_text="gamma").locator("button").click()
+        expect(page.locator("#chart")).to_have_attribute("data-keys", "delta")
+        page.close()
+
+
+class TestAlertsAndReadKey:
+    def test_alert_rules_and_their_deliveries_are_listed(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(served.url)
+        row = page.locator("#alerts tbody tr").first
+        expect(row.locator("td").first).to_have_text("surges")
+        expect(row).to_contain_text("enters the top 3 (search, 1h, by count)")
+        expect(row).to_contain_text("pending (test)")
+        page.close()
+
+    def test_the_page_asks_for_the_read_key_and_sends_it(self, browser: Browser, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'guarded.db'}"
+        _seed(url)
+        server = Served(url, "--no-worker", TREND_READ_KEY="reader-secret-1234")
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/?refresh=1")
+            expect(page.locator("#auth")).to_be_visible()
+            page.fill("#auth-key", "not-the-key")
+            page.click("#auth button")
+            expect(page.locator("#error")).to_contain_text("not valid", timeout=10_000)
+            page.fill("#auth-key", "reader-secret-1234")
+            page.click("#auth button")
+            expect(page.locator("#top tbody button.key").first).to_have_text("alpha", timeout=10_000)
+            expect(page.locator("#auth")).to_be_hidden()
+            expect(page.locator("#error")).to_be_hidden()
+            page.close()
+        finally:
+            server.stop()
 
 
 class TestChartAxis:

@@ -61,8 +61,12 @@ class TestShapes:
         assert body["end"] == "2025-11-13T16:00:00+09:00"
 
     def test_dimensions(self, client: TestClient) -> None:
-        assert client.get("/v1/dimensions").json() == {"events": [{"event": "search", "segments": [""]}],
-                                                       "intervals": ["1m", "5m", "1h"]}
+        assert client.get("/v1/dimensions").json() == {
+            "events": [{"event": "search", "segments": [""]}], "intervals": ["1m", "5m", "1h"],
+            # What the dashboard needs to draw a whole window: a day of minutes, a week of 5m, 90 days of hours.
+            "interval_limits": [{"interval": "1m", "seconds": 60, "max_points": 1440},
+                                {"interval": "5m", "seconds": 300, "max_points": 2016},
+                                {"interval": "1h", "seconds": 3600, "max_points": 2160}]}
 
 
 class TestJobs:

@@ -102,9 +102,16 @@ class EventSegments(BaseModel):
     segments: list[str]
 
 
+class IntervalLimit(BaseModel):
+    interval: str
+    seconds: int = Field(description="The width of one point")
+    max_points: int = Field(description="The most points one series at this interval may return")
+
+
 class Dimensions(BaseModel):
     events: list[EventSegments]
     intervals: list[str]
+    interval_limits: list[IntervalLimit]
 
 
 class RunRecord(BaseModel):

@@ -14,14 +14,25 @@
     interval: query.get("interval") || "1m", tz: query.get("tz") || browserZone, key: query.get("key") || "",
     by: query.get("by") === "users" ? "users" : "count",
   };
+  state.compare = query.getAll("compare").slice(0, 5);
+  const MAX_COMPARED = 5;
+  const WINDOW_SECONDS = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
   const refreshSeconds = Math.max(1, Number(query.get("refresh")) || 5);
-  let chart = null;
-  let chartSignature = "";
+  const charts = {};  // container id → { plot, signature }
+  let intervalLimits = {};  // interval → { seconds, max_points }, from /v1/dimensions
+  let intervalOrder = [];
+  let ranksCache = { signature: "", at: 0, ranks: [] };
   let timer = null;
+
+  // Sent when TREND_READ_KEY guards the reads; kept in this tab's session storage only.
+  const KEY_STORE = "trend.readKey";
+
+  class AuthError extends Error {}
 
   function saveState() {
     const next = new URLSearchParams();
     for (const field of FIELDS) if (state[field]) next.set(field, state[field]);
+    for (const key of state.compare) next.append("compare", key);
     if (query.has("refresh")) next.set("refresh", String(refreshSeconds));
     history.replaceState(null, "", "?" + next.toString());
   }
@@ -29,14 +40,20 @@
   async function api(path, params) {
     const url = new URL(path, document.baseURI);  // relative, so the page works under any mount prefix
     for (const [name, value] of Object.entries(params || {})) {
-      if (value !== "" && value !== null && value !== undefined) url.searchParams.set(name, value);
+      for (const one of Array.isArray(value) ? value : [value]) {
+        if (one !== "" && one !== null && one !== undefined) url.searchParams.append(name, one);
+      }
     }
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const readKey = sessionStorage.getItem(KEY_STORE);
+    if (readKey) headers.Authorization = `Bearer ${readKey}`;
+    const response = await fetch(url, { headers });
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (!response.ok) {
       const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
-      throw new Error(`${url.pathname}: ${message}`);
+      const Failure = response.status === 401 || response.status === 403 ? AuthError : Error;
+      throw new Failure(`${url.pathname}: ${message}`);
     }
     return body;
   }
@@ -86,6 +103,54 @@
     return button;
   }
 
+  function compareButton(key) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "compare";
+    button.textContent = "+";
+    button.title = `Compare ${key}`;
+    button.setAttribute("aria-label", `compare ${key}`);
+    button.setAttribute("aria-pressed", String(state.compare.includes(key)));
+    button.addEventListener("click", () => toggleCompared(key));
+    return button;
+  }
+
+  function toggleCompared(key) {
+    if (state.compare.includes(key)) {
+      state.compare = state.compare.filter((one) => one !== key);
+    } else if (state.compare.length < MAX_COMPARED) {
+      state.compare = [...state.compare, key];
+    } else {
+      showNote(`At most ${MAX_COMPARED} keys can be compared; remove one first.`);
+      return;
+    }
+    saveState();
+    refresh();
+  }
+
+  function renderCompared() {
+    const chips = state.compare.map((key) => {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      const name = document.createElement("span");
+      name.textContent = key;
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.textContent = "×";
+      remove.setAttribute("aria-label", `stop comparing ${key}`);
+      remove.addEventListener("click", () => toggleCompared(key));
+      chip.append(name, remove);
+      return chip;
+    });
+    $("compare").replaceChildren(...chips);
+  }
+
+  function showNote(text) {
+    const note = $("chart-note");
+    note.textContent = text;
+    note.hidden = !text;
+  }
+
   function change(item) {
     const span = document.createElement("span");
     if (item.is_new) {
@@ -132,10 +197,11 @@
       // users is null where it cannot be known (buckets from before users were counted).
       const users = item.users === null ? "–" : item.users.toLocaleString();
       tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.count.toLocaleString(), "num"),
-        cell(users, "num"), cell(change(item), "num"));
+        cell(users, "num"), cell(change(item), "num"), cell(compareButton(item.key)));
       return tr;
     });
-    replaceRows($("top"), rows, JSON.stringify([top.items, state.key, state.tz]), "No events in this window", 5);
+    replaceRows($("top"), rows, JSON.stringify([top.items, state.key, state.tz, state.compare]),
+      "No events in this window", 6);
   }
 
   function renderRising(rising) {
@@ -149,10 +215,12 @@
         : `${item.growth_pct >= 0 ? "+" : ""}${Math.round(item.growth_pct)}%`;
       const growthCell = cell(growth, "num");
       if (item.baseline_partial) growthCell.title = "Not enough history for a baseline yet";
-      tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"), growthCell);
+      tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"), growthCell,
+        cell(compareButton(item.key)));
       return tr;
     });
-    replaceRows($("rising"), rows, JSON.stringify([rising.items, state.key]), "Nothing rising right now", 4);
+    replaceRows($("rising"), rows, JSON.stringify([rising.items, state.key, state.compare]),
+      "Nothing rising right now", 5);
     const note = $("rising-note");
     note.hidden = !rising.baseline_partial;
     note.textContent = rising.baseline_partial
@@ -176,42 +244,189 @@
     replaceRows($("jobs"), rows, JSON.stringify([jobs.jobs, state.tz]), "No jobs", 6);
   }
 
-  async function renderChart(topItems) {
-    const keys = state.key ? [state.key] : topItems.slice(0, 5).map((item) => item.key);
-    $("chart-title").textContent = state.key ? `Series: ${state.key}` : "Series: top 5";
-    const container = $("chart");
-    container.dataset.keys = keys.join("\u241f");
-    if (!keys.length) {
-      if (chart) { chart.destroy(); chart = null; chartSignature = ""; }
+  // The series request for the Window selector: the window ending with the bucket in progress, at the
+  // chosen interval, or the finest one that can draw the whole window (a series has a point limit).
+  function chartRange() {
+    const seconds = WINDOW_SECONDS[state.window] || 3600;
+    let interval = state.interval;
+    const fits = (name) => intervalLimits[name] && seconds / intervalLimits[name].seconds <= intervalLimits[name].max_points;
+    if (!fits(interval)) interval = intervalOrder.find(fits) || interval;
+    const width = (intervalLimits[interval] ? intervalLimits[interval].seconds : 60) * 1000;
+    const end = Math.ceil((Date.now() + 1) / width) * width;
+    const start = Math.max(end - seconds * 1000, end - width * (intervalLimits[interval] || { max_points: 1440 }).max_points);
+    return { interval, start: new Date(start).toISOString(), end: new Date(end).toISOString(), seconds };
+  }
+
+  // Each line is drawn solid up to the last closed bucket; the bucket in progress hangs off it dashed,
+  // so a line that is still filling is not read as a fall.
+  function splitOpen(values) {
+    const closed = values.slice();
+    const open = values.map(() => null);
+    const last = values.length - 1;
+    if (last >= 0) {
+      closed[last] = null;
+      open[last] = values[last];
+      if (last >= 1) open[last - 1] = values[last - 1];
+    }
+    return [closed, open];
+  }
+
+  function draw(containerId, times, lines, range) {
+    const container = $(containerId);
+    container.dataset.keys = lines.filter((line) => !line.extra).map((line) => line.label).join("\u241f");
+    container.dataset.interval = range.interval;
+    container.dataset.start = range.start;
+    container.dataset.end = range.end;
+    container.dataset.points = String(times.length);
+    container.dataset.openBucket = times.length ? new Date(times[times.length - 1] * 1000).toISOString() : "";
+    const entry = charts[containerId];
+    if (!lines.length) {
+      if (entry) entry.plot.destroy();
+      delete charts[containerId];
       container.textContent = "";
       return;
     }
-    const series = await Promise.all(keys.map((key) => api("v1/series", {
-      event: state.event, key, segment: state.segment, interval: state.interval })));
-    const times = series[0].points.map((point) => new Date(point.t).getTime() / 1000);
-    const data = [times, ...series.map((s) => s.points.map((point) => point.count))];
-    const signature = JSON.stringify([keys, state.interval, state.tz]);
-    if (chart && signature === chartSignature) {
-      chart.setData(data);
+    const series = [{}];
+    const data = [times];
+    lines.forEach((line) => {
+      const [closed, open] = line.split === false ? [line.values, line.values.map(() => null)] : splitOpen(line.values);
+      series.push({ label: line.label, stroke: line.color, width: line.width || 2, dash: line.dash });
+      series.push({ label: `${line.label} (in progress)`, stroke: line.color, width: line.width || 2, dash: [6, 4] });
+      data.push(closed, open);
+    });
+    container.dataset.openValues = JSON.stringify(lines.map((line) => line.values[line.values.length - 1] ?? null));
+    const signature = JSON.stringify([series.map((one) => one.label), range.interval, state.tz]);
+    if (entry && entry.signature === signature) {
+      entry.plot.setData(data);
       return;
     }
-    if (chart) chart.destroy();
+    if (entry) entry.plot.destroy();
     container.textContent = "";
-    chartSignature = signature;
-    chart = new uPlot({
-      width: Math.max(280, container.clientWidth), height: 300,
+    const plot = new uPlot({
+      width: Math.max(280, container.clientWidth), height: containerId === "chart" ? 300 : 220,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), state.tz),
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-      series: [{}, ...keys.map((key, i) => ({ label: key, stroke: COLORS[i % COLORS.length], width: 2 }))],
+      series,
       // Without the cursor's values the legend names the lines at once, instead of "--" until a hover.
       legend: { live: false },
       // uPlot's own time labels use a 12-hour clock; the tables use 24 hours, so the axis does too.
       axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container) }, { label: "count" }],
     }, data, container);
+    // The legend names each line once: the dashed "in progress" parts share their line's colour.
+    const rows = [...plot.root.querySelectorAll(".u-legend .u-series")];
+    const offset = rows.length - (series.length - 1);  // 1 where the legend has a row for time
+    series.forEach((_one, index) => {
+      if (index > 0 && index % 2 === 0 && rows[index - 1 + offset]) rows[index - 1 + offset].style.display = "none";
+    });
+    charts[containerId] = { plot, signature };
+  }
+
+  function lineOf(body) {
+    // One key answers in the plain shape; several keys, or compare, in {"series": [...]}.
+    return body.series || [{ key: body.key, points: body.points }];
+  }
+
+  async function renderChart(topItems) {
+    const keys = state.compare.length ? state.compare : topItems.slice(0, 5).map((item) => item.key);
+    $("chart-title").textContent = state.compare.length ? "Series: compared keys" : "Series: top 5";
+    renderCompared();
+    const range = chartRange();
+    showNote(range.interval !== state.interval
+      ? `Shown at ${range.interval}: a ${state.window} window has too many ${state.interval} points for one chart.` : "");
+    if (!keys.length) {
+      draw("chart", [], [], range);
+      return;
+    }
+    const body = await api("v1/series", { event: state.event, key: keys, segment: state.segment,
+      interval: range.interval, start: range.start, end: range.end });
+    const found = lineOf(body);
+    const times = found[0].points.map((point) => new Date(point.t).getTime() / 1000);
+    draw("chart", times, found.map((line, i) => ({
+      label: line.key, color: COLORS[i % COLORS.length], values: line.points.map((point) => point.count) })), range);
+  }
+
+  async function renderKeyView() {
+    const view = $("key-view");
+    view.hidden = !state.key;
+    if (!state.key) return;
+    $("key-title").textContent = `Key: ${state.key}`;
+    const range = chartRange();
+    const body = await api("v1/series", { event: state.event, key: state.key, segment: state.segment,
+      interval: range.interval, start: range.start, end: range.end, compare: "previous" });
+    const [line] = lineOf(body);
+    const times = line.points.map((point) => new Date(point.t).getTime() / 1000);
+    draw("key-chart", times, [
+      { label: state.key, color: COLORS[0], values: line.points.map((point) => point.count) },
+      { label: "previous period", color: "#8a8f99", width: 1, dash: [2, 3], split: false, extra: true,
+        values: (line.previous || []).map((point) => point.count) },
+      { label: "users", color: COLORS[2], width: 1, extra: true, values: line.points.map((point) => point.users) },
+    ], range);
+    const ranks = await rankOverTime();
+    const now = ranks[ranks.length - 1];
+    $("key-stats").textContent = now && now.rank
+      ? `Rank ${now.rank} by ${state.by} over the last ${state.window} · ${now.count.toLocaleString()} events` +
+        (now.users === null ? "" : ` · ${now.users.toLocaleString()} users`)
+      : `Not in the top 100 by ${state.by} over the last ${state.window}`;
+    const rows = ranks.map((entry) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(formatTime(entry.at, true)), cell(entry.rank ? String(entry.rank) : "–", "num"),
+        cell(entry.rank ? entry.count.toLocaleString() : "–", "num"));
+      return tr;
+    });
+    replaceRows($("key-ranks"), rows, JSON.stringify([ranks, state.tz]), "–", 3);
+  }
+
+  // The key's rank at 8 moments across the window, each over a window of the same width: 8 top lists
+  // of 100, so they are read again at most once a minute.
+  async function rankOverTime() {
+    const signature = JSON.stringify([state.key, state.event, state.segment, state.window, state.by]);
+    if (ranksCache.signature === signature && Date.now() - ranksCache.at < 60_000) return ranksCache.ranks;
+    const seconds = WINDOW_SECONDS[state.window] || 3600;
+    const now = Date.now();
+    const moments = Array.from({ length: 8 }, (_, i) => new Date(now - (7 - i) * seconds * 1000 / 8).toISOString());
+    const tops = await Promise.all(moments.map((at) => api("v1/top", { event: state.event, segment: state.segment,
+      window: state.window, by: state.by, limit: 100, at })));
+    const ranks = tops.map((top, i) => {
+      const item = top.items.find((one) => one.key === state.key);
+      return { at: moments[i], rank: item ? item.rank : null, count: item ? item.count : 0,
+        users: item ? item.users : null };
+    });
+    ranksCache = { signature, at: Date.now(), ranks };
+    return ranks;
+  }
+
+  function describeRule(rule) {
+    const scope = `${rule.event}${rule.segment ? "/" + rule.segment : ""}, ${rule.window}, by ${rule.by}`;
+    if (rule.condition === "rising") return `rising: score ≥ ${rule.min_score}, count ≥ ${rule.min_count} (${scope})`;
+    if (rule.condition === "enters_top") return `enters the top ${rule.top} (${scope})`;
+    return `${rule.key} crosses ${rule.threshold} (${scope})`;
+  }
+
+  async function renderAlerts() {
+    const { rules } = await api("v1/alerts");
+    const deliveries = await Promise.all(rules.map((rule) => api(`v1/alerts/${rule.id}/deliveries`)));
+    const rows = rules.map((rule, i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.rule = String(rule.id);
+      const recent = deliveries[i].deliveries.slice(0, 5).map((delivery) => {
+        const span = document.createElement("div");
+        span.className = `status-${delivery.status}`;
+        span.textContent = `${delivery.status}${delivery.test ? " (test)" : ""} · ${delivery.key || "–"} · ` +
+          `${formatTime(delivery.created, true)} · ${delivery.attempts} attempt${delivery.attempts === 1 ? "" : "s"}`;
+        return span;
+      });
+      const list = document.createElement("div");
+      list.append(...(recent.length ? recent : ["none yet"]));
+      tr.append(cell(rule.name), cell(describeRule(rule)), cell(list));
+      return tr;
+    });
+    replaceRows($("alerts"), rows, JSON.stringify([rules, deliveries, state.tz]), "No alert rules", 3);
   }
 
   async function loadDimensions() {
-    const { events, intervals } = await api("v1/dimensions");
+    const { events, intervals, interval_limits: limits } = await api("v1/dimensions");
+    intervalOrder = intervals;
+    intervalLimits = Object.fromEntries(limits.map((one) => [one.interval, one]));
     // The rollup levels are the intervals: the server's hierarchy decides the choices.
     if (!intervals.includes(state.interval)) state.interval = intervals[0];
     fillSelect($("interval"), intervals.map((name) => [name, name]), state.interval);
@@ -251,12 +466,14 @@
       renderTop(top);
       renderRising(rising);
       renderJobs(jobs);
-      await renderChart(top.items);
+      await Promise.all([renderChart(top.items), renderKeyView(), renderAlerts()]);
       $("error").hidden = true;
+      $("auth").hidden = true;
       $("updated").textContent = formatTime(new Date().toISOString());
     } catch (error) {
       $("error").textContent = `Could not refresh: ${error.message}. Showing the last data; retrying.`;
       $("error").hidden = false;
+      if (error instanceof AuthError) $("auth").hidden = false;
     } finally {
       timer = setTimeout(refresh, refreshSeconds * 1000);
     }
@@ -273,13 +490,26 @@
     for (const field of ["event", "segment", "window", "interval", "by", "tz"]) {
       $(field).addEventListener("change", (e) => {
         state[field] = e.target.value;
-        if (field === "event") state.key = "";
+        if (field === "event") { state.key = ""; state.compare = []; }
         saveState();
         refresh();
       });
     }
     window.addEventListener("resize", () => {
-      if (chart) chart.setSize({ width: Math.max(280, $("chart").clientWidth), height: 300 });
+      for (const [id, entry] of Object.entries(charts)) {
+        entry.plot.setSize({ width: Math.max(280, $(id).clientWidth), height: id === "chart" ? 300 : 220 });
+      }
+    });
+    $("key-close").addEventListener("click", () => {
+      state.key = "";
+      saveState();
+      refresh();
+    });
+    $("auth").addEventListener("submit", (e) => {
+      e.preventDefault();
+      sessionStorage.setItem(KEY_STORE, $("auth-key").value);
+      $("auth-key").value = "";
+      refresh();
     });
     saveState();
     refresh();

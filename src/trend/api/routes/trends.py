@@ -61,6 +61,8 @@ def router(trend: Trend) -> APIRouter:
     async def dimensions() -> dict[str, Any]:
         known = await run_in_threadpool(trend.dimensions)
         return {"events": [{"event": event, "segments": segments} for event, segments in known.items()],
-                "intervals": trend.levels.names}
+                "intervals": trend.levels.names,
+                "interval_limits": [{"interval": level.name, "seconds": level.width // 1000,
+                                     "max_points": level.max_points} for level in trend.levels]}
 
     return api
