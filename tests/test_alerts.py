@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import TrendFactory
 from tests.receiver import Receiver
+from tests.servers import EVERY_SECOND, environment
 from trend.api.app import create_app
 from trend.cli import main
 from trend.clock import FakeClock
@@ -258,3 +261,38 @@ class TestBadRules:
             trend.add_alert(**{"event": "search", "condition": "rising", "url": receiver.url, **spec})
         assert refused.value.parameter == field
         assert trend.alert_rules() == []
+
+
+@pytest.mark.slow
+class TestTwoWorkerProcesses:
+    def test_two_trend_workers_deliver_each_firing_once(self, database_url: str, receiver: Receiver) -> None:
+        """Two ``trend worker`` processes evaluate every second against one database: each minute's
+        evaluation is claimed by one of them, so the surge fires once, with one delivery id."""
+        now = int(time.time() * 1000)
+        with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING", clock=FakeClock(now),
+                   **ALLOW) as seed:  # type: ignore[arg-type]
+            _surge(seed, now)
+            rule = _rising_rule(seed, receiver.url)
+        env = environment(database_url, **EVERY_SECOND, TREND_JOBS__ALERTS__SECOND="*",
+                          TREND_ALERT_WEBHOOK_ALLOW="127.0.0.1/32")
+        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 60
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(4)  # more evaluations by both, which must find the minute claimed or the key cooling
+        finally:
+            for worker in workers:
+                worker.terminate()
+            errors = [worker.communicate(timeout=30)[1].decode() for worker in workers]
+        assert all("Traceback" not in error for error in errors), errors
+        bodies = receiver.bodies(rule["secret"])
+        assert [body["key"] for body in bodies] == ["surge"]
+        with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as check:
+            deliveries = check.alert_deliveries(int(rule["id"]))
+            with check.db.read() as tx:
+                found = tx.exec_driver_sql("SELECT DISTINCT runner FROM job_runs WHERE job = 'alerts'")
+                runners = {row[0] for row in found}
+        assert [(d["id"], d["status"]) for d in deliveries] == [(bodies[0]["id"], "delivered")]
+        assert len(runners) == 2  # both processes ran the job
