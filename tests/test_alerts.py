@@ -237,6 +237,12 @@ class TestInterfaces:
         assert json.loads(tested.stdout)["status"] == "delivered"
         shown = run.invoke(main, ["alerts", "deliveries", str(rule["id"]), "--json"], catch_exceptions=False)
         assert len(json.loads(shown.stdout)["deliveries"]) == 1
+        # --json prints what HTTP answers: the same shapes, times in ISO-8601.
+        with Trend(database_url=database_url, worker_enabled=False) as served, \
+                TestClient(create_app(trend=served)) as client:
+            assert json.loads(listed.stdout) == client.get("/v1/alerts").json()
+            assert json.loads(shown.stdout) == client.get(f"/v1/alerts/{rule['id']}/deliveries").json()
+        assert rule["created"].endswith("+00:00")
         removed = run.invoke(main, ["alerts", "remove", str(rule["id"])], catch_exceptions=False)
         assert removed.exit_code == 0
         assert receiver.bodies(rule["secret"])[0]["test"] is True

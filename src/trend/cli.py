@@ -25,7 +25,16 @@ from trend.logging import get_logger, own_process_logging
 from trend.model import LEVELS, format_utc, isoformat
 from trend.query.windows import WINDOWS
 from trend.service import Trend
-from trend.shapes import ingest_shape, rising_shape, rollup_shape, series_shape, status_shape, top_shape
+from trend.shapes import (
+    delivery_shape,
+    ingest_shape,
+    rising_shape,
+    rollup_shape,
+    rule_shape,
+    series_shape,
+    status_shape,
+    top_shape,
+)
 from trend.validation import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -475,8 +484,9 @@ def alerts_add(as_json: bool, **rule: Any) -> None:
     """Add a rule. Its secret is shown this once."""
     with _trend() as trend:
         added = trend.add_alert(**{k: v for k, v in rule.items() if v is not None})
-    if as_json:
-        _print_json(added)
+        zone = trend.settings.zone
+    if as_json:  # the same shapes as HTTP: times in ISO-8601 in TREND_TIMEZONE
+        _print_json(rule_shape(added, zone))
     else:
         console.print(f"alert {added['id']} added; its secret (shown once, it signs every delivery): "
                       f"{added['secret']}", highlight=False)
@@ -489,8 +499,9 @@ def alerts_list(as_json: bool) -> None:
     """Every rule, without its secret."""
     with _trend() as trend:
         rules = trend.alert_rules()
+        zone = trend.settings.zone
     if as_json:
-        _print_json({"rules": rules})
+        _print_json({"rules": [rule_shape(rule, zone) for rule in rules]})
         return
     table = Table("id", "name", "event", "condition", "window", "by", "url", "cooldown s")
     for rule in rules:
@@ -529,7 +540,7 @@ def alerts_test(rule_id: int, as_json: bool) -> None:
         if delivery is None:
             raise InputError(f"no alert rule {rule_id}")
         if as_json:
-            _print_json({**delivery, "test": True})
+            _print_json(delivery_shape(delivery, trend.settings.zone))
         else:
             _delivery_table([delivery], trend.settings.zone)
 
@@ -543,6 +554,6 @@ def alerts_deliveries(rule_id: int, as_json: bool) -> None:
     with _trend() as trend:
         found = trend.alert_deliveries(rule_id)
         if as_json:
-            _print_json({"deliveries": [{**d, "test": bool(d["test"])} for d in found]})
+            _print_json({"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]})
         else:
             _delivery_table(found, trend.settings.zone)
