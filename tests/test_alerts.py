@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import TrendFactory
 from tests.receiver import Receiver
 from tests.servers import EVERY_SECOND, environment
+from trend.alerts import webhook
 from trend.api.app import create_app
 from trend.cli import main
 from trend.clock import FakeClock
@@ -195,6 +197,26 @@ class TestForgeryGuard:
         [delivery] = trend.alert_deliveries(rule["id"])
         assert (delivery["status"], delivery["last_status"]) == ("failed", 302)
         assert len(receiver.received) == 1
+
+    def test_the_post_goes_to_the_address_that_was_checked(self, receiver: Receiver,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+        """DNS rebinding: the name answers an allowed address to the check and another to the
+        connection. The POST must go to the checked address, naming the host in its Host header."""
+        port = int(receiver.url.split(":")[2].split("/")[0])
+        answers = iter(["127.0.0.1", "127.0.0.2"])  # the receiver listens on 127.0.0.1 only
+        real = socket.getaddrinfo
+
+        def rebinding(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == "hooks.example":
+                address = next(answers, "127.0.0.2")
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+            return real(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        sent = webhook.send(f"http://hooks.example:{port}/hook", "s" * 16, "{}", "d-1",
+                            webhook.allowed_networks(["127.0.0.1/32"]), 5)
+        assert sent.ok, sent
+        assert receiver.received[0]["headers"]["Host"] == f"hooks.example:{port}"
 
 
 class TestInterfaces:
