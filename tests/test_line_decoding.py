@@ -14,7 +14,7 @@ from tests.conftest import T0
 from trend.errors import FieldProblem
 from trend.keys import normalizer
 from trend.model import DAY_MS, EventRow
-from trend.validation import EventValidator, loads_strict
+from trend.validation import EventValidator, fast_batch, loads_strict
 
 VALIDATOR = EventValidator(7 * DAY_MS, normalizer("nfkc_casefold"))
 FIELDS = ["event", "key", "ts", "segment", "user_id", "value", "event_id"]
@@ -73,3 +73,37 @@ def test_a_key_given_twice_is_refused_however_it_is_spaced() -> None:
         assert isinstance(outcome, FieldProblem), text
         assert outcome.position == 7
         assert "duplicate key" in outcome.message
+
+
+@st.composite
+def plain_lines(draw: st.DrawFn) -> str:
+    """Events most clients send: known fields, ordinary values; some still break a limit or the window."""
+    words = st.text(st.sampled_from("abcxyz우산 -_"), min_size=0, max_size=8)
+    payload: dict[str, Any] = {"event": draw(st.sampled_from(["search", "view", ""])), "key": draw(words)}
+    payload.update(draw(plausible))
+    return json.dumps(payload, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([(",", ":"),
+                                                                                                (", ", ": ")])))
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> str:
+    texts = draw(st.lists(st.one_of(plain_lines(), plain_lines(), plain_lines(), lines()), min_size=1, max_size=6))
+    array = "[" + draw(st.sampled_from([",", ", "])).join(texts) + "]"
+    return '{"events":' + array + "}" if draw(st.booleans()) else array
+
+
+@settings(max_examples=800, deadline=None)
+@given(bodies())
+def test_a_batch_body_decoded_fast_agrees_with_the_full_check(body: str) -> None:
+    """HTTP batches: where the fast path takes a body, its rows and problems are the full check's."""
+    fast = fast_batch(body.encode())
+    if fast is None:
+        return
+    payload = loads_strict(body)
+    events = payload["events"] if isinstance(payload, dict) else payload
+    assert VALIDATOR.finish_all(fast, T0) == VALIDATOR.validate_all(events, T0)
+
+
+def test_a_batch_with_a_key_given_twice_takes_the_full_check() -> None:
+    assert fast_batch(b'[{"event":"a","key":"k"},{"event":"a","key":"k","key":"j"}]') is None
+    assert fast_batch(b'[{"event":"a","key":"k"},{"event":"a","key":"j"}]') is not None

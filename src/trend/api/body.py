@@ -50,11 +50,15 @@ async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
         return
 
 
-def parse_json(raw: bytes, content_type: str | None) -> Any:
-    """Strict JSON: no NaN or Infinity, no duplicate keys; UTF-8 only."""
+def check_media(content_type: str | None) -> None:
     media = (content_type or "application/json").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send the events as application/json")
+
+
+def parse_json(raw: bytes, content_type: str | None) -> Any:
+    """Strict JSON: no NaN or Infinity, no duplicate keys; UTF-8 only."""
+    check_media(content_type)
     try:
         return loads_strict(raw.decode("utf-8"))
     except RecursionError:
