@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from tests.conftest import T0
-from tests.reference import ref_top, settle
+from tests.reference import ref_rising, ref_top, settle
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
@@ -80,3 +80,26 @@ def test_ranking_kept_totals_with_fresh_ones_is_exact() -> None:
     assert ranked_with(base, {"d": 8, "e": 7}, 3, 1) == [("a", 9), ("d", 9), ("b", 7)]
     assert ranked_with(base, {"a": 1}, 2, 8) == [("a", 10)]
     assert ranked_with(base, {}, None, 7) == [("a", 9), ("b", 7), ("c", 7)]
+
+
+def test_rising_baselines_follow_a_late_event_and_its_recompute(trend: Trend) -> None:
+    """rising keeps each baseline window's totals too: a late event in one of them must move μ, both
+    while its minute is dirty and after the recompute that makes the window's plan look as before."""
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": f"k{n % 5}", "ts": T0 - n * 97_000} for n in range(150)])
+    _store(trend, events, [{"event": "search", "key": "k1", "ts": T0 - n * 1_000} for n in range(12)])
+    settle(trend, T0)
+
+    def rising() -> list[tuple[str, int, float]]:
+        return [(i.key, i.count, round(i.score, 9)) for i in trend.rising("search", window="15m", min_count=1).items]
+
+    def expected() -> list[tuple[str, int, float]]:
+        end = T0 + MINUTE_MS
+        return [(key, count, round(score, 9))
+                for key, count, score in ref_rising(events, "search", None, end - 15 * MINUTE_MS, end, 12, 1)[:10]]
+
+    assert rising() == expected()
+    _store(trend, events, [{"event": "search", "key": "k1", "ts": T0 - 2 * HOUR_MS - 7 * MINUTE_MS}] * 30)
+    assert rising() == expected()
+    settle(trend, T0)
+    assert rising() == expected()

@@ -132,17 +132,25 @@ def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure,
                        at_least: int) -> list[tuple[str, int]]:
     """:func:`_ranked`, with the rollup spans' totals kept between reads (storage/totals_cache.py)
     and only the raw spans (open or dirty minutes) read each time."""
+    raw = [span for span in spans if span.source == RAW]
+    return ranked_with(_kept_totals(tx, spans, filters, by), _totals(tx, raw, filters, by) if raw else {},
+                       limit, at_least)
+
+
+def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Totals:
+    """Every key's total over the rollup spans among ``spans``: kept, or computed and kept."""
     assert tx.totals is not None
     kept = [span for span in spans if span.source != RAW]
+    if not kept:
+        return Totals.of({})
     versions = current_versions(tx)
     key = (filters.event, filters.segment, by.column, tuple(kept))
     at = tuple(versions.get(level, 0) for level in sorted({span.source for span in kept}))
-    base = tx.totals.get(key, at)
-    if base is None:
-        base = Totals.of(_totals(tx, kept, filters, by))
-        tx.totals.put(key, at, base)
-    raw = [span for span in spans if span.source == RAW]
-    return ranked_with(base, _totals(tx, raw, filters, by) if raw else {}, limit, at_least)
+    found = tx.totals.get(key, at)
+    if found is None:
+        found = Totals.of(_totals(tx, kept, replace(filters, keys=None), by))
+        tx.totals.put(key, at, found)
+    return found
 
 
 def _totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
@@ -216,6 +224,8 @@ def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Seque
 
 def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[tuple[int, str, int]]:
     """(plan index, key, value of ``by``) for every key with events in each plan."""
+    if any(_cacheable(tx, spans, replace(filters, keys=None), by) for spans in plans):
+        return _tagged_from_cache(tx, plans, filters, by)
     if _in_python(tx, by):
         folded = _fold_in_python(tx, plans, filters, by, lambda tag, _bucket, key: (tag, key))
         return [(tag, key, value) for (tag, key), value in folded.items()]
@@ -225,6 +235,23 @@ def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Mea
     total = merged_one(tx, rows.c, by, read=True)
     query = select(rows.c.tag, rows.c.key, total.label("total")).group_by(rows.c.tag, rows.c.key)
     return [(int(row.tag), row.key, by.python_value(row.total)) for row in tx.execute(query)]
+
+
+def _tagged_from_cache(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Measure
+                       ) -> list[tuple[int, str, int]]:
+    """:func:`tagged_totals` from each plan's kept totals (rising's baseline windows change only when
+    their rows do), plus the raw spans of the keys asked for."""
+    found = []
+    for index, spans in enumerate(plans):
+        base = _kept_totals(tx, spans, filters, by)
+        raw = [span for span in spans if span.source == RAW]
+        fresh = _totals(tx, raw, filters, by) if raw else {}
+        keys = filters.keys if filters.keys is not None else base.by_key.keys() | fresh.keys()
+        for key in keys:
+            value = base.by_key.get(key, 0) + fresh.get(key, 0)
+            if value:
+                found.append((index, key, value))
+    return found
 
 
 @dataclass(frozen=True)

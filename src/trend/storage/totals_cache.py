@@ -56,11 +56,13 @@ class Totals:
 
 
 class TotalsCache:
-    """A small LRU of :class:`Totals`, each stored with the data versions it was computed at."""
+    """An LRU of :class:`Totals`, each stored with the data versions it was computed at, bounded by
+    the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few)."""
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, max_keys: int = 200_000) -> None:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
-        self._size = size
+        self._max_keys = max_keys
+        self._keys = 0
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, versions: Hashable) -> Totals | None:
@@ -73,10 +75,14 @@ class TotalsCache:
 
     def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
         with self._lock:
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self._keys -= len(previous[1].by_key)
             self._entries[key] = (versions, totals)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
+            self._keys += len(totals.by_key)
+            while self._keys > self._max_keys and len(self._entries) > 1:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._keys -= len(dropped.by_key)
 
 
 def ranked_with(base: Totals, extra: Mapping[str, int], limit: int | None, at_least: int) -> list[tuple[str, int]]:
