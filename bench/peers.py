@@ -120,7 +120,8 @@ def run_chdb(parquet: Path, folder: Path, samples: int) -> dict[str, Any]:
     from chdb import session
 
     data = folder / "chdb"
-    db = session.Session(str(data))
+    open_session: Any = session.Session  # chdb's own annotations are partial
+    db = open_session(str(data))
     db.query("CREATE DATABASE IF NOT EXISTS bench")
     db.query("""CREATE TABLE bench.events (ts Int64, event String, segment String, key String,
                 user_id Nullable(String)) ENGINE = MergeTree ORDER BY (event, ts)""")
