@@ -9,7 +9,9 @@ plus a live tail (the open minute from raw events). Measured in one run, p50 and
   change and the kept totals never match: every request sums the rollups again;
 * the bare ``SELECT key, sum(count) FROM agg_1h ... GROUP BY key ORDER BY 2 DESC LIMIT 10`` over the
   same 24 hours;
-* ``top`` by users and ``rising`` 15m (12 baseline windows) warm, against ``top`` by count.
+* ``top`` by users and ``rising`` 15m (12 baseline windows) warm, against ``top`` by count;
+* ``top`` 24h while a late batch is pending: 150,000 events spread over 481 minutes of the window,
+  not yet rolled up, so those minutes are read from raw events (each, all of its events).
 
     python -m bench.top_cached [--backend postgres] [--events 2000000] [--samples 100]
 """
@@ -78,6 +80,11 @@ def main() -> None:
                 ("top 24h, cold (a new minute each time)", top, next_minute)):
             results.setdefault(name, []).extend(_times(func, args.samples // 5, before))
         clock.set(NOW)
+    # A late batch over 481 minutes of the window, pending: the runs have not seen it yet.
+    late_end = end - 30 * MINUTE_MS
+    trend.ingest([{"event": "search", "key": f"k{1 + n % 500}", "ts": (late_end - (n % 481) * MINUTE_MS) / 1000}
+                  for n in range(150_000)], strict=False)
+    results["top 24h, warm, 481 dirty minutes pending"] = _times(top, args.samples)
     bare_p50 = statistics.median(results["bare GROUP BY over agg_1h, 24h"])
     top_p50 = statistics.median(results["top 24h, warm"])
     print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events over 24h, 20,000 Zipf keys; "
