@@ -197,3 +197,6 @@ class Span:
     source: str
     start: int
     end: int
+    # Raw minutes that are closed (dirty, so read from raw): their events change only with their
+    # markers, unlike the open minutes', which every ingest changes (storage/totals_cache.py).
+    settled: bool = False

@@ -49,8 +49,11 @@ class Planner:
         width = level.width
         if index == 0:
             for minute in range(start, end, width):
-                usable = level.is_closed(minute, self.now_ms) and self._clean(0, minute, width)
-                out.append(Span(level.name if usable else RAW, minute, minute + width))
+                closed = level.is_closed(minute, self.now_ms)
+                if closed and self._clean(0, minute, width):
+                    out.append(Span(level.name, minute, minute + width))
+                else:
+                    out.append(Span(RAW, minute, minute + width, settled=closed))
             return
         first = -(-start // width) * width
         last = end - end % width
@@ -70,8 +73,9 @@ def _merged(spans: list[Span]) -> list[Span]:
     """Join neighbouring spans of one source, so each source needs few range predicates."""
     result: list[Span] = []
     for span in spans:
-        if result and result[-1].source == span.source and result[-1].end == span.start:
-            result[-1] = Span(span.source, result[-1].start, span.end)
+        last = result[-1] if result else None
+        if last and (last.source, last.settled, last.end) == (span.source, span.settled, span.start):
+            result[-1] = Span(span.source, last.start, span.end, span.settled)
         else:
             result.append(span)
     return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 
 from trend.storage.engine import Tx
 from trend.storage.schema import rollup_dirty as dirty
@@ -77,3 +77,12 @@ def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
     """Every marker of every level inside ``[start, end)``; there are few of them."""
     query = select(dirty.c.level, dirty.c.bucket).where(dirty.c.bucket >= start, dirty.c.bucket < end)
     return [(row.level, int(row.bucket)) for row in tx.execute(query)]
+
+
+def marker_versions(tx: Tx, level: str, ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """(bucket, version) of every marker of ``level`` inside the ``[start, end)`` ranges, in order."""
+    bounds = [and_(dirty.c.bucket >= start, dirty.c.bucket < end) for start, end in ranges]
+    if not bounds:
+        return ()
+    query = select(dirty.c.bucket, dirty.c.version).where(dirty.c.level == level, or_(*bounds)).order_by(dirty.c.bucket)
+    return tuple((int(row.bucket), int(row.version)) for row in tx.execute(query))

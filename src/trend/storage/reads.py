@@ -14,6 +14,7 @@ from sqlalchemy.sql import Subquery
 from trend.measures import MEASURES, MEASURES_BY_COLUMN, Fold, Measure
 from trend.model import RAW, Span
 from trend.storage.engine import Tx
+from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
@@ -123,29 +124,44 @@ def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int
 
 
 def _cacheable(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> bool:
-    """Totals of an additive whole-number measure over every key, with some rollup spans to keep."""
+    """Totals of an additive whole-number measure over every key, with some spans worth keeping."""
     return (tx.totals is not None and filters.keys is None and by.merge is Fold.SUM and by.kind == "integer"
-            and any(span.source != RAW for span in spans))
+            and any(_keepable(span) for span in spans))
+
+
+def _keepable(span: Span) -> bool:
+    """Rollup spans, and raw minutes that are closed: only a recompute, a retention delete or a new
+    marker version changes them. Open minutes change with every ingest, so they are read each time."""
+    return span.source != RAW or span.settled
 
 
 def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
                        at_least: int) -> list[tuple[str, int]]:
-    """:func:`_ranked`, with the rollup spans' totals kept between reads (storage/totals_cache.py)
-    and only the raw spans (open or dirty minutes) read each time."""
-    raw = [span for span in spans if span.source == RAW]
-    return ranked_with(_kept_totals(tx, spans, filters, by), _totals(tx, raw, filters, by) if raw else {},
+    """:func:`_ranked`, with the totals of every span but the open minutes kept between reads
+    (storage/totals_cache.py), and only the open minutes read each time."""
+    fresh = [span for span in spans if not _keepable(span)]
+    return ranked_with(_kept_totals(tx, spans, filters, by), _totals(tx, fresh, filters, by) if fresh else {},
                        limit, at_least)
 
 
 def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Totals:
-    """Every key's total over the rollup spans among ``spans``: kept, or computed and kept."""
+    """Every key's total over the keepable spans among ``spans``: kept, or computed and kept.
+
+    Stamped with the data version of each level read, and for dirty raw minutes with their markers'
+    versions and the finest level's data version: a marker that is released (by a recompute, which
+    bumps that version) and made again restarts at version 1."""
     assert tx.totals is not None
-    kept = [span for span in spans if span.source != RAW]
+    kept = [span for span in spans if _keepable(span)]
     if not kept:
         return Totals.of({})
     versions = current_versions(tx)
+    levels = {span.source for span in kept if span.source != RAW}
+    settled = [(span.start, span.end) for span in kept if span.source == RAW]
+    if settled:
+        levels.add(tx.levels.finest.name)
+    at = (tuple(versions.get(level, 0) for level in sorted(levels)),
+          marker_versions(tx, tx.levels.finest.name, settled))
     key = (filters.event, filters.segment, by.column, tuple(kept))
-    at = tuple(versions.get(level, 0) for level in sorted({span.source for span in kept}))
     found = tx.totals.get(key, at)
     if found is None:
         found = Totals.of(_totals(tx, kept, replace(filters, keys=None), by))
@@ -244,8 +260,8 @@ def _tagged_from_cache(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by
     found = []
     for index, spans in enumerate(plans):
         base = _kept_totals(tx, spans, filters, by)
-        raw = [span for span in spans if span.source == RAW]
-        fresh = _totals(tx, raw, filters, by) if raw else {}
+        open_minutes = [span for span in spans if not _keepable(span)]
+        fresh = _totals(tx, open_minutes, filters, by) if open_minutes else {}
         keys = filters.keys if filters.keys is not None else base.by_key.keys() | fresh.keys()
         for key in keys:
             value = base.by_key.get(key, 0) + fresh.get(key, 0)
