@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, text
 
 from trend.measures import MEASURES
-from trend.model import Level, floor_to
+from trend.model import RAW, Level, floor_to
 from trend.service import Trend
 from trend.storage import sketches
 from trend.storage.schema import fact_events, level_table, rollup_dirty
@@ -119,8 +119,8 @@ def clear_all(trend: Trend) -> None:
             tx.execute(text(f"DELETE FROM {table}"))
         if tx.dialect.name == "citus":  # event_ids claimed on Citus live in a table of their own
             tx.execute(text("DELETE FROM trend_event_ids"))
-        for level in trend.levels:  # rows changed behind trend's back: totals kept by readers are void
-            bump_version(tx, level.name)
+        for name in (RAW, *trend.levels.names):  # rows changed behind trend's back: kept totals are void
+            bump_version(tx, name)
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:

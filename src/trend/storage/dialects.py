@@ -64,6 +64,9 @@ class Dialect:
     users_sketches: str = ""
     # Reads keep key totals of clean buckets between requests (storage/totals_cache.py).
     caches_reads: ClassVar[bool] = True
+    # Every stored event gets a seq above every seq committed before it, as long as no event is
+    # deleted (SQLite's single writer and rowid); so a read can take just the events since its last.
+    ordered_inserts: ClassVar[bool] = False
 
     def __init__(self, hll: str = "auto") -> None:
         self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
@@ -154,6 +157,7 @@ class Dialect:
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    ordered_inserts = True
     users_sketches = "DataSketches HLL, as SQL functions registered on each connection"
     serialized_writers = True
     # Writers are serialized anyway; a second process's run would only queue for the write lock.

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from trend.model import MINUTE_MS, EventRow
+from trend.model import MINUTE_MS, RAW, EventRow
 from trend.storage.dialects import CHUNK, chunked
 from trend.storage.engine import Tx
 from trend.storage.markers import mark
 from trend.storage.schema import dimensions, fact_events, level_table
+from trend.storage.totals_cache import bump_version
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def erase_user(tx: Tx, user_id: str) -> Erased:
                                           .distinct()).scalars()]
     deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
     mark(tx, tx.levels.finest.name, minutes)
+    if deleted:
+        bump_version(tx, RAW)  # a later event may take a deleted seq (storage/totals_cache.py)
     return Erased(events=int(deleted), minutes=len(minutes))
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, text, union_all
 from sqlalchemy.sql import Subquery
 
 from trend.measures import MEASURES, MEASURES_BY_COLUMN, Fold, Measure
@@ -18,7 +18,7 @@ from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import Totals, current_versions, ranked_with
+from trend.storage.totals_cache import OpenTotals, Totals, current_versions, ranked_with
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,7 @@ def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure,
     """:func:`_ranked`, with the totals of every span but the open minutes kept between reads
     (storage/totals_cache.py), and only the open minutes read each time."""
     fresh = [span for span in spans if not _keepable(span)]
-    return ranked_with(_kept_totals(tx, spans, filters, by), _totals(tx, fresh, filters, by) if fresh else {},
-                       limit, at_least)
+    return ranked_with(_kept_totals(tx, spans, filters, by), _open_totals(tx, fresh, filters, by), limit, at_least)
 
 
 def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Totals:
@@ -167,6 +166,45 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
         found = Totals.of(_totals(tx, kept, replace(filters, keys=None), by))
         tx.totals.put(key, at, found)
     return found
+
+
+def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Mapping[str, int]:
+    """Every key's total over the open minutes ``spans``. Where the backend orders inserts (SQLite),
+    the totals of the previous read are kept with the highest seq they include, and only the events
+    stored since are read: at 1,000 events/s an open minute holds up to 60,000."""
+    if not spans:
+        return {}
+    if tx.totals is None or not tx.dialect.ordered_inserts or by.from_raw is not Fold.COUNT:
+        return _totals(tx, spans, filters, by)
+    raw_version = current_versions(tx).get(RAW, 0)
+    upto = int(tx.execute(select(func.max(fact_events.c.seq))).scalar() or 0)
+    key = (filters.event, filters.segment, by.column, tuple(spans))
+    kept = tx.totals.get_open(key)
+    if kept is not None and kept.raw_version == raw_version and kept.upto == upto:
+        return kept.by_key
+    if kept is not None and kept.raw_version == raw_version and kept.upto < upto:
+        totals = dict(kept.by_key)
+        for name, value in _stored_since(tx, spans, filters, by, kept.upto, upto).items():
+            totals[name] = totals.get(name, 0) + value
+    else:
+        totals = _totals(tx, spans, filters, by)
+    tx.totals.put_open(key, OpenTotals(raw_version, upto, totals))
+    return totals
+
+
+def _stored_since(tx: Tx, spans: list[Span], filters: Filters, by: Measure, after: int, upto: int
+                  ) -> dict[str, int]:
+    """The events with ``after < seq <= upto`` in ``spans``, by key. The unary ``+`` keeps SQLite off
+    the minute index, so it walks the rowid range of the new events only."""
+    ranges = " OR ".join(f"(+minute >= :start{i} AND +minute < :end{i})" for i in range(len(spans)))
+    counted = "count(*)" if by.raw_input is None else f"count({by.raw_input})"
+    segment = " AND segment = :segment" if filters.segment is not None else ""
+    statement = text(f"SELECT key, {counted} AS total FROM fact_events WHERE seq > :after AND seq <= :upto "
+                     f"AND ({ranges}) AND event = :event{segment} GROUP BY key")
+    parameters: dict[str, Any] = {"after": after, "upto": upto, "event": filters.event, "segment": filters.segment}
+    for i, span in enumerate(spans):
+        parameters[f"start{i}"], parameters[f"end{i}"] = span.start, span.end
+    return {row.key: int(row.total) for row in tx.execute(statement, parameters)}
 
 
 def _totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
@@ -261,7 +299,7 @@ def _tagged_from_cache(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by
     for index, spans in enumerate(plans):
         base = _kept_totals(tx, spans, filters, by)
         open_minutes = [span for span in spans if not _keepable(span)]
-        fresh = _totals(tx, open_minutes, filters, by) if open_minutes else {}
+        fresh = _open_totals(tx, open_minutes, replace(filters, keys=None), by)
         keys = filters.keys if filters.keys is not None else base.by_key.keys() | fresh.keys()
         for key in keys:
             value = base.by_key.get(key, 0) + fresh.get(key, 0)

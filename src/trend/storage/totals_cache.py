@@ -55,6 +55,16 @@ class Totals:
         return cls(by_key, sorted(by_key.items(), key=lambda item: (-item[1], item[0])))
 
 
+@dataclass(frozen=True)
+class OpenTotals:
+    """Key totals over the open minutes of a plan, of the events with a seq up to ``upto``, while no
+    raw event was deleted (``raw_version``): the next read adds only the events after ``upto``."""
+
+    raw_version: int
+    upto: int
+    by_key: Mapping[str, int]
+
+
 class TotalsCache:
     """An LRU of :class:`Totals`, each stored with the data versions it was computed at, bounded by
     the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few)."""
@@ -63,6 +73,7 @@ class TotalsCache:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
         self._max_keys = max_keys
         self._keys = 0
+        self._open: OrderedDict[Hashable, OpenTotals] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, versions: Hashable) -> Totals | None:
@@ -72,6 +83,17 @@ class TotalsCache:
                 return None
             self._entries.move_to_end(key)
             return entry[1]
+
+    def get_open(self, key: Hashable) -> OpenTotals | None:
+        with self._lock:
+            return self._open.get(key)
+
+    def put_open(self, key: Hashable, totals: OpenTotals) -> None:
+        with self._lock:
+            self._open[key] = totals
+            self._open.move_to_end(key)
+            while len(self._open) > 64:
+                self._open.popitem(last=False)
 
     def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
         with self._lock:
