@@ -29,6 +29,19 @@ def median_seconds(func: Callable[[], object], repeat: int, setup: Callable[[], 
     return statistics.median(times)
 
 
+def latencies_ms(func: Callable[[], object], samples: int, before: Callable[[], object] | None = None
+                 ) -> list[float]:
+    """Each run's wall time in ms, ``before`` untimed ahead of each."""
+    times = []
+    for _ in range(samples):
+        if before is not None:
+            before()
+        began = time.perf_counter()
+        func()
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

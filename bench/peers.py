@@ -18,17 +18,15 @@ The events are written once to a Parquet file (by DuckDB) and every system reads
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from sqlalchemy import text
 
-from bench.common import machine, parser, scratch_trend
+from bench.common import machine, median_seconds, parser, scratch_trend
 from trend.clock import FakeClock
 from trend.model import DAY_MS, MINUTE_MS
 
@@ -53,16 +51,6 @@ def _write_events(path: Path, events: int, days: int) -> None:
               FROM range({events}) t(i)) TO '{path}' (FORMAT parquet)""")
 
 
-def _p50(func: Callable[[], object], samples: int, before: Callable[[], object] = lambda: None) -> float:
-    times = []
-    for _ in range(samples):
-        before()
-        began = time.perf_counter()
-        func()
-        times.append((time.perf_counter() - began) * 1000)
-    return statistics.median(times)
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
@@ -83,8 +71,8 @@ def run_trend(backend: str, parquet: Path, postgres_url: str, samples: int) -> d
     began = time.perf_counter()
     trend.rollup()
     rollup = time.perf_counter() - began
-    warm = _p50(lambda: trend.top("search", window="24h"), samples)
-    cold = _p50(lambda: trend.top("search", window="24h"), samples, lambda: clock.advance(MINUTE_MS))
+    warm = median_seconds(lambda: trend.top("search", window="24h"), samples) * 1000
+    cold = median_seconds(lambda: trend.top("search", window="24h"), samples, lambda: clock.advance(MINUTE_MS)) * 1000
     clock.set(NOW)
     if backend == "sqlite":
         path = Path(str(trend.db.engine.url.database))
@@ -111,7 +99,7 @@ def run_duckdb(parquet: Path, folder: Path, samples: int) -> dict[str, Any]:
     end = NOW - NOW % MINUTE_MS + MINUTE_MS
     query = ("SELECT key, count(*) AS n FROM events WHERE event = 'search' AND ts >= ? AND ts < ? "
              "GROUP BY key ORDER BY n DESC, key LIMIT 10")
-    top = _p50(lambda: db.execute(query, [end - DAY_MS, end]).fetchall(), samples)
+    top = median_seconds(lambda: db.execute(query, [end - DAY_MS, end]).fetchall(), samples) * 1000
     db.close()
     return {"ingest": ingest, "current": ingest, "top": top, "top_cold": top, "bytes": _folder_bytes(folder)}
 
@@ -136,7 +124,7 @@ def run_chdb(parquet: Path, folder: Path, samples: int) -> dict[str, Any]:
     hour_end = NOW - NOW % 3_600_000
     query = (f"SELECT key, sum(n) AS total FROM bench.hourly WHERE event = 'search' AND hour >= {hour_end - DAY_MS} "
              f"AND hour < {hour_end} GROUP BY key ORDER BY total DESC, key LIMIT 10")
-    top = _p50(lambda: db.query(query, "CSV"), samples)
+    top = median_seconds(lambda: db.query(query, "CSV"), samples) * 1000
     db.close()
     return {"ingest": ingest, "current": ingest, "top": top, "top_cold": top, "bytes": _folder_bytes(data)}
 

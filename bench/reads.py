@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy import text
 
-from bench.common import machine, parser, percentile, scratch_trend, server_url
+from bench.common import latencies_ms, machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, MINUTE_MS
@@ -28,12 +28,8 @@ GROUP BY key ORDER BY n DESC, key LIMIT 10"""
 
 
 def _latencies(func: Callable[[], object], samples: int) -> tuple[float, float]:
-    times = []
-    for _ in range(samples):
-        began = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - began)
-    return percentile(times, 50) * 1000, percentile(times, 99) * 1000
+    times = latencies_ms(func, samples)
+    return percentile(times, 50), percentile(times, 99)
 
 
 def main() -> None:

@@ -19,12 +19,10 @@ plus a live tail (the open minute from raw events). Measured in one run, p50 and
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 
 from sqlalchemy import text
 
-from bench.common import machine, parser, percentile, scratch_trend, server_url
+from bench.common import latencies_ms, machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
@@ -32,16 +30,6 @@ from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
 NOW = 1_763_016_630_000  # 2025-11-13 06:50:30 UTC: the current minute is open
 _BARE = """SELECT key, sum(count) AS n FROM agg_1h WHERE event = 'search' AND bucket >= :start AND bucket < :end
 GROUP BY key ORDER BY n DESC LIMIT 10"""
-
-
-def _times(func: Callable[[], object], samples: int, before: Callable[[], object] = lambda: None) -> list[float]:
-    times = []
-    for _ in range(samples):
-        before()
-        began = time.perf_counter()
-        func()
-        times.append((time.perf_counter() - began) * 1000)
-    return times
 
 
 def main() -> None:
@@ -73,18 +61,18 @@ def main() -> None:
     for _ in range(5):
         clock.set(NOW)
         for name, func, before in (
-                ("bare GROUP BY over agg_1h, 24h", bare, lambda: None),
-                ("top 24h, warm", top, lambda: None),
-                ("top 24h by users, warm", lambda: trend.top("search", window="24h", by="users"), lambda: None),
-                ("rising 15m, warm", lambda: trend.rising("search", window="15m"), lambda: None),
+                ("bare GROUP BY over agg_1h, 24h", bare, None),
+                ("top 24h, warm", top, None),
+                ("top 24h by users, warm", lambda: trend.top("search", window="24h", by="users"), None),
+                ("rising 15m, warm", lambda: trend.rising("search", window="15m"), None),
                 ("top 24h, cold (a new minute each time)", top, next_minute)):
-            results.setdefault(name, []).extend(_times(func, args.samples // 5, before))
+            results.setdefault(name, []).extend(latencies_ms(func, args.samples // 5, before))
         clock.set(NOW)
     # A late batch over 481 minutes of the window, pending: the runs have not seen it yet.
     late_end = end - 30 * MINUTE_MS
     trend.ingest([{"event": "search", "key": f"k{1 + n % 500}", "ts": (late_end - (n % 481) * MINUTE_MS) / 1000}
                   for n in range(150_000)], strict=False)
-    results["top 24h, warm, 481 dirty minutes pending"] = _times(top, args.samples)
+    results["top 24h, warm, 481 dirty minutes pending"] = latencies_ms(top, args.samples)
     bare_p50 = statistics.median(results["bare GROUP BY over agg_1h, 24h"])
     top_p50 = statistics.median(results["top 24h, warm"])
     print(f"# {machine()}; backend {trend.db.dialect.name}; {args.events:,} events over 24h, 20,000 Zipf keys; "

@@ -21,7 +21,7 @@ from trend.ingest import IngestResult
 from trend.model import EventRow
 from trend.service import Trend
 from trend.storage.events import StoredEvent, as_stored
-from trend.validation import EventIn, EventValidator
+from trend.validation import EventIn, EventValidator, split_outcomes
 
 CHUNK_LINES = 5_000
 MAX_REPORTED_ERRORS = 1_000
@@ -149,19 +149,10 @@ def _store_all_or_nothing(trend: Trend, parsed: Iterator[_Chunk], result: Ingest
 
 def _validate_chunk(chunk: list[Line], validator: EventValidator, now: int
                     ) -> tuple[list[EventRow], list[FieldProblem]]:
-    rows, problems = [], []
-    for number, payload in chunk:
-        if isinstance(payload, FieldProblem):
-            outcome: EventRow | FieldProblem = payload
-        elif isinstance(payload, str):
-            outcome = validator.validate_line(payload, number, now)
-        else:
-            outcome = validator.validate(payload, number, now)
-        if isinstance(outcome, FieldProblem):
-            problems.append(outcome)
-        else:
-            rows.append(outcome)
-    return rows, problems
+    return split_outcomes(payload if isinstance(payload, FieldProblem)
+                          else validator.validate_line(payload, number, now) if isinstance(payload, str)
+                          else validator.validate(payload, number, now)
+                          for number, payload in chunk)
 
 
 _CAN_FORK = "fork" in multiprocessing.get_all_start_methods()

@@ -117,28 +117,24 @@ class EventValidator:
 
     def finish_all(self, fields: Sequence[DecodedEvent], now_ms: int) -> tuple[list[EventRow], list[FieldProblem]]:
         """:meth:`validate_all` for events :func:`fast_batch` decoded: only the checks after the schema."""
-        rows: list[EventRow] = []
-        problems: list[FieldProblem] = []
-        for position, one in enumerate(fields):
-            outcome = self._finish(*one, position, now_ms)
-            if isinstance(outcome, FieldProblem):
-                problems.append(outcome)
-            else:
-                rows.append(outcome)
-        return rows, problems
+        return split_outcomes(self._finish(*one, position, now_ms) for position, one in enumerate(fields))
 
     def validate_all(self, payloads: Iterable[Any], now_ms: int, first_position: int = 0
                      ) -> tuple[list[EventRow], list[FieldProblem]]:
-        rows: list[EventRow] = []
-        problems: list[FieldProblem] = []
-        for position, payload in enumerate(payloads, start=first_position):
-            outcome = self.validate(payload, position, now_ms)
-            if isinstance(outcome, FieldProblem):
-                problems.append(outcome)
-            else:
-                rows.append(outcome)
-        return rows, problems
+        return split_outcomes(self.validate(payload, position, now_ms)
+                              for position, payload in enumerate(payloads, start=first_position))
 
+
+def split_outcomes(outcomes: Iterable[EventRow | FieldProblem]) -> tuple[list[EventRow], list[FieldProblem]]:
+    """The valid rows and the problems, each in the order given."""
+    rows: list[EventRow] = []
+    problems: list[FieldProblem] = []
+    for outcome in outcomes:
+        if isinstance(outcome, FieldProblem):
+            problems.append(outcome)
+        else:
+            rows.append(outcome)
+    return rows, problems
 
 class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     """The fast decoder's view of an event: types only; :func:`_fast_fields` checks the rest."""

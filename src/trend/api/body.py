@@ -56,9 +56,9 @@ def check_media(content_type: str | None) -> None:
         raise ApiError(415, "unsupported_media_type", "send the events as application/json")
 
 
-def parse_json(raw: bytes, content_type: str | None) -> Any:
-    """Strict JSON: no NaN or Infinity, no duplicate keys; UTF-8 only."""
-    check_media(content_type)
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no duplicate keys; UTF-8 only (the media type is checked first,
+    by :func:`check_media`)."""
     try:
         return loads_strict(raw.decode("utf-8"))
     except RecursionError:

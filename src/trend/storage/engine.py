@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class Tx:
     dialect: Dialect
     levels: Hierarchy
     totals: TotalsCache | None = None  # on reads, where the backend allows it
+    # Facts read once per transaction and asked for again by later statements (the data versions).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         return self.conn.execute(statement, parameters)

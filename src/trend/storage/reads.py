@@ -177,7 +177,9 @@ def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Ma
     if tx.totals is None or not tx.dialect.ordered_inserts or by.from_raw is not Fold.COUNT:
         return _totals(tx, spans, filters, by)
     raw_version = current_versions(tx).get(RAW, 0)
-    upto = int(tx.execute(select(func.max(fact_events.c.seq))).scalar() or 0)
+    if "upto" not in tx.memo:  # the newest seq in this snapshot, once per transaction
+        tx.memo["upto"] = int(tx.execute(select(func.max(fact_events.c.seq))).scalar() or 0)
+    upto: int = tx.memo["upto"]
     key = (filters.event, filters.segment, by.column, tuple(spans))
     kept = tx.totals.get_open(key)
     if kept is not None and kept.raw_version == raw_version and kept.upto == upto:

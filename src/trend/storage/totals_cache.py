@@ -40,7 +40,12 @@ def bump_version(tx: Tx, level: str) -> None:
 
 
 def current_versions(tx: Tx) -> dict[str, int]:
-    return {row.level: int(row.version) for row in tx.execute(select(data_versions))}
+    """The data versions in this transaction's snapshot, read once per transaction: a rising read
+    asks for them once per baseline window."""
+    if "versions" not in tx.memo:
+        tx.memo["versions"] = {row.level: int(row.version) for row in tx.execute(select(data_versions))}
+    found: dict[str, int] = tx.memo["versions"]
+    return found
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def router(trend: Trend) -> APIRouter:
                 raise PayloadTooLargeError("the number of events in one batch", settings.max_batch_events)
             result = await run_in_threadpool(trend.ingestor.ingest_decoded, decoded)
         else:
-            events = event_list(parse_json(raw, request.headers.get("content-type")), settings.max_batch_events)
+            events = event_list(parse_json(raw), settings.max_batch_events)
             result = await run_in_threadpool(trend.ingest, events)
         return Accepted(accepted=result.accepted, duplicates=result.duplicates)
 
