@@ -12,7 +12,7 @@ SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import psycopg
@@ -153,6 +153,20 @@ class Dialect:
     def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
         """The number of distinct values a sketch holds, a whole number; 0 for NULL."""
         raise NotImplementedError
+
+    def estimates(self, conn: Connection, parts: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+        """Per key, the estimate of the union of its sketches as a read returned them (unestimated);
+        0 for a key without any. Here DataSketches' bytes, merged in the process."""
+        found = {}
+        for key, blobs in parts.items():
+            if len(blobs) == 1:
+                found[key] = sketches.estimate(bytes(blobs[0]))
+                continue
+            union = sketches.Distinct()
+            for blob in blobs:
+                union.merge(blob)
+            found[key] = union.estimate()
+        return found
 
 
 class SQLiteDialect(Dialect):
@@ -309,6 +323,20 @@ class PostgresDialect(Dialect):
 
     def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.coalesce(func.round(func.hll_cardinality(sketch)), 0)
+
+    def estimates(self, conn: Connection, parts: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+        if not self.sketches_in_sql:
+            return super().estimates(conn, parts)
+        # postgresql-hll's sketches came back in their text form; the server merges them again.
+        pairs = [(key, sketch) for key, sketches_of_key in parts.items() for sketch in sketches_of_key]
+        found = dict.fromkeys(parts, 0)
+        if pairs:
+            rows = conn.exec_driver_sql(
+                "SELECT t.k, round(hll_cardinality(hll_union_agg(t.s::hll))) FROM "
+                "unnest(%s::text[], %s::text[]) AS t(k, s) GROUP BY t.k",
+                ([key for key, _ in pairs], [sketch for _, sketch in pairs]))
+            found.update({key: int(value or 0) for key, value in rows})
+        return found
 
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]]) -> None:

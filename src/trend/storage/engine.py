@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +47,7 @@ class Tx:
     levels: Hierarchy
     totals: TotalsCache | None = None  # on reads, where the backend allows it
     # Facts read once per transaction and asked for again by later statements (the data versions).
-    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         return self.conn.execute(statement, parameters)

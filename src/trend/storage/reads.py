@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -18,7 +19,7 @@ from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import OpenTotals, Totals, current_versions, ranked_with
+from trend.storage.totals_cache import OpenSketches, OpenTotals, Sketch, Totals, current_versions, ranked_with
 
 
 @dataclass(frozen=True)
@@ -153,19 +154,37 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
     kept = [span for span in spans if _keepable(span)]
     if not kept:
         return Totals.of({})
-    versions = current_versions(tx)
-    levels = {span.source for span in kept if span.source != RAW}
-    settled = [(span.start, span.end) for span in kept if span.source == RAW]
-    if settled:
-        levels.add(tx.levels.finest.name)
-    at = (tuple(versions.get(level, 0) for level in sorted(levels)),
-          marker_versions(tx, tx.levels.finest.name, settled))
+    at = _stamp(tx, kept)
     key = (filters.event, filters.segment, by.column, tuple(kept))
     found = tx.totals.get(key, at)
     if found is None:
         found = Totals.of(_totals(tx, kept, replace(filters, keys=None), by))
         tx.totals.put(key, at, found)
     return found
+
+
+def _stamp(tx: Tx, kept: list[Span]) -> Hashable:
+    """What the rows of the keepable spans ``kept`` are as of this snapshot: the data version of each
+    level read, and for dirty raw minutes their markers' versions and the finest level's data version."""
+    memo_key = ("stamp", tuple(kept))
+    if memo_key not in tx.memo:
+        versions = current_versions(tx)
+        levels = {span.source for span in kept if span.source != RAW}
+        settled = [(span.start, span.end) for span in kept if span.source == RAW]
+        if settled:
+            levels.add(tx.levels.finest.name)
+        tx.memo[memo_key] = (tuple(versions.get(level, 0) for level in sorted(levels)),
+                             marker_versions(tx, tx.levels.finest.name, settled))
+    stamp: Hashable = tx.memo[memo_key]
+    return stamp
+
+
+def _newest_seq(tx: Tx) -> int:
+    """The newest seq in this snapshot, read once per transaction."""
+    if "upto" not in tx.memo:
+        tx.memo["upto"] = int(tx.execute(select(func.max(fact_events.c.seq))).scalar() or 0)
+    upto: int = tx.memo["upto"]
+    return upto
 
 
 def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Mapping[str, int]:
@@ -177,9 +196,7 @@ def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Ma
     if tx.totals is None or not tx.dialect.ordered_inserts or by.from_raw is not Fold.COUNT:
         return _totals(tx, spans, filters, by)
     raw_version = current_versions(tx).get(RAW, 0)
-    if "upto" not in tx.memo:  # the newest seq in this snapshot, once per transaction
-        tx.memo["upto"] = int(tx.execute(select(func.max(fact_events.c.seq))).scalar() or 0)
-    upto: int = tx.memo["upto"]
+    upto = _newest_seq(tx)
     key = (filters.event, filters.segment, by.column, tuple(spans))
     kept = tx.totals.get_open(key)
     if kept is not None and kept.raw_version == raw_version and kept.upto == upto:
@@ -196,17 +213,27 @@ def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Ma
 
 def _stored_since(tx: Tx, spans: list[Span], filters: Filters, by: Measure, after: int, upto: int
                   ) -> dict[str, int]:
-    """The events with ``after < seq <= upto`` in ``spans``, by key. The unary ``+`` keeps SQLite off
-    the minute index, so it walks the rowid range of the new events only."""
-    ranges = " OR ".join(f"(+minute >= :start{i} AND +minute < :end{i})" for i in range(len(spans)))
+    """The events with ``after < seq <= upto`` in ``spans``, by key."""
     counted = "count(*)" if by.raw_input is None else f"count({by.raw_input})"
+    rows = _since(tx, spans, filters, f"key, {counted} AS total", "GROUP BY key", after, upto)
+    return {row.key: int(row.total) for row in rows}
+
+
+def _since(tx: Tx, spans: list[Span], filters: Filters, columns: str, rest: str, after: int, upto: int
+           ) -> Sequence[Any]:
+    """``SELECT columns`` of the events with ``after < seq <= upto`` in ``spans`` that ``filters``
+    match. The unary ``+`` keeps SQLite off the minute index, so it walks the rowid range of the new
+    events only."""
+    ranges = " OR ".join(f"(+minute >= :start{i} AND +minute < :end{i})" for i in range(len(spans)))
     segment = " AND segment = :segment" if filters.segment is not None else ""
-    statement = text(f"SELECT key, {counted} AS total FROM fact_events WHERE seq > :after AND seq <= :upto "
-                     f"AND ({ranges}) AND event = :event{segment} GROUP BY key")
-    parameters: dict[str, Any] = {"after": after, "upto": upto, "event": filters.event, "segment": filters.segment}
+    keys = " AND key IN (SELECT value FROM json_each(:keys))" if filters.keys is not None else ""
+    statement = text(f"SELECT {columns} FROM fact_events WHERE seq > :after AND seq <= :upto "
+                     f"AND ({ranges}) AND event = :event{segment}{keys} {rest}")
+    parameters: dict[str, Any] = {"after": after, "upto": upto, "event": filters.event, "segment": filters.segment,
+                                  "keys": json.dumps(list(filters.keys or ()))}
     for i, span in enumerate(spans):
         parameters[f"start{i}"], parameters[f"end{i}"] = span.start, span.end
-    return {row.key: int(row.total) for row in tx.execute(statement, parameters)}
+    return tx.execute(statement, parameters).all()
 
 
 def _totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
@@ -263,7 +290,8 @@ def _ranked_within_bound(tx: Tx, spans: list[Span], filters: Filters, by: Measur
 def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Sequence[Measure]
                     ) -> dict[str, dict[str, Any]]:
     """For the keys of ``filters``: each measure's read value over ``spans``, by column."""
-    in_sql = [m for m in measures if not _in_python(tx, m)]
+    kept = [m for m in measures if _sketches_keepable(tx, spans, filters, m)]
+    in_sql = [m for m in measures if not _in_python(tx, m) and m not in kept]
     found: dict[str, dict[str, Any]] = defaultdict(dict)
     rows = plan_rows(tx, [spans], filters, in_sql) if in_sql else None
     if rows is not None:
@@ -271,11 +299,100 @@ def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Seque
         for row in tx.execute(query):
             found[row.key] = {m.column: m.python_value(row._mapping[m.column]) for m in in_sql}
     for measure in measures:
-        if _in_python(tx, measure):
+        if measure in kept:
+            folded = _estimates_from_kept(tx, spans, filters, measure)
+        elif _in_python(tx, measure):
             folded = _fold_in_python(tx, [spans], filters, measure, lambda _tag, _bucket, key: key)
-            for key in set(found) | {str(key) for key in folded}:
-                found[key][measure.column] = folded.get(key, 0)
+        else:
+            continue
+        for key in set(found) | {str(key) for key, value in folded.items() if value}:
+            found[key][measure.column] = folded.get(key, 0)
     return dict(found)
+
+
+# -- users sketches of the keys a read shows, kept between reads --
+
+def _sketches_keepable(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> bool:
+    """A sketch measure of a few named keys (the ones a ranking shows), with spans worth keeping."""
+    return (tx.totals is not None and measure.is_sketch and filters.keys is not None
+            and any(_keepable(span) for span in spans))
+
+
+def _estimates_from_kept(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, int]:
+    """The sketch ``measure`` of each key of ``filters`` over ``spans``: each key's sketch over the
+    keepable spans is kept (stamped as the kept totals are) and merged with its sketch over the open
+    minutes. Without this, the users figure of the 10 keys a ``top`` shows re-reads all their rows,
+    and all their raw events in dirty minutes, on every request."""
+    assert tx.totals is not None
+    assert filters.keys is not None
+    keys = list(dict.fromkeys(filters.keys))
+    kept = [span for span in spans if _keepable(span)]
+    stamp = _stamp(tx, kept)
+    entry = (filters.event, filters.segment, measure.column, tuple(kept))
+    known = tx.totals.get_sketches(entry, stamp)
+    missing = [key for key in keys if key not in known]
+    if missing:
+        computed = _sketches(tx, kept, replace(filters, keys=missing), measure)
+        # A long run of different keys starts the entry afresh rather than growing it without end.
+        base = known if len(known) < _MOST_CANDIDATES else {}
+        known = {**base, **{key: computed.get(key) for key in missing}}
+        tx.totals.put_sketches(entry, stamp, known)
+    opened = _open_sketches(tx, [span for span in spans if not _keepable(span)], replace(filters, keys=keys),
+                            measure)
+    parts = {key: [sketch for sketch in (known.get(key), opened.get(key)) if sketch is not None] for key in keys}
+    return tx.dialect.estimates(tx.conn, parts)
+
+
+def _sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, Sketch]:
+    """Each key's sketch over ``spans``, not estimated: as the backend stores it."""
+    if not spans:
+        return {}
+    if _in_python(tx, measure):
+        folded = _folded_sketches(tx, [spans], filters, measure, lambda _tag, _bucket, key: key)
+        return {str(key): sketch.blob() for key, sketch in folded.items()}
+    rows = plan_rows(tx, [spans], filters, [measure])
+    if rows is None:
+        return {}
+    query = select(rows.c.key, merged_one(tx, rows.c, measure).label("sketch")).group_by(rows.c.key)
+    return {row.key: row.sketch for row in tx.execute(query)}
+
+
+def _open_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, Sketch]:
+    """Each key's sketch over the open minutes ``spans``. Where the backend orders inserts (SQLite),
+    as :func:`_open_totals`: kept with the seq it covers, and only the users of the events stored
+    since are added; the 10 most popular keys hold a large share of an open minute's events."""
+    if not spans:
+        return {}
+    if not tx.dialect.ordered_inserts or measure.raw_input is None:
+        return _sketches(tx, spans, filters, measure)
+    assert tx.totals is not None
+    assert filters.keys is not None
+    upto, raw_version = _newest_seq(tx), current_versions(tx).get(RAW, 0)
+    entry = (filters.event, filters.segment, measure.column, tuple(spans))
+    kept = tx.totals.get_open_sketches(entry)
+    by_key = dict(kept.by_key) if kept is not None and kept.raw_version == raw_version else {}
+    # A key kept by a reader with a newer snapshot than this one's is read again, as a new one is.
+    fresh = [key for key in filters.keys if key not in by_key or by_key[key][0] > upto]
+    if fresh:
+        computed = _sketches(tx, spans, replace(filters, keys=fresh), measure)
+        by_key.update({key: (upto, computed.get(key)) for key in fresh})
+    behind: dict[int, list[str]] = defaultdict(list)
+    for key in filters.keys:
+        if by_key[key][0] < upto:
+            behind[by_key[key][0]].append(key)
+    for after, keys in behind.items():
+        added: dict[str, Distinct] = {}
+        for row in _since(tx, spans, replace(filters, keys=keys), f"key, {measure.raw_input} AS item",
+                          f"AND {measure.raw_input} IS NOT NULL", after, upto):
+            if row.key not in added:
+                added[row.key] = Distinct()
+                added[row.key].merge(by_key[row.key][1])
+            added[row.key].add(row.item)
+        by_key.update({key: (upto, added[key].blob() if key in added else by_key[key][1]) for key in keys})
+    if len(by_key) > _MOST_CANDIDATES:
+        by_key = {key: by_key[key] for key in filters.keys}
+    tx.totals.put_open_sketches(entry, OpenSketches(raw_version, by_key))
+    return {key: by_key[key][1] for key in filters.keys}
 
 
 def tagged_totals(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[tuple[int, str, int]]:
@@ -352,6 +469,13 @@ def _in_python(tx: Tx, measure: Measure) -> bool:
 
 def _fold_in_python(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measure: Measure,
                     group: Callable[[int, int, str], Hashable]) -> dict[Any, int]:
+    """A sketch measure's estimate over each plan's spans, per ``group(plan index, bucket, key)``."""
+    folded = _folded_sketches(tx, plans, filters, measure, group)
+    return {where: sketch.estimate() for where, sketch in folded.items()}
+
+
+def _folded_sketches(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measure: Measure,
+                     group: Callable[[int, int, str], Hashable]) -> dict[Any, Distinct]:
     """A sketch measure over each plan's spans, per ``group(plan index, bucket, key)``: raw spans add
     their user_ids, rollup spans merge their stored sketches."""
     folded: dict[Hashable, Distinct] = defaultdict(Distinct)
@@ -366,4 +490,4 @@ def _fold_in_python(tx: Tx, plans: Sequence[list[Span]], filters: Filters, measu
             for row in tx.execute(query):
                 sketch = folded[group(index, int(row.at), row.key)]
                 sketch.add(row.item) if raw else sketch.merge(row.item)
-    return {where: sketch.estimate() for where, sketch in folded.items()}
+    return dict(folded)

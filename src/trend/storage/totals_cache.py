@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -70,16 +70,73 @@ class OpenTotals:
     by_key: Mapping[str, int]
 
 
+# A users sketch as the backend stores it: DataSketches' bytes, or postgresql-hll's text form; None
+# where a key has no users in the spans.
+Sketch = Any
+
+
+@dataclass(frozen=True)
+class OpenSketches:
+    """Per key: the sketch over the open minutes of a plan, of the events with a seq up to the
+    number beside it, while no raw event was deleted (``raw_version``)."""
+
+    raw_version: int
+    by_key: Mapping[str, tuple[int, Sketch]]
+
+
+def _sketch_bytes(sketches: Mapping[str, Sketch]) -> int:
+    return sum(64 + len(sketch or b"") for sketch in sketches.values())
+
+
 class TotalsCache:
     """An LRU of :class:`Totals`, each stored with the data versions it was computed at, bounded by
-    the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few)."""
+    the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few).
 
-    def __init__(self, max_keys: int = 200_000) -> None:
+    Beside them, the users sketches of the keys reads have shown (a few per window), stamped the same
+    way and bounded by their size: a sketch of many users is 16 kB."""
+
+    def __init__(self, max_keys: int = 200_000, max_sketch_bytes: int = 64 << 20) -> None:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
         self._max_keys = max_keys
         self._keys = 0
         self._open: OrderedDict[Hashable, OpenTotals] = OrderedDict()
+        self._sketches: OrderedDict[Hashable, tuple[Hashable, Mapping[str, Sketch]]] = OrderedDict()
+        self._max_sketch_bytes = max_sketch_bytes
+        self._sketch_bytes = 0
+        self._open_sketches: OrderedDict[Hashable, OpenSketches] = OrderedDict()
         self._lock = threading.Lock()
+
+    def get_sketches(self, key: Hashable, versions: Hashable) -> Mapping[str, Sketch]:
+        """The sketches kept for ``key`` at these versions, by key shown; empty when none are."""
+        with self._lock:
+            entry = self._sketches.get(key)
+            if entry is None or entry[0] != versions:
+                return {}
+            self._sketches.move_to_end(key)
+            return entry[1]
+
+    def put_sketches(self, key: Hashable, versions: Hashable, sketches: Mapping[str, Sketch]) -> None:
+        """Replace the entry: callers pass what they read merged with what they computed."""
+        with self._lock:
+            previous = self._sketches.pop(key, None)
+            if previous is not None:
+                self._sketch_bytes -= _sketch_bytes(previous[1])
+            self._sketches[key] = (versions, sketches)
+            self._sketch_bytes += _sketch_bytes(sketches)
+            while self._sketch_bytes > self._max_sketch_bytes and len(self._sketches) > 1:
+                _, (_, dropped) = self._sketches.popitem(last=False)
+                self._sketch_bytes -= _sketch_bytes(dropped)
+
+    def get_open_sketches(self, key: Hashable) -> OpenSketches | None:
+        with self._lock:
+            return self._open_sketches.get(key)
+
+    def put_open_sketches(self, key: Hashable, sketches: OpenSketches) -> None:
+        with self._lock:
+            self._open_sketches[key] = sketches
+            self._open_sketches.move_to_end(key)
+            while len(self._open_sketches) > 64:
+                self._open_sketches.popitem(last=False)
 
     def get(self, key: Hashable, versions: Hashable) -> Totals | None:
         with self._lock:
