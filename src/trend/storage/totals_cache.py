@@ -84,8 +84,9 @@ class OpenSketches:
     by_key: Mapping[str, tuple[int, Sketch]]
 
 
-def _sketch_bytes(sketches: Mapping[str, Sketch]) -> int:
-    return sum(64 + len(sketch or b"") for sketch in sketches.values())
+def _size(values: Mapping[str, Any]) -> int:
+    """Roughly the bytes ``values`` hold: sketches dominate."""
+    return sum(64 + (len(value) if isinstance(value, bytes | str) else 0) for value in values.values())
 
 
 class TotalsCache:
@@ -95,37 +96,37 @@ class TotalsCache:
     Beside them, the users sketches of the keys reads have shown (a few per window), stamped the same
     way and bounded by their size: a sketch of many users is 16 kB."""
 
-    def __init__(self, max_keys: int = 200_000, max_sketch_bytes: int = 64 << 20) -> None:
+    def __init__(self, max_keys: int = 200_000, max_bytes: int = 64 << 20) -> None:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
         self._max_keys = max_keys
         self._keys = 0
         self._open: OrderedDict[Hashable, OpenTotals] = OrderedDict()
-        self._sketches: OrderedDict[Hashable, tuple[Hashable, Mapping[str, Sketch]]] = OrderedDict()
-        self._max_sketch_bytes = max_sketch_bytes
-        self._sketch_bytes = 0
+        self._by_key: OrderedDict[Hashable, tuple[Hashable, Mapping[str, Any]]] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._open_sketches: OrderedDict[Hashable, OpenSketches] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_sketches(self, key: Hashable, versions: Hashable) -> Mapping[str, Sketch]:
-        """The sketches kept for ``key`` at these versions, by key shown; empty when none are."""
+    def get_by_key(self, key: Hashable, versions: Hashable) -> Mapping[str, Any]:
+        """The values (sums, or sketches) kept for ``key`` at these versions, by key shown; empty when none are."""
         with self._lock:
-            entry = self._sketches.get(key)
+            entry = self._by_key.get(key)
             if entry is None or entry[0] != versions:
                 return {}
-            self._sketches.move_to_end(key)
+            self._by_key.move_to_end(key)
             return entry[1]
 
-    def put_sketches(self, key: Hashable, versions: Hashable, sketches: Mapping[str, Sketch]) -> None:
+    def put_by_key(self, key: Hashable, versions: Hashable, values: Mapping[str, Any]) -> None:
         """Replace the entry: callers pass what they read merged with what they computed."""
         with self._lock:
-            previous = self._sketches.pop(key, None)
+            previous = self._by_key.pop(key, None)
             if previous is not None:
-                self._sketch_bytes -= _sketch_bytes(previous[1])
-            self._sketches[key] = (versions, sketches)
-            self._sketch_bytes += _sketch_bytes(sketches)
-            while self._sketch_bytes > self._max_sketch_bytes and len(self._sketches) > 1:
-                _, (_, dropped) = self._sketches.popitem(last=False)
-                self._sketch_bytes -= _sketch_bytes(dropped)
+                self._bytes -= _size(previous[1])
+            self._by_key[key] = (versions, values)
+            self._bytes += _size(values)
+            while self._bytes > self._max_bytes and len(self._by_key) > 1:
+                _, (_, dropped) = self._by_key.popitem(last=False)
+                self._bytes -= _size(dropped)
 
     def get_open_sketches(self, key: Hashable) -> OpenSketches | None:
         with self._lock:
