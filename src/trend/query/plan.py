@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from trend.model import MINUTE_MS, RAW, Hierarchy, Span
 
@@ -30,9 +31,9 @@ class Planner:
         if start % MINUTE_MS or end % MINUTE_MS:
             raise ValueError("a read range must be aligned to whole minutes")
         index = self.levels.index(top_level if top_level is not None else self.levels.top.name)
-        spans: list[Span] = []
+        spans: list[_Growing] = []
         self._cover(start, end, index, spans)
-        return _merged(spans)
+        return [Span(span.source, span.start, span.end, span.settled) for span in spans]
 
     def _clean(self, index: int, bucket: int, width: int) -> bool:
         for level in self.levels.levels[: index + 1]:
@@ -42,7 +43,7 @@ class Planner:
                 return False
         return True
 
-    def _cover(self, start: int, end: int, index: int, out: list[Span]) -> None:
+    def _cover(self, start: int, end: int, index: int, out: list[_Growing]) -> None:
         if start >= end:
             return
         level = self.levels[index]
@@ -51,9 +52,9 @@ class Planner:
             for minute in range(start, end, width):
                 closed = level.is_closed(minute, self.now_ms)
                 if closed and self._clean(0, minute, width):
-                    out.append(Span(level.name, minute, minute + width))
+                    _add(out, level.name, minute, minute + width, False)
                 else:
-                    out.append(Span(RAW, minute, minute + width, settled=closed))
+                    _add(out, RAW, minute, minute + width, closed)
             return
         first = -(-start // width) * width
         last = end - end % width
@@ -63,19 +64,29 @@ class Planner:
         self._cover(start, first, index - 1, out)
         for bucket in range(first, last, width):
             if level.is_closed(bucket, self.now_ms) and self._clean(index, bucket, width):
-                out.append(Span(level.name, bucket, bucket + width))
+                _add(out, level.name, bucket, bucket + width, False)
             else:
                 self._cover(bucket, bucket + width, index - 1, out)
         self._cover(last, end, index - 1, out)
 
 
-def _merged(spans: list[Span]) -> list[Span]:
-    """Join neighbouring spans of one source, so each source needs few range predicates."""
-    result: list[Span] = []
-    for span in spans:
-        last = result[-1] if result else None
-        if last and (last.source, last.settled, last.end) == (span.source, span.settled, span.start):
-            result[-1] = Span(span.source, last.start, span.end, span.settled)
-        else:
-            result.append(span)
-    return result
+def _add(out: list[_Growing], source: str, start: int, end: int, settled: bool) -> None:
+    """Append a span, joined to the last one where it continues it from the same source, so each
+    source needs few range predicates. Mutable while planning: a late batch over hundreds
+    of minutes adds one per minute."""
+    if out:
+        last = out[-1]
+        if last.source == source and last.settled == settled and last.end == start:
+            last.end = end
+            return
+    out.append(_Growing(source, start, end, settled))
+
+
+@dataclass(slots=True)
+class _Growing:
+    """A :class:`Span` while planning: its end moves as neighbouring spans join it."""
+
+    source: str
+    start: int
+    end: int
+    settled: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -74,15 +75,32 @@ def release(tx: Tx, level: str, bucket: int, version: int) -> bool:
 
 
 def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
-    """Every marker of every level inside ``[start, end)``; there are few of them."""
-    query = select(dirty.c.level, dirty.c.bucket).where(dirty.c.bucket >= start, dirty.c.bucket < end)
-    return [(row.level, int(row.bucket)) for row in tx.execute(query)]
+    """Every marker of every level inside ``[start, end)``; usually few, hundreds after a late batch.
+
+    Their versions are kept for the rest of the transaction, for :func:`marker_versions`."""
+    query = select(dirty.c.level, dirty.c.bucket, dirty.c.version).where(dirty.c.bucket >= start, dirty.c.bucket < end)
+    rows = tx.execute(query).all()
+    by_level: dict[str, list[tuple[int, int]]] = {}
+    for row in rows:
+        by_level.setdefault(row.level, []).append((int(row.bucket), int(row.version)))
+    tx.memo[_SEEN] = (start, end, {level: sorted(found) for level, found in by_level.items()})
+    return [(row.level, int(row.bucket)) for row in rows]
+
+
+_SEEN = "markers_between"
 
 
 def marker_versions(tx: Tx, level: str, ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """(bucket, version) of every marker of ``level`` inside the ``[start, end)`` ranges, in order."""
-    bounds = [and_(dirty.c.bucket >= start, dirty.c.bucket < end) for start, end in ranges]
-    if not bounds:
+    """(bucket, version) of every marker of ``level`` inside the ``[start, end)`` ranges, in order:
+    from this transaction's :func:`markers_between` where it covered them (the same snapshot)."""
+    ranges = sorted(ranges)
+    if not ranges:
         return ()
+    seen = tx.memo.get(_SEEN)
+    if seen is not None and seen[0] <= ranges[0][0] and ranges[-1][1] <= seen[1]:
+        found = seen[2].get(level, [])
+        return tuple(item for start, end in ranges
+                     for item in found[bisect_left(found, (start,)):bisect_left(found, (end,))])
+    bounds = [and_(dirty.c.bucket >= start, dirty.c.bucket < end) for start, end in ranges]
     query = select(dirty.c.bucket, dirty.c.version).where(dirty.c.level == level, or_(*bounds)).order_by(dirty.c.bucket)
     return tuple((int(row.bucket), int(row.version)) for row in tx.execute(query))

@@ -436,7 +436,7 @@ def _tagged_from_cache(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by
                        ) -> list[tuple[int, str, int]]:
     """:func:`tagged_totals` from each plan's kept totals (rising's baseline windows change only when
     their rows do), plus the raw spans of the keys asked for."""
-    found = []
+    found: list[tuple[int, str, int]] = []
     for index, spans in enumerate(plans):
         base = _kept_totals(tx, spans, filters, by)
         open_minutes = [span for span in spans if not _keepable(span)]
