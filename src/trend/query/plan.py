@@ -49,12 +49,17 @@ class Planner:
         level = self.levels[index]
         width = level.width
         if index == 0:
-            for minute in range(start, end, width):
-                closed = level.is_closed(minute, self.now_ms)
-                if closed and self._clean(0, minute, width):
-                    _add(out, level.name, minute, minute + width, False)
-                else:
-                    _add(out, RAW, minute, minute + width, closed)
+            # Runs, not minutes: the clean closed minutes between two markers are one span.
+            open_from = max(start, min(end, self.now_ms - width - level.grace + 1))
+            open_from += -(open_from - start) % width
+            dirty = self._dirty[level.name]
+            at = start
+            for bucket in dirty[bisect_left(dirty, start):bisect_left(dirty, open_from)]:
+                _add(out, level.name, at, bucket, False)
+                _add(out, RAW, bucket, bucket + width, True)
+                at = bucket + width
+            _add(out, level.name, at, open_from, False)
+            _add(out, RAW, open_from, end, False)
             return
         first = -(-start // width) * width
         last = end - end % width
@@ -73,7 +78,9 @@ class Planner:
 def _add(out: list[_Growing], source: str, start: int, end: int, settled: bool) -> None:
     """Append a span, joined to the last one where it continues it from the same source, so each
     source needs few range predicates. Mutable while planning: a late batch over hundreds
-    of minutes adds one per minute."""
+    of minutes adds one per minute. An empty span is left out."""
+    if start >= end:
+        return
     if out:
         last = out[-1]
         if last.source == source and last.settled == settled and last.end == start:

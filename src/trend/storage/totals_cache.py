@@ -93,8 +93,8 @@ class TotalsCache:
     """An LRU of :class:`Totals`, each stored with the data versions it was computed at, bounded by
     the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few).
 
-    Beside them, the users sketches of the keys reads have shown (a few per window), stamped the same
-    way and bounded by their size: a sketch of many users is 16 kB."""
+    Beside them, the figures of the keys reads have shown (a few per window: counts, and users
+    sketches), stamped the same way and bounded by their size: a sketch of many users is 16 kB."""
 
     def __init__(self, max_keys: int = 200_000, max_bytes: int = 64 << 20) -> None:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
