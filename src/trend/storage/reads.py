@@ -19,7 +19,7 @@ from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import OpenSketches, OpenTotals, Sketch, Totals, current_versions, ranked_with
+from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions, ranked_with
 
 
 @dataclass(frozen=True)
@@ -133,21 +133,26 @@ def _ranked(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int
 def _cacheable(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> bool:
     """Totals of an additive whole-number measure over every key, with some spans worth keeping."""
     return (tx.totals is not None and filters.keys is None and by.merge is Fold.SUM and by.kind == "integer"
-            and any(_keepable(span) for span in spans))
+            and (tx.dialect.ordered_inserts or any(_keepable(tx, span) for span in spans)))
 
 
-def _keepable(span: Span) -> bool:
-    """Rollup spans, and raw minutes that are closed: only a recompute, a retention delete or a new
-    marker version changes them. Open minutes change with every ingest, so they are read each time."""
-    return span.source != RAW or span.settled
+def _keepable(tx: Tx, span: Span) -> bool:
+    """Whether a span's totals are kept under a stamp of versions: rollup spans, which only a
+    recompute or a retention delete changes; and elsewhere than SQLite, raw minutes that are closed,
+    which change only with a new marker version.
+
+    On SQLite every raw span is carried forward by seq instead (:func:`_raw_totals`). Recent late
+    events mark closed minutes with every ingest, so a stamp of marker versions would void the whole
+    plan's totals many times a second under steady ingest."""
+    return span.source != RAW or (span.settled and not tx.dialect.ordered_inserts)
 
 
 def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
                        at_least: int) -> list[tuple[str, int]]:
-    """:func:`_ranked`, with the totals of every span but the open minutes kept between reads
-    (storage/totals_cache.py), and only the open minutes read each time."""
-    fresh = [span for span in spans if not _keepable(span)]
-    return ranked_with(_kept_totals(tx, spans, filters, by), _open_totals(tx, fresh, filters, by), limit, at_least)
+    """:func:`_ranked`, with the totals of the keepable spans kept between reads
+    (storage/totals_cache.py), and only the other raw spans read each time."""
+    fresh = [span for span in spans if not _keepable(tx, span)]
+    return ranked_with(_kept_totals(tx, spans, filters, by), _raw_totals(tx, fresh, filters, by), limit, at_least)
 
 
 def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Totals:
@@ -157,7 +162,7 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
     versions and the finest level's data version: a marker that is released (by a recompute, which
     bumps that version) and made again restarts at version 1."""
     assert tx.totals is not None
-    kept = [span for span in spans if _keepable(span)]
+    kept = [span for span in spans if _keepable(tx, span)]
     if not kept:
         return Totals.of({})
     at = _stamp(tx, kept)
@@ -193,21 +198,22 @@ def _newest_seq(tx: Tx) -> int:
     return upto
 
 
-def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Mapping[str, int]:
-    """Every key's total over the open minutes ``spans``. Where the backend orders inserts (SQLite),
-    the totals of the previous read are kept with the highest seq they include, and only the events
-    stored since are read: at 1,000 events/s an open minute holds up to 60,000."""
+def _raw_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Mapping[str, int]:
+    """Every key's total over the raw spans ``spans`` that are not kept under a stamp. Where the
+    backend orders inserts (SQLite), the totals of the previous read are kept with the highest seq
+    they include, and only the events stored since are read: at 1,000 events/s an open minute holds
+    up to 60,000."""
     if not spans:
         return {}
     if tx.totals is None or not tx.dialect.ordered_inserts or by.from_raw is not Fold.COUNT:
         return _totals(tx, spans, filters, by)
     if filters.keys is not None:  # every key's totals are carried forward; a keyed read picks its own
-        every = _open_totals(tx, spans, replace(filters, keys=None), by)
+        every = _raw_totals(tx, spans, replace(filters, keys=None), by)
         return {key: every[key] for key in filters.keys if key in every}
     raw_version = current_versions(tx).get(RAW, 0)
     upto = _newest_seq(tx)
     key = (filters.event, filters.segment, by.column, tuple(spans))
-    kept = tx.totals.get_open(key)
+    kept = tx.totals.get_raw(key)
     if kept is not None and kept.raw_version == raw_version and kept.upto == upto:
         return kept.by_key
     if kept is not None and kept.raw_version == raw_version and kept.upto < upto:
@@ -216,7 +222,7 @@ def _open_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Ma
             totals[name] = totals.get(name, 0) + value
     else:
         totals = _totals(tx, spans, filters, by)
-    tx.totals.put_open(key, OpenTotals(raw_version, upto, totals))
+    tx.totals.put_raw(key, RawTotals(raw_version, upto, totals))
     return totals
 
 
@@ -324,20 +330,20 @@ def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Seque
 def _keepable_by_key(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> bool:
     """A sketch or a whole-number sum of a few named keys (the ones a ranking shows), with spans
     worth keeping."""
-    return (tx.totals is not None and filters.keys is not None and any(_keepable(span) for span in spans)
+    return (tx.totals is not None and filters.keys is not None and any(_keepable(tx, span) for span in spans)
             and (measure.is_sketch or (measure.merge is Fold.SUM and measure.kind == "integer")))
 
 
 def _values_from_kept(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, int]:
     """``measure`` of each key of ``filters`` over ``spans``: each key's value over the keepable spans
     is kept (stamped as the kept totals are), and added to (a sum) or merged with (a sketch) its value
-    over the open minutes. Without this, the users figure of the 10 keys a ``top`` shows re-reads all
+    over the other raw spans. Without this, the users figure of the 10 keys a ``top`` shows re-reads all
     their rows, and all their raw events in dirty minutes, on every request."""
     assert tx.totals is not None
     assert filters.keys is not None
     keys = list(dict.fromkeys(filters.keys))
-    kept = [span for span in spans if _keepable(span)]
-    fresh = [span for span in spans if not _keepable(span)]
+    kept = [span for span in spans if _keepable(tx, span)]
+    fresh = [span for span in spans if not _keepable(tx, span)]
     stamp = _stamp(tx, kept)
     entry = (filters.event, filters.segment, measure.column, tuple(kept))
     known = tx.totals.get_by_key(entry, stamp)
@@ -350,9 +356,9 @@ def _values_from_kept(tx: Tx, spans: list[Span], filters: Filters, measure: Meas
         tx.totals.put_by_key(entry, stamp, known)
     keyed = replace(filters, keys=keys)
     if not measure.is_sketch:
-        opened = _open_totals(tx, fresh, keyed, measure)
+        opened = _raw_totals(tx, fresh, keyed, measure)
         return {key: (known.get(key) or 0) + opened.get(key, 0) for key in keys}
-    sketched = _open_sketches(tx, fresh, keyed, measure)
+    sketched = _raw_sketches(tx, fresh, keyed, measure)
     parts = {key: [sketch for sketch in (known.get(key), sketched.get(key)) if sketch is not None] for key in keys}
     return tx.dialect.estimates(tx.conn, parts)
 
@@ -379,10 +385,11 @@ def _sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> 
     return {row.key: row.sketch for row in tx.execute(query)}
 
 
-def _open_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, Sketch]:
-    """Each key's sketch over the open minutes ``spans``. Where the backend orders inserts (SQLite),
-    as :func:`_open_totals`: kept with the seq it covers, and only the users of the events stored
-    since are added; the 10 most popular keys hold a large share of an open minute's events."""
+def _raw_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, Sketch]:
+    """Each key's sketch over the raw spans ``spans`` not kept under a stamp. Where the backend
+    orders inserts (SQLite), as :func:`_raw_totals`: kept with the seq it covers, and only the users
+    of the events stored since are added; the 10 most popular keys hold a large share of an open
+    minute's events."""
     if not spans:
         return {}
     if not tx.dialect.ordered_inserts or measure.raw_input is None:
@@ -391,7 +398,7 @@ def _open_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure
     assert filters.keys is not None
     upto, raw_version = _newest_seq(tx), current_versions(tx).get(RAW, 0)
     entry = (filters.event, filters.segment, measure.column, tuple(spans))
-    kept = tx.totals.get_open_sketches(entry)
+    kept = tx.totals.get_raw_sketches(entry)
     by_key = dict(kept.by_key) if kept is not None and kept.raw_version == raw_version else {}
     # A key kept by a reader with a newer snapshot than this one's is read again, as a new one is.
     fresh = [key for key in filters.keys if key not in by_key or by_key[key][0] > upto]
@@ -413,7 +420,7 @@ def _open_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure
         by_key.update({key: (upto, added[key].blob() if key in added else by_key[key][1]) for key in keys})
     if len(by_key) > _MOST_CANDIDATES:
         by_key = {key: by_key[key] for key in filters.keys}
-    tx.totals.put_open_sketches(entry, OpenSketches(raw_version, by_key))
+    tx.totals.put_raw_sketches(entry, RawSketches(raw_version, by_key))
     return {key: by_key[key][1] for key in filters.keys}
 
 
@@ -439,12 +446,12 @@ def _tagged_from_cache(tx: Tx, plans: Sequence[list[Span]], filters: Filters, by
     found: list[tuple[int, str, int]] = []
     for index, spans in enumerate(plans):
         base = _kept_totals(tx, spans, filters, by)
-        open_minutes = [span for span in spans if not _keepable(span)]
-        fresh = _open_totals(tx, open_minutes, replace(filters, keys=None), by)
+        raw = [span for span in spans if not _keepable(tx, span)]
+        fresh = _raw_totals(tx, raw, replace(filters, keys=None), by)
         keys = filters.keys if filters.keys is not None else base.by_key.keys() | fresh.keys()
         if fresh:
             found.extend((index, key, base.by_key.get(key, 0) + fresh.get(key, 0)) for key in keys)
-        else:  # a baseline window in the past: no open minutes, and ~200 candidates in each of 12-48
+        else:  # a baseline window without raw spans, and ~200 candidates in each of 12-48
             found.extend((index, key, base.by_key[key]) for key in keys if key in base.by_key)
     return [item for item in found if item[2]]
 

@@ -61,8 +61,8 @@ class Totals:
 
 
 @dataclass(frozen=True)
-class OpenTotals:
-    """Key totals over the open minutes of a plan, of the events with a seq up to ``upto``, while no
+class RawTotals:
+    """Key totals over the raw spans of a plan, of the events with a seq up to ``upto``, while no
     raw event was deleted (``raw_version``): the next read adds only the events after ``upto``."""
 
     raw_version: int
@@ -76,8 +76,8 @@ Sketch = Any
 
 
 @dataclass(frozen=True)
-class OpenSketches:
-    """Per key: the sketch over the open minutes of a plan, of the events with a seq up to the
+class RawSketches:
+    """Per key: the sketch over the raw spans of a plan, of the events with a seq up to the
     number beside it, while no raw event was deleted (``raw_version``)."""
 
     raw_version: int
@@ -100,11 +100,11 @@ class TotalsCache:
         self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
         self._max_keys = max_keys
         self._keys = 0
-        self._open: OrderedDict[Hashable, OpenTotals] = OrderedDict()
+        self._raw: OrderedDict[Hashable, RawTotals] = OrderedDict()
         self._by_key: OrderedDict[Hashable, tuple[Hashable, Mapping[str, Any]]] = OrderedDict()
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._open_sketches: OrderedDict[Hashable, OpenSketches] = OrderedDict()
+        self._raw_sketches: OrderedDict[Hashable, RawSketches] = OrderedDict()
         self._lock = threading.Lock()
 
     def get_by_key(self, key: Hashable, versions: Hashable) -> Mapping[str, Any]:
@@ -128,16 +128,16 @@ class TotalsCache:
                 _, (_, dropped) = self._by_key.popitem(last=False)
                 self._bytes -= _size(dropped)
 
-    def get_open_sketches(self, key: Hashable) -> OpenSketches | None:
+    def get_raw_sketches(self, key: Hashable) -> RawSketches | None:
         with self._lock:
-            return self._open_sketches.get(key)
+            return self._raw_sketches.get(key)
 
-    def put_open_sketches(self, key: Hashable, sketches: OpenSketches) -> None:
+    def put_raw_sketches(self, key: Hashable, sketches: RawSketches) -> None:
         with self._lock:
-            self._open_sketches[key] = sketches
-            self._open_sketches.move_to_end(key)
-            while len(self._open_sketches) > 64:
-                self._open_sketches.popitem(last=False)
+            self._raw_sketches[key] = sketches
+            self._raw_sketches.move_to_end(key)
+            while len(self._raw_sketches) > 64:
+                self._raw_sketches.popitem(last=False)
 
     def get(self, key: Hashable, versions: Hashable) -> Totals | None:
         with self._lock:
@@ -147,16 +147,16 @@ class TotalsCache:
             self._entries.move_to_end(key)
             return entry[1]
 
-    def get_open(self, key: Hashable) -> OpenTotals | None:
+    def get_raw(self, key: Hashable) -> RawTotals | None:
         with self._lock:
-            return self._open.get(key)
+            return self._raw.get(key)
 
-    def put_open(self, key: Hashable, totals: OpenTotals) -> None:
+    def put_raw(self, key: Hashable, totals: RawTotals) -> None:
         with self._lock:
-            self._open[key] = totals
-            self._open.move_to_end(key)
-            while len(self._open) > 64:
-                self._open.popitem(last=False)
+            self._raw[key] = totals
+            self._raw.move_to_end(key)
+            while len(self._raw) > 64:
+                self._raw.popitem(last=False)
 
     def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
         with self._lock:
