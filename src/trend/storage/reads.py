@@ -19,7 +19,7 @@ from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions, ranked_with
+from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,11 @@ def _ranked_from_cache(tx: Tx, spans: list[Span], filters: Filters, by: Measure,
                        at_least: int) -> list[tuple[str, int]]:
     """:func:`_ranked`, with the totals of the keepable spans kept between reads
     (storage/totals_cache.py), and only the other raw spans read each time."""
+    assert tx.totals is not None
     fresh = [span for span in spans if not _keepable(tx, span)]
-    return ranked_with(_kept_totals(tx, spans, filters, by), _raw_totals(tx, fresh, filters, by), limit, at_least)
+    key = (filters.event, filters.segment, by.column, tuple(spans))
+    return tx.totals.ranking(key, _kept_totals(tx, spans, filters, by), _raw_totals(tx, fresh, filters, by),
+                             limit, at_least)
 
 
 def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Totals:
@@ -359,8 +362,9 @@ def _values_from_kept(tx: Tx, spans: list[Span], filters: Filters, measure: Meas
         opened = _raw_totals(tx, fresh, keyed, measure)
         return {key: (known.get(key) or 0) + opened.get(key, 0) for key in keys}
     sketched = _raw_sketches(tx, fresh, keyed, measure)
-    parts = {key: [sketch for sketch in (known.get(key), sketched.get(key)) if sketch is not None] for key in keys}
-    return tx.dialect.estimates(tx.conn, parts)
+    parts = {key: tuple(sketch for sketch in (known.get(key), sketched.get(key)) if sketch is not None)
+             for key in keys}
+    return tx.totals.estimates(parts, lambda missing: tx.dialect.estimates(tx.conn, missing))
 
 
 def _stored_values(tx: Tx, spans: list[Span], filters: Filters, measure: Measure) -> dict[str, Any]:
