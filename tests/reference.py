@@ -119,8 +119,9 @@ def clear_all(trend: Trend) -> None:
             tx.execute(text(f"DELETE FROM {table}"))
         if tx.dialect.name == "citus":  # event_ids claimed on Citus live in a table of their own
             tx.execute(text("DELETE FROM trend_event_ids"))
-        for name in (RAW, *trend.levels.names):  # rows changed behind trend's back: kept totals are void
-            bump_version(tx, name)
+        # Rows changed behind trend's back: every data version moves, so kept totals are void.
+        tx.execute(text("UPDATE trend_data_versions SET version = version + 1"))
+        bump_version(tx, RAW)
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:

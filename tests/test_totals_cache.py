@@ -60,7 +60,7 @@ def test_kept_totals_serve_until_their_level_moves(trend: Trend) -> None:
         tx.execute(text("UPDATE agg_1h SET count = 30"))
     assert _top(trend) == [("a", 3)]
     with trend.db.write() as tx:
-        tx.execute(text("UPDATE trend_data_versions SET version = version + 1 WHERE level = '1h'"))
+        tx.execute(text("UPDATE trend_data_versions SET version = version + 1 WHERE level LIKE '1h@%'"))
     assert _top(trend) == [("a", 30)]
 
 
@@ -237,7 +237,7 @@ def test_kept_users_sketches_serve_until_their_level_moves(trend: Trend) -> None
         tx.execute(text("UPDATE agg_1h SET users_sketch = NULL"))
     assert _top_users(trend) == [("a", 3, 3)]
     with trend.db.write() as tx:
-        bump_version(tx, "1h")
+        bump_version(tx, "1h", T0 - 5 * HOUR_MS, T0 - 4 * HOUR_MS)
     assert _top_users(trend) == [("a", 3, 0)]
 
 
@@ -257,3 +257,22 @@ def test_open_minute_users_are_carried_by_seq(trend: Trend) -> None:
     with trend.db.write() as tx:
         bump_version(tx, "raw")
     assert _top_users(trend) == [("a", 4, 4)]
+
+
+def test_a_recompute_of_another_day_keeps_todays_totals(trend: Trend) -> None:
+    """White box: data versions are per level and day. A recompute of a bucket two days back (a
+    catch-up, or late data for it) leaves the totals kept for the last 24h alone, which a row changed
+    behind trend's back shows; a recompute inside the window voids them."""
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": "a", "ts": T0 - 5 * HOUR_MS}] * 3)
+    _store(trend, events, [{"event": "search", "key": "old", "ts": T0 - 2 * WINDOW}])
+    settle(trend, T0)
+    assert _top(trend) == [("a", 3)]
+    with trend.db.write() as tx:
+        tx.execute(text("UPDATE agg_1h SET count = 30 WHERE key = 'a'"))
+    _store(trend, events, [{"event": "search", "key": "old", "ts": T0 - 2 * WINDOW}])
+    settle(trend, T0)  # recomputes the old minute, its 5m and its hour: all on another day
+    assert _top(trend) == [("a", 3)]
+    _store(trend, events, [{"event": "search", "key": "b", "ts": T0 - 5 * HOUR_MS}])
+    settle(trend, T0)  # recomputes the hour of "a": its day's version moves, and the kept totals go
+    assert _top(trend) == [("a", 3), ("b", 1)]

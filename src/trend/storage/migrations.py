@@ -76,8 +76,13 @@ def _add_data_versions(tx: Tx) -> None:
     """Nothing to change: the new table is created with the other new tables below, starting at 0."""
 
 
+def _version_data_by_day(tx: Tx) -> None:
+    """Nothing to change: versions of a level and day start at 0, and kept totals live in processes,
+    which start afresh. The version stops runners of schema 5, which would not bump them."""
+
+
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
-                                               5: _add_data_versions}
+                                               5: _add_data_versions, 6: _version_data_by_day}
 
 
 def _get(tx: Tx, name: str) -> str | None:

@@ -19,7 +19,7 @@ from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions
+from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions, partitions
 
 
 @dataclass(frozen=True)
@@ -179,16 +179,15 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
 
 def _stamp(tx: Tx, kept: list[Span]) -> Hashable:
     """What the rows of the keepable spans ``kept`` are as of this snapshot: the data version of each
-    level read, and for dirty raw minutes their markers' versions and the finest level's data version."""
+    level and day read, and for dirty raw minutes their markers' versions and the finest level's data
+    version of their days (a released marker comes back at version 1; its release bumped that)."""
     memo_key = ("stamp", tuple(kept))
     if memo_key not in tx.memo:
-        versions = current_versions(tx)
-        levels = {span.source for span in kept if span.source != RAW}
+        finest = tx.levels.finest.name
+        names = sorted({name for span in kept
+                        for name in partitions(finest if span.source == RAW else span.source, span.start, span.end)})
         settled = [(span.start, span.end) for span in kept if span.source == RAW]
-        if settled:
-            levels.add(tx.levels.finest.name)
-        tx.memo[memo_key] = (tuple(versions.get(level, 0) for level in sorted(levels)),
-                             marker_versions(tx, tx.levels.finest.name, settled))
+        tx.memo[memo_key] = (tuple(current_versions(tx, names).items()), marker_versions(tx, finest, settled))
     stamp: Hashable = tx.memo[memo_key]
     return stamp
 
@@ -213,7 +212,7 @@ def _raw_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> Map
     if filters.keys is not None:  # every key's totals are carried forward; a keyed read picks its own
         every = _raw_totals(tx, spans, replace(filters, keys=None), by)
         return {key: every[key] for key in filters.keys if key in every}
-    raw_version = current_versions(tx).get(RAW, 0)
+    raw_version = current_versions(tx, [RAW])[RAW]
     upto = _newest_seq(tx)
     key = (filters.event, filters.segment, by.column, tuple(spans))
     kept = tx.totals.get_raw(key)
@@ -400,7 +399,7 @@ def _raw_sketches(tx: Tx, spans: list[Span], filters: Filters, measure: Measure)
         return _sketches(tx, spans, filters, measure)
     assert tx.totals is not None
     assert filters.keys is not None
-    upto, raw_version = _newest_seq(tx), current_versions(tx).get(RAW, 0)
+    upto, raw_version = _newest_seq(tx), current_versions(tx, [RAW])[RAW]
     entry = (filters.event, filters.segment, measure.column, tuple(spans))
     kept = tx.totals.get_raw_sketches(entry)
     by_key = dict(kept.by_key) if kept is not None and kept.raw_version == raw_version else {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, func, select
 
-from trend.model import MINUTE_MS, Level
+from trend.model import MINUTE_MS, RAW, Level
 from trend.storage.engine import Database, Tx
 from trend.storage.schema import fact_events, job_runs, level_table, rollup_dirty
 from trend.storage.totals_cache import bump_version
@@ -78,8 +78,10 @@ def _delete_chunks(db: Database, table: Table, column: str, chunk: int, before: 
             else:
                 c = table.c[column]
                 deleted = tx.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
-                if deleted:  # "raw" for fact_events: the seq of new events may reuse a deleted one
-                    bump_version(tx, what)
+                if deleted and what == RAW:  # one version for all: new events may reuse a deleted seq
+                    bump_version(tx, RAW)
+                elif deleted:
+                    bump_version(tx, what, start, start + chunk)
                 rows += deleted
         found = _first_from(db, table, column, start + chunk)
     return Deleted(what, rows, skipped)

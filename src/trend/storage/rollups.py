@@ -96,7 +96,7 @@ def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     rows, events = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(table.c["count"]), 0)).where(table.c.bucket == bucket)
     ).one())
-    bump_version(tx, level.name)
+    bump_version(tx, level.name, bucket, bucket + level.width)
     return Recomputed(rows=int(rows), events=int(events))
 
 

@@ -14,7 +14,8 @@ from trend.model import Hierarchy, Level
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
 # 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
 # 5: trend_data_versions, which tells a process whether the totals it keeps are still true.
-SCHEMA_VERSION = 5
+# 6: those versions per level and day ("1h@20405"): runners of schema 5 would bump only the level's.
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 

@@ -18,35 +18,53 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from trend.model import DAY_MS
 from trend.storage.schema import data_versions
 
 if TYPE_CHECKING:
     from trend.storage.engine import Tx
 
 
-def bump_version(tx: Tx, level: str) -> None:
-    """Inside a transaction that rewrites or deletes ``level``'s rows. Taken last, so the row lock is
-    held only while the transaction commits."""
+# Data versions are kept per level and day: a catch-up of yesterday's buckets leaves the totals that
+# today's reads keep alone.
+PARTITION_MS = DAY_MS
+
+
+def partitions(level: str, start: int, end: int) -> list[str]:
+    """The names of the data versions of ``level``'s buckets in ``[start, end)``: one per day."""
+    return [f"{level}@{day}" for day in range(start // PARTITION_MS, (end - 1) // PARTITION_MS + 1)]
+
+
+def bump_version(tx: Tx, level: str, start: int | None = None, end: int | None = None) -> None:
+    """Inside a transaction that rewrites or deletes ``level``'s rows in ``[start, end)`` (``raw``:
+    any raw event; its version is one for all). Taken last, so the row lock is held only while the
+    transaction commits. The level's own version moves too: processes of schema 5, which read only
+    that one, may still serve reads during a rolling upgrade."""
     if not tx.dialect.caches_reads:
         return
-    upsert = tx.dialect.insert(data_versions).values(level=level, version=1)
-    tx.execute(upsert.on_conflict_do_update(index_elements=["level"],
-                                            set_={"version": data_versions.c.version + 1}))
+    names = [level] if start is None or end is None else [level, *partitions(level, start, end)]
+    for name in sorted(names):  # one order for every writer, so PostgreSQL cannot deadlock
+        upsert = tx.dialect.insert(data_versions).values(level=name, version=1)
+        tx.execute(upsert.on_conflict_do_update(index_elements=["level"],
+                                                set_={"version": data_versions.c.version + 1}))
 
 
-def current_versions(tx: Tx) -> dict[str, int]:
-    """The data versions in this transaction's snapshot, read once per transaction: a rising read
-    asks for them once per baseline window."""
-    if "versions" not in tx.memo:
-        tx.memo["versions"] = {row.level: int(row.version) for row in tx.execute(select(data_versions))}
-    found: dict[str, int] = tx.memo["versions"]
-    return found
+def current_versions(tx: Tx, names: Iterable[str]) -> dict[str, int]:
+    """The data versions of ``names`` in this transaction's snapshot (0 for one never bumped), each
+    read once per transaction: a rising read asks for the same ones once per baseline window."""
+    memo: dict[str, int] = tx.memo.setdefault("versions", {})
+    missing = [name for name in dict.fromkeys(names) if name not in memo]
+    if missing:
+        query = select(data_versions).where(tx.dialect.one_of(data_versions.c.level, missing))
+        found = {row.level: int(row.version) for row in tx.execute(query)}
+        memo.update({name: found.get(name, 0) for name in missing})
+    return {name: memo[name] for name in names}
 
 
 @dataclass(frozen=True)
