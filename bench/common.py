@@ -19,14 +19,7 @@ from trend.service import Trend
 
 def median_seconds(func: Callable[[], object], repeat: int, setup: Callable[[], object] | None = None) -> float:
     """The median wall time of ``func`` over ``repeat`` runs, ``setup`` untimed before each."""
-    times = []
-    for _ in range(repeat):
-        if setup is not None:
-            setup()
-        began = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return statistics.median(latencies_ms(func, repeat, setup)) / 1000
 
 
 def latencies_ms(func: Callable[[], object], samples: int, before: Callable[[], object] | None = None

@@ -74,6 +74,10 @@ def release(tx: Tx, level: str, bucket: int, version: int) -> bool:
     return deleted.rowcount == 1
 
 
+# tx.memo: (start, end, {level: [(bucket, version)]}) of the transaction's markers_between.
+_SEEN = "markers_between"
+
+
 def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
     """Every marker of every level inside ``[start, end)``; usually few, hundreds after a late batch.
 
@@ -85,9 +89,6 @@ def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
         by_level.setdefault(row.level, []).append((int(row.bucket), int(row.version)))
     tx.memo[_SEEN] = (start, end, {level: sorted(found) for level, found in by_level.items()})
     return [(row.level, int(row.bucket)) for row in rows]
-
-
-_SEEN = "markers_between"
 
 
 def marker_versions(tx: Tx, level: str, ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import select
 
@@ -29,6 +29,8 @@ from trend.storage.schema import data_versions
 
 if TYPE_CHECKING:
     from trend.storage.engine import Tx
+
+V = TypeVar("V")
 
 
 # Data versions are kept per level and day: a catch-up of yesterday's buckets leaves the totals that
@@ -108,6 +110,30 @@ def _size(values: Mapping[str, Any]) -> int:
     return sum(64 + (len(value) if isinstance(value, bytes | str) else 0) for value in values.values())
 
 
+class _Lru(Generic[V]):
+    """Least recently used entries, as long as their weights add up to at most ``most``; not locked."""
+
+    def __init__(self, most: int, weight: Callable[[V], int] = lambda _value: 1) -> None:
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._most, self._weight, self._total = most, weight, 0
+
+    def get(self, key: Hashable) -> V | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, value: V) -> None:
+        previous = self._entries.pop(key, None)
+        if previous is not None:
+            self._total -= self._weight(previous)
+        self._entries[key] = value
+        self._total += self._weight(value)
+        while self._total > self._most and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            self._total -= self._weight(dropped)
+
+
 class TotalsCache:
     """An LRU of :class:`Totals`, each stored with the data versions it was computed at, bounded by
     the keys it holds in all (a 24h window of a long tail holds tens of thousands, a 15m one few).
@@ -116,39 +142,41 @@ class TotalsCache:
     sketches), stamped the same way and bounded by their size: a sketch of many users is 16 kB."""
 
     def __init__(self, max_keys: int = 200_000, max_bytes: int = 64 << 20) -> None:
-        self._entries: OrderedDict[Hashable, tuple[Hashable, Totals]] = OrderedDict()
-        self._max_keys = max_keys
-        self._keys = 0
-        self._raw: OrderedDict[Hashable, RawTotals] = OrderedDict()
-        self._by_key: OrderedDict[Hashable, tuple[Hashable, Mapping[str, Any]]] = OrderedDict()
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._raw_sketches: OrderedDict[Hashable, RawSketches] = OrderedDict()
-        self._estimates: OrderedDict[tuple[Sketch, ...], int] = OrderedDict()
-        self._rankings: OrderedDict[Hashable, tuple[Totals, Mapping[str, int], Hashable,
-                                                    list[tuple[str, int]]]] = OrderedDict()
+        self._totals: _Lru[tuple[Hashable, Totals]] = _Lru(max_keys, lambda entry: len(entry[1].by_key))
+        self._by_key: _Lru[tuple[Hashable, Mapping[str, Any]]] = _Lru(max_bytes, lambda entry: _size(entry[1]))
+        self._raw: _Lru[RawTotals] = _Lru(64)
+        self._raw_sketches: _Lru[RawSketches] = _Lru(64)
+        self._rankings: _Lru[tuple[Totals, Mapping[str, int], Hashable, list[tuple[str, int]]]] = _Lru(64)
+        self._estimates: _Lru[int] = _Lru(4_096)
         self._lock = threading.Lock()
+
+    def get(self, key: Hashable, versions: Hashable) -> Totals | None:
+        with self._lock:
+            entry = self._totals.get(key)
+        return entry[1] if entry is not None and entry[0] == versions else None
+
+    def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
+        with self._lock:
+            self._totals.put(key, (versions, totals))
 
     def get_by_key(self, key: Hashable, versions: Hashable) -> Mapping[str, Any]:
         """The values (sums, or sketches) kept for ``key`` at these versions, by key shown; empty when none are."""
         with self._lock:
             entry = self._by_key.get(key)
-            if entry is None or entry[0] != versions:
-                return {}
-            self._by_key.move_to_end(key)
-            return entry[1]
+        return entry[1] if entry is not None and entry[0] == versions else {}
 
     def put_by_key(self, key: Hashable, versions: Hashable, values: Mapping[str, Any]) -> None:
         """Replace the entry: callers pass what they read merged with what they computed."""
         with self._lock:
-            previous = self._by_key.pop(key, None)
-            if previous is not None:
-                self._bytes -= _size(previous[1])
-            self._by_key[key] = (versions, values)
-            self._bytes += _size(values)
-            while self._bytes > self._max_bytes and len(self._by_key) > 1:
-                _, (_, dropped) = self._by_key.popitem(last=False)
-                self._bytes -= _size(dropped)
+            self._by_key.put(key, (versions, values))
+
+    def get_raw(self, key: Hashable) -> RawTotals | None:
+        with self._lock:
+            return self._raw.get(key)
+
+    def put_raw(self, key: Hashable, totals: RawTotals) -> None:
+        with self._lock:
+            self._raw.put(key, totals)
 
     def get_raw_sketches(self, key: Hashable) -> RawSketches | None:
         with self._lock:
@@ -156,10 +184,7 @@ class TotalsCache:
 
     def put_raw_sketches(self, key: Hashable, sketches: RawSketches) -> None:
         with self._lock:
-            self._raw_sketches[key] = sketches
-            self._raw_sketches.move_to_end(key)
-            while len(self._raw_sketches) > 64:
-                self._raw_sketches.popitem(last=False)
+            self._raw_sketches.put(key, sketches)
 
     def ranking(self, key: Hashable, base: Totals, extra: Mapping[str, int], limit: int | None,
                 at_least: int) -> list[tuple[str, int]]:
@@ -172,10 +197,7 @@ class TotalsCache:
             return list(found[3])
         ranked = ranked_with(base, extra, limit, at_least)
         with self._lock:
-            self._rankings[key] = (base, extra, (limit, at_least), ranked)
-            self._rankings.move_to_end(key)
-            while len(self._rankings) > 64:
-                self._rankings.popitem(last=False)
+            self._rankings.put(key, (base, extra, (limit, at_least), ranked))
         return list(ranked)
 
     def estimates(self, parts: Mapping[str, tuple[Sketch, ...]],
@@ -189,40 +211,8 @@ class TotalsCache:
         found = estimate(missing) if missing else {}
         with self._lock:
             for key, value in found.items():
-                self._estimates[missing[key]] = value
-            while len(self._estimates) > 4_096:
-                self._estimates.popitem(last=False)
+                self._estimates.put(missing[key], value)
         return {key: found[key] if value is None else value for key, value in known.items()}
-
-    def get(self, key: Hashable, versions: Hashable) -> Totals | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != versions:
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def get_raw(self, key: Hashable) -> RawTotals | None:
-        with self._lock:
-            return self._raw.get(key)
-
-    def put_raw(self, key: Hashable, totals: RawTotals) -> None:
-        with self._lock:
-            self._raw[key] = totals
-            self._raw.move_to_end(key)
-            while len(self._raw) > 64:
-                self._raw.popitem(last=False)
-
-    def put(self, key: Hashable, versions: Hashable, totals: Totals) -> None:
-        with self._lock:
-            previous = self._entries.pop(key, None)
-            if previous is not None:
-                self._keys -= len(previous[1].by_key)
-            self._entries[key] = (versions, totals)
-            self._keys += len(totals.by_key)
-            while self._keys > self._max_keys and len(self._entries) > 1:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._keys -= len(dropped.by_key)
 
 
 def ranked_with(base: Totals, extra: Mapping[str, int], limit: int | None, at_least: int) -> list[tuple[str, int]]:
