@@ -18,6 +18,7 @@ from trend.storage.schema import (
     SCHEMA_VERSION,
     Sketch,
     fact_events,
+    has_key_index,
     level_table,
     level_tables,
     metadata,
@@ -85,6 +86,14 @@ MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users,
                                                5: _add_data_versions, 6: _version_data_by_day}
 
 
+def _drop_unwanted_key_indexes(tx: Tx) -> None:
+    """Databases made before SQLite's finer levels lost their index by key. Not a schema version:
+    rows are unchanged, and runners of the last release read them just as well (if slower)."""
+    for level in tx.levels:
+        if not has_key_index(level, tx.conn.dialect.name):
+            tx.exec_driver_sql(f"DROP INDEX IF EXISTS {level.table}_key")
+
+
 def _get(tx: Tx, name: str) -> str | None:
     value = tx.execute(select(schema_meta.c.value).where(schema_meta.c.name == name)).scalar()
     return None if value is None else str(value)
@@ -127,6 +136,7 @@ def create_or_migrate(tx: Tx, key_normalization: str) -> int:
         MIGRATIONS[step](tx)
     # Tables new in this release, or a level added to the hierarchy, are created as they are.
     metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
+    _drop_unwanted_key_indexes(tx)
     # On Citus: distributes a database that was plain PostgreSQL so far (rows move to the workers).
     tx.dialect.distribute(tx.conn, [level.table for level in tx.levels])
     if version != SCHEMA_VERSION:

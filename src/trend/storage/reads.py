@@ -17,7 +17,7 @@ from trend.model import RAW, Span
 from trend.storage.engine import Tx
 from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
-from trend.storage.schema import fact_events, level_table
+from trend.storage.schema import dimensions, fact_events, has_key_index, level_table
 from trend.storage.sketches import Distinct
 from trend.storage.totals_cache import RawSketches, RawTotals, Sketch, Totals, current_versions, partitions
 
@@ -52,10 +52,29 @@ def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, mea
             .where(_ranges(f.minute, spans), *_filtered(tx, f, filters))
             .group_by(f.minute, f.key)
         )
-    c = level_table(tx.levels.by_name[source]).c
-    return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in measures)).where(
-        _ranges(c.bucket, spans), *_filtered(tx, c, filters)
-    )
+    level = tx.levels.by_name[source]
+    c = level_table(level).c
+    seek = filters.keys is not None and not has_key_index(level, tx.conn.dialect.name)
+    where = _primary_key_seeks(c, level.width, spans, filters) if seek else [_ranges(c.bucket, spans),
+                                                                             *_filtered(tx, c, filters)]
+    return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in measures)).where(*where)
+
+
+def _primary_key_seeks(columns: Any, width: int, spans: list[Span], filters: Filters) -> list[ColumnElement[bool]]:
+    """A keyed read of a table without an index by key (SQLite's finer levels): every bucket, segment
+    and key it names, as equalities on the primary key, so each is one seek rather than a walk over
+    every key's rows in the spans. Only SQLite drops that index, so the lists are SQLite's json_each."""
+    assert filters.keys is not None
+    buckets = [bucket for span in spans for bucket in range(span.start, span.end, width)]
+    segment = (columns.segment == filters.segment if filters.segment is not None
+               # Every segment of the event is in trend_dimensions: ingest adds it with the event.
+               else columns.segment.in_(select(dimensions.c.segment).where(dimensions.c.event == filters.event)))
+    return [columns.bucket.in_(select(_json_values(buckets))), columns.event == filters.event, segment,
+            columns.key.in_(select(_json_values(filters.keys)))]
+
+
+def _json_values(values: Sequence[Any]) -> ColumnElement[Any]:
+    return func.json_each(json.dumps(list(values))).table_valued("value").c.value
 
 
 def _by_source(spans: list[Span], *, keyed: bool = False) -> list[tuple[str, list[Span]]]:

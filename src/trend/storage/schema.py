@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Column, Dialect, Float, Index, Integer, Large
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from trend.measures import MEASURES
-from trend.model import Hierarchy, Level
+from trend.model import HOUR_MS, Hierarchy, Level
 
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
@@ -89,8 +89,21 @@ def level_table(level: Level) -> Table:
     )
     # A series of one key reads a few rows per bucket through this, not every key of every bucket.
     # Key first: a query without a key (top, rising) must not be tempted into it.
-    Index(f"{level.table}_key", table.c.key, table.c.event, table.c.bucket)
+    Index(f"{level.table}_key", table.c.key, table.c.event, table.c.bucket).ddl_if(
+        callable_=_if_key_index, state=level)
     return table
+
+
+def _if_key_index(ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, *,
+                  dialect: Dialect, compiler: Any = None, checkfirst: bool = False) -> bool:
+    return has_key_index(state, dialect.name)
+
+
+def has_key_index(level: Level, dialect: str) -> bool:
+    """Whether ``agg_<level>`` has the index by key. Not SQLite's levels under an hour: each bucket's
+    rows land all over a key-first index, and on SQLite writing those pages tripled a long-tail
+    catch-up. Their keyed reads seek the primary key, bucket by bucket, instead (storage/reads.py)."""
+    return dialect != "sqlite" or level.width >= HOUR_MS
 
 
 def level_tables(levels: Hierarchy) -> list[Table]:
