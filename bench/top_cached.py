@@ -10,6 +10,7 @@ plus a live tail (the open minute from raw events). Measured in one run, p50 and
 * the bare ``SELECT key, sum(count) FROM agg_1h ... GROUP BY key ORDER BY 2 DESC LIMIT 10`` over the
   same 24 hours;
 * ``top`` by users and ``rising`` 15m (12 baseline windows) warm, against ``top`` by count;
+* ``series`` of named keys at 1m and 5m over 24h: keyed reads of the finer levels;
 * ``top`` 24h while a late batch is pending: 150,000 events spread over 481 minutes of the window,
   not yet rolled up, so those minutes are read from raw events (each, all of its events).
 
@@ -65,7 +66,12 @@ def main() -> None:
                 ("top 24h, warm", top, None),
                 ("top 24h by users, warm", lambda: trend.top("search", window="24h", by="users"), None),
                 ("rising 15m, warm", lambda: trend.rising("search", window="15m"), None),
-                ("top 24h, cold (a new minute each time)", top, next_minute)):
+                ("top 24h, cold (a new minute each time)", top, next_minute),
+                # Keyed reads of the finer levels, which seek their primary key on SQLite.
+                ("series of one key, 1m over 24h", lambda: trend.series(
+                    "search", key="k7", interval="1m", start_ms=end - DAY_MS + HOUR_MS, end_ms=end), None),
+                ("series of two keys, 5m over 24h", lambda: trend.series(
+                    "search", key=["k7", "k900"], interval="5m", start_ms=end - DAY_MS + HOUR_MS, end_ms=end), None)):
             results.setdefault(name, []).extend(latencies_ms(func, args.samples // 5, before))
         clock.set(NOW)
     # A late batch over 481 minutes of the window, pending: the runs have not seen it yet.
