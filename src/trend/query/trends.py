@@ -280,6 +280,11 @@ class Queries:
 
     @staticmethod
     def _check_event(tx: Tx, event: str) -> None:
+        # Event types are only ever added, so one seen before needs no look again.
+        seen: set[str] = tx.lasting.setdefault("events", set())
+        if event in seen:
+            return
         known = known_dimensions(tx)
+        seen.update(known)
         if known and event not in known:
             raise QueryError("event", f"unknown event {event!r}; known events: {', '.join(sorted(known))}")

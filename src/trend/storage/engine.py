@@ -48,6 +48,8 @@ class Tx:
     totals: TotalsCache | None = None  # on reads, where the backend allows it
     # Facts read once per transaction and asked for again by later statements (the data versions).
     memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Facts that stay true for the life of the process once read: shared by its read transactions.
+    lasting: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
         return self.conn.execute(statement, parameters)
@@ -111,6 +113,7 @@ class Database:
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         self._totals = TotalsCache()
+        self._lasting: dict[Hashable, Any] = {}
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -128,7 +131,8 @@ class Database:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
         with translate_errors(), self._reader.connect() as conn, conn.begin():
-            yield Tx(conn, self.dialect, self.levels, self._totals if self.dialect.caches_reads else None)
+            yield Tx(conn, self.dialect, self.levels, self._totals if self.dialect.caches_reads else None,
+                     lasting=self._lasting)
 
     @contextmanager
     def probe(self) -> Iterator[Tx]:

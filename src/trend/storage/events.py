@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union_all
 
 from trend.model import MINUTE_MS, RAW, EventRow
 from trend.storage.dialects import CHUNK, chunked
@@ -95,10 +95,8 @@ def newest_minute(tx: Tx) -> int | None:
 
 def history_start(tx: Tx) -> int | None:
     """The oldest time trend still holds anything for (raw events or any level's rows), None when empty:
-    one index probe per table."""
-    candidates = [tx.execute(select(func.min(fact_events.c.minute))).scalar()]
-    for level in tx.levels:
-        table = level_table(level)
-        candidates.append(tx.execute(select(func.min(table.c.bucket))).scalar())
-    found = [int(value) for value in candidates if value is not None]
+    one index probe per table, in one statement."""
+    probes = [select(func.min(fact_events.c.minute).label("oldest")),
+              *(select(func.min(level_table(level).c.bucket).label("oldest")) for level in tx.levels)]
+    found = [int(value) for value in tx.execute(union_all(*probes)).scalars() if value is not None]
     return min(found) if found else None

@@ -111,9 +111,13 @@ def stored_version(tx: Tx) -> int:
 
 
 def users_since(tx: Tx) -> int:
-    """Rollup rows of buckets before this carry no users sketch: their users are unknown."""
-    value = _get(tx, USERS_SINCE)
-    return 0 if value is None else int(value)
+    """Rollup rows of buckets before this carry no users sketch: their users are unknown. Set only by
+    migrations, which run before a process reads: read once per process."""
+    if USERS_SINCE not in tx.lasting:
+        value = _get(tx, USERS_SINCE)
+        tx.lasting[USERS_SINCE] = 0 if value is None else int(value)
+    since: int = tx.lasting[USERS_SINCE]
+    return since
 
 
 def create_or_migrate(tx: Tx, key_normalization: str) -> int:
