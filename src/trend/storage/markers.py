@@ -84,8 +84,6 @@ def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
 
     Their versions are kept for the rest of the transaction, for :func:`marker_versions`."""
     query = select(dirty.c.level, dirty.c.bucket, dirty.c.version).where(dirty.c.bucket >= start, dirty.c.bucket < end)
-    # Plain tuples: after a late batch this is hundreds of rows per read, and a Row's attribute
-    # access was a third of a read's time.
     # Unpacked as tuples: after a late batch these are hundreds of rows per read, and a Row's
     # attribute access was a tenth of such a read.
     rows = cast(Sequence[tuple[str, int, int]], tx.execute(query).all())
