@@ -95,7 +95,8 @@ def play(trend: Trend, clock: FakeClock, steps: list[Any], settle_ms: int) -> No
 
 
 class TestGroundTruth:
-    @settings(max_examples=18, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    # As many examples as the whole suite can afford within CI's 15 minutes on 2 cores.
+    @settings(max_examples=14, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(step_strategy, min_size=1, max_size=25))
     def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
                                                       steps: list[Any]) -> None:
@@ -107,7 +108,7 @@ class TestGroundTruth:
 @pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
 class TestGroundTruthOnCitus:
     # Fewer examples: every statement crosses three servers, and CI runs the whole suite too.
-    @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=9, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(step_strategy, min_size=1, max_size=20))
     def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
                                                       steps: list[Any]) -> None:
