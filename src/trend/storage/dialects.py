@@ -199,7 +199,7 @@ class SQLiteDialect(Dialect):
         return engine
 
     def listed(self, values: Sequence[str]) -> ColumnElement[str]:
-        return cast(ColumnElement[str], func.json_each(json.dumps(list(values))).table_valued("value").c.value)
+        return cast(ColumnElement[str], json_values(values))
 
     def insert(self, table: Any) -> sqlite.Insert:
         return sqlite.insert(table)
@@ -445,6 +445,11 @@ class CitusDialect(PostgresDialect):
 
 
 DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}
+
+
+def json_values(values: Sequence[Any]) -> ColumnElement[Any]:
+    """SQLite: the values as a one-column table, bound as one JSON parameter however many there are."""
+    return func.json_each(json.dumps(list(values))).table_valued("value").c.value
 
 
 def has_citus(conn: Connection) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy.sql import Subquery
 
 from trend.measures import MEASURES, MEASURES_BY_COLUMN, Fold, Measure
 from trend.model import RAW, Span
+from trend.storage.dialects import json_values
 from trend.storage.engine import Tx
 from trend.storage.markers import marker_versions
 from trend.storage.rollups import from_raw, merged, merged_one
@@ -55,12 +56,13 @@ def _source_select(tx: Tx, source: str, spans: list[Span], filters: Filters, mea
     level = tx.levels.by_name[source]
     c = level_table(level).c
     seek = filters.keys is not None and not has_key_index(level, tx.conn.dialect.name)
-    where = _primary_key_seeks(c, level.width, spans, filters) if seek else [_ranges(c.bucket, spans),
+    where = _primary_key_seeks(tx, c, level.width, spans, filters) if seek else [_ranges(c.bucket, spans),
                                                                              *_filtered(tx, c, filters)]
     return select(c.bucket, c.key, *tag_column, *(c[m.column] for m in measures)).where(*where)
 
 
-def _primary_key_seeks(columns: Any, width: int, spans: list[Span], filters: Filters) -> list[ColumnElement[bool]]:
+def _primary_key_seeks(tx: Tx, columns: Any, width: int, spans: list[Span], filters: Filters
+                       ) -> list[ColumnElement[bool]]:
     """A keyed read of a table without an index by key (SQLite's finer levels): every bucket, segment
     and key it names, as equalities on the primary key, so each is one seek rather than a walk over
     every key's rows in the spans. Only SQLite drops that index, so the lists are SQLite's json_each."""
@@ -69,12 +71,8 @@ def _primary_key_seeks(columns: Any, width: int, spans: list[Span], filters: Fil
     segment = (columns.segment == filters.segment if filters.segment is not None
                # Every segment of the event is in trend_dimensions: ingest adds it with the event.
                else columns.segment.in_(select(dimensions.c.segment).where(dimensions.c.event == filters.event)))
-    return [columns.bucket.in_(select(_json_values(buckets))), columns.event == filters.event, segment,
-            columns.key.in_(select(_json_values(filters.keys)))]
-
-
-def _json_values(values: Sequence[Any]) -> ColumnElement[Any]:
-    return func.json_each(json.dumps(list(values))).table_valued("value").c.value
+    return [columns.bucket.in_(select(json_values(buckets))), columns.event == filters.event, segment,
+            tx.dialect.one_of(columns.key, filters.keys)]
 
 
 def _by_source(spans: list[Span], *, keyed: bool = False) -> list[tuple[str, list[Span]]]:
