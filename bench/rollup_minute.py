@@ -40,8 +40,8 @@ _FILL = {
     "postgresql": _COLUMNS + _ROWS,
 }
 _NUMBERS = {"sqlite": "n", "postgresql": "generate_series(0::bigint, {last}) AS i"}
-_BARE = """INSERT INTO agg_1m (bucket, event, segment, key, count, value_sum, value_min, value_max)
-    SELECT minute, event, segment, key, COUNT(*), SUM(value), MIN(value), MAX(value)
+_BARE = """INSERT INTO agg_1m (bucket, event, segment, key, count, value_sum, value_min, value_max, user_events)
+    SELECT minute, event, segment, key, COUNT(*), SUM(value), MIN(value), MAX(value), COUNT(user_id)
     FROM fact_events WHERE minute = {minute} GROUP BY minute, event, segment, key"""
 _SEED_TABLE = """CREATE TABLE seed_events AS SELECT ts, event, segment, key, value FROM fact_events"""
 _SEED_AGG = """CREATE TABLE seed_agg (bucket BIGINT, event TEXT, segment TEXT, key TEXT, count BIGINT,
@@ -91,8 +91,8 @@ def main() -> None:
     users_sql = {"sqlite": "trend_hll(user_id)",
                  "postgresql": "CASE WHEN count(user_id) > 0 THEN hll_add_agg(hll_hash_text(user_id), 14, 5, -1, 1) "
                                "END"}["sqlite" if trend.db.dialect.name == "sqlite" else "postgresql"]
-    bare_users_sql = _BARE.replace("value_max)", "value_max, users_sketch)").replace(
-        "MAX(value)", f"MAX(value), {users_sql}")
+    bare_users_sql = _BARE.replace("user_events)", "user_events, users_sketch)").replace(
+        "COUNT(user_id)", f"COUNT(user_id), {users_sql}")
 
     def bare_users() -> None:
         with trend.db.write() as conn:

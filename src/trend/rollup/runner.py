@@ -1,7 +1,8 @@
 """One run of one level: skip check, catch-up loop and the seed's log lines, inside a :class:`RunShell`.
 
-Every dirty closed bucket is processed oldest first, each in its own short transaction, so a run
-that was missed, misfired or interrupted only delays work: the markers remember what is left.
+Every dirty closed bucket is processed oldest first, each in its own short transaction (on SQLite,
+a few short ones: storage/staged.py), so a run that was missed, misfired or interrupted only delays
+work: the markers remember what is left.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from trend.clock import Clock
 from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
-from trend.storage.engine import Database
+from trend.storage.engine import Database, Tx
 from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
 from trend.storage.migrations import stored_version
-from trend.storage.rollups import recompute
+from trend.storage.rollups import Recomputed, recompute
 from trend.storage.schema import SCHEMA_VERSION
+from trend.storage.staged import CHECKPOINT_ROWS, stage, still_taken, take, write_piece
+from trend.storage.totals_cache import bump_version
 
 log = get_logger("rollup")
 
@@ -33,6 +36,7 @@ class LevelRunner:
         self.clock = clock
         self.level = level
         self.shell = RunShell(db, clock, level.job, level.name, should_stop, on_report)
+        self._unchecked_rows = 0  # written in pieces since this runner's last checkpoint
 
     @property
     def job(self) -> str:
@@ -106,27 +110,81 @@ class LevelRunner:
         return "ran" if buckets or stopped else "skipped_claimed"
 
     def _process_next(self, active: ActiveRun, after: int, cutoff: int, *, detailed: bool) -> tuple[int, int] | None:
-        """Recompute the next dirty closed bucket in one transaction; None when none is left."""
+        """Recompute the next dirty closed bucket; None when none is left."""
         began = time.perf_counter()
-        with self.db.write() as tx:
-            claimed = claim_next(tx, self.level.name, after, cutoff)
-            if claimed is None:
-                return None
-            bucket, version = claimed
-            result = recompute(tx, self.level, bucket)
-            parent = tx.levels.parent_bucket(self.level, bucket)
-            if parent is not None:
-                mark(tx, parent[0].name, [parent[1]])
-            if not tx.dialect.release_after_commit:
-                release(tx, self.level.name, bucket, version)
-            active.beat(tx)
-        if self.db.dialect.release_after_commit:
-            # The rows are committed on every node now; until this, reads kept answering from raw events.
-            with self.db.write() as tx:
-                release(tx, self.level.name, bucket, version)
+        done = self._in_pieces(active, after, cutoff) if self.db.dialect.staged_rollups else LOST
+        if isinstance(done, Lost):
+            # Not staged, or an ingest or another runner came between the pieces: one transaction.
+            done = self._in_one_transaction(active, after, cutoff)
+        if done is None:
+            return None
+        bucket, result = done
         line = log.info if detailed else log.debug
         line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, LogTime(bucket),
              result.events)
         line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows,
              time.perf_counter() - began)
         return bucket, result.rows
+
+    def _in_pieces(self, active: ActiveRun, after: int, cutoff: int) -> tuple[int, Recomputed] | Lost | None:
+        """Stage the bucket's rows in a snapshot, then write them a piece per transaction
+        (storage/staged.py). :class:`Lost` when the marker changed hands before the last piece."""
+        with self.db.pinned() as session:
+            with session.read() as tx:
+                claimed = claim_next(tx, self.level.name, after, cutoff)
+                if claimed is None:
+                    return None
+                staged = stage(tx, self.level, *claimed)
+            token = None
+            for piece in range(staged.pieces):
+                with session.write() as tx:
+                    if token is None:
+                        token = take(tx, staged)
+                    elif not still_taken(tx, staged, token):
+                        token = None
+                    if token is None:
+                        log.debug("%s bucket %s changed hands between its pieces; recomputing it in one "
+                                  "transaction", self.level.name, LogTime(staged.bucket))
+                        return LOST
+                    write_piece(tx, staged, piece)
+                    if piece == 0 and staged.pieces > 1:
+                        bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
+                    if piece == staged.pieces - 1:
+                        self._finish_bucket(tx, staged.bucket, token)
+                    active.beat(tx)
+                self._unchecked_rows += staged.rows_of(piece)
+                if self._unchecked_rows >= CHECKPOINT_ROWS:
+                    session.checkpoint()
+                    self._unchecked_rows = 0
+        return staged.bucket, staged.result
+
+    def _finish_bucket(self, tx: Tx, bucket: int, version: int) -> None:
+        """What every recompute ends with: the bucket's version moves, and its parent is marked."""
+        bump_version(tx, self.level.name, bucket, bucket + self.level.width)
+        parent = tx.levels.parent_bucket(self.level, bucket)
+        if parent is not None:
+            mark(tx, parent[0].name, [parent[1]])
+        if not tx.dialect.release_after_commit:
+            release(tx, self.level.name, bucket, version)
+
+    def _in_one_transaction(self, active: ActiveRun, after: int, cutoff: int) -> tuple[int, Recomputed] | None:
+        with self.db.write() as tx:
+            claimed = claim_next(tx, self.level.name, after, cutoff)
+            if claimed is None:
+                return None
+            bucket, version = claimed
+            result = recompute(tx, self.level, bucket)
+            self._finish_bucket(tx, bucket, version)
+            active.beat(tx)
+        if self.db.dialect.release_after_commit:
+            # The rows are committed on every node now; until this, reads kept answering from raw events.
+            with self.db.write() as tx:
+                release(tx, self.level.name, bucket, version)
+        return bucket, result
+
+
+class Lost:
+    """A staged bucket whose marker changed hands between its pieces."""
+
+
+LOST = Lost()

@@ -9,7 +9,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,12 +119,12 @@ class Database:
     def write(self) -> Iterator[Tx]:
         """A write transaction: committed on success, rolled back on any error."""
         self.ensure_schema()
-        if self._write_turns is None:
-            with translate_errors(), self._writer.begin() as conn:
-                yield Tx(conn, self.dialect, self.levels)
-            return
-        with self._write_turns.hold(), translate_errors(), self._writer.begin() as conn:
+        with self.write_turn(), translate_errors(), self._writer.begin() as conn:
             yield Tx(conn, self.dialect, self.levels)
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """Where writers are serialized, wait for this process's turn, first come first served."""
+        return self._write_turns.hold() if self._write_turns is not None else nullcontext()
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -133,6 +133,14 @@ class Database:
         with translate_errors(), self._reader.connect() as conn, conn.begin():
             yield Tx(conn, self.dialect, self.levels, self._totals if self.dialect.caches_reads else None,
                      lasting=self._lasting)
+
+    @contextmanager
+    def pinned(self) -> Iterator[Pinned]:
+        """One connection for the transactions of a bucket written in pieces, which share its
+        temporary tables (storage/staged.py)."""
+        self.ensure_schema()
+        with translate_errors(), self._writer.connect() as conn, self.dialect.staging(conn):
+            yield Pinned(self, conn)
 
     @contextmanager
     def probe(self) -> Iterator[Tx]:
@@ -169,6 +177,33 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class Pinned:
+    """Transactions one after another on one connection (:meth:`Database.pinned`)."""
+
+    def __init__(self, db: Database, conn: Connection) -> None:
+        self._db = db
+        self._conn = conn
+
+    def checkpoint(self) -> None:
+        with translate_errors():
+            self._db.dialect.checkpoint(self._conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A snapshot, as :meth:`Database.read` gives, that may also write temporary tables."""
+        self._conn.execution_options(trend_write=False)
+        with translate_errors(), self._conn.begin():
+            yield Tx(self._conn, self._db.dialect, self._db.levels)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction, taking its turn as :meth:`Database.write` does."""
+        with self._db.write_turn():
+            self._conn.execution_options(trend_write=True)
+            with translate_errors(), self._conn.begin():
+                yield Tx(self._conn, self._db.dialect, self._db.levels)
 
 
 @contextmanager

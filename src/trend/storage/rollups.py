@@ -20,7 +20,6 @@ from trend.model import MINUTE_MS, Level
 from trend.storage.engine import Tx
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
-from trend.storage.totals_cache import bump_version
 
 
 def from_raw(tx: Tx, measures: Sequence[Measure] = MEASURES) -> list[ColumnElement[Any]]:
@@ -96,7 +95,6 @@ def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     rows, events = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(table.c["count"]), 0)).where(table.c.bucket == bucket)
     ).one())
-    bump_version(tx, level.name, bucket, bucket + level.width)
     return Recomputed(rows=int(rows), events=int(events))
 
 
