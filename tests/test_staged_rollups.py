@@ -101,6 +101,33 @@ def test_a_big_bucket_is_written_in_pieces_and_reads_stay_exact_between_them(
     assert_levels_equal(trend, reference.events, clock.now_ms())
 
 
+def test_a_bucket_recomputed_clears_its_old_rows_in_pieces_too(
+        trend: Trend, make_trend: TrendFactory, clock: FakeClock, gaps: list[Gap]) -> None:
+    """Deleting a big bucket's old rows is a long hold of the lock as well: it is done in pieces,
+    before the new rows go in, and reads stay exact meanwhile."""
+    reference = Reference()
+    _minute(trend, reference, T0)
+    clock.set(T0 + MINUTE_MS + 5_000)
+    trend.rollup("1m")
+    trend.ingest([{"event": "search", "key": "late", "ts": (T0 + 59_000) / 1000}])
+    reference.add(T0 + 59_000, "search", "late")
+    app = make_trend()
+    rows_seen: list[int] = []
+
+    def between(piece: int) -> None:
+        rows_seen.append(len(table_rows(trend, L1M)))
+        top = app.top(event="search", window="5m", at_ms=T0 + MINUTE_MS, limit=KEYS + 1)
+        expected = ref_top(reference.events, "search", None, T0 - 4 * MINUTE_MS, T0 + MINUTE_MS, KEYS + 1)
+        assert [(item.key, item.count) for item in top.items] == expected
+
+    gaps.append(between)
+    [report] = trend.rollup("1m")
+    assert (report.outcome, report.rows) == ("ran", KEYS + 1)
+    # Ten old rows go three at a time, then eleven new ones come in three at a time.
+    assert rows_seen == [10, 7, 4, 1, 0, 3, 6, 9]
+    assert_levels_equal(trend, reference.events, clock.now_ms())
+
+
 def test_an_ingest_between_pieces_is_counted(trend: Trend, make_trend: TrendFactory, clock: FakeClock,
                                              gaps: list[Gap]) -> None:
     """The app's write gets the lock between two pieces; the bucket is recomputed with it."""

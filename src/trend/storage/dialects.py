@@ -60,7 +60,7 @@ class Dialect:
     # Release a bucket's marker only after the transaction that wrote its rows has committed everywhere.
     release_after_commit: ClassVar[bool] = False
     # A bucket's rows are staged outside the write lock and written in short pieces (storage/staged.py).
-    staged_rollups: ClassVar[bool] = False
+    staged_rollups: bool = False
     # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/python_sketches.py).
     sketches_in_sql: bool = True
     # How distinct users are sketched here, as ``trend status`` says it.

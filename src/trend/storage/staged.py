@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, select
+from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, select, tuple_
 from sqlalchemy.schema import CreateTable
 
 from trend.measures import MEASURE_COLUMNS
@@ -52,20 +52,30 @@ def _staging(level: Level) -> Table:
 
 @dataclass(frozen=True)
 class Staged:
-    """A bucket's rows, computed in one snapshot at marker version ``version``."""
+    """A bucket's rows, computed in one snapshot at marker version ``version``, and how many rows
+    the bucket held then. The pieces delete the old rows first, then insert the new ones."""
 
     level: Level
     bucket: int
     version: int
     result: Recomputed
     first_rowid: int
+    old_rows: int
+
+    @property
+    def clearing(self) -> int:
+        """Pieces that delete old rows: a 1h bucket's tens of thousands are one long hold too."""
+        return -(-self.old_rows // PIECE_ROWS)
 
     @property
     def pieces(self) -> int:
-        return max(1, -(-self.result.rows // PIECE_ROWS))
+        return self.clearing + max(1, -(-self.result.rows // PIECE_ROWS))
 
     def rows_of(self, piece: int) -> int:
-        return max(0, min(PIECE_ROWS, self.result.rows - piece * PIECE_ROWS))
+        """Rows that piece deletes or inserts."""
+        if piece < self.clearing:
+            return min(PIECE_ROWS, self.old_rows - piece * PIECE_ROWS)
+        return max(0, min(PIECE_ROWS, self.result.rows - (piece - self.clearing) * PIECE_ROWS))
 
 
 def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
@@ -79,7 +89,9 @@ def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
     rows, events, first = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(staging.c["count"]), 0), func.coalesce(func.min(_ROWID), 1))
     ).one())
-    return Staged(level, bucket, version, Recomputed(rows=int(rows), events=int(events)), int(first))
+    table = level_table(level)
+    old = tx.execute(select(func.count()).where(table.c.bucket == bucket)).scalar_one()
+    return Staged(level, bucket, version, Recomputed(rows=int(rows), events=int(events)), int(first), int(old))
 
 
 def take(tx: Tx, staged: Staged) -> int | None:
@@ -98,11 +110,21 @@ def still_taken(tx: Tx, staged: Staged, token: int) -> bool:
 
 
 def write_piece(tx: Tx, staged: Staged, piece: int) -> None:
-    """Copy piece number ``piece`` of the staged rows; the first also clears the bucket's old rows."""
+    """Piece number ``piece``: delete a share of the bucket's old rows, or copy a share of the staged ones."""
     table = level_table(staged.level)
-    staging = _staging(staged.level)
+    in_bucket = table.c.bucket == staged.bucket
+    if piece < staged.clearing:
+        # A range of the primary key (the table has no rowid): up to the share's last key, found by a
+        # walk of the index, then one range delete.
+        key = (table.c.event, table.c.segment, table.c.key)
+        last = tx.execute(select(*key).where(in_bucket).order_by(*key).offset(PIECE_ROWS - 1).limit(1)).first()
+        through = [] if last is None else [tuple_(*key) <= tuple_(*(literal(value) for value in last))]
+        tx.execute(table.delete().where(in_bucket, *through))
+        return
+    piece -= staged.clearing
     if piece == 0:
-        tx.execute(table.delete().where(table.c.bucket == staged.bucket))
+        tx.execute(table.delete().where(in_bucket))  # nothing left, unless the count was off: be sure
+    staging = _staging(staged.level)
     start = staged.first_rowid + piece * PIECE_ROWS
     rows = select(*(staging.c[name] for name in _COLUMNS)).where(start <= _ROWID, start + PIECE_ROWS > _ROWID)
     tx.execute(table.insert().from_select(_COLUMNS, rows.order_by(_ROWID)))
