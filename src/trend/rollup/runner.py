@@ -14,12 +14,12 @@ from trend.clock import Clock
 from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
-from trend.storage.engine import Database, Tx
+from trend.storage.engine import Database, Pinned, Tx
 from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
 from trend.storage.migrations import stored_version
 from trend.storage.rollups import Recomputed, recompute
 from trend.storage.schema import SCHEMA_VERSION
-from trend.storage.staged import CHECKPOINT_ROWS, stage, still_taken, take, write_piece
+from trend.storage.staged import CHECKPOINT_ROWS, Staged, stage, still_taken, take, unstage, write_piece
 from trend.storage.totals_cache import bump_version
 
 log = get_logger("rollup")
@@ -135,27 +135,35 @@ class LevelRunner:
                 if claimed is None:
                     return None
                 staged = stage(tx, self.level, *claimed)
-            token = None
-            for piece in range(staged.pieces):
-                with session.write() as tx:
-                    if token is None:
-                        token = take(tx, staged)
-                    elif not still_taken(tx, staged, token):
-                        token = None
-                    if token is None:
-                        log.debug("%s bucket %s changed hands between its pieces; recomputing it in one "
-                                  "transaction", self.level.name, LogTime(staged.bucket))
-                        return LOST
-                    write_piece(tx, staged, piece)
-                    if piece == 0 and staged.pieces > 1:
-                        bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
-                    if piece == staged.pieces - 1:
-                        self._finish_bucket(tx, staged.bucket, token)
-                    active.beat(tx)
-                self._unchecked_rows += staged.rows_of(piece)
-                if self._unchecked_rows >= CHECKPOINT_ROWS:
-                    session.checkpoint()
-                    self._unchecked_rows = 0
+            try:
+                return self._write_pieces(session, active, staged)
+            finally:
+                # A 1h bucket's staged rows are megabytes: they should not outlive the bucket in the pool.
+                with session.read() as tx:
+                    unstage(tx, self.level)
+
+    def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> tuple[int, Recomputed] | Lost:
+        token = None
+        for piece in range(staged.pieces):
+            with session.write() as tx:
+                if token is None:
+                    token = take(tx, staged)
+                elif not still_taken(tx, staged, token):
+                    token = None
+                if token is None:
+                    log.debug("%s bucket %s changed hands between its pieces; recomputing it in one "
+                              "transaction", self.level.name, LogTime(staged.bucket))
+                    return LOST
+                write_piece(tx, staged, piece)
+                if piece == 0 and staged.pieces > 1:
+                    bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
+                if piece == staged.pieces - 1:
+                    self._finish_bucket(tx, staged.bucket, token)
+                active.beat(tx)
+            self._unchecked_rows += staged.rows_of(piece)
+            if self._unchecked_rows >= CHECKPOINT_ROWS:
+                session.checkpoint()
+                self._unchecked_rows = 0
         return staged.bucket, staged.result
 
     def _finish_bucket(self, tx: Tx, bucket: int, version: int) -> None:

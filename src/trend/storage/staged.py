@@ -94,6 +94,10 @@ def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
     return Staged(level, bucket, version, Recomputed(rows=int(rows), events=int(events)), int(first), int(old))
 
 
+def unstage(tx: Tx, level: Level) -> None:
+    tx.execute(_staging(level).delete())
+
+
 def take(tx: Tx, staged: Staged) -> int | None:
     """Swap the marker's version for a fresh token, if it is still the version the rows were staged at."""
     token = _TOKEN_FLOOR + secrets.randbits(60)
