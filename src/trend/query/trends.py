@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -110,26 +111,28 @@ def rising_score(count: int, baseline: Sequence[int]) -> tuple[float, float, flo
     """(μ, σ, z, growth %): ``z = (c - μ) / max(σ, √μ, 1)``, ``growth = 100 ((c+1)/(μ+1) - 1)``.
 
     Computed from whole numbers and rounded once each, so scores that are equal are equal floats."""
-    n, total, squares = len(baseline), sum(baseline), sum(value * value for value in baseline)
-    if n == 0:
-        return 0.0, 0.0, float(count), 100.0 * count
-    deviation, scale = _score_terms(count, n, total, squares)
-    score = math.copysign(math.sqrt(deviation * deviation / scale), deviation)
-    spread = math.sqrt((n * squares - total * total) / (n * n))
-    return total / n, spread, score, 100 * (n * count - total) / (total + n)
-
-
-def _score_terms(count: int, n: int, total: int, squares: int) -> tuple[int, int]:
-    """z = d / √s exactly, with d = n·(c - μ) and s = n²·max(σ², μ, 1): both whole numbers."""
-    return n * count - total, max(n * squares - total * total, n * total, n * n)
+    return _rising_terms(count, baseline)[0]
 
 
 def score_order(count: int, baseline: Sequence[int]) -> Fraction:
     """A value that orders like z and is exact: sign(z)·z², so equal scores tie exactly."""
-    if not baseline:
-        return Fraction(count * count)
-    deviation, scale = _score_terms(count, len(baseline), sum(baseline), sum(v * v for v in baseline))
-    return Fraction(deviation * abs(deviation), scale)
+    _, numerator, denominator = _rising_terms(count, baseline)
+    return Fraction(numerator, denominator)
+
+
+def _rising_terms(count: int, baseline: Sequence[int]) -> tuple[tuple[float, float, float, float], int, int]:
+    """:func:`rising_score`'s figures, and :func:`score_order` as a numerator and a denominator,
+    from one pass over the baseline: a rising read scores a few hundred candidates."""
+    n = len(baseline)
+    if n == 0:
+        return (0.0, 0.0, float(count), 100.0 * count), count * count, 1
+    total, squares = sum(baseline), sum(map(operator.mul, baseline, baseline))
+    # z = d / √s exactly, with d = n·(c - μ) and s = n²·max(σ², μ, 1): both whole numbers.
+    deviation, scale = n * count - total, max(n * squares - total * total, n * total, n * n)
+    score = math.copysign(math.sqrt(deviation * deviation / scale), deviation)
+    spread = math.sqrt((n * squares - total * total) / (n * n))
+    figures = (total / n, spread, score, 100 * (n * count - total) / (total + n))
+    return figures, deviation * abs(deviation), scale
 
 
 def _ranking(by: str) -> Measure:
@@ -250,24 +253,32 @@ class Queries:
         return Rising(window, at, current.start, current.end, baseline, by, items, partial)
 
     @staticmethod
-    def _scored(values: dict[str, int], past: list[tuple[int, str, int]], baseline: int
+    def _scored(values: dict[str, int], past: list[dict[str, int]], baseline: int
                 ) -> list[tuple[str, int, float, float, float, float]]:
         """(key, value, μ, σ, z, growth %), by z, then value, then key."""
         windows: dict[str, list[int]] = {key: [0] * baseline for key in values}
-        for index, key, value in past:
-            windows[key][index] = value
-        scored = [(key, value, *rising_score(value, windows[key])) for key, value in values.items()]
-        exact = {key: score_order(value, windows[key]) for key, value in values.items()}
+        for index, window in enumerate(past):
+            for key, value in window.items():
+                windows[key][index] = value
+        scored = []
+        exact: dict[str, tuple[int, int]] = {}
+        approx: dict[str, float] = {}
+        for key, value in values.items():
+            figures, numerator, denominator = _rising_terms(value, windows[key])
+            scored.append((key, value, *figures))
+            exact[key] = (numerator, denominator)
+            # A quotient of two ints is correctly rounded, as float(Fraction) is, without the Fraction.
+            approx[key] = numerator / denominator
         # Floats first: a correctly rounded quotient never inverts the order of two fractions, it can
         # only make them equal; each run of equal floats is then put in exact order. Comparing
         # Fractions throughout cost more than the rest of a warm rising read.
-        approx = {key: float(order) for key, order in exact.items()}
         scored.sort(key=lambda item: (-approx[item[0]], -item[1], item[0]))
         for _, run in groupby(range(len(scored)), key=lambda i: approx[scored[i][0]]):
             indices = list(run)
             if len(indices) > 1:
-                scored[indices[0]:indices[-1] + 1] = sorted(scored[indices[0]:indices[-1] + 1],
-                                                            key=lambda item: (-exact[item[0]], -item[1], item[0]))
+                run_of = slice(indices[0], indices[-1] + 1)
+                scored[run_of] = sorted(scored[run_of],
+                                        key=lambda item: (-Fraction(*exact[item[0]]), -item[1], item[0]))
         return scored
 
     def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:
