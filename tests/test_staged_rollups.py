@@ -128,16 +128,18 @@ def test_a_bucket_recomputed_clears_its_old_rows_in_pieces_too(
     assert_levels_equal(trend, reference.events, clock.now_ms())
 
 
+@pytest.mark.parametrize("gap", [0, 2], ids=["before the first piece", "between two pieces"])
 def test_an_ingest_between_pieces_is_counted(trend: Trend, make_trend: TrendFactory, clock: FakeClock,
-                                             gaps: list[Gap]) -> None:
-    """The app's write gets the lock between two pieces; the bucket is recomputed with it."""
+                                             gaps: list[Gap], gap: int) -> None:
+    """The app's write gets the lock after the stage or between two pieces; the bucket is recomputed
+    with it."""
     reference = Reference()
     _minute(trend, reference, T0)
     clock.set(T0 + MINUTE_MS + 5_000)
     app = make_trend(sqlite_busy_timeout_ms=50)  # would fail if the run held the write lock
 
     def between(piece: int) -> None:
-        if piece == 2:
+        if piece == gap:
             app.ingest([{"event": "search", "key": "late", "ts": (T0 + 59_000) / 1000, "user_id": "x"}])
             reference.add(T0 + 59_000, "search", "late", user_id="x")
 
