@@ -3,19 +3,23 @@
 1. ``throughput``: clients POST batches of 500 events to ``trend serve`` for a while; events/s,
    side by side with the same batches given to ``Trend.ingest`` in one process (no HTTP).
 2. ``effect``: steady reads (``GET /v1/top`` over the last hour) and small ingests at a fixed rate,
-   first idle (everything rolled up), then while the server digests a backlog of ``--backlog`` late
-   events a day old through every level, repeated ``--rounds`` times; p50 and p99 of each, and the
-   ratio busy ÷ idle. The backlog lies outside the read window on purpose: inside it, reads would
-   be slower because exactness makes them read raw events, not because of the worker.
+   first idle (everything rolled up), then while the server (``--digest-in process``: a ``trend
+   rollup`` process beside it) digests a backlog of ``--backlog`` late events a day old through
+   every level, repeated ``--rounds`` times; p50 and p99 of each, and the ratio busy ÷ idle. The
+   backlog lies outside the read window on purpose: inside it, reads would be slower because
+   exactness makes them read raw events, not because of the worker.
 
-    python -m bench.http_load [--backend postgres] [--backlog 1000000] [--seconds 10]
+    python -m bench.http_load [--backend postgres] [--backlog 1000000] [--seconds 10] [--digest-in process]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -83,7 +87,27 @@ def _steady_load(url: str, until: threading.Event, reads: list[float], writes: l
             time.sleep(0.02)
 
 
-def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None]) -> list[str]:
+def digest_by_server(url: str) -> Callable[[], None]:
+    """Each level's job through ``POST /v1/jobs/…/run``: on the server's own thread pool."""
+    def digest() -> None:
+        with httpx.Client(base_url=url, timeout=3600) as http:
+            for job in ("agg_1m", "agg_5m", "agg_1h"):
+                http.post(f"/v1/jobs/{job}/run").raise_for_status()
+    return digest
+
+
+def digest_by_process(database_url: str) -> Callable[[], None]:
+    """``trend rollup`` in a process of its own, as ``trend worker`` beside the app would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TREND_")}
+    env.update({"TREND_DATABASE_URL": database_url, "TREND_LOG_LEVEL": "WARNING"})
+
+    def digest() -> None:
+        subprocess.run([sys.executable, "-m", "trend", "rollup"], env=env, stdout=subprocess.DEVNULL, check=True)
+    return digest
+
+
+def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None],
+           digest: Callable[[], None]) -> list[str]:
     idle_reads: list[float] = []
     idle_writes: list[float] = []
     stop = threading.Event()
@@ -98,13 +122,11 @@ def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None]
     loader = threading.Thread(target=_steady_load, args=(url, stop, busy_reads, busy_writes))
     loader.start()
     digests = []
-    with httpx.Client(base_url=url, timeout=3600) as http:
-        for _ in range(rounds):
-            make_dirty()
-            began = time.perf_counter()
-            for job in ("agg_1m", "agg_5m", "agg_1h"):
-                http.post(f"/v1/jobs/{job}/run").raise_for_status()
-            digests.append(time.perf_counter() - began)
+    for _ in range(rounds):
+        make_dirty()
+        began = time.perf_counter()
+        digest()
+        digests.append(time.perf_counter() - began)
     stop.set()
     loader.join()
     lines = [f"# {rounds} digests of the backlog, {statistics.median(digests):.1f}s each (median); "
@@ -130,6 +152,8 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--yield-ratio", default="1.0", help="TREND_WORKER_YIELD_RATIO for the server")
+    p.add_argument("--digest-in", choices=["server", "process"], default="server",
+                   help="run the digest on the server's thread pool, or as `trend rollup` in its own process")
     args = p.parse_args()
     trend = scratch_trend(args.backend, server_url(args), SystemClock())
     trend.db.ensure_schema()
@@ -148,7 +172,9 @@ def main() -> None:
         print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
         print("|---|---|---|---|---|---|")
         backlog = (late_end - 2 * HOUR_MS, late_end)
-        for line in effect(server.url, args.seconds, args.rounds, lambda: mark_dirty(trend, *backlog)):
+        digest = digest_by_server(server.url) if args.digest_in == "server" else digest_by_process(url)
+        print(f"# the digest runs in: {args.digest_in}")
+        for line in effect(server.url, args.seconds, args.rounds, lambda: mark_dirty(trend, *backlog), digest):
             print(line)
         print()
         print("| ingest path | events/s | ÷ in-process |")
