@@ -8,7 +8,7 @@ every level still equals the ground truth.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -56,10 +56,7 @@ def gaps(monkeypatch: pytest.MonkeyPatch) -> list[Gap]:
         with original(self) as tx:
             yield tx
 
-    def patched(self: Pinned) -> AbstractContextManager[Any]:
-        return write(self)
-
-    monkeypatch.setattr(Pinned, "write", patched)
+    monkeypatch.setattr(Pinned, "write", write)
     return found
 
 

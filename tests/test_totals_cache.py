@@ -242,14 +242,19 @@ def test_kept_users_sketches_serve_until_their_level_moves(trend: Trend) -> None
     assert _top_users(trend) == [("a", 3, 0)]
 
 
+def _keep_an_open_minute_user(trend: Trend) -> None:
+    """Key a: one user an hour ago and one in the open minute, read once so that its figures are kept."""
+    _store(trend, [], [{"event": "search", "key": "a", "ts": T0 - HOUR_MS, "user_id": "old"}])
+    _store(trend, [], [{"event": "search", "key": "a", "ts": T0, "user_id": "u"}])
+    assert _top_users(trend) == [("a", 2, 2)]
+
+
 def test_open_minute_users_are_carried_by_seq(trend: Trend) -> None:
     """White box (SQLite): a user slipped in below the seq of the last read is not seen; a bump of
     the raw data version makes the next read fold the open minute's users again."""
     if trend.db.dialect.name != "sqlite":
         return  # PostgreSQL reads the open minutes whole
-    _store(trend, [], [{"event": "search", "key": "a", "ts": T0 - HOUR_MS, "user_id": "old"}])
-    _store(trend, [], [{"event": "search", "key": "a", "ts": T0, "user_id": "u"}])
-    assert _top_users(trend) == [("a", 2, 2)]
+    _keep_an_open_minute_user(trend)
     with trend.db.write() as tx:
         tx.execute(text("INSERT INTO fact_events (seq, ts, event, segment, key, value, user_id, received_at, minute) "
                         "VALUES (-1, :t, 'search', '', 'a', 1.0, 'hidden', :t, :m)"), {"t": T0, "m": T0})
@@ -267,9 +272,7 @@ def test_an_older_snapshot_never_takes_figures_kept_by_a_newer_one(trend: Trend,
     not with the newer figures."""
     if trend.db.dialect.name != "sqlite":
         return  # PostgreSQL reads the open minutes whole
-    _store(trend, [], [{"event": "search", "key": "a", "ts": T0 - HOUR_MS, "user_id": "old"}])
-    _store(trend, [], [{"event": "search", "key": "a", "ts": T0, "user_id": "u"}])
-    assert _top_users(trend) == [("a", 2, 2)]
+    _keep_an_open_minute_user(trend)
     with trend.db.read() as older:
         older.execute(text("SELECT count(*) FROM fact_events")).scalar_one()  # its snapshot begins here
         _store(trend, [], [{"event": "search", "key": "a", "ts": T0, "user_id": "v"}])

@@ -156,6 +156,8 @@ class LevelRunner:
                     return LOST
                 write_piece(tx, staged, piece)
                 if piece == 0 and staged.pieces > 1:
+                    # Reads never use a dirty bucket's rows; this keeps the rule that every
+                    # transaction rewriting a level's rows moves that level's data version.
                     bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
                 if piece == staged.pieces - 1:
                     self._finish_bucket(tx, staged.bucket, token)

@@ -43,6 +43,10 @@ def merged_one(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measure: Mea
     return tx.dialect.estimate(value) if read and measure.is_sketch else value
 
 
+# A rollup row's columns, in the order the GROUP BY of :func:`grouped` gives them.
+ROW_COLUMNS = ["bucket", "event", "segment", "key", *MEASURE_COLUMNS]
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a level reads from: its table, the bucket column, and its measures' aggregates."""
@@ -89,7 +93,7 @@ def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     tx.dialect.before_recompute(tx.conn)
     tx.execute(table.delete().where(table.c.bucket == bucket))
     query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
-    tx.execute(table.insert().from_select(["bucket", "event", "segment", "key", *MEASURE_COLUMNS], query))
+    tx.execute(table.insert().from_select(ROW_COLUMNS, query))
     if not tx.dialect.sketches_in_sql:
         _fill_sketches(tx, level, bucket)
     rows, events = tuple(tx.execute(

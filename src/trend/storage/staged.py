@@ -23,10 +23,9 @@ from typing import Any
 from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, select, tuple_
 from sqlalchemy.schema import CreateTable
 
-from trend.measures import MEASURE_COLUMNS
 from trend.model import Level
 from trend.storage.engine import Tx
-from trend.storage.rollups import Recomputed, grouped, source_of
+from trend.storage.rollups import ROW_COLUMNS, Recomputed, grouped, source_of
 from trend.storage.schema import level_table
 from trend.storage.schema import rollup_dirty as dirty
 
@@ -37,7 +36,6 @@ CHECKPOINT_ROWS = 10_000
 # Tokens lie far above any version an ingest reaches by counting from 1, and below 2**63.
 _TOKEN_FLOOR = 1 << 61
 
-_COLUMNS = ["bucket", "event", "segment", "key", *MEASURE_COLUMNS]
 # Insertion order in the temporary table, which is the GROUP BY's order and so the primary key's.
 _ROWID: Any = literal_column("rowid")
 
@@ -46,7 +44,7 @@ _ROWID: Any = literal_column("rowid")
 def _staging(level: Level) -> Table:
     """The temporary table of a level's staged rows: the level's own columns, no keys."""
     source = level_table(level)
-    return Table(f"staged_{source.name}", MetaData(), *(Column(name, source.c[name].type) for name in _COLUMNS),
+    return Table(f"staged_{source.name}", MetaData(), *(Column(name, source.c[name].type) for name in ROW_COLUMNS),
                  schema="temp")
 
 
@@ -85,7 +83,7 @@ def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
     tx.execute(CreateTable(staging, if_not_exists=True))
     tx.execute(staging.delete())
     query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
-    tx.execute(staging.insert().from_select(_COLUMNS, query))
+    tx.execute(staging.insert().from_select(ROW_COLUMNS, query))
     rows, events, first = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(staging.c["count"]), 0), func.coalesce(func.min(_ROWID), 1))
     ).one())
@@ -130,5 +128,5 @@ def write_piece(tx: Tx, staged: Staged, piece: int) -> None:
         tx.execute(table.delete().where(in_bucket))  # nothing left, unless the count was off: be sure
     staging = _staging(staged.level)
     start = staged.first_rowid + piece * PIECE_ROWS
-    rows = select(*(staging.c[name] for name in _COLUMNS)).where(start <= _ROWID, start + PIECE_ROWS > _ROWID)
-    tx.execute(table.insert().from_select(_COLUMNS, rows.order_by(_ROWID)))
+    rows = select(*(staging.c[name] for name in ROW_COLUMNS)).where(start <= _ROWID, start + PIECE_ROWS > _ROWID)
+    tx.execute(table.insert().from_select(ROW_COLUMNS, rows.order_by(_ROWID)))
