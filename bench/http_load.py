@@ -106,16 +106,27 @@ def digest_by_process(database_url: str) -> Callable[[], None]:
     return digest
 
 
+def spin_process(seconds: float) -> Callable[[], None]:
+    """A control: a process that keeps one core busy as long as a digest, and takes no lock."""
+    burn = f"import time\nend = time.perf_counter() + {seconds}\nwhile time.perf_counter() < end: pass"
+
+    def digest() -> None:
+        subprocess.run([sys.executable, "-c", burn], check=True)
+    return digest
+
+
 def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None],
            digest: Callable[[], None]) -> list[str]:
     idle_reads: list[float] = []
     idle_writes: list[float] = []
-    stop = threading.Event()
-    loader = threading.Thread(target=_steady_load, args=(url, stop, idle_reads, idle_writes))
-    loader.start()
-    time.sleep(seconds)
-    stop.set()
-    loader.join()
+    # The first seconds are discarded: a fresh server's first reads fill its caches.
+    for phase_reads, phase_writes, phase_seconds in (([], [], 3.0), (idle_reads, idle_writes, seconds)):
+        stop = threading.Event()
+        loader = threading.Thread(target=_steady_load, args=(url, stop, phase_reads, phase_writes))
+        loader.start()
+        time.sleep(phase_seconds)
+        stop.set()
+        loader.join()
     busy_reads: list[float] = []
     busy_writes: list[float] = []
     stop = threading.Event()
@@ -152,8 +163,10 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--yield-ratio", default="1.0", help="TREND_WORKER_YIELD_RATIO for the server")
-    p.add_argument("--digest-in", choices=["server", "process"], default="server",
-                   help="run the digest on the server's thread pool, or as `trend rollup` in its own process")
+    p.add_argument("--digest-in", choices=["server", "process", "spin"], default="server",
+                   help="run the digest on the server's thread pool, or as `trend rollup` in its own process; "
+                        "spin: no digest, a process that only burns one core for --spin-seconds")
+    p.add_argument("--spin-seconds", type=float, default=15)
     args = p.parse_args()
     trend = scratch_trend(args.backend, server_url(args), SystemClock())
     trend.db.ensure_schema()
@@ -172,7 +185,8 @@ def main() -> None:
         print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
         print("|---|---|---|---|---|---|")
         backlog = (late_end - 2 * HOUR_MS, late_end)
-        digest = digest_by_server(server.url) if args.digest_in == "server" else digest_by_process(url)
+        digest = {"server": lambda: digest_by_server(server.url), "process": lambda: digest_by_process(url),
+                  "spin": lambda: spin_process(args.spin_seconds)}[args.digest_in]()
         print(f"# the digest runs in: {args.digest_in}")
         for line in effect(server.url, args.seconds, args.rounds, lambda: mark_dirty(trend, *backlog), digest):
             print(line)
