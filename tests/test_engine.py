@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from tests.conftest import TrendFactory
 from trend.errors import StorageError
+from trend.storage import checkpoints
 from trend.storage.engine import Database, normalize_url
 from trend.storage.schema import SCHEMA_VERSION
 
@@ -74,3 +76,105 @@ class TestFairTurns:
             runner.join(10)
             db.dispose()
         assert max(waits) < 0.2, waits
+
+
+class TestOtherProcessWriters:
+    """A writer of another process has its own turns; only SQLite's lock orders it against ours."""
+
+    def test_a_writer_gets_in_a_gap_that_sqlites_back_off_sleeps_through(self, tmp_path: Path) -> None:
+        """Regression: SQLite's busy handler tries at 1, 3, 8, 18, 33, 53 … ms, so a writer that came
+        while another process held the lock missed a 10 ms gap at 40 ms and waited for the next one."""
+        path = tmp_path / "gap.db"
+        db = Database(f"sqlite:///{path}")
+        db.ensure_schema()
+        held = threading.Event()
+
+        def other_process() -> None:
+            other = sqlite3.connect(path, isolation_level=None, timeout=10)
+            other.execute("BEGIN IMMEDIATE")
+            held.set()
+            time.sleep(0.040)
+            other.execute("COMMIT")
+            time.sleep(0.010)
+            other.execute("BEGIN IMMEDIATE")
+            time.sleep(1.5)
+            other.execute("COMMIT")
+            other.close()
+
+        holder = threading.Thread(target=other_process)
+        holder.start()
+        try:
+            held.wait(5)
+            began = time.monotonic()
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO trend_dimensions VALUES ('e', 'in the gap')"))
+            waited = time.monotonic() - began
+        finally:
+            holder.join(10)
+            db.dispose()
+        assert waited < 1.0, waited
+
+    def test_a_writer_that_never_gets_the_lock_fails_after_the_busy_timeout(self, tmp_path: Path) -> None:
+        path = tmp_path / "timeout.db"
+        db = Database(f"sqlite:///{path}", sqlite_busy_timeout_ms=200)
+        db.ensure_schema()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            began = time.monotonic()
+            with pytest.raises(StorageError, match="database is locked"), db.write() as conn:
+                conn.execute(text("INSERT INTO trend_dimensions VALUES ('e', 'never')"))
+            waited = time.monotonic() - began
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        try:
+            # The connection keeps its busy timeout for everything else, and works again.
+            with db.read() as conn:
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 200
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO trend_dimensions VALUES ('e', 'later')"))
+            with db.read() as conn:
+                assert conn.execute(text("SELECT segment FROM trend_dimensions WHERE event = 'e'")).scalars().all() == [
+                    "later"]
+        finally:
+            db.dispose()
+        assert 0.2 <= waited < 5, waited
+
+
+class TestCheckpoints:
+    """No commit copies SQLite's log into the database file; a thread of the database does."""
+
+    @staticmethod
+    def _write_megabytes(db: Database, megabytes: int) -> None:
+        for _ in range(megabytes):
+            with db.write() as conn:
+                conn.execute(text("INSERT INTO ballast VALUES (randomblob(1048576))"))
+
+    @staticmethod
+    def _until_file_holds(path: Path, size: int) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if path.stat().st_size >= size:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def test_the_log_reaches_the_database_file_without_a_commit_paying_for_it(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(checkpoints, "IDLE_S", 0.5)
+        path = tmp_path / "wal.db"
+        db = Database(f"sqlite:///{path}")
+        try:
+            with db.write() as conn:
+                conn.execute(text("CREATE TABLE ballast (b BLOB)"))
+            with db.read() as conn:
+                assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            self._write_megabytes(db, 8)  # 2,000 pages: twice SQLite's own checkpoint threshold
+            assert self._until_file_holds(path, 8 << 20), path.stat().st_size
+            # The thread ends when writes stop, and the next write starts another.
+            time.sleep(1.0)
+            self._write_megabytes(db, 8)
+            assert self._until_file_holds(path, 16 << 20), path.stat().st_size
+        finally:
+            db.dispose()

@@ -19,7 +19,7 @@ from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
 from trend.storage.migrations import stored_version
 from trend.storage.rollups import Recomputed, recompute
 from trend.storage.schema import SCHEMA_VERSION
-from trend.storage.staged import CHECKPOINT_ROWS, Staged, stage, still_taken, take, unstage, write_piece
+from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, take, unstage, write_piece
 from trend.storage.totals_cache import bump_version
 
 log = get_logger("rollup")
@@ -36,7 +36,6 @@ class LevelRunner:
         self.clock = clock
         self.level = level
         self.shell = RunShell(db, clock, level.job, level.name, should_stop, on_report)
-        self._unchecked_rows = 0  # written in pieces since this runner's last checkpoint
 
     @property
     def job(self) -> str:
@@ -145,6 +144,8 @@ class LevelRunner:
     def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> tuple[int, Recomputed] | Lost:
         token = None
         for piece in range(staged.pieces):
+            if piece:
+                time.sleep(PIECE_PAUSE_S)
             with session.write() as tx:
                 if token is None:
                     token = take(tx, staged)
@@ -162,10 +163,6 @@ class LevelRunner:
                 if piece == staged.pieces - 1:
                     self._finish_bucket(tx, staged.bucket, token)
                 active.beat(tx)
-            self._unchecked_rows += staged.rows_of(piece)
-            if self._unchecked_rows >= CHECKPOINT_ROWS:
-                session.checkpoint()
-                self._unchecked_rows = 0
         return staged.bucket, staged.result
 
     def _finish_bucket(self, tx: Tx, bucket: int, version: int) -> None:

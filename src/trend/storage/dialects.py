@@ -7,13 +7,17 @@ SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
   then writes fails with SQLITE_BUSY when another writer committed in between; ``busy_timeout`` does
   not retry that case.
 * Reads that must agree run in one explicit transaction, which SQLite makes one snapshot.
+* ``BEGIN IMMEDIATE`` asks for the write lock every millisecond itself. SQLite's busy handler backs
+  off to 100 ms between tries, so a writer in another process slept through the short gaps that a
+  rollup written in pieces leaves between them (storage/staged.py).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from typing import Any, ClassVar, cast
 
 import psycopg
@@ -39,9 +43,13 @@ from sqlalchemy.exc import DBAPIError
 from trend.errors import ConfigError, StorageError
 from trend.measures import Fold
 from trend.storage import sketches
+from trend.storage.checkpoints import Checkpointer
 
 # Bounded so a huge batch never builds one enormous statement or parameter list.
 CHUNK = 5_000
+# How often a SQLite writer asks again for the write lock while another connection holds it: each try
+# costs about 10 µs of CPU.
+WRITE_POLL_S = 0.0005
 
 
 def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -97,14 +105,11 @@ class Dialect:
     def before_recompute(self, conn: Connection) -> None:
         """Inside a bucket's transaction, before its source is read."""
 
-    @contextmanager
-    def staging(self, conn: Connection) -> Iterator[None]:
-        """Around the transactions of a bucket written in pieces (``staged_rollups``)."""
-        yield
+    def committed(self) -> None:
+        """After each write transaction has committed."""
 
-    def checkpoint(self, conn: Connection) -> None:
-        """Between two piece transactions of a staged bucket, holding no lock: move the log's
-        pages into the database file, if the backend has such a step."""
+    def close(self) -> None:
+        """When the database is disposed of: stop what the dialect runs in the background."""
 
     def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
         """Drop what the backend keeps of event_ids outside fact_events for events older than a minute."""
@@ -181,9 +186,6 @@ class Dialect:
         return found
 
 
-_WAL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
-
-
 class SQLiteDialect(Dialect):
     name = "sqlite"
     ordered_inserts = True
@@ -193,6 +195,10 @@ class SQLiteDialect(Dialect):
     exclusive_runs = True
     # One write lock for the file: a long tail's 1h bucket in one transaction would hold it too long.
     staged_rollups = True
+
+    def __init__(self, hll: str = "auto") -> None:
+        super().__init__(hll)
+        self._checkpoints: Checkpointer | None = None
 
     def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
         engine = create_engine(url, pool_size=pool_size, max_overflow=10)
@@ -206,33 +212,27 @@ class SQLiteDialect(Dialect):
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             # In WAL mode NORMAL loses nothing on a process crash; only an OS crash may lose the last commits.
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # No commit copies the log into the file, with an fsync, before it returns (storage/checkpoints.py).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("trend_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if conn.get_execution_options().get("trend_write", False):
+                _begin_immediate(conn, busy_timeout_ms)
+            else:
+                conn.exec_driver_sql("BEGIN")
 
+        self._checkpoints = Checkpointer(engine)
         return engine
 
-    @contextmanager
-    def staging(self, conn: Connection) -> Iterator[None]:
-        # A commit that crosses SQLite's WAL threshold checkpoints, with an fsync, while this process's
-        # other writers wait for their turn: tens to hundreds of milliseconds of every ingest's p99.
-        # The pieces leave checkpoints to checkpoint(), called between them, holding no turn.
-        driver = conn.connection.dbapi_connection
-        assert driver is not None
-        driver.execute("PRAGMA wal_autocheckpoint=0")
-        try:
-            yield
-        finally:
-            driver.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
+    def committed(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.wrote()
 
-    def checkpoint(self, conn: Connection) -> None:
-        driver = conn.connection.dbapi_connection
-        assert driver is not None
-        # PASSIVE: never waits for readers or writers, and writers do not wait for it.
-        driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
 
     def listed(self, values: Sequence[str]) -> ColumnElement[str]:
         return cast(ColumnElement[str], json_values(values))
@@ -270,6 +270,27 @@ class SQLiteDialect(Dialect):
         for part in chunked(fresh, CHUNK):
             self.bulk_insert(conn, table_name, columns, part)
         return {row[position] for row in fresh}
+
+
+def _begin_immediate(conn: Connection, busy_timeout_ms: int) -> None:
+    """``BEGIN IMMEDIATE``, retried every :data:`WRITE_POLL_S` for as long as ``busy_timeout`` allows."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while time.monotonic() < deadline:
+            try:
+                driver.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    break
+            time.sleep(WRITE_POLL_S)
+        # Once more through SQLAlchemy, so a timeout or another error is reported as any driver error is.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
 
 
 class PostgresDialect(Dialect):

@@ -121,6 +121,7 @@ class Database:
         self.ensure_schema()
         with self.write_turn(), translate_errors(), self._writer.begin() as conn:
             yield Tx(conn, self.dialect, self.levels)
+        self.dialect.committed()
 
     def write_turn(self) -> AbstractContextManager[None]:
         """Where writers are serialized, wait for this process's turn, first come first served."""
@@ -139,7 +140,7 @@ class Database:
         """One connection for the transactions of a bucket written in pieces, which share its
         temporary tables (storage/staged.py)."""
         self.ensure_schema()
-        with translate_errors(), self._writer.connect() as conn, self.dialect.staging(conn):
+        with translate_errors(), self._writer.connect() as conn:
             yield Pinned(self, conn)
 
     @contextmanager
@@ -176,6 +177,7 @@ class Database:
                                              "(CREATE EXTENSION citus, on a server that has Citus installed)")
 
     def dispose(self) -> None:
+        self.dialect.close()
         self.engine.dispose()
 
 
@@ -185,10 +187,6 @@ class Pinned:
     def __init__(self, db: Database, conn: Connection) -> None:
         self._db = db
         self._conn = conn
-
-    def checkpoint(self) -> None:
-        with translate_errors():
-            self._db.dialect.checkpoint(self._conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -204,6 +202,7 @@ class Pinned:
             self._conn.execution_options(trend_write=True)
             with translate_errors(), self._conn.begin():
                 yield Tx(self._conn, self._db.dialect, self._db.levels)
+        self._db.dialect.committed()
 
 
 @contextmanager

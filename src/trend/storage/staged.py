@@ -24,6 +24,7 @@ from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, s
 from sqlalchemy.schema import CreateTable
 
 from trend.model import Level
+from trend.storage.dialects import WRITE_POLL_S
 from trend.storage.engine import Tx
 from trend.storage.rollups import ROW_COLUMNS, Recomputed, grouped, source_of
 from trend.storage.schema import level_table
@@ -31,8 +32,9 @@ from trend.storage.schema import rollup_dirty as dirty
 
 # Rows per write transaction: 3–10 ms of SQLite's write lock at the median, by level and sketch size.
 PIECE_ROWS = 2_000
-# Rows written between two checkpoints: about SQLite's default of 1,000 pages, for 1m rows.
-CHECKPOINT_ROWS = 10_000
+# The write lock stays free this long between two pieces, so a writer of another process, which
+# asks for it every WRITE_POLL_S (storage/dialects.py), gets in; this process's writers queue in turn.
+PIECE_PAUSE_S = 2 * WRITE_POLL_S
 # Tokens lie far above any version an ingest reaches by counting from 1, and below 2**63.
 _TOKEN_FLOOR = 1 << 61
 
@@ -68,12 +70,6 @@ class Staged:
     @property
     def pieces(self) -> int:
         return self.clearing + max(1, -(-self.result.rows // PIECE_ROWS))
-
-    def rows_of(self, piece: int) -> int:
-        """Rows that piece deletes or inserts."""
-        if piece < self.clearing:
-            return min(PIECE_ROWS, self.old_rows - piece * PIECE_ROWS)
-        return max(0, min(PIECE_ROWS, self.result.rows - (piece - self.clearing) * PIECE_ROWS))
 
 
 def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
