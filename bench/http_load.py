@@ -3,9 +3,10 @@
 1. ``throughput``: clients POST batches of 500 events to ``trend serve`` for a while; events/s,
    side by side with the same batches given to ``Trend.ingest`` in one process (no HTTP).
 2. ``effect``: steady reads (``GET /v1/top`` over the last hour) and small ingests at a fixed rate,
-   first idle (everything rolled up), then while the server (``--digest-in process``: a ``trend
-   rollup`` process beside it) digests a backlog of ``--backlog`` late events a day old through
-   every level, repeated ``--rounds`` times; p50 and p99 of each, and the ratio busy ÷ idle. The
+   while the server (``--digest-in process``: a ``trend rollup`` process beside it) digests a
+   backlog of ``--backlog`` late events a day old through every level, repeated ``--rounds`` times,
+   then idle (everything rolled up) for as long, at least ``--seconds``; p50 and p99 of each, and
+   the ratio busy ÷ idle. The
    backlog lies outside the read window on purpose: inside it, reads would be slower because
    exactness makes them read raw events, not because of the worker.
 
@@ -115,31 +116,42 @@ def spin_process(seconds: float) -> Callable[[], None]:
     return digest
 
 
-def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None],
-           digest: Callable[[], None]) -> list[str]:
-    idle_reads: list[float] = []
-    idle_writes: list[float] = []
-    # The first seconds are discarded: a fresh server's first reads fill its caches.
-    for phase_reads, phase_writes, phase_seconds in (([], [], 3.0), (idle_reads, idle_writes, seconds)):
-        stop = threading.Event()
-        loader = threading.Thread(target=_steady_load, args=(url, stop, phase_reads, phase_writes))
-        loader.start()
-        time.sleep(phase_seconds)
+def _loaded(url: str, reads: list[float], writes: list[float]) -> Callable[[], None]:
+    """Start the steady load; the returned function stops it."""
+    stop = threading.Event()
+    loader = threading.Thread(target=_steady_load, args=(url, stop, reads, writes))
+    loader.start()
+
+    def stopped() -> None:
         stop.set()
         loader.join()
+    return stopped
+
+
+def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None],
+           digest: Callable[[], None]) -> list[str]:
+    # The first seconds are discarded: a fresh server's first reads fill its caches.
+    stop = _loaded(url, [], [])
+    time.sleep(3.0)
+    stop()
     busy_reads: list[float] = []
     busy_writes: list[float] = []
-    stop = threading.Event()
-    loader = threading.Thread(target=_steady_load, args=(url, stop, busy_reads, busy_writes))
-    loader.start()
+    stop = _loaded(url, busy_reads, busy_writes)
+    began_busy = time.perf_counter()
     digests = []
     for _ in range(rounds):
         make_dirty()
         began = time.perf_counter()
         digest()
         digests.append(time.perf_counter() - began)
-    stop.set()
-    loader.join()
+    stop()
+    # Idle for as long as busy: the read of each new minute sums the window's edges again, so a
+    # shorter phase would cross fewer minutes and flatter its p99.
+    idle_reads: list[float] = []
+    idle_writes: list[float] = []
+    stop = _loaded(url, idle_reads, idle_writes)
+    time.sleep(max(seconds, time.perf_counter() - began_busy))
+    stop()
     lines = [f"# {rounds} digests of the backlog, {statistics.median(digests):.1f}s each (median); "
              f"{len(idle_reads)} idle and {len(busy_reads)} busy request pairs"]
     for name, idle, busy in (("read GET /v1/top 1h", idle_reads, busy_reads),

@@ -301,3 +301,22 @@ def test_a_recompute_of_another_day_keeps_todays_totals(trend: Trend) -> None:
     _store(trend, events, [{"event": "search", "key": "b", "ts": T0 - 5 * HOUR_MS}])
     settle(trend, T0)  # recomputes the hour of "a": its day's version moves, and the kept totals go
     assert _top(trend) == [("a", 3), ("b", 1)]
+
+
+def test_a_window_moving_by_the_minute_stays_exact_while_its_full_hours_are_kept(trend: Trend,
+                                                                                clock: FakeClock) -> None:
+    """Between reads the 24h window moves by a minute: its 1m and 5m edges are read again and its
+    full hours are kept apart (``_sum_of_parts``). A late event in one of those hours, once
+    recomputed, counts in the next minute's read."""
+    events: list[dict[str, Any]] = []
+    _store(trend, events, [{"event": "search", "key": f"k{n % 9}", "ts": T0 - n * 13 * MINUTE_MS - n * 1000}
+                           for n in range(100)])
+    for minute in range(4):
+        now = T0 + minute * MINUTE_MS
+        clock.set(now)
+        settle(trend, now)
+        end = now + MINUTE_MS
+        assert _top(trend, 20) == ref_top(events, "search", None, end - WINDOW, end, 20)
+        if minute == 1:
+            _store(trend, events, [{"event": "search", "key": "late", "ts": T0 - 10 * HOUR_MS + 7 * MINUTE_MS}] * 30)
+    assert _top(trend, 1) == [("late", 30)]

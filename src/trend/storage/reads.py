@@ -181,17 +181,38 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
     Stamped with the data version of each level read, and for dirty raw minutes with their markers'
     versions and the finest level's data version: a marker that is released (by a recompute, which
     bumps that version) and made again restarts at version 1."""
-    assert tx.totals is not None
     kept = [span for span in spans if _keepable(tx, span)]
-    if not kept:
-        return Totals.of({})
+    return _kept(tx, kept, filters, by) if kept else Totals.of({})
+
+
+def _kept(tx: Tx, kept: list[Span], filters: Filters, by: Measure) -> Totals:
+    assert tx.totals is not None
     at = _stamp(tx, kept)
     key = (filters.event, filters.segment, by.column, tuple(kept))
     found = tx.totals.get(key, at)
     if found is None:
-        found = Totals.of(_totals(tx, kept, replace(filters, keys=None), by))
+        found = Totals.of(_sum_of_parts(tx, kept, filters, by))
         tx.totals.put(key, at, found)
     return found
+
+
+def _sum_of_parts(tx: Tx, kept: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
+    """The totals of ``kept``: of each source level's spans, kept apart, then added up.
+
+    When a window moves by a minute, its plan changes at the edges (1m and 5m spans), while its
+    coarsest spans (a 24h window's 23 full hours) stay as they were for up to an hour: only the
+    edges are read again. Distinct users do not add up across spans, so they are read in one go, and
+    neither do floats exactly, so real sums are too."""
+    parts: dict[str, list[Span]] = defaultdict(list)
+    for span in kept:
+        parts[span.source].append(span)
+    if by.merge is not Fold.SUM or by.kind != "integer" or len(parts) == 1:
+        return _totals(tx, kept, replace(filters, keys=None), by)
+    total: dict[str, int] = {}
+    for part in parts.values():
+        for key, value in _kept(tx, part, filters, by).by_key.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def _stamp(tx: Tx, kept: list[Span]) -> Hashable:

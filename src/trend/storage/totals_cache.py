@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import select
@@ -74,11 +75,15 @@ class Totals:
     """Every key's total over some spans, and the same keys from the highest total down (ties by key)."""
 
     by_key: Mapping[str, int]
-    ranked: list[tuple[str, int]]
+
+    @cached_property
+    def ranked(self) -> list[tuple[str, int]]:
+        # Sorted when first ranked: the totals of a window's part are only added up, never ranked.
+        return sorted(self.by_key.items(), key=lambda item: (-item[1], item[0]))
 
     @classmethod
     def of(cls, by_key: dict[str, int]) -> Totals:
-        return cls(by_key, sorted(by_key.items(), key=lambda item: (-item[1], item[0])))
+        return cls(by_key)
 
 
 @dataclass(frozen=True)
