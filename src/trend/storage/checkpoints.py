@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from trend.logging import get_logger
 
-log = get_logger("trend.storage")
+log = get_logger("storage")
 
 # Commits within this long share one checkpoint; at SQLite's bulk ingest speed about 6 MB of log.
 GATHER_S = 0.2

@@ -7,7 +7,7 @@ SQLite pitfalls handled here (both documented by SQLite and SQLAlchemy):
   then writes fails with SQLITE_BUSY when another writer committed in between; ``busy_timeout`` does
   not retry that case.
 * Reads that must agree run in one explicit transaction, which SQLite makes one snapshot.
-* ``BEGIN IMMEDIATE`` asks for the write lock every millisecond itself. SQLite's busy handler backs
+* ``BEGIN IMMEDIATE`` asks for the write lock every half millisecond itself. SQLite's busy handler backs
   off to 100 ms between tries, so a writer in another process slept through the short gaps that a
   rollup written in pieces leaves between them (storage/staged.py).
 """
