@@ -9,6 +9,7 @@ with ``PASSIVE``, which never waits for readers or writers, and makes none of th
 
 from __future__ import annotations
 
+import os
 import threading
 
 from sqlalchemy import Engine
@@ -21,6 +22,8 @@ log = get_logger("storage")
 GATHER_S = 0.2
 # A thread that saw no write this long ends, and the next write starts another.
 IDLE_S = 5.0
+# A smaller log is left alone, as SQLite's own threshold of 1,000 pages would: a checkpoint fsyncs.
+MIN_LOG_BYTES = 4 << 20
 
 
 class Checkpointer:
@@ -28,6 +31,7 @@ class Checkpointer:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._log = f"{engine.url.database}-wal"
         self._wrote = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -62,6 +66,12 @@ class Checkpointer:
             self.checkpoint()
 
     def checkpoint(self) -> None:
+        try:
+            # The file keeps its size when SQLite starts the log over: this is its high-water mark.
+            if os.path.getsize(self._log) < MIN_LOG_BYTES:
+                return
+        except OSError:
+            return  # no log: the last connection closed, and checkpointed it
         try:
             with self._engine.connect() as conn:
                 driver = conn.connection.dbapi_connection
