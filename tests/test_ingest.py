@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import threading
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from tests.reference import markers, stored_events
 from trend.errors import EventValidationError
 from trend.model import DAY_MS, MINUTE_MS
 from trend.service import Trend
+from trend.storage.events import Inserted
 
 GOOD = {"event": "search", "key": "우산"}
 
@@ -98,6 +101,34 @@ class TestStorage:
         assert (first.accepted, first.duplicates) == (2, 1)
         assert (second.accepted, second.duplicates) == (1, 1)
         assert len(stored_events(trend)) == 3
+
+    def test_concurrent_batches_store_each_id_once_in_any_order(self, trend: Trend) -> None:
+        """Overlapping batches in different orders, at once: every id is stored once, every repeat is a
+        duplicate, and no batch fails (on PostgreSQL, two writers waiting on each other's ids would
+        deadlock)."""
+        randomness = random.Random(7)
+        ids = [f"id-{n:05d}" for n in range(3_000)]
+        batches = [randomness.sample(ids, 2_000) for _ in range(4)]
+        results: list[Inserted] = []
+        failures: list[BaseException] = []
+
+        def send(batch: list[str]) -> None:
+            try:
+                result = trend.ingest([{**GOOD, "event_id": one, "ts": (T0 - 120_000) / 1000} for one in batch])
+                results.append(Inserted(result.accepted, result.duplicates))
+            except BaseException as exc:  # reported by the assertion below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=send, args=(batch,)) for batch in batches]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert failures == []
+        union = set().union(*batches)
+        assert sum(one.accepted for one in results) == len(union)
+        assert sum(one.duplicates for one in results) == sum(map(len, batches)) - len(union)
+        assert sorted(row["event_id"] for row in stored_events(trend)) == sorted(union)
 
     def test_ingest_marks_each_distinct_minute_once(self, trend: Trend) -> None:
         trend.ingest([{**GOOD, "ts": (T0 - 90_000) / 1000}, {**GOOD, "ts": (T0 - 70_000) / 1000},

@@ -408,19 +408,37 @@ class PostgresDialect(Dialect):
 
     def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
                      rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
-        # Concurrent writers: COPY into a per-transaction staging table, then ON CONFLICT DO NOTHING, which
-        # makes a concurrent repeat wait for the first writer and then count as a duplicate.
+        # Most ids are new: a part goes straight in by COPY under a savepoint (psycopg makes one inside
+        # the open transaction). Only a part with a repeat takes the slower path; the savepoint undoes
+        # its COPY. That cost 0.2 s of 0.87 s in a 200,000-event file with 10 % of ids.
+        driver_connection = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        position = list(columns).index(id_column)
+        stored: set[str] = set()
+        for part in chunked(rows, CHUNK):
+            try:
+                with driver_connection.transaction():
+                    self.bulk_insert(conn, table_name, columns, part)
+            except psycopg.errors.UniqueViolation:
+                stored.update(self._insert_staged(conn, table_name, columns, part, id_column))
+            else:
+                stored.update(row[position] for row in part)
+        return stored
+
+    def _insert_staged(self, conn: Connection, table_name: str, columns: Sequence[str],
+                       rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        # COPY into a per-transaction staging table, then ON CONFLICT DO NOTHING, which makes a concurrent
+        # repeat wait for the first writer and then count as a duplicate. In the ids' code point order,
+        # as the COPY path writes them (storage/events.py), so two writers never wait on each other.
         names = ", ".join(columns)
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self._STAGING} ON COMMIT DELETE ROWS "
                              f"AS SELECT {names} FROM {table_name} WITH NO DATA")
-        stored: set[str] = set()
-        for part in chunked(rows, CHUNK):
-            self.bulk_insert(conn, self._STAGING, columns, part)
-            stored.update(conn.exec_driver_sql(
-                f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {self._STAGING} "
-                f"ON CONFLICT ({id_column}) WHERE {id_column} IS NOT NULL DO NOTHING RETURNING {id_column}"
-            ).scalars())
-            conn.exec_driver_sql(f"TRUNCATE {self._STAGING}")
+        self.bulk_insert(conn, self._STAGING, columns, rows)
+        stored = set(conn.exec_driver_sql(
+            f"INSERT INTO {table_name} ({names}) SELECT {names} FROM {self._STAGING} "
+            f"ORDER BY {id_column} COLLATE \"C\" "
+            f"ON CONFLICT ({id_column}) WHERE {id_column} IS NOT NULL DO NOTHING RETURNING {id_column}"
+        ).scalars())
+        conn.exec_driver_sql(f"TRUNCATE {self._STAGING}")
         return stored
 
     def claim(self, query: Select[Any]) -> Select[Any]:

@@ -46,8 +46,9 @@ def insert_stored(tx: Tx, rows: Sequence[StoredEvent]) -> Inserted:
     # Tuples straight to COPY or executemany: index upkeep is the real cost, so shed the rest.
     for part in chunked(plain, CHUNK):
         tx.dialect.bulk_insert(tx.conn, fact_events.name, COLUMNS, part)
-    stored_ids = tx.dialect.insert_keyed(tx.conn, fact_events.name, COLUMNS, list(keyed.values()),
-                                         "event_id") if keyed else set()
+    # In id order: concurrent batches then wait for each other's ids in one order, so cannot deadlock.
+    ordered = sorted(keyed.values(), key=lambda row: str(row[0]))
+    stored_ids = tx.dialect.insert_keyed(tx.conn, fact_events.name, COLUMNS, ordered, "event_id") if keyed else set()
     stored = [*plain, *(row for row in keyed.values() if row[0] in stored_ids)]
     mark(tx, tx.levels.finest.name, {row[8] for row in stored})
     remember_dimensions(tx, {(row[2], row[3]) for row in stored})
