@@ -30,6 +30,8 @@ def full_check(text: str) -> EventRow | FieldProblem:
 
 
 texts = st.one_of(st.text(max_size=12), st.sampled_from(["search", "우산", " a ", "a\x00b", "x" * 70, "x" * 1100,
+                                                         # one past each limit of EventIn
+                                                         "x" * 65, "x" * 129, "x" * 257, "x" * 1025,
                                                          "2025-11-13T06:51:00Z", "2025-11-13T06:51:00",
                                                          "2025-11-13 15:51:00+09:00", '"', "\\u0000"]))
 values = st.one_of(texts, st.none(), st.booleans(), st.integers(-10**12, 10**12),

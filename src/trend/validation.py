@@ -137,15 +137,16 @@ def split_outcomes(outcomes: Iterable[EventRow | FieldProblem]) -> tuple[list[Ev
     return rows, problems
 
 class _Wire(msgspec.Struct, forbid_unknown_fields=True):
-    """The fast decoder's view of an event: types only; :func:`_fast_fields` checks the rest."""
+    """The fast decoder's view of an event: the types and lengths of :class:`EventIn`, checked in msgspec
+    (lengths count characters in both); :func:`_fast_fields` checks the rest."""
 
-    event: str
-    key: str
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=4 * KEY_MAX)]
     ts: int | float | str | msgspec.UnsetType | None = msgspec.UNSET
-    segment: str | msgspec.UnsetType = msgspec.UNSET
-    user_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    segment: Annotated[str, msgspec.Meta(max_length=4 * SEGMENT_MAX)] | msgspec.UnsetType = msgspec.UNSET
+    user_id: Annotated[str, msgspec.Meta(max_length=128)] | msgspec.UnsetType | None = msgspec.UNSET
     value: float | msgspec.UnsetType = msgspec.UNSET
-    event_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    event_id: Annotated[str, msgspec.Meta(max_length=128)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -199,15 +200,10 @@ def _plain(text: str, keys: int) -> bool:
 
 
 def _checked(wire: _Wire) -> DecodedEvent | None:
-    """The limits of :class:`EventIn` on a decoded event; None where it breaks one."""
+    """The limits of :class:`EventIn` that msgspec does not check; None where the event breaks one."""
     U = msgspec.UNSET  # noqa: N806
-    segment = "" if wire.segment is U else wire.segment
-    user_id = None if wire.user_id is U else wire.user_id
-    event_id = None if wire.event_id is U else wire.event_id
     value = 1.0 if wire.value is U else wire.value
-    if not (0 < len(wire.event) <= 64 and 0 < len(wire.key) <= 4 * KEY_MAX and len(segment) <= 4 * SEGMENT_MAX
-            and (user_id is None or len(user_id) <= 128) and (event_id is None or len(event_id) <= 128)
-            and math.isfinite(value)):
+    if not math.isfinite(value):
         return None
     ts = None
     if wire.ts is not U and wire.ts is not None:
@@ -215,7 +211,8 @@ def _checked(wire: _Wire) -> DecodedEvent | None:
             ts = parse_time(wire.ts)
         except ValueError:
             return None
-    return ts, wire.event, wire.key, segment, user_id, float(value), event_id
+    return (ts, wire.event, wire.key, "" if wire.segment is U else wire.segment,
+            None if wire.user_id is U else wire.user_id, float(value), None if wire.event_id is U else wire.event_id)
 
 
 def _problem(exc: ValidationError, position: int) -> FieldProblem:
