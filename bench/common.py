@@ -73,6 +73,14 @@ def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
 
 
 
+def empty_log(trend: Trend) -> None:
+    """SQLite: copy the write-ahead log into the file and truncate it, so that the next variant does not
+    pay for the checkpoints of the one before it. A no-op on PostgreSQL."""
+    if trend.db.dialect.name == "sqlite":
+        with trend.db.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def server_url(args: argparse.Namespace) -> str:
     """The server a bench's ``--backend`` names: PostgreSQL's or the Citus coordinator's URL."""
     return str(args.citus_url if args.backend == "citus" else args.postgres_url)

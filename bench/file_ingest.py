@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tests.reference import clear_all
 
-from bench.common import machine, parser, scratch_trend, server_url
+from bench.common import empty_log, machine, parser, scratch_trend, server_url
 from trend.clock import FakeClock
 from trend.file_ingest import CHUNK_LINES, ingest_stream
 from trend.model import MINUTE_MS, floor_to
@@ -81,6 +81,7 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, func in (("trend ingest FILE", run_file), ("bare bulk path", run_bare)):
             clear_all(trend)
+            empty_log(trend)
             began = time.perf_counter()
             func()
             samples[name].append(args.events / (time.perf_counter() - began))
