@@ -8,6 +8,8 @@ from contextlib import nullcontext
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tests.conftest import T0
@@ -83,6 +85,29 @@ def test_ranking_kept_totals_with_fresh_ones_is_exact() -> None:
     assert ranked_with(base, {"d": 8, "e": 7}, 3, 1) == [("a", 9), ("d", 9), ("b", 7)]
     assert ranked_with(base, {"a": 1}, 2, 8) == [("a", 10)]
     assert ranked_with(base, {}, None, 7) == [("a", 9), ("b", 7), ("c", 7)]
+
+
+def totals_by_key(least: int, most: int, lowest: int = 0) -> st.SearchStrategy[dict[str, int]]:
+    return st.dictionaries(st.text("abcdefgh", min_size=1, max_size=3), st.integers(lowest, 12), min_size=least,
+                           max_size=most)
+
+
+@settings(max_examples=300, deadline=None)
+@given(totals_by_key(60, 300),
+       # Negative fresh totals too: a sum of values may fall, which moves a kept key down the ranking.
+       st.lists(st.tuples(totals_by_key(0, 30, lowest=-12), st.integers(1, 40), st.integers(0, 6)),
+                min_size=1, max_size=4))
+def test_ranking_many_keys_is_the_sum_sorted(base_totals: dict[str, int],
+                                             reads: list[tuple[dict[str, int], int, int]]) -> None:
+    """Many ties and a long tail: only the lead of the kept totals is sorted (``Totals.leading``), and
+    it is kept between reads with other fresh totals and limits. Each read must equal summing the two
+    and sorting everything."""
+    base = Totals.of(base_totals)
+    for extra, limit, at_least in reads:
+        summed = {key: base_totals.get(key, 0) + extra.get(key, 0) for key in {*base_totals, *extra}}
+        expected = sorted(((key, total) for key, total in summed.items() if total >= at_least),
+                          key=lambda item: (-item[1], item[0]))[:limit]
+        assert ranked_with(base, extra, limit, at_least) == expected
 
 
 def test_rising_baselines_follow_a_late_event_and_its_recompute(trend: Trend) -> None:
@@ -320,3 +345,27 @@ def test_a_window_moving_by_the_minute_stays_exact_while_its_full_hours_are_kept
         if minute == 1:
             _store(trend, events, [{"event": "search", "key": "late", "ts": T0 - 10 * HOUR_MS + 7 * MINUTE_MS}] * 30)
     assert _top(trend, 1) == [("late", 30)]
+
+
+def test_late_events_at_a_moving_windows_edges_count_once_their_buckets_are_recomputed(trend: Trend,
+                                                                                       clock: FakeClock) -> None:
+    """The 1m and 5m buckets at the edges of a window are kept one bucket at a time (``_buckets_of``),
+    so a bucket read a minute ago is not read again. Late events in buckets already read, at both
+    edges, count in the first read after their recompute, while the window moves across 5m and
+    hour boundaries."""
+    events: list[dict[str, Any]] = []
+    first = T0 - WINDOW - HOUR_MS
+    _store(trend, events, [{"event": "search", "key": f"k{n % 7}", "ts": first + n * 7 * MINUTE_MS + 500}
+                           for n in range(214)])  # up to T0
+    for minute in range(14):
+        now = T0 + minute * MINUTE_MS
+        clock.set(now)
+        settle(trend, now)
+        end = now + MINUTE_MS
+        assert _top(trend, 30) == ref_top(events, "search", None, end - WINDOW, end, 30), minute
+        if minute in (2, 6, 9):
+            # Minutes from the window's start and from its end, so within the edges for a while to come.
+            offsets = [MINUTE_MS, 3 * MINUTE_MS, 7 * MINUTE_MS, 12 * MINUTE_MS, 40 * MINUTE_MS,
+                       WINDOW - 3 * MINUTE_MS, WINDOW - 8 * MINUTE_MS, WINDOW - 20 * MINUTE_MS]
+            _store(trend, events, [{"event": "search", "key": f"late-{minute}-{n}", "ts": end - WINDOW + offset + 900}
+                                   for n, offset in enumerate(offsets) for _ in range(n + 2)])

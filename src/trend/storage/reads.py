@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, 
 from sqlalchemy.sql import Subquery
 
 from trend.measures import MEASURES, MEASURES_BY_COLUMN, Fold, Measure
-from trend.model import RAW, Span
+from trend.model import MINUTE_MS, RAW, Span
 from trend.storage.dialects import json_values
 from trend.storage.engine import Tx
 from trend.storage.markers import marker_versions
@@ -185,34 +185,60 @@ def _kept_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> To
     return _kept(tx, kept, filters, by) if kept else Totals.of({})
 
 
-def _kept(tx: Tx, kept: list[Span], filters: Filters, by: Measure) -> Totals:
+def _kept(tx: Tx, kept: list[Span], filters: Filters, by: Measure, *, span_by_span: bool = False) -> Totals:
     assert tx.totals is not None
     at = _stamp(tx, kept)
     key = (filters.event, filters.segment, by.column, tuple(kept))
     found = tx.totals.get(key, at)
     if found is None:
-        found = Totals.of(_sum_of_parts(tx, kept, filters, by))
+        found = Totals.of(_sum_of_parts(tx, kept, filters, by, span_by_span))
         tx.totals.put(key, at, found)
     return found
 
 
-def _sum_of_parts(tx: Tx, kept: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
-    """The totals of ``kept``: of each source level's spans, kept apart, then added up.
+def _sum_of_parts(tx: Tx, kept: list[Span], filters: Filters, by: Measure, span_by_span: bool = False
+                  ) -> dict[str, int]:
+    """The totals of ``kept``: of each source level's spans, kept apart, then added up; and the
+    finer levels' (the window's edges) one span at a time.
 
-    When a window moves by a minute, its plan changes at the edges (1m and 5m spans), while its
-    coarsest spans (a 24h window's 23 full hours) stay as they were for up to an hour: only the
-    edges are read again. Distinct users do not add up across spans, so they are read in one go, and
-    neither do floats exactly, so real sums are too."""
+    When a window moves by a minute, its plan changes at the edges, while its coarsest spans (a 24h
+    window's 23 full hours) stay as they were for up to an hour: only the edges are read again, and
+    of them only the spans that are new, a minute or five at a time. Distinct users do not add up
+    across spans, so they are read in one go, and neither do floats exactly, so real sums are too."""
+    if by.merge is not Fold.SUM or by.kind != "integer":
+        return _totals(tx, kept, replace(filters, keys=None), by)
     parts: dict[str, list[Span]] = defaultdict(list)
     for span in kept:
         parts[span.source].append(span)
-    if by.merge is not Fold.SUM or by.kind != "integer" or len(parts) == 1:
+    if len(parts) > 1:
+        # Raw minutes in one go: hundreds may be dirty at once, and each bucket is one more query.
+        coarsest = max(parts, key=lambda source: _width(tx, source))
+        totals = [_kept(tx, part, filters, by, span_by_span=source not in (coarsest, RAW))
+                  for source, part in parts.items()]
+    elif span_by_span and len(units := _buckets_of(tx, kept)) > 1:
+        totals = [_kept(tx, [unit], filters, by) for unit in units]
+    else:
         return _totals(tx, kept, replace(filters, keys=None), by)
-    total: dict[str, int] = {}
-    for part in parts.values():
-        for key, value in _kept(tx, part, filters, by).by_key.items():
+    # The largest part is copied whole; only the others are added key by key.
+    *others, largest = sorted((part.by_key for part in totals), key=len)
+    total = dict(largest)
+    for other in others:
+        for key, value in other.items():
             total[key] = total.get(key, 0) + value
     return total
+
+
+def _buckets_of(tx: Tx, spans: list[Span]) -> list[Span]:
+    """``spans`` cut into their level's buckets: a plan merges neighbouring buckets into one span, so
+    the same minute comes in spans of other lengths as a window moves, and only a bucket stays the
+    same from read to read."""
+    return [replace(span, start=start, end=start + _width(tx, span.source))
+            for span in spans for start in range(span.start, span.end, _width(tx, span.source))]
+
+
+def _width(tx: Tx, source: str) -> int:
+    """A bucket of ``source``: raw events are read by the minute."""
+    return MINUTE_MS if source == RAW else tx.levels.by_name[source].width
 
 
 def _stamp(tx: Tx, kept: list[Span]) -> Hashable:
