@@ -4,9 +4,9 @@
    side by side with the same batches given to ``Trend.ingest`` in one process (no HTTP).
 2. ``effect``: steady reads (``GET /v1/top`` over the last hour) and small ingests at a fixed rate,
    while the server (``--digest-in process``: a ``trend rollup`` process beside it) digests a
-   backlog of ``--backlog`` late events a day old through every level, repeated ``--rounds`` times,
-   then idle (everything rolled up) for as long, at least ``--seconds``; p50 and p99 of each, and
-   the ratio busy ÷ idle. The
+   backlog of ``--backlog`` late events a day old through every level, repeated ``--rounds`` times;
+   then the same runs without the backlog (an idle worker), then no runs at all, each for as long,
+   at least ``--seconds``; p99 of each, and the busy p99 against both idle ones (``effect``). The
    backlog lies outside the read window on purpose: inside it, reads would be slower because
    exactness makes them read raw events, not because of the worker.
 
@@ -128,37 +128,56 @@ def _loaded(url: str, reads: list[float], writes: list[float]) -> Callable[[], N
     return stopped
 
 
+Samples = tuple[list[float], list[float]]  # read and ingest latencies, seconds
+
+
+def _phase(url: str, duration: float, runs: list[tuple[float, Callable[[], None]]]) -> Samples:
+    """Steady load for ``duration`` seconds (or until the last run ends), each run started at its offset."""
+    reads: list[float] = []
+    writes: list[float] = []
+    stop = _loaded(url, reads, writes)
+    began = time.perf_counter()
+    for offset, run in runs:
+        time.sleep(max(0.0, offset - (time.perf_counter() - began)))
+        run()
+    time.sleep(max(0.0, duration - (time.perf_counter() - began)))
+    stop()
+    return reads, writes
+
+
 def effect(url: str, seconds: float, rounds: int, make_dirty: Callable[[], None],
            digest: Callable[[], None]) -> list[str]:
-    # The first seconds are discarded: a fresh server's first reads fill its caches.
-    stop = _loaded(url, [], [])
-    time.sleep(3.0)
-    stop()
-    busy_reads: list[float] = []
-    busy_writes: list[float] = []
-    stop = _loaded(url, busy_reads, busy_writes)
+    """Three phases under the same load, each as long as the busy one, since the read of each new
+    minute sums the window's edges again and a shorter phase would cross fewer minutes:
+
+    * busy: ``rounds`` digests of the backlog, back to back;
+    * idle worker: the same runs at the same times, without the backlog. They roll up only the
+      minutes the load itself made dirty, as a worker with nothing to catch up does, so busy ÷ this
+      is the backlog's own price;
+    * no runs at all: nothing is rolled up, and no kept totals are voided."""
+    _phase(url, 3.0, [])  # discarded: a fresh server's first reads fill its caches
+    digests: list[float] = []
+    offsets: list[float] = []
     began_busy = time.perf_counter()
-    digests = []
-    for _ in range(rounds):
+
+    def one_digest() -> None:
         make_dirty()
         began = time.perf_counter()
+        offsets.append(began - began_busy)
         digest()
         digests.append(time.perf_counter() - began)
-    stop()
-    # Idle for as long as busy: the read of each new minute sums the window's edges again, so a
-    # shorter phase would cross fewer minutes and flatter its p99.
-    idle_reads: list[float] = []
-    idle_writes: list[float] = []
-    stop = _loaded(url, idle_reads, idle_writes)
-    time.sleep(max(seconds, time.perf_counter() - began_busy))
-    stop()
+
+    busy = _phase(url, seconds, [(0.0, one_digest)] * rounds)
+    busy_for = max(seconds, time.perf_counter() - began_busy)
+    idle_worker = _phase(url, busy_for, [(offset, digest) for offset in offsets])
+    quiet = _phase(url, busy_for, [])
     lines = [f"# {rounds} digests of the backlog, {statistics.median(digests):.1f}s each (median); "
-             f"{len(idle_reads)} idle and {len(busy_reads)} busy request pairs"]
-    for name, idle, busy in (("read GET /v1/top 1h", idle_reads, busy_reads),
-                             ("ingest POST 20 events", idle_writes, busy_writes)):
-        lines.append(f"| {name} | {percentile(idle, 50) * 1000:.1f} | {percentile(idle, 99) * 1000:.1f} | "
-                     f"{percentile(busy, 50) * 1000:.1f} | {percentile(busy, 99) * 1000:.1f} | "
-                     f"{percentile(busy, 99) / percentile(idle, 99):.2f} |")
+             f"{len(busy[0])} busy, {len(idle_worker[0])} idle-worker and {len(quiet[0])} no-run request pairs"]
+    for index, name in enumerate(("read GET /v1/top 1h", "ingest POST 20 events")):
+        p99s = [percentile(phase[index], 99) * 1000 for phase in (quiet, idle_worker, busy)]
+        p50 = percentile(busy[index], 50) * 1000
+        lines.append(f"| {name} | {p99s[0]:.1f} | {p99s[1]:.1f} | {p50:.1f} | {p99s[2]:.1f} | "
+                     f"{p99s[2] / p99s[1]:.2f} | {p99s[2] / p99s[0]:.2f} |")
     return lines
 
 
@@ -194,8 +213,9 @@ def main() -> None:
     server = Served(url, "--no-worker", TREND_WORKER_YIELD_RATIO=args.yield_ratio)
     try:
         print(f"# backlog: {args.backlog:,} events over 2 hours a day ago, made dirty again before each digest")
-        print("| load | idle p50 ms | idle p99 ms | digesting p50 ms | digesting p99 ms | p99 busy ÷ idle |")
-        print("|---|---|---|---|---|---|")
+        print("| load | no runs p99 ms | idle worker p99 ms | digesting p50 ms | digesting p99 ms "
+              "| p99 busy ÷ idle worker | p99 busy ÷ no runs |")
+        print("|---|---|---|---|---|---|---|")
         backlog = (late_end - 2 * HOUR_MS, late_end)
         digest = {"server": lambda: digest_by_server(server.url), "process": lambda: digest_by_process(url),
                   "spin": lambda: spin_process(args.spin_seconds)}[args.digest_in]()
