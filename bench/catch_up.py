@@ -5,7 +5,7 @@ processes of ``trend rollup --level all`` together and times until every closed 
 On PostgreSQL the processes share the backlog through ``FOR UPDATE SKIP LOCKED``; on SQLite writers
 are serialized, so more processes only add contention.
 
-    python -m bench.catch_up [--backend postgres] [--events 10000000] [--processes 1 2 3]
+    python -m bench.catch_up [--backend postgres] [--events 10000000] [--processes 1 2 3] [--whole-buckets]
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--whole-buckets", action="store_true", help="run `trend rollup --whole-buckets`")
     args = p.parse_args()
-    print(f"# {machine()}; backend {args.backend}; {args.events:,} events over 24h, every minute dirty")
+    rollup = [sys.executable, "-m", "trend", "rollup", *(["--whole-buckets"] if args.whole_buckets else [])]
+    print(f"# {machine()}; backend {args.backend}; {args.events:,} events over 24h, every minute dirty; "
+          f"{' '.join(rollup[2:])}")
     print("| processes | catch-up s | buckets per s | peak RSS of a rollup process MB |")
     print("|---|---|---|---|")
     for count in args.processes:
@@ -48,12 +51,12 @@ def main() -> None:
         env.update({"TREND_DATABASE_URL": trend.db.url.replace("postgresql+psycopg://", "postgresql://"),
                     "TREND_LOG_LEVEL": "WARNING"})
         began = time.perf_counter()
-        workers = [subprocess.Popen([sys.executable, "-m", "trend", "rollup", "--level", "all"], env=env,
-                                    stdout=subprocess.DEVNULL) for _ in range(count)]
+        workers = [subprocess.Popen([*rollup, "--level", "all"], env=env, stdout=subprocess.DEVNULL)
+                   for _ in range(count)]
         for worker in workers:
             worker.wait()
         # A process that finished its levels early leaves parents that others marked: run once more.
-        subprocess.run([sys.executable, "-m", "trend", "rollup"], env=env, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(rollup, env=env, stdout=subprocess.DEVNULL, check=True)
         seconds = time.perf_counter() - began
         left = closed_dirty(trend, now)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

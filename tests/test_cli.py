@@ -113,6 +113,18 @@ class TestRollupCommands:
         with Trend(database_url=env) as trend:
             assert_levels_equal(trend, stored_events(trend), int(time.time() * 1000))
 
+    def test_rollup_of_whole_buckets(self, env: str, tmp_path: Path) -> None:
+        """``--whole-buckets`` (a catch-up with no app beside it) rolls up every level to the same rows."""
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join(_line(k, minutes_ago=m) for k in "abcd" for m in (15, 70, 130)) + "\n")
+        assert _run("ingest", str(path))[0] == 0
+        code, out, _ = _run("rollup", "--whole-buckets", "--json")
+        assert code == 0
+        first = json.loads(out)["levels"][0]
+        assert (first["level"], first["outcome"], first["buckets"], first["rows"]) == ("1m", "ran", 3, 12)
+        with Trend(database_url=env) as trend:
+            assert_levels_equal(trend, stored_events(trend), int(time.time() * 1000))
+
     def test_status_shows_times_in_the_display_zone(self, env: str, monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
         path = tmp_path / "e.jsonl"

@@ -98,6 +98,28 @@ def test_a_big_bucket_is_written_in_pieces_and_reads_stay_exact_between_them(
     assert_levels_equal(trend, reference.events, clock.now_ms())
 
 
+def test_a_rollup_of_whole_buckets_writes_each_in_one_transaction(
+        trend: Trend, clock: FakeClock, gaps: list[Gap]) -> None:
+    """``trend rollup --whole-buckets``: no piece is written, for a new bucket or a recomputed one,
+    and every level equals the ground truth."""
+    reference = Reference()
+    _minute(trend, reference, T0)
+    clock.set(T0 + MINUTE_MS + 5_000)
+    pieces: list[int] = []
+    gaps.append(pieces.append)
+    [report] = trend.rollup("1m", whole_buckets=True)
+    assert (report.outcome, report.buckets, report.rows) == ("ran", 1, KEYS)
+    trend.ingest([{"event": "search", "key": "late", "ts": (T0 + 59_000) / 1000}])
+    reference.add(T0 + 59_000, "search", "late")
+    reports = trend.rollup(whole_buckets=True)
+    assert pieces == []
+    assert reports[0].rows == KEYS + 1
+    assert_levels_equal(trend, reference.events, clock.now_ms())
+    trend.ingest([{"event": "search", "key": "later", "ts": (T0 + 59_500) / 1000}])
+    trend.rollup("1m")
+    assert pieces, "without the flag the same bucket is written in pieces"
+
+
 def test_a_bucket_recomputed_clears_its_old_rows_in_pieces_too(
         trend: Trend, make_trend: TrendFactory, clock: FakeClock, gaps: list[Gap]) -> None:
     """Deleting a big bucket's old rows is a long hold of the lock as well: it is done in pieces,

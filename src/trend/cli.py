@@ -209,13 +209,16 @@ def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
 
 @main.command()
 @click.option("--level", type=click.Choice([*LEVELS.names, "all"]), default="all", show_default=True)
+@click.option("--whole-buckets", is_flag=True,
+              help="SQLite: write each bucket in one transaction, not in pieces. About 1.4x faster, but it "
+                   "holds the write lock for up to a second per bucket: only when no app writes meanwhile.")
 @json_option
 @handles_errors
-def rollup(level: str, as_json: bool) -> None:
+def rollup(level: str, whole_buckets: bool, as_json: bool) -> None:
     """Run now, catching up every dirty closed bucket."""
     with _trend() as trend:
         _stop_on_signals(trend)
-        reports = trend.rollup(level)
+        reports = trend.rollup(level, whole_buckets=whole_buckets)
     if as_json:
         _print_json(rollup_shape(reports))
     else:

@@ -86,9 +86,11 @@ class Trend:
         """Store events given as JSON-like dicts. ``strict`` (default): all or nothing."""
         return self.ingestor.ingest(events, strict=strict)
 
-    def rollup(self, level: str = "all") -> list[RunReport]:
-        """Catch up every dirty closed bucket of ``level`` (a level's name, or all) now, flat out."""
-        return self.rollups.run(self.rollups.level_names(level))
+    def rollup(self, level: str = "all", *, whole_buckets: bool = False) -> list[RunReport]:
+        """Catch up every dirty closed bucket of ``level`` (a level's name, or all) now, flat out.
+        ``whole_buckets``: on SQLite, each bucket in one transaction instead of pieces: faster, but it
+        holds the write lock for up to a second per bucket, so only with no app writing meanwhile."""
+        return self.rollups.run(self.rollups.level_names(level), whole_buckets=whole_buckets)
 
     @property
     def job_ids(self) -> list[str]:

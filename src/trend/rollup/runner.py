@@ -41,11 +41,14 @@ class LevelRunner:
     def job(self) -> str:
         return self.level.job
 
-    def run(self, yield_ratio: float = 0.0) -> RunReport:
+    def run(self, yield_ratio: float = 0.0, *, whole_buckets: bool = False) -> RunReport:
         """Catch up every dirty closed bucket. ``yield_ratio``: after each bucket, pause this many times
-        its duration (scheduled runs leave CPU to the app; runs a person starts go flat out)."""
+        its duration (scheduled runs leave CPU to the app; runs a person starts go flat out).
+        ``whole_buckets``: each bucket in one transaction, never in pieces (storage/staged.py), for a
+        catch-up with no app writing beside it."""
         cutoff = self.level.closed_cutoff(self.clock.now_ms())
-        return self.shell.run(lambda active: self._catch_up(active, cutoff, yield_ratio),
+        in_pieces = self.db.dialect.staged_rollups and not whole_buckets
+        return self.shell.run(lambda active: self._catch_up(active, cutoff, yield_ratio, in_pieces),
                               precheck=lambda: self._precheck(cutoff))
 
     def _precheck(self, cutoff: int) -> Result | None:
@@ -67,7 +70,7 @@ class LevelRunner:
             return Result("skipped_claimed")
         return None
 
-    def _catch_up(self, active: ActiveRun, cutoff: int, yield_ratio: float) -> Result:
+    def _catch_up(self, active: ActiveRun, cutoff: int, yield_ratio: float, in_pieces: bool) -> Result:
         with self.db.read() as tx:
             pending = backlog(tx, self.level.name, cutoff)
         summary = pending.dirty > 1
@@ -83,7 +86,7 @@ class LevelRunner:
                 stopped = True
                 break
             bucket_began = time.perf_counter()
-            done = self._process_next(active, last, cutoff, detailed=not summary)
+            done = self._process_next(active, last, cutoff, in_pieces, detailed=not summary)
             if done is None:
                 break
             last, bucket_rows = done
@@ -108,10 +111,11 @@ class LevelRunner:
         # Dirty buckets were found, but every one was held by another runner.
         return "ran" if buckets or stopped else "skipped_claimed"
 
-    def _process_next(self, active: ActiveRun, after: int, cutoff: int, *, detailed: bool) -> tuple[int, int] | None:
+    def _process_next(self, active: ActiveRun, after: int, cutoff: int, in_pieces: bool, *, detailed: bool
+                      ) -> tuple[int, int] | None:
         """Recompute the next dirty closed bucket; None when none is left."""
         began = time.perf_counter()
-        done = self._in_pieces(active, after, cutoff) if self.db.dialect.staged_rollups else LOST
+        done = self._in_pieces(active, after, cutoff) if in_pieces else LOST
         if isinstance(done, Lost):
             # Not staged, or an ingest or another runner came between the pieces: one transaction.
             done = self._in_one_transaction(active, after, cutoff)

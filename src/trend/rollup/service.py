@@ -41,10 +41,11 @@ class Rollups:
     def runner(self, level: str) -> LevelRunner:
         return self._runners[level]
 
-    def run(self, levels: Sequence[str] | None = None, yield_ratio: float = 0.0) -> list[RunReport]:
+    def run(self, levels: Sequence[str] | None = None, yield_ratio: float = 0.0, *,
+            whole_buckets: bool = False) -> list[RunReport]:
         """Run the given levels (all by default) finest first, so each reads a fresh level below."""
         names = [name for name in self.levels.names if levels is None or name in levels]
-        return [self._runners[name].run(yield_ratio) for name in names]
+        return [self._runners[name].run(yield_ratio, whole_buckets=whole_buckets) for name in names]
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
         """Mark every minute of [start, end) dirty at the finest level, then run every level."""
