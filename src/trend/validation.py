@@ -18,6 +18,8 @@ from trend.model import MAX_FUTURE_MS, EventRow, format_duration, from_datetime
 _NO_NUL = r"^[^\x00]*$"
 KEY_MAX = 256
 SEGMENT_MAX = 64
+EVENT_MAX = 64
+ID_MAX = 128  # user_id and event_id
 NUL_MESSAGE = "must not contain NUL characters"
 
 
@@ -26,14 +28,14 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    event: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    event: Annotated[str, Field(min_length=1, max_length=EVENT_MAX, pattern=_NO_NUL)]
     # Key and segment limits hold after normalization (EventValidator); these only bound the work.
     key: Annotated[str, Field(min_length=1, max_length=4 * KEY_MAX, pattern=_NO_NUL)]
     ts: int | None = None  # ms since the epoch, after the validator below
     segment: Annotated[str, Field(max_length=4 * SEGMENT_MAX, pattern=_NO_NUL)] = ""
-    user_id: Annotated[str | None, Field(max_length=128, pattern=_NO_NUL)] = None
+    user_id: Annotated[str | None, Field(max_length=ID_MAX, pattern=_NO_NUL)] = None
     value: Annotated[float, Field(allow_inf_nan=False)] = 1.0
-    event_id: Annotated[str | None, Field(max_length=128, pattern=_NO_NUL)] = None
+    event_id: Annotated[str | None, Field(max_length=ID_MAX, pattern=_NO_NUL)] = None
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -140,13 +142,13 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     """The fast decoder's view of an event: the types and lengths of :class:`EventIn`, checked in msgspec
     (lengths count characters in both); :func:`_fast_fields` checks the rest."""
 
-    event: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=EVENT_MAX)]
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=4 * KEY_MAX)]
     ts: int | float | str | msgspec.UnsetType | None = msgspec.UNSET
     segment: Annotated[str, msgspec.Meta(max_length=4 * SEGMENT_MAX)] | msgspec.UnsetType = msgspec.UNSET
-    user_id: Annotated[str, msgspec.Meta(max_length=128)] | msgspec.UnsetType | None = msgspec.UNSET
+    user_id: Annotated[str, msgspec.Meta(max_length=ID_MAX)] | msgspec.UnsetType | None = msgspec.UNSET
     value: float | msgspec.UnsetType = msgspec.UNSET
-    event_id: Annotated[str, msgspec.Meta(max_length=128)] | msgspec.UnsetType | None = msgspec.UNSET
+    event_id: Annotated[str, msgspec.Meta(max_length=ID_MAX)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):

@@ -199,11 +199,11 @@ def _kept(tx: Tx, kept: list[Span], filters: Filters, by: Measure, *, span_by_sp
 def _sum_of_parts(tx: Tx, kept: list[Span], filters: Filters, by: Measure, span_by_span: bool = False
                   ) -> dict[str, int]:
     """The totals of ``kept``: of each source level's spans, kept apart, then added up; and the
-    finer levels' (the window's edges) one span at a time.
+    finer levels' (the window's edges) one bucket at a time.
 
     When a window moves by a minute, its plan changes at the edges, while its coarsest spans (a 24h
     window's 23 full hours) stay as they were for up to an hour: only the edges are read again, and
-    of them only the spans that are new, a minute or five at a time. Distinct users do not add up
+    of them only the buckets that are new, a minute or five at a time. Distinct users do not add up
     across spans, so they are read in one go, and neither do floats exactly, so real sums are too."""
     if by.merge is not Fold.SUM or by.kind != "integer":
         return _totals(tx, kept, replace(filters, keys=None), by)
