@@ -196,7 +196,8 @@ def main() -> None:
     p.add_argument("--yield-ratio", default="1.0", help="TREND_WORKER_YIELD_RATIO for the server")
     p.add_argument("--digest-in", choices=["server", "process", "spin"], default="server",
                    help="run the digest on the server's thread pool, or as `trend rollup` in its own process; "
-                        "spin: no digest, a process that only burns one core for --spin-seconds")
+                        "spin: no digest, a process that only burns one core for --spin-seconds (its idle-worker "
+                        "phase spins too: compare it with the no-run phase)")
     p.add_argument("--spin-seconds", type=float, default=15)
     args = p.parse_args()
     trend = scratch_trend(args.backend, server_url(args), SystemClock())

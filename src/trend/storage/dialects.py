@@ -126,7 +126,8 @@ class Dialect:
 
     def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
                      rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
-        """Insert the rows whose id is new (ids are unique within ``rows``); returns the ids stored."""
+        """Insert the rows whose id is new (ids are unique within ``rows``, and come in their code point
+        order, which every backend keeps so that concurrent batches cannot deadlock); returns the ids stored."""
         raise NotImplementedError
 
     def claim(self, query: Select[Any]) -> Select[Any]:
