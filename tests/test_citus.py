@@ -87,11 +87,12 @@ def _pushed_down(plan: str) -> bool:
 class TestPushdown:
     def test_the_recompute_and_top_run_on_the_workers(self, trend: Trend) -> None:
         """Keys are the distribution column of every table and all are colocated, so a bucket's
-        INSERT … SELECT … GROUP BY and top's GROUP BY key (by count and by users) run inside each shard."""
+        INSERT … SELECT … GROUP BY (one bucket's or several buckets' at once) and top's GROUP BY key (by
+        count and by users) run inside each shard."""
         trend.ingest([{"event": "search", "key": f"k{n % 50}", "user_id": f"u{n % 7}",
                        "ts": (T0 - MINUTE_MS * (2 + n % 30)) / 1000} for n in range(2_000)])
         recomputes = _plans_of(trend, lambda: trend.rollup("1m"), lambda sql: sql.startswith("INSERT INTO agg_1m"))
-        assert len(recomputes) == 30
+        assert 1 < len(recomputes) < 30  # the catch-up shares transactions among buckets, from the second on
         assert all(_pushed_down(plan) and "Insert on agg_1m_" in plan for plan in recomputes)
         for by in ("count", "users"):
             tops = _plans_of(trend, lambda by=by: trend.top("search", window="1h", by=by),  # type: ignore[misc]

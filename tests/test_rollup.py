@@ -123,7 +123,11 @@ class TestYield:
         report = trend.worker.jobs["agg_1m"]()
         assert not isinstance(report, list)
         assert report.buckets == 6
-        assert len(pauses) == 6
+        # One pause per transaction: a bucket each, or several buckets each on Citus.
+        if trend.db.dialect.buckets_per_transaction == 1:
+            assert len(pauses) == 6
+        else:
+            assert 1 <= len(pauses) < 6
         assert all(0 < pause < 5 for pause in pauses)
         pauses.clear()
         _ingest_spread(trend, Reference(), T0 - 30 * MINUTE_MS, minutes=3, per_minute=1)

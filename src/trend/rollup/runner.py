@@ -15,9 +15,9 @@ from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database, Pinned, Tx
-from trend.storage.markers import any_dirty, backlog, claim_next, mark, release
+from trend.storage.markers import any_dirty, backlog, claim_next, claim_some, mark, release
 from trend.storage.migrations import stored_version
-from trend.storage.rollups import Recomputed, recompute
+from trend.storage.rollups import Recomputed, recompute_many
 from trend.storage.schema import SCHEMA_VERSION
 from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, take, unstage, write_piece
 from trend.storage.totals_cache import bump_version
@@ -26,6 +26,9 @@ log = get_logger("rollup")
 
 # A scheduled run's pause after a bucket is capped, so a slow bucket cannot stall the level for long.
 _MAX_PAUSE_S = 5.0
+# Where several buckets share a transaction, how long one should take: late events for those buckets
+# wait on their markers' row locks meanwhile.
+_BATCH_TARGET_S = 0.25
 
 
 class LevelRunner:
@@ -81,20 +84,23 @@ class LevelRunner:
         buckets = rows = 0
         last = -(2**62)
         stopped = False
+        batch = 1
         while True:
             if active.should_stop():
                 stopped = True
                 break
-            bucket_began = time.perf_counter()
-            done = self._process_next(active, last, cutoff, in_pieces, detailed=not summary)
-            if done is None:
+            batch_began = time.perf_counter()
+            done = self._process_next(active, last, cutoff, in_pieces, batch, detailed=not summary)
+            if not done:
                 break
-            last, bucket_rows = done
-            buckets += 1
-            rows += bucket_rows
+            last = done[-1][0]
+            buckets += len(done)
+            rows += sum(result.rows for _, result in done)
+            took = time.perf_counter() - batch_began
+            batch = next_batch(len(done), took, self.db.dialect.buckets_per_transaction)
             if yield_ratio:
                 # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
-                time.sleep(min(_MAX_PAUSE_S, (time.perf_counter() - bucket_began) * yield_ratio))
+                time.sleep(min(_MAX_PAUSE_S, took * yield_ratio))
         outcome = self._outcome(buckets, stopped, cutoff)
         if summary and outcome == "ran":
             log.info("%s aggregation completed: %d rows in %.2fs (%d buckets)", self.level.name, rows,
@@ -111,32 +117,30 @@ class LevelRunner:
         # Dirty buckets were found, but every one was held by another runner.
         return "ran" if buckets or stopped else "skipped_claimed"
 
-    def _process_next(self, active: ActiveRun, after: int, cutoff: int, in_pieces: bool, *, detailed: bool
-                      ) -> tuple[int, int] | None:
-        """Recompute the next dirty closed bucket; None when none is left."""
+    def _process_next(self, active: ActiveRun, after: int, cutoff: int, in_pieces: bool, batch: int, *,
+                      detailed: bool) -> list[tuple[int, Recomputed]]:
+        """Recompute the next dirty closed buckets, at most ``batch`` of them; none when none is left."""
         began = time.perf_counter()
         done = self._in_pieces(active, after, cutoff) if in_pieces else LOST
         if isinstance(done, Lost):
             # Not staged, or an ingest or another runner came between the pieces: one transaction.
-            done = self._in_one_transaction(active, after, cutoff)
-        if done is None:
-            return None
-        bucket, result = done
+            done = self._in_one_transaction(active, after, cutoff, batch)
         line = log.info if detailed else log.debug
-        line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, LogTime(bucket),
-             result.events)
-        line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows,
-             time.perf_counter() - began)
-        return bucket, result.rows
+        seconds = (time.perf_counter() - began) / max(1, len(done))
+        for bucket, result in done:
+            line("Starting %s aggregation for bucket: %s (%d events)", self.level.name, LogTime(bucket),
+                 result.events)
+            line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows, seconds)
+        return done
 
-    def _in_pieces(self, active: ActiveRun, after: int, cutoff: int) -> tuple[int, Recomputed] | Lost | None:
+    def _in_pieces(self, active: ActiveRun, after: int, cutoff: int) -> list[tuple[int, Recomputed]] | Lost:
         """Stage the bucket's rows in a snapshot, then write them a piece per transaction
         (storage/staged.py). :class:`Lost` when the marker changed hands before the last piece."""
         with self.db.pinned() as session:
             with session.read() as tx:
                 claimed = claim_next(tx, self.level.name, after, cutoff)
                 if claimed is None:
-                    return None
+                    return []
                 staged = stage(tx, self.level, *claimed)
             try:
                 return self._write_pieces(session, active, staged)
@@ -145,7 +149,7 @@ class LevelRunner:
                 with session.read() as tx:
                     unstage(tx, self.level)
 
-    def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> tuple[int, Recomputed] | Lost:
+    def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> list[tuple[int, Recomputed]] | Lost:
         token = None
         for piece in range(staged.pieces):
             if piece:
@@ -165,33 +169,51 @@ class LevelRunner:
                     # transaction rewriting a level's rows moves that level's data version.
                     bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
                 if piece == staged.pieces - 1:
-                    self._finish_bucket(tx, staged.bucket, token)
+                    self._finish_buckets(tx, [(staged.bucket, token)])
                 active.beat(tx)
-        return staged.bucket, staged.result
+        return [(staged.bucket, staged.result)]
 
-    def _finish_bucket(self, tx: Tx, bucket: int, version: int) -> None:
-        """What every recompute ends with: the bucket's version moves, and its parent is marked."""
-        bump_version(tx, self.level.name, bucket, bucket + self.level.width)
-        parent = tx.levels.parent_bucket(self.level, bucket)
-        if parent is not None:
-            mark(tx, parent[0].name, [parent[1]])
+    def _finish_buckets(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
+        """What every recompute ends with: the buckets' versions move, and their parents are marked."""
+        for bucket, _ in claimed:
+            bump_version(tx, self.level.name, bucket, bucket + self.level.width)
+        parents: dict[str, set[int]] = {}
+        for bucket, _ in claimed:
+            parent = tx.levels.parent_bucket(self.level, bucket)
+            if parent is not None:
+                parents.setdefault(parent[0].name, set()).add(parent[1])
+        for level, buckets in parents.items():
+            mark(tx, level, buckets)
         if not tx.dialect.release_after_commit:
+            self._release(tx, claimed)
+
+    def _release(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
+        for bucket, version in claimed:
             release(tx, self.level.name, bucket, version)
 
-    def _in_one_transaction(self, active: ActiveRun, after: int, cutoff: int) -> tuple[int, Recomputed] | None:
+    def _in_one_transaction(self, active: ActiveRun, after: int, cutoff: int, batch: int
+                            ) -> list[tuple[int, Recomputed]]:
         with self.db.write() as tx:
-            claimed = claim_next(tx, self.level.name, after, cutoff)
-            if claimed is None:
-                return None
-            bucket, version = claimed
-            result = recompute(tx, self.level, bucket)
-            self._finish_bucket(tx, bucket, version)
+            claimed = claim_some(tx, self.level.name, after, cutoff, batch)
+            if not claimed:
+                return []
+            results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
+            self._finish_buckets(tx, claimed)
             active.beat(tx)
         if self.db.dialect.release_after_commit:
             # The rows are committed on every node now; until this, reads kept answering from raw events.
             with self.db.write() as tx:
-                release(tx, self.level.name, bucket, version)
-        return bucket, result
+                self._release(tx, claimed)
+        return [(bucket, results[bucket]) for bucket, _ in claimed]
+
+
+def next_batch(done: int, seconds: float, most: int) -> int:
+    """How many buckets the next transaction may take: enough to share its fixed cost, few enough
+    to keep it near :data:`_BATCH_TARGET_S`, and at most twice as many as the last."""
+    if most <= 1:
+        return 1
+    fits = int(done * _BATCH_TARGET_S / max(seconds, 1e-3))
+    return max(1, min(most, 2 * done, fits))
 
 
 class Lost:

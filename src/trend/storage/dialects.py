@@ -78,6 +78,10 @@ class Dialect:
     # Every stored event gets a seq above every seq committed before it, as long as no event is
     # deleted (SQLite's single writer and rowid); so a read can take just the events since its last.
     ordered_inserts: ClassVar[bool] = False
+    # How many dirty buckets of a level one transaction may recompute together: where each
+    # transaction has a high fixed cost (Citus's two-phase commit over every shard), a catch-up
+    # shares it among several buckets.
+    buckets_per_transaction: ClassVar[int] = 1
 
     def __init__(self, hll: str = "auto") -> None:
         self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
@@ -103,7 +107,10 @@ class Dialect:
         """After the tables are created: spread them over nodes, where the backend does that."""
 
     def before_recompute(self, conn: Connection) -> None:
-        """Inside a bucket's transaction, before its source is read."""
+        """Inside a bucket's transaction, after its marker is claimed and before its source is read."""
+
+    def before_commit(self, conn: Connection) -> None:
+        """The last statement of every write transaction."""
 
     def committed(self) -> None:
         """After each write transaction has committed."""
@@ -472,6 +479,10 @@ class CitusDialect(PostgresDialect):
     # the totals cache is not proved for that, so Citus reads from the database every time.
     caches_reads = False
 
+    # A bucket's transaction costs Citus a two-phase commit and three statements over every shard,
+    # whatever its size: a catch-up recomputes up to this many buckets in one.
+    buckets_per_transaction = 32
+
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """Turn freshly created tables into distributed ones; a no-op when they already are."""
         done = conn.exec_driver_sql(
@@ -513,11 +524,26 @@ class CitusDialect(PostgresDialect):
     def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
         return int(conn.exec_driver_sql(f"DELETE FROM {self._IDS} WHERE minute < %s", (before_minute,)).rowcount)
 
+    def before_commit(self, conn: Connection) -> None:
+        # The commit barrier's shared side (docs/architecture.md, "The two-phase-commit window"). Taken
+        # last, so the transaction waits for nothing once it holds it. PostgreSQL releases locks after
+        # the commit callbacks, where Citus sends COMMIT PREPARED: until then, a run's barrier waits.
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_BARRIER})")
+
     def before_recompute(self, conn: Connection) -> None:
-        # Two-phase commit: an ingest's marker (on the coordinator) becomes visible before its events
-        # on the workers (COMMIT PREPARED comes after the local commit). Finish every such commit now,
-        # so the recompute cannot read a bucket without events its marker already announced.
+        # The barrier's exclusive side: every writer that could have committed the claimed markers on
+        # the coordinator has also committed its rows on the workers once this lock is granted. Taken
+        # and dropped at once, so it never holds up writers for longer than the wait itself.
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({_BARRIER})")
+        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_BARRIER})")
+        # A writer whose COMMIT PREPARED failed (a worker lost at that moment) has let go of its lock
+        # with its rows still prepared: recovery commits those, as its coordinator transaction did.
         conn.exec_driver_sql("SELECT recover_prepared_transactions()")
+
+
+# The commit barrier: one advisory lock per schema, so deployments in other schemas of the same
+# database do not wait for each other. 7715002: trend's class of advisory locks (7715001 is the schema lock).
+_BARRIER = "7715002, hashtext(current_schema())"
 
 
 DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect}

@@ -121,6 +121,7 @@ class Database:
         self.ensure_schema()
         with self.write_turn(), translate_errors(), self._writer.begin() as conn:
             yield Tx(conn, self.dialect, self.levels)
+            self.dialect.before_commit(conn)
         self.dialect.committed()
 
     def write_turn(self) -> AbstractContextManager[None]:
@@ -162,6 +163,7 @@ class Database:
                     self._choose_citus(conn)
                     self.dialect.prepare(conn)
                     create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization)
+                    self.dialect.before_commit(conn)
                 self._schema_ready = True
 
     def _choose_citus(self, conn: Connection) -> None:
@@ -202,6 +204,7 @@ class Pinned:
             self._conn.execution_options(trend_write=True)
             with translate_errors(), self._conn.begin():
                 yield Tx(self._conn, self._db.dialect, self._db.levels)
+                self._db.dialect.before_commit(self._conn)
         self._db.dialect.committed()
 
 

@@ -57,14 +57,20 @@ def backlog(tx: Tx, level: str, cutoff: int | None = None) -> Backlog:
 
 def claim_next(tx: Tx, level: str, after: int, cutoff: int) -> tuple[int, int] | None:
     """The oldest dirty closed bucket after ``after`` that no other runner holds, with its version."""
+    claimed = claim_some(tx, level, after, cutoff, 1)
+    return claimed[0] if claimed else None
+
+
+def claim_some(tx: Tx, level: str, after: int, cutoff: int, limit: int) -> list[tuple[int, int]]:
+    """Up to ``limit`` of the oldest dirty closed buckets after ``after`` that no other runner holds,
+    with their versions, oldest first."""
     query = (
         select(dirty.c.bucket, dirty.c.version)
         .where(dirty.c.level == level, dirty.c.bucket > after, dirty.c.bucket <= cutoff)
         .order_by(dirty.c.bucket)
-        .limit(1)
+        .limit(limit)
     )
-    row = tx.execute(tx.dialect.claim(query)).first()
-    return (int(row.bucket), int(row.version)) if row is not None else None
+    return [(int(row.bucket), int(row.version)) for row in tx.execute(tx.dialect.claim(query))]
 
 
 def release(tx: Tx, level: str, bucket: int, version: int) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, literal_column, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
@@ -81,6 +81,18 @@ def grouped(source: Source, start: int, end: int, bucket_value: ColumnElement[in
     )
 
 
+def grouped_many(source: Source, buckets: Sequence[int], width: int) -> Select[Any]:
+    """:func:`grouped` for several buckets of ``width`` at once, grouped by bucket too."""
+    c = source.table.c
+    # The width inline: with bound parameters PostgreSQL would not see the GROUP BY's expression as the SELECT's.
+    bucket = (source.bucket - source.bucket % literal_column(str(int(width)))).label("bucket")
+    return (
+        select(bucket, c.event, c.segment, c.key, *source.measures)
+        .where(source.bucket >= min(buckets), source.bucket < max(buckets) + width, bucket.in_(buckets))
+        .group_by(bucket, c.event, c.segment, c.key)
+    )
+
+
 @dataclass(frozen=True)
 class Recomputed:
     rows: int
@@ -89,17 +101,28 @@ class Recomputed:
 
 def recompute(tx: Tx, level: Level, bucket: int) -> Recomputed:
     """Replace the bucket's rows with the GROUP BY of its source; keys that vanished are removed."""
+    return recompute_many(tx, level, [bucket])[bucket]
+
+
+def recompute_many(tx: Tx, level: Level, buckets: Sequence[int]) -> dict[int, Recomputed]:
+    """:func:`recompute` for several buckets, a statement each for all of them."""
     table = level_table(level)
+    in_buckets = table.c.bucket == buckets[0] if len(buckets) == 1 else table.c.bucket.in_(buckets)
     tx.dialect.before_recompute(tx.conn)
-    tx.execute(table.delete().where(table.c.bucket == bucket))
-    query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
+    tx.execute(table.delete().where(in_buckets))
+    source = source_of(tx, level)
+    query = (grouped(source, buckets[0], buckets[0] + level.width, literal(buckets[0])) if len(buckets) == 1
+             else grouped_many(source, buckets, level.width))
     tx.execute(table.insert().from_select(ROW_COLUMNS, query))
     if not tx.dialect.sketches_in_sql:
-        _fill_sketches(tx, level, bucket)
-    rows, events = tuple(tx.execute(
-        select(func.count(), func.coalesce(func.sum(table.c["count"]), 0)).where(table.c.bucket == bucket)
-    ).one())
-    return Recomputed(rows=int(rows), events=int(events))
+        for bucket in buckets:
+            _fill_sketches(tx, level, bucket)
+    counted = (select(table.c.bucket, func.count(), func.coalesce(func.sum(table.c["count"]), 0))
+               .where(in_buckets).group_by(table.c.bucket))
+    found = dict.fromkeys(buckets, Recomputed(rows=0, events=0))
+    for bucket, rows, events in map(tuple, tx.execute(counted)):
+        found[int(bucket)] = Recomputed(rows=int(rows), events=int(events))
+    return found
 
 
 def _fill_sketches(tx: Tx, level: Level, bucket: int) -> None:
