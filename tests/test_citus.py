@@ -10,18 +10,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import event
 
-from tests.conftest import CITUS_URL, T0, TrendFactory
+from tests.conftest import T0, TrendFactory
 from tests.reference import assert_levels_equal, stored_events
 from trend.clock import FakeClock
 from trend.errors import ConfigError
 from trend.model import MINUTE_MS
 from trend.rollup import runner
 from trend.service import Trend
-from trend.storage.dialects import CitusDialect
 from trend.storage.markers import release
 
 on_citus = pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
@@ -187,83 +185,6 @@ class TestRetentionOfIds:
         again = trend.ingest([{"event": "search", "key": "k0", "event_id": "new-0", "ts": (clock.now_ms() - 60_000)
                                / 1000}])
         assert again.duplicates == 1
-
-
-def _hold_prepared_insert(trend: Trend, key: str, minute: int) -> str:
-    """Leave the state of Citus's two-phase commit between the coordinator's commit and the worker's
-    ``COMMIT PREPARED``: an event prepared on the worker that holds ``key``'s shard, and its marker
-    committed on the coordinator with the record that tells recovery to commit it. As in Citus, the
-    name carries the coordinator transaction's number, so no recovery touches it before that commits.
-    Returns the prepared transaction's name."""
-    with trend.db.read() as tx:
-        shard, port, group = tx.exec_driver_sql(  # type: ignore[misc]
-            "SELECT s.shardid, s.nodeport, n.groupid FROM citus_shards s JOIN pg_dist_node n "
-            "ON n.nodename = s.nodename AND n.nodeport = s.nodeport "
-            "WHERE s.shardid = get_shard_id_for_distribution_column('fact_events', %s::text)", (key,)).one()
-        schema = tx.exec_driver_sql("SELECT current_schema()").scalar()
-    with trend.db.write() as tx:
-        tx.exec_driver_sql("SELECT count(*) FROM fact_events")  # makes this a distributed transaction
-        pid, number = tx.exec_driver_sql(  # type: ignore[misc]
-            "SELECT process_id, transaction_number FROM get_current_transaction_id()").one()
-        gid = f"citus_0_{pid}_{number}_0"
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/test", autocommit=True) as worker:
-            worker.execute("BEGIN")
-            worker.execute(f"INSERT INTO {schema}.fact_events_{shard} (seq, ts, event, segment, key, user_id, "
-                           "value, received_at, minute) VALUES (1000000000, %s, 'search', '', %s, 'held', 1, %s, %s)",
-                           (minute + 1_000, key, minute + 1_000, minute))
-            worker.execute(f"PREPARE TRANSACTION '{gid}'")
-        tx.exec_driver_sql("INSERT INTO rollup_dirty (level, bucket, version) VALUES ('1m', %s, 1) "
-                           "ON CONFLICT (level, bucket) DO UPDATE SET version = rollup_dirty.version + 1",
-                           (minute,))
-        tx.exec_driver_sql("INSERT INTO pg_dist_transaction (groupid, gid, outer_xid) "
-                           "VALUES (%s, %s, pg_current_xact_id())", (group, gid))
-    return gid
-
-
-def _prepared(port_gid: str) -> bool:
-    with psycopg.connect(CITUS_URL or "", autocommit=True) as conn:
-        found = conn.execute("SELECT result FROM run_command_on_workers("
-                             f"$$SELECT count(*) FROM pg_prepared_xacts WHERE gid = '{port_gid}'$$)").fetchall()
-    return any(int(count) for (count,) in found)
-
-
-@on_citus
-class TestTwoPhaseCommitWindow:
-    def test_a_run_never_releases_a_marker_whose_events_are_still_prepared(self, trend: Trend,
-                                                                           clock: FakeClock) -> None:
-        """Held in the 2PC window, the event is committed by the run's recovery before the bucket is read:
-        the bucket counts it and every level equals the truth."""
-        minute = T0 - 3 * MINUTE_MS
-        trend.ingest([{"event": "search", "key": "k", "user_id": "u", "ts": (minute + 500) / 1000}])
-        gid = _hold_prepared_insert(trend, "k", minute)
-        trend.rollup()
-        assert not _prepared(gid)
-        events = stored_events(trend)
-        assert sorted(e["user_id"] for e in events) == ["held", "u"]
-        assert_levels_equal(trend, events, clock.now_ms())
-        assert trend.top("search", window="1h").items[0].count == 2
-
-    def test_without_the_recovery_the_bucket_would_lose_the_event_for_good(
-            self, trend: Trend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The control: the same window with the run's recovery switched off releases the marker over a
-        bucket that lacks the event, and nothing marks it again once the event commits."""
-        minute = T0 - 3 * MINUTE_MS
-        trend.ingest([{"event": "search", "key": "k", "user_id": "u", "ts": (minute + 500) / 1000}])
-        monkeypatch.setattr(CitusDialect, "before_recompute", lambda self, conn: None)
-        gid = _hold_prepared_insert(trend, "k", minute)
-        trend.rollup("1m")
-        # Citus's own recovery runs every minute; if it beat the run, the window closed before the read.
-        held_through_the_run = _prepared(gid)
-        with psycopg.connect(CITUS_URL or "", autocommit=True) as conn:
-            conn.execute("SELECT recover_prepared_transactions()")
-        trend.rollup()
-        with trend.db.read() as tx:
-            counted = tx.exec_driver_sql("SELECT sum(count) FROM agg_1m").scalar()
-        assert len(stored_events(trend)) == 2
-        if held_through_the_run:
-            assert counted == 1  # the hazard is real: the bucket is short of the event and stays so
-        else:
-            assert counted == 2
 
 
 @on_citus

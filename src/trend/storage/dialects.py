@@ -531,14 +531,26 @@ class CitusDialect(PostgresDialect):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_BARRIER})")
 
     def before_recompute(self, conn: Connection) -> None:
-        # The barrier's exclusive side: every writer that could have committed the claimed markers on
-        # the coordinator has also committed its rows on the workers once this lock is granted. Taken
-        # and dropped at once, so it never holds up writers for longer than the wait itself.
+        self.wait_for_committing_writers(conn)
+        self.recover_prepared(conn)
+
+    @staticmethod
+    def wait_for_committing_writers(conn: Connection) -> None:
+        """The barrier's exclusive side: once it is granted, every writer that could have committed the
+        claimed markers on the coordinator has committed its rows on the workers too. Taken and dropped
+        at once, so it holds up writers no longer than the wait itself."""
         conn.exec_driver_sql(f"SELECT pg_advisory_lock({_BARRIER})")
         conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_BARRIER})")
-        # A writer whose COMMIT PREPARED failed (a worker lost at that moment) has let go of its lock
-        # with its rows still prepared: recovery commits those, as its coordinator transaction did.
-        conn.exec_driver_sql("SELECT recover_prepared_transactions()")
+
+    @staticmethod
+    def recover_prepared(conn: Connection) -> None:
+        """A writer whose COMMIT PREPARED failed (a worker lost at that moment) has let go of its lock
+        with its rows still prepared: recovery commits them, as its coordinator transaction did. On a
+        connection of its own: recovery holds a lock of Citus until its transaction ends, and inside the
+        bucket's transaction it would make every other runner's recovery wait for that commit."""
+        with conn.engine.connect() as other:
+            other.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "SELECT recover_prepared_transactions()")
 
 
 # The commit barrier: one advisory lock per schema, so deployments in other schemas of the same
