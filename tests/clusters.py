@@ -1,8 +1,8 @@
 """Private database servers for fault tests, so a test that stops a server never stops a shared one.
 
 Each is made with the machine's own ``pg_createcluster`` (Debian's postgresql-common), on a port of
-its own, and dropped afterwards. The Citus one comes from ``../shared/citus/cluster.sh`` with a name
-and base port of its own.
+its own, and dropped afterwards. The Citus one comes from the project's ``scripts/citus-cluster.sh``
+with a name and base port of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-CITUS_CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "citus" / "cluster.sh"
+CITUS_CLUSTER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "citus-cluster.sh"
 
 
 def postgres_version() -> str:
@@ -55,20 +55,46 @@ def private_postgres(name: str, port: int) -> Iterator[str]:
         _drop(name)
 
 
+class PrivateCitus:
+    """A Citus cluster of the tests' own: a coordinator on ``base_port`` and two workers on the next
+    ports (PostgreSQL clusters ``<name>0..2``). Each test takes a database of its own in it."""
+
+    def __init__(self, name: str, base_port: int) -> None:
+        self.name = name
+        self.base_port = base_port
+
+    def _script(self, *arguments: str) -> str:
+        environment = {**os.environ, "CITUS_NAME": self.name, "CITUS_BASE_PORT": str(self.base_port)}
+        done = subprocess.run(["bash", str(CITUS_CLUSTER_SCRIPT), *arguments], check=True, capture_output=True,
+                              text=True, timeout=300, env=environment)
+        return done.stdout.strip()
+
+    def database(self, name: str) -> str:
+        """A database distributed over the cluster's nodes; the coordinator's URL, with 4 shards a table."""
+        return f"{self._script('start', name)}?options=-ccitus.shard_count%3D4"
+
+    def spare_node(self, number: int, database: str) -> int:
+        """Node ``number`` up with Citus in ``database`` but not in the cluster; its port."""
+        self._script("node", str(number), database)
+        return self.base_port + number
+
+    def node_cluster(self, number: int) -> str:
+        """The PostgreSQL cluster of node ``number``, for :func:`pg_ctl`."""
+        return f"{self.name}{number}"
+
+    def drop(self) -> None:
+        self._script("drop")
+
+
 @contextmanager
-def private_citus(name: str, base_port: int) -> Iterator[str]:
-    """A three-node Citus cluster of the test's own (coordinator on ``base_port``, workers on the next
-    two, clusters ``<name>0..2``); yields the coordinator's URL."""
+def private_citus(name: str, base_port: int) -> Iterator[PrivateCitus]:
+    """A :class:`PrivateCitus`, dropped afterwards (and first, if an interrupted run left it)."""
     _require_tools()
     if not CITUS_CLUSTER_SCRIPT.exists():
         pytest.fail(f"the Citus fault tests need {CITUS_CLUSTER_SCRIPT}")
-    for node in range(3):
-        _drop(f"{name}{node}")
-    environment = {**os.environ, "CITUS_NAME": name, "CITUS_BASE_PORT": str(base_port)}
+    cluster = PrivateCitus(name, base_port)
+    cluster.drop()
     try:
-        subprocess.run(["bash", str(CITUS_CLUSTER_SCRIPT), "faults"], check=True, capture_output=True,
-                       timeout=300, env=environment)
-        yield f"postgresql://postgres@127.0.0.1:{base_port}/faults?options=-ccitus.shard_count%3D4"
+        yield cluster
     finally:
-        for node in range(3):
-            _drop(f"{name}{node}")
+        cluster.drop()

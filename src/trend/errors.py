@@ -7,7 +7,9 @@
     │   ├── PayloadTooLargeError   a body or batch over the documented limits
     │   └── QueryError             a query parameter is out of range
     └── StorageError           the database failed; driver errors are translated to this
-        └── DatabaseUnavailableError  the database cannot be reached right now
+        ├── DatabaseUnavailableError  the database cannot be reached right now
+        │   └── NodeConnectionLostError  Citus lost its connection to a node: down, or restarted
+        └── TransactionAbortedError   the database undid the transaction to break a deadlock
 
 Messages are built here, so every caller shows the same words.
 """
@@ -70,3 +72,13 @@ class StorageError(TrendError):
 
 class DatabaseUnavailableError(StorageError):
     """The database could not be reached; the operation may succeed later."""
+
+
+class NodeConnectionLostError(DatabaseUnavailableError):
+    """A Citus coordinator's connection to a node failed: the node is down, or it restarted and the
+    connection the session had cached to it is dead. The transaction rolled back."""
+
+
+class TransactionAbortedError(StorageError):
+    """The database undid the transaction to break a deadlock or a serialization conflict; nothing of
+    it remains, so it may be run again."""

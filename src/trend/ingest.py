@@ -11,7 +11,7 @@ from trend.clock import Clock
 from trend.errors import EventValidationError, FieldProblem
 from trend.model import EventRow
 from trend.storage.engine import Database
-from trend.storage.events import Inserted, StoredEvent, insert_events, insert_stored
+from trend.storage.events import Inserted, StoredEvent, as_stored, insert_stored
 from trend.validation import DecodedEvent, EventValidator
 
 
@@ -58,13 +58,17 @@ class Ingestor:
 
     def store(self, rows: Sequence[EventRow]) -> Inserted:
         """Store rows that are already valid, atomically."""
-        with self.db.write() as tx:
-            return insert_events(tx, rows, self.clock.now_ms())
+        received_at = self.clock.now_ms()
+        return self.store_stored([as_stored(row, received_at) for row in rows])
 
     def store_stored(self, rows: Sequence[StoredEvent]) -> Inserted:
-        """``store`` for rows already in their stored form (bulk ingest prepares them in parallel)."""
-        with self.db.write() as tx:
-            return insert_stored(tx, rows)
+        """``store`` for rows already in their stored form (bulk ingest prepares them in parallel).
+        A batch the database undid for a passing reason is stored again: nothing of it remained."""
+        def attempt() -> Inserted:
+            with self.db.write() as tx:
+                return insert_stored(tx, rows)
+
+        return self.db.retrying(attempt)
 
     @contextmanager
     def transaction(self) -> Iterator[Callable[[Sequence[StoredEvent]], Inserted]]:

@@ -125,8 +125,11 @@ class Trend:
         their counts and their hashed sketch registers, which cannot be turned back into ids."""
         if not user_id or len(user_id) > 128:
             raise QueryError("user_id", "must be 1 to 128 characters")
-        with self.db.write() as tx:
-            return erase_user(tx, user_id)
+        def attempt() -> Erased:
+            with self.db.write() as tx:
+                return erase_user(tx, user_id)
+
+        return self.db.retrying(attempt)
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
         return self.rollups.backfill(start_ms, end_ms)
@@ -151,18 +154,20 @@ class Trend:
                compare: str | None = None) -> Series:
         """Points per bucket: of one key, of up to 5 keys side by side (``key=[...]``), or of every key
         together; ``compare="previous"`` adds the period before, aligned point by point."""
-        return self.queries.series(event, key=key, segment=segment, interval=interval, start_ms=start_ms,
-                                   end_ms=end_ms, compare=compare)
+        return self.db.retrying(lambda: self.queries.series(
+            event, key=key, segment=segment, interval=interval, start_ms=start_ms, end_ms=end_ms, compare=compare))
 
     def top(self, event: str, *, segment: str | None = None, window: str = "1h", at_ms: int | None = None,
             limit: int = 10, by: str = "count") -> Top:
         """Keys by ``by`` (``count`` or ``users``) over the window ending at ``at``, with rank changes."""
-        return self.queries.top(event, segment=segment, window=window, at_ms=at_ms, limit=limit, by=by)
+        return self.db.retrying(lambda: self.queries.top(event, segment=segment, window=window, at_ms=at_ms,
+                                                         limit=limit, by=by))
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
                min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
-        return self.queries.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
-                                   at_ms=at_ms, limit=limit, by=by)
+        return self.db.retrying(lambda: self.queries.rising(
+            event, segment=segment, window=window, baseline=baseline, min_count=min_count, at_ms=at_ms, limit=limit,
+            by=by))
 
     # -- alerts (DESIGN section 10) --
 

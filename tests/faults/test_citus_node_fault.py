@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.clusters import pg_ctl, private_citus
-from tests.conftest import CITUS_URL
+from tests.clusters import PrivateCitus, pg_ctl
 from tests.reference import assert_levels_equal, stored_events
 from trend.clock import SystemClock
 from trend.errors import StorageError
@@ -22,16 +20,11 @@ from trend.model import MINUTE_MS
 from trend.service import Trend
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.citus]
-NAME, BASE_PORT = "trendfault", 5470
-STOPPED_WORKER = f"{NAME}1"
 
 
 @pytest.fixture
-def cluster_url() -> Iterator[str]:
-    if CITUS_URL is None:
-        pytest.skip("TREND_TEST_CITUS_URL is not set: the Citus tests need Citus installed")
-    with private_citus(NAME, BASE_PORT) as url:
-        yield url
+def cluster_url(citus_cluster: PrivateCitus) -> str:
+    return citus_cluster.database("nodefault")
 
 
 def _identity(event: dict[str, Any]) -> tuple[Any, ...]:
@@ -45,15 +38,16 @@ def _batch(now: int, batch: int) -> list[dict[str, Any]]:
 
 
 class TestWorkerNodeStops:
-    def test_runs_fail_naming_the_node_batches_are_all_or_nothing_and_all_heals(self, cluster_url: str) -> None:
+    def test_runs_fail_naming_the_node_batches_are_all_or_nothing_and_all_heals(
+            self, citus_cluster: PrivateCitus, cluster_url: str) -> None:
         trend = Trend(database_url=cluster_url, worker_enabled=False, worker_yield_ratio=0.0, clock=SystemClock())
         try:
-            self._play(trend)
+            self._play(trend, citus_cluster.node_cluster(1), citus_cluster.base_port + 1)
         finally:
             trend.close()
 
     @staticmethod
-    def _play(trend: Trend) -> None:
+    def _play(trend: Trend, stopped_worker: str, stopped_port: int) -> None:
         now = trend.clock.now_ms()
         acknowledged: list[dict[str, Any]] = []
         for batch in range(30):  # a backlog of minutes for the runs to be in the middle of
@@ -63,7 +57,7 @@ class TestWorkerNodeStops:
         reports: list[Any] = []
         running = threading.Thread(target=lambda: reports.extend(trend.rollup()))
         running.start()
-        pg_ctl(STOPPED_WORKER, "stop")
+        pg_ctl(stopped_worker, "stop")
         try:
             running.join(120)
             refused = 0
@@ -80,13 +74,49 @@ class TestWorkerNodeStops:
             # instead report the node's shutdown, as any database-unavailable error.
             failed = [r for r in during if r.outcome == "failed"]
             assert failed, [r.outcome for r in during]
-            assert all(f"127.0.0.1:{BASE_PORT + 1}" in (r.error or "") for r in failed), [r.error for r in failed]
+            assert all(f"127.0.0.1:{stopped_port}" in (r.error or "") for r in failed), [r.error for r in failed]
             assert reports  # the interrupted run reported, whatever its outcome
         finally:
-            pg_ctl(STOPPED_WORKER, "start")
+            pg_ctl(stopped_worker, "start")
         reports = trend.rollup()  # the catch-up, on its own
         assert all(r.outcome in ("ran", "skipped_no_data") for r in reports), [(r.level, r.error) for r in reports]
         stored = stored_events(trend)
         assert Counter(_identity(e) for e in stored) == Counter(
             (e["key"], round(e["ts"] * 1000), e["user_id"]) for e in acknowledged)
         assert_levels_equal(trend, stored, now - now % MINUTE_MS)
+
+
+class TestANodeRestarts:
+    def test_the_pool_survives_a_worker_restart(self, citus_cluster: PrivateCitus) -> None:
+        """Each pooled session keeps a connection to every worker it used. Once the worker has restarted,
+        those are dead: the first statement on each fails, and trend renews the pool and tries again,
+        so ingest, reads and runs all go on without an error."""
+        url = citus_cluster.database("noderestart")
+        trend = Trend(database_url=url, worker_enabled=False, worker_yield_ratio=0.0, clock=SystemClock())
+        try:
+            now = trend.clock.now_ms()
+            sent: list[dict[str, Any]] = []
+
+            def use(batch: int) -> None:
+                events = _batch(now, batch)
+                trend.ingest(events)
+                sent.extend(events)
+                trend.top("search", window="1h")
+
+            busy = [threading.Thread(target=use, args=(batch,)) for batch in range(5)]
+            for thread in busy:
+                thread.start()
+            for thread in busy:
+                thread.join(60)
+            assert trend.db.engine.pool.checkedin() >= 2  # several sessions, each with its worker connections
+            pg_ctl(citus_cluster.node_cluster(1), "restart")
+            for batch in range(5, 15):
+                use(batch)
+            reports = trend.rollup()
+            assert all(r.outcome == "ran" for r in reports), [(r.outcome, r.error) for r in reports]
+            stored = stored_events(trend)
+            assert Counter(_identity(e) for e in stored) == Counter(
+                (e["key"], round(e["ts"] * 1000), e["user_id"]) for e in sent)
+            assert_levels_equal(trend, stored, now - now % MINUTE_MS)
+        finally:
+            trend.close()

@@ -124,7 +124,7 @@ class LevelRunner:
         done = self._in_pieces(active, after, cutoff) if in_pieces else LOST
         if isinstance(done, Lost):
             # Not staged, or an ingest or another runner came between the pieces: one transaction.
-            done = self._in_one_transaction(active, after, cutoff, batch)
+            done = self.db.retrying(lambda: self._in_one_transaction(active, after, cutoff, batch))
         line = log.info if detailed else log.debug
         seconds = (time.perf_counter() - began) / max(1, len(done))
         for bucket, result in done:

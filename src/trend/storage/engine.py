@@ -7,24 +7,38 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, CursorResult
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from trend.errors import ConfigError, DatabaseUnavailableError, StorageError
+from trend.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    NodeConnectionLostError,
+    StorageError,
+    TransactionAbortedError,
+)
 from trend.model import LEVELS, Hierarchy
 from trend.storage.dialects import DIALECTS, CitusDialect, Dialect, PostgresDialect, chunked, has_citus
 from trend.storage.totals_cache import TotalsCache
 
 __all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
+
+T = TypeVar("T")
+# SQLSTATEs of a transaction the database undid to break a deadlock (Citus's distributed deadlock
+# detection included) or a serialization conflict.
+_ABORTED = {"40P01", "40001"}
+# What Citus says when a connection it keeps from the coordinator to a node fails.
+_NODE_CONNECTION = ("failure on connection marked as essential", "connection to the remote node")
 
 
 def normalize_url(url: str) -> str:
@@ -178,6 +192,23 @@ class Database:
             raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
                                              "(CREATE EXTENSION citus, on a server that has Citus installed)")
 
+    def retrying(self, call: Callable[[], T], attempts: int = 3) -> T:
+        """``call()``, a whole transaction, again when the database undid it for a passing reason: a
+        deadlock or conflict it broke, or a connection to a Citus node that went stale when the node
+        restarted. Every pooled session may hold such a connection, so the pool is renewed first."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except NodeConnectionLostError:
+                if attempt == attempts:
+                    raise
+                self.engine.dispose()
+            except TransactionAbortedError:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
     def dispose(self) -> None:
         self.dialect.close()
         self.engine.dispose()
@@ -213,17 +244,23 @@ def translate_errors() -> Iterator[None]:
     """Driver errors become :class:`StorageError` at the storage boundary."""
     try:
         yield
-    except OperationalError as exc:
-        if exc.connection_invalidated or "connect" in str(exc.orig).lower():
-            raise DatabaseUnavailableError(f"database unavailable: {_first_line(exc)}") from exc
-        raise StorageError(f"database error: {_first_line(exc)}") from exc
     except DBAPIError as exc:
-        raise StorageError(f"database error: {_first_line(exc)}") from exc
+        unavailable = isinstance(exc, OperationalError) and (
+            exc.connection_invalidated or "connect" in str(exc.orig).lower())
+        raise _translated(exc.orig, _first_line(exc), unavailable) from exc
     # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"database unavailable: {_first_line_of(exc)}") from exc
     except psycopg.Error as exc:
-        raise StorageError(f"database error: {_first_line_of(exc)}") from exc
+        raise _translated(exc, _first_line_of(exc), isinstance(exc, psycopg.OperationalError)) from exc
+
+
+def _translated(orig: BaseException | None, line: str, unavailable: bool) -> StorageError:
+    if getattr(orig, "sqlstate", None) in _ABORTED:
+        return TransactionAbortedError(f"database error: {line}")
+    if any(sign in line for sign in _NODE_CONNECTION):
+        return NodeConnectionLostError(f"database unavailable: {line}")
+    if unavailable:
+        return DatabaseUnavailableError(f"database unavailable: {line}")
+    return StorageError(f"database error: {line}")
 
 
 def _first_line(exc: DBAPIError) -> str:
