@@ -144,6 +144,30 @@ class TestMode:
 
 
     @on_citus
+    def test_off_refuses_a_database_whose_tables_are_distributed(self, make_trend: TrendFactory) -> None:
+        """Plain-table code on distributed tables would not keep event_ids unique: trend refuses to start."""
+        make_trend().ingest([{"event": "search", "key": "k", "event_id": "id-1", "ts": (T0 - 120_000) / 1000}])
+        with pytest.raises(ConfigError, match=r"TREND_CITUS.*distributed"):
+            make_trend(citus="off").ingest([{"event": "search", "key": "j", "event_id": "id-1",
+                                             "ts": (T0 - 120_000) / 1000}])
+
+    @on_citus
+    def test_a_healthy_cluster_shows_its_nodes_and_shards(self, trend: Trend) -> None:
+        cluster = trend.cluster()
+        assert cluster is not None
+        assert cluster.healthy
+        assert cluster.warnings == []
+        workers = [node for node in cluster.nodes if node.role == "worker"]
+        assert len(workers) == 2
+        # 4 shards for each of fact_events, three levels and the event ids, spread over the two workers.
+        assert sum(node.shards for node in cluster.nodes) == 4 * 5
+        assert all(node.shards > 0 and node.prepared == 0 for node in workers)
+
+    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+    def test_no_cluster_where_nothing_is_distributed(self, trend: Trend) -> None:
+        assert trend.cluster() is None
+
+    @on_citus
     def test_a_plain_database_on_a_citus_server_is_distributed_with_its_rows(self, make_trend: TrendFactory,
                                                                             clock: FakeClock) -> None:
         """Moving onto Citus: plain tables first (as on the old server), then a start with TREND_CITUS=on

@@ -283,10 +283,17 @@ def erase_user(user_id: str, as_json: bool) -> None:
 def status(as_json: bool) -> None:
     """Per level: the dirty backlog, the oldest dirty bucket, the last run and its outcome."""
     with _trend() as trend:
-        shape = status_shape(trend.status(), trend.settings.zone, trend.database_info())
+        cluster = trend.cluster()
+        shape = status_shape(trend.status(), trend.settings.zone, trend.database_info(), cluster)
     if as_json:
         _print_json(shape)
-        return
+    else:
+        _print_status(shape)
+    if cluster is not None and not cluster.healthy:
+        sys.exit(1)
+
+
+def _print_status(shape: dict[str, Any]) -> None:
     console.print(f"database: {shape['database']['backend']}; users sketches: {shape['database']['users_sketches']}",
                   highlight=False)
     table = Table("level", "dirty", "oldest dirty", "lag s", "last run", "outcome", "buckets", "rows")
@@ -296,6 +303,15 @@ def status(as_json: bool) -> None:
                       f"{level['lag_seconds']:.0f}", run.get("started") or "-", run.get("outcome") or "-",
                       str(run.get("buckets", "-")), str(run.get("rows", "-")))
     console.print(table)
+    if "cluster" not in shape:
+        return
+    nodes = Table("node", "role", "reachable", "shards", "prepared waiting")
+    for node in shape["cluster"]["nodes"]:
+        nodes.add_row(f"{node['host']}:{node['port']}", node["role"], "yes" if node["reachable"] else "NO",
+                      str(node["shards"]), "-" if node["prepared"] is None else str(node["prepared"]))
+    console.print(nodes)
+    for warning in shape["cluster"]["warnings"]:
+        console.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 event_option = click.option("--event", required=True, help="The event type, e.g. search.")

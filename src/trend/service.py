@@ -22,6 +22,7 @@ from trend.query.trends import Queries, Rising, Series, Top
 from trend.rollup.retention import Retention
 from trend.rollup.service import LevelStatus, Rollups
 from trend.rollup.shell import RunReport
+from trend.storage.cluster import Cluster, cluster_state
 from trend.storage.engine import Database
 from trend.storage.events import Erased, erase_user, newest_minute
 from trend.storage.runs import RunRecord, latest_runs
@@ -141,6 +142,15 @@ class Trend:
         """The minute of the newest stored event, None when there is none."""
         with self.db.probe() as tx:
             return newest_minute(tx)
+
+    def cluster(self) -> Cluster | None:
+        """A distributed database's nodes: which answer, their shards, prepared transactions waiting.
+        None on a database that is not distributed."""
+        self.db.ensure_schema()
+        if not self.db.dialect.distributed:
+            return None
+        with self.db.read() as tx:
+            return cluster_state(tx)
 
     def database_info(self) -> dict[str, str]:
         """Which backend this is and how it sketches distinct users (``trend status`` shows both)."""

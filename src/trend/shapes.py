@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import RunReport
+from trend.storage.cluster import Cluster
 from trend.storage.reads import Point
 from trend.storage.runs import RunRecord
 from trend.worker.scheduler import JobInfo
@@ -36,12 +38,21 @@ def run_shape(run: RunRecord | None, zone: ZoneInfo) -> dict[str, Any] | None:
             "buckets": run.buckets, "rows": run.rows, "error": run.error, "runner": run.runner}
 
 
-def status_shape(statuses: Sequence[LevelStatus], zone: ZoneInfo, database: Mapping[str, str]) -> dict[str, Any]:
-    return {"database": dict(database), "levels": [
+def status_shape(statuses: Sequence[LevelStatus], zone: ZoneInfo, database: Mapping[str, str],
+                 cluster: Cluster | None = None) -> dict[str, Any]:
+    shape: dict[str, Any] = {"database": dict(database), "levels": [
         {"level": s.level, "dirty": s.backlog.dirty, "oldest_dirty": _time(s.backlog.oldest, zone),
          "lag_seconds": s.lag_ms / 1000, "last_run": run_shape(s.last_run, zone)}
         for s in statuses
     ]}
+    if cluster is not None:
+        shape["cluster"] = cluster_shape(cluster)
+    return shape
+
+
+def cluster_shape(cluster: Cluster) -> dict[str, Any]:
+    return {"healthy": cluster.healthy, "nodes": [asdict(node) for node in cluster.nodes],
+            "warnings": list(cluster.warnings)}
 
 
 def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str, Any]:

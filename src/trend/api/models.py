@@ -158,11 +158,30 @@ class WorkerState(BaseModel):
     running: bool
 
 
+class ClusterNode(BaseModel):
+    host: str
+    port: int
+    role: Literal["coordinator", "worker"]
+    reachable: bool
+    shards: int = Field(description="shards of trend's tables on the node")
+    prepared: int | None = Field(description="prepared transactions waiting on the node; null when it cannot be asked")
+    error: str | None = None
+
+
+class ClusterState(BaseModel):
+    """A Citus cluster as its coordinator sees it; only on a distributed database."""
+
+    healthy: bool
+    nodes: list[ClusterNode]
+    warnings: list[str]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     worker: WorkerState
     database: Literal["ok", "unavailable"]
     lag_seconds: float | None = None
+    cluster: ClusterState | None = None
 
 
 class AlertRuleIn(BaseModel):

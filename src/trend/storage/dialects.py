@@ -61,6 +61,8 @@ class Dialect:
     """What every backend provides. Storage functions ask their transaction's dialect, never a name."""
 
     name: ClassVar[str]
+    # Events and rollups are spread over the nodes of a cluster (Citus), whose health trend reports.
+    distributed: ClassVar[bool] = False
     # Writers take turns (SQLite's single write lock), so a transaction's reads stay true until commit.
     serialized_writers: ClassVar[bool] = False
     # A level's run works alone: another process's run of it is skipped, not shared.
@@ -469,6 +471,7 @@ class CitusDialect(PostgresDialect):
     """
 
     name = "citus"
+    distributed = True
     _IDS = "trend_event_ids"
     # The coordinator commits the marker's release before the workers get COMMIT PREPARED for the
     # rows; a read in between would find the bucket clean and read its old rows. Released afterwards,
@@ -568,3 +571,14 @@ def json_values(values: Sequence[Any]) -> ColumnElement[Any]:
 
 def has_citus(conn: Connection) -> bool:
     return conn.exec_driver_sql("SELECT 1 FROM pg_extension WHERE extname = 'citus'").first() is not None
+
+
+def is_distributed(conn: Connection) -> bool:
+    """Whether this schema's fact_events is a Citus distributed table."""
+    return conn.exec_driver_sql("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('fact_events')"
+                                ).first() is not None
+
+
+def has_worker_nodes(conn: Connection) -> bool:
+    return conn.exec_driver_sql("SELECT 1 FROM pg_dist_node WHERE groupid <> 0 AND noderole = 'primary' "
+                                "AND isactive").first() is not None

@@ -27,12 +27,23 @@ from trend.errors import (
     StorageError,
     TransactionAbortedError,
 )
+from trend.logging import get_logger
 from trend.model import LEVELS, Hierarchy
-from trend.storage.dialects import DIALECTS, CitusDialect, Dialect, PostgresDialect, chunked, has_citus
+from trend.storage.dialects import (
+    DIALECTS,
+    CitusDialect,
+    Dialect,
+    PostgresDialect,
+    chunked,
+    has_citus,
+    has_worker_nodes,
+    is_distributed,
+)
 from trend.storage.totals_cache import TotalsCache
 
 __all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
 
+log = get_logger("storage")
 T = TypeVar("T")
 # SQLSTATEs of a transaction the database undid to break a deadlock (Citus's distributed deadlock
 # detection included) or a serialization conflict.
@@ -181,13 +192,24 @@ class Database:
                 self._schema_ready = True
 
     def _choose_citus(self, conn: Connection) -> None:
-        """TREND_CITUS: ``auto`` distributes when the database has the citus extension; ``on`` insists."""
-        if not isinstance(self.dialect, PostgresDialect) or self.citus == "off":
+        """TREND_CITUS: ``auto`` distributes when the database has the citus extension; ``on`` insists;
+        ``off`` keeps plain tables, and refuses tables that are distributed already."""
+        if not isinstance(self.dialect, PostgresDialect):
             if self.citus == "on":
                 raise ConfigError("TREND_CITUS", "is on, but the database is not PostgreSQL")
             return
-        if has_citus(conn):
+        citus = has_citus(conn)
+        if self.citus == "off":
+            if citus and is_distributed(conn):
+                # Plain-table code here would lose event_id uniqueness (Citus enforces only the shard key's).
+                raise ConfigError("TREND_CITUS", "is off, but this database's tables are distributed by Citus; "
+                                                 "leave TREND_CITUS at auto (or on) for it")
+            return
+        if citus:
             self.dialect = CitusDialect(self.dialect.hll)
+            if not has_worker_nodes(conn):
+                log.warning("Citus has no worker nodes: every shard stays on the coordinator, which pays Citus's "
+                            "costs and spreads nothing; add one with SELECT citus_add_node(host, port)")
         elif self.citus == "on":
             raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
                                              "(CREATE EXTENSION citus, on a server that has Citus installed)")

@@ -10,22 +10,31 @@ from trend.api.errors import TrendRoute
 from trend.api.models import Health
 from trend.errors import StorageError
 from trend.service import Trend
+from trend.shapes import cluster_shape
 
 
 def router(trend: Trend) -> APIRouter:
     api = APIRouter(route_class=TrendRoute, tags=["health"])
 
-    @api.get("/healthz", summary="The database, the worker, and the lag of the oldest dirty bucket",
-             response_model=Health, responses={200: {"description": "Healthy or degraded"},
-                                               503: {"model": Health, "description": "Database unavailable"}})
+    @api.get("/healthz", summary="The database (on Citus, every node), the worker, and the oldest dirty bucket's lag",
+             response_model=Health,
+             responses={200: {"description": "Healthy or degraded"},
+                        503: {"model": Health, "description": "The database, or a Citus node, unavailable"}})
     async def healthz() -> JSONResponse:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:
             body["lag_seconds"] = await run_in_threadpool(trend.lag_seconds)
+            cluster = await run_in_threadpool(trend.cluster)
             body["database"] = "ok"
         except StorageError:
             body["database"] = "unavailable"
             return JSONResponse({"status": "unavailable", **body}, 503)
+        if cluster is not None:
+            body["cluster"] = cluster_shape(cluster)
+            if not cluster.healthy:
+                # A node that does not answer fails every read and write that needs its shards.
+                body["database"] = "unavailable"
+                return JSONResponse({"status": "unavailable", **body}, 503)
         healthy = not trend.settings.worker_enabled or trend.worker_running
         return JSONResponse({"status": "ok" if healthy else "degraded", **body}, 200)
 
