@@ -53,7 +53,8 @@ class TestIngestCommand:
         code, out, _ = _run("ingest", "--strict", "--json", str(path))
         assert code == 1
         assert json.loads(out) == {"accepted": 0, "duplicates": 0, "rejected": 1,
-                                   "errors": [{"line": 3, "field": "key", "message": "required"}]}
+                                   "errors": [{"line": 3, "field": "key", "message": "required"}],
+                                   "resumed_after": 0, "last_line": 0}  # rolled back: no line stored
         with Trend(database_url=env) as trend:
             assert stored_events(trend) == []
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -20,7 +22,8 @@ from rich.table import Table
 
 from trend.config import Settings, load_settings, parse_duration
 from trend.errors import ConfigError, InputError, StorageError
-from trend.file_ingest import detect_format, ingest_stream, open_text
+from trend.file_ingest import IngestStoppedError, Source, detect_format, ingest_stream, open_text
+from trend.ingest import IngestResult
 from trend.logging import get_logger, own_process_logging
 from trend.model import LEVELS, format_utc, isoformat
 from trend.query.windows import WINDOWS
@@ -183,28 +186,65 @@ def _progress(stream: IO[str], path: str, enabled: bool) -> Iterator[Callable[[i
 @click.argument("path")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True)
 @click.option("--strict", is_flag=True, help="All or nothing: one bad line stores nothing.")
+@click.option("--resume", is_flag=True,
+              help="Go on after the last line an earlier ingest of this file stored (the database keeps it per "
+                   "file), so that events without an event_id are never counted twice.")
 @json_option
 @handles_errors
-def ingest(path: str, fmt: str, strict: bool, as_json: bool) -> None:
-    """Read events from JSON Lines or CSV (PATH, or - for standard input)."""
+def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> None:
+    """Read events from JSON Lines or CSV (PATH, or - for standard input).
+
+    Each line is one event: event and key are required; ts (ISO-8601 with a zone, or epoch seconds; default
+    now), segment, user_id, value (default 1) and event_id are optional. CSV takes them as column names."""
+    regular = path != "-" and os.path.isfile(path)
+    if resume and not regular:
+        raise InputError("--resume needs a file: a stream keeps no place to go on from")
     stream = open_text(path, sys.stdin)
     try:
         with _trend() as trend, _progress(stream, path, err_console.is_terminal and not as_json) as progress:
-            result = ingest_stream(trend, stream, detect_format(path, fmt), strict=strict, on_progress=progress)
+            try:
+                result = ingest_stream(trend, stream, detect_format(path, fmt), strict=strict, on_progress=progress,
+                                       source=Source.of(path) if regular else None, resume=resume)
+            except IngestStoppedError as exc:
+                _ingest_stopped(exc, path if regular else None, as_json)
     finally:
         if stream is not sys.stdin:
             stream.close()
     if as_json:
-        _print_json(ingest_shape(result, "line"))
+        _print_json({**ingest_shape(result, "line"), "resumed_after": result.resumed_after,
+                     "last_line": result.last_line})
     else:
-        for problem in result.errors:
-            where = f"{problem.field}: " if problem.field else ""
-            err_console.print(f"line {problem.position}: {where}{problem.message}", highlight=False, markup=False)
+        _print_problems(result)
+        if result.finished_before:
+            console.print(f"{path} was ingested completely before: nothing to resume", highlight=False)
         verb = "rolled back" if strict and result.rejected else "stored"
+        after = f", after line {result.resumed_after}" if result.resumed_after else ""
         console.print(f"{result.accepted} accepted, {result.duplicates} duplicates, {result.rejected} rejected"
-                      f" ({verb})")
+                      f" ({verb}{after})", highlight=False)
     if result.rejected:
         sys.exit(1)
+
+
+def _print_problems(result: IngestResult) -> None:
+    for problem in result.errors:
+        where = f"{problem.field}: " if problem.field else ""
+        err_console.print(f"line {problem.position}: {where}{problem.message}", highlight=False, markup=False)
+
+
+def _ingest_stopped(exc: IngestStoppedError, path: str | None, as_json: bool) -> None:
+    """What a failed ingest stored, exactly, and the command that goes on from there; exit 3."""
+    result = exc.result
+    resume = None if path is None else f"trend ingest {shlex.quote(path)} --resume"
+    if as_json:
+        click.echo(json.dumps({"error": {"code": "database_error", "message": str(exc),
+                                         **ingest_shape(result, "line"), "resumed_after": result.resumed_after,
+                                         "last_line": result.last_line, "resume": resume}}, ensure_ascii=False))
+    else:
+        _print_problems(result)
+        click.echo(f"error: {exc}", err=True)
+        click.echo(f"to go on from line {result.last_line + 1}: {resume}" if resume else
+                   f"a stream cannot be resumed: skip its first {result.last_line} lines and send the rest", err=True)
+    sys.exit(3)
 
 
 @main.command()

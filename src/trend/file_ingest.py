@@ -7,21 +7,26 @@ every chunk goes into one transaction that is rolled back if any line is bad.
 from __future__ import annotations
 
 import csv
+import ctypes
 import gc
+import hashlib
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from multiprocessing.connection import Connection
 from typing import IO, Any
 
 from trend.clock import Clock
-from trend.errors import FieldProblem, InputError
+from trend.errors import FieldProblem, InputError, StorageError
 from trend.ingest import IngestResult
 from trend.model import EventRow
 from trend.service import Trend
 from trend.storage.events import StoredEvent, as_stored
+from trend.storage.progress import Progress
 from trend.validation import EventIn, EventValidator, split_outcomes
 
 CHUNK_LINES = 5_000
@@ -29,6 +34,9 @@ MAX_REPORTED_ERRORS = 1_000
 # Allocations between two young-generation collections in the reading child (Python's default: 700).
 _CHILD_GC_THRESHOLD = 100_000
 _FIELDS = set(EventIn.model_fields)
+# A resumed file must begin with the same bytes as the one ingested before under its name.
+_FINGERPRINT_BYTES = 65_536
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 # (line number, what it holds): a line of JSON text still to decode, a CSV row's dict, or a FieldProblem.
 Line = tuple[int, str | dict[str, Any] | FieldProblem]
 
@@ -94,35 +102,102 @@ class _Chunk:
     rows: list[StoredEvent]
     problems: list[FieldProblem]
     lines: int
+    last_line: int
 
 
-def _chunks(stream: IO[str], fmt: str, validator: EventValidator, clock: Clock) -> Iterator[_Chunk]:
-    lines = read_lines(stream, fmt)
+def _chunks(stream: IO[str], fmt: str, validator: EventValidator, clock: Clock, after_line: int) -> Iterator[_Chunk]:
+    lines = (line for line in read_lines(stream, fmt) if line[0] > after_line)
     while chunk := list(islice(lines, CHUNK_LINES)):
         now = clock.now_ms()
         rows, problems = _validate_chunk(chunk, validator, now)
-        yield _Chunk([as_stored(row, now) for row in rows], problems, len(chunk))
+        yield _Chunk([as_stored(row, now) for row in rows], problems, len(chunk), chunk[-1][0])
+
+
+@dataclass(frozen=True)
+class Source:
+    """A file whose progress is kept, so that an ingest of it can be resumed."""
+
+    path: str  # absolute
+    fingerprint: str  # of its first bytes
+
+    @classmethod
+    def of(cls, path: str) -> Source:
+        with open(path, "rb") as head:
+            fingerprint = hashlib.sha256(head.read(_FINGERPRINT_BYTES)).hexdigest()
+        return cls(os.path.realpath(path), fingerprint)
+
+
+@dataclass
+class FileIngestResult(IngestResult):
+    resumed_after: int = 0  # lines up to this one were stored by an earlier ingest, and skipped
+    last_line: int = 0  # the last line this ingest has stored (or rejected)
+    finished_before: bool = False  # --resume of a file whose ingest had finished: nothing to do
+
+
+class IngestStoppedError(StorageError):
+    """The database failed part-way: what was stored before, exactly, and where to resume."""
+
+    def __init__(self, cause: StorageError, result: FileIngestResult) -> None:
+        self.result = result
+        stored = (f"lines {result.resumed_after + 1} to {result.last_line}" if result.last_line > result.resumed_after
+                  else "no line")
+        super().__init__(f"{cause}; {result.accepted} events of {stored} were stored before it, and nothing after")
 
 
 def ingest_stream(trend: Trend, stream: IO[str], fmt: str, *, strict: bool = False,
-                  on_progress: Callable[[int], None] | None = None) -> IngestResult:
+                  on_progress: Callable[[int], None] | None = None, source: Source | None = None,
+                  resume: bool = False) -> FileIngestResult:
     """Validate and store every line; returns counts and the bad lines (at most 1,000 listed).
 
-    Where the platform can fork, a second process reads and validates while this one stores: on two
-    cores the database's work and Python's overlap, which threads cannot do under the GIL."""
-    result = IngestResult()
+    With a ``source``, each chunk's transaction also records how far the file has got, and ``resume``
+    skips the lines a previous ingest of the same file stored: events without an event_id are never
+    counted twice. Where the platform can fork, a second process reads and validates while this one
+    stores: on two cores the database's work and Python's overlap, which threads cannot do under the GIL."""
+    progress = _starting_point(trend, source, resume)
+    result = FileIngestResult(resumed_after=progress.line if progress else 0)
+    result.last_line = result.resumed_after
+    if progress is not None and progress.finished:
+        result.finished_before = True
+        return result
     chunks = _in_a_child if _CAN_FORK else _here
-    with chunks(lambda: _chunks(stream, fmt, trend.ingestor.validator, trend.clock)) as parsed:
+    validator, clock = trend.ingestor.validator, trend.clock
+    with chunks(lambda: _chunks(stream, fmt, validator, clock, result.resumed_after)) as parsed:
         if strict:
-            _store_all_or_nothing(trend, parsed, result, on_progress)
-        else:
-            for chunk in parsed:
-                _count(chunk, result)
-                if chunk.rows:
-                    result.add(trend.ingestor.store_stored(chunk.rows))
-                if on_progress is not None:
-                    on_progress(chunk.lines)
+            _store_all_or_nothing(trend, parsed, result, on_progress, progress)
+            return result
+        progress = _store_chunks(trend, parsed, result, on_progress, progress)
+    if progress is not None:
+        trend.ingestor.save_progress(replace(progress, finished=True))
     return result
+
+
+def _starting_point(trend: Trend, source: Source | None, resume: bool) -> Progress | None:
+    if source is None:
+        return None
+    earlier = trend.ingestor.load_progress(source.path) if resume else None
+    if earlier is None:
+        return Progress(source.path, source.fingerprint, 0)
+    if earlier.fingerprint != source.fingerprint:
+        raise InputError(f"{source.path} does not begin as the file ingested before under that name did; "
+                         "--resume would skip lines of another file: ingest it without --resume")
+    return earlier
+
+
+def _store_chunks(trend: Trend, parsed: Iterator[_Chunk], result: FileIngestResult,
+                  on_progress: Callable[[int], None] | None, progress: Progress | None) -> Progress | None:
+    for chunk in parsed:
+        _count(chunk, result)
+        if progress is not None:
+            progress = replace(progress, line=chunk.last_line, rejected=progress.rejected + len(chunk.problems))
+        try:
+            inserted, progress = trend.ingestor.store_part(chunk.rows, progress)
+        except StorageError as exc:
+            raise IngestStoppedError(exc, result) from exc
+        result.add(inserted)
+        result.last_line = chunk.last_line
+        if on_progress is not None:
+            on_progress(chunk.lines)
+    return progress
 
 
 def _count(chunk: _Chunk, result: IngestResult) -> None:
@@ -134,20 +209,26 @@ class _RollbackRequestedError(Exception):
     """Raised inside the strict transaction to undo it."""
 
 
-def _store_all_or_nothing(trend: Trend, parsed: Iterator[_Chunk], result: IngestResult,
-                          on_progress: Callable[[int], None] | None) -> None:
+def _store_all_or_nothing(trend: Trend, parsed: Iterator[_Chunk], result: FileIngestResult,
+                          on_progress: Callable[[int], None] | None, progress: Progress | None) -> None:
     try:
-        with trend.ingestor.transaction() as store:
+        with trend.ingestor.transaction() as transaction:
             for chunk in parsed:
                 _count(chunk, result)
                 if chunk.rows and not result.rejected:
-                    result.add(store(chunk.rows))
+                    result.add(transaction.store(chunk.rows))
+                result.last_line = chunk.last_line
                 if on_progress is not None:
                     on_progress(chunk.lines)
             if result.rejected:
                 raise _RollbackRequestedError
+            if progress is not None:
+                transaction.save_progress(replace(progress, line=result.last_line, finished=True,
+                                                  accepted=progress.accepted + result.accepted,
+                                                  duplicates=progress.duplicates + result.duplicates))
     except _RollbackRequestedError:
         result.accepted = result.duplicates = 0
+        result.last_line = result.resumed_after
 
 
 def _validate_chunk(chunk: list[Line], validator: EventValidator, now: int
@@ -173,7 +254,8 @@ def _in_a_child(source: ChunkSource) -> Iterator[Iterator[_Chunk]]:
     The pipe holds little, so the child stays about one chunk ahead: memory stays bounded."""
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_produce, args=(source, sending), name="trend-ingest-reader", daemon=True)
+    child = context.Process(target=_produce, args=(source, sending, receiving, os.getpid()), name="trend-ingest-reader",
+                            daemon=True)
     child.start()
     sending.close()
     try:
@@ -199,7 +281,11 @@ def _received(receiving: Connection) -> Iterator[_Chunk]:
         yield item
 
 
-def _produce(source: ChunkSource, sending: Connection) -> None:
+def _produce(source: ChunkSource, sending: Connection, inherited: Connection, parent: int) -> None:
+    # The child must not keep the parent's end of the pipe open: once the parent is gone, sending then
+    # fails instead of blocking for ever on a full pipe.
+    inherited.close()
+    _die_with(parent)
     # The collector's passes took a quarter of this child's time: they walked every object the fork
     # inherited, and ran every 700 new ones. Lines become rows without cycles, so rare passes over only
     # its own objects lose nothing.
@@ -215,6 +301,17 @@ def _produce(source: ChunkSource, sending: Connection) -> None:
         sending.send(exc)
     finally:
         sending.close()
+
+
+def _die_with(parent: int) -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent dies, even while it reads."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the closed pipe above still ends it at its next send
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def open_text(path: str, stdin: IO[str]) -> IO[str]:

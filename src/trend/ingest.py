@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trend.clock import Clock
 from trend.errors import EventValidationError, FieldProblem
 from trend.model import EventRow
-from trend.storage.engine import Database
+from trend.storage.engine import Database, Tx
 from trend.storage.events import Inserted, StoredEvent, as_stored, insert_stored
+from trend.storage.progress import Progress, load_progress, save_progress
 from trend.validation import DecodedEvent, EventValidator
 
 
@@ -25,6 +26,20 @@ class IngestResult:
     def add(self, inserted: Inserted) -> None:
         self.accepted += inserted.accepted
         self.duplicates += inserted.duplicates
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """The one transaction of an all-or-nothing ingest."""
+
+    tx: Tx
+    clock: Clock
+
+    def store(self, rows: Sequence[StoredEvent]) -> Inserted:
+        return insert_stored(self.tx, rows)
+
+    def save_progress(self, progress: Progress) -> None:
+        save_progress(self.tx, progress, self.clock.now_ms())
 
 
 class Ingestor:
@@ -64,17 +79,36 @@ class Ingestor:
     def store_stored(self, rows: Sequence[StoredEvent]) -> Inserted:
         """``store`` for rows already in their stored form (bulk ingest prepares them in parallel).
         A batch the database undid for a passing reason is stored again: nothing of it remained."""
-        def attempt() -> Inserted:
+        return self.store_part(rows, None)[0]
+
+    def store_part(self, rows: Sequence[StoredEvent], progress: Progress | None) -> tuple[Inserted, Progress | None]:
+        """Store a part of a file and, in the same transaction, how far the file has got: ``progress``
+        as of the end of this part, without its rows, which are added here."""
+        def attempt() -> tuple[Inserted, Progress | None]:
             with self.db.write() as tx:
-                return insert_stored(tx, rows)
+                inserted = insert_stored(tx, rows)
+                if progress is None:
+                    return inserted, None
+                done = replace(progress, accepted=progress.accepted + inserted.accepted,
+                               duplicates=progress.duplicates + inserted.duplicates)
+                save_progress(tx, done, self.clock.now_ms())
+                return inserted, done
 
         return self.db.retrying(attempt)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Callable[[Sequence[StoredEvent]], Inserted]]:
-        """Many ``store_stored`` calls in one transaction: all of them commit, or none (``ingest --strict``)."""
+    def save_progress(self, progress: Progress) -> None:
         with self.db.write() as tx:
-            yield lambda rows: insert_stored(tx, rows)
+            save_progress(tx, progress, self.clock.now_ms())
+
+    def load_progress(self, source: str) -> Progress | None:
+        with self.db.read() as tx:
+            return load_progress(tx, source)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Many parts in one transaction: all of them commit, or none (``ingest --strict``)."""
+        with self.db.write() as tx:
+            yield Transaction(tx, self.clock)
 
     def _notify(self, result: IngestResult) -> None:
         if self._on_ingest is not None:

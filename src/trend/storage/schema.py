@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Dialect, Float, Index, Integer, LargeBinary, MetaData, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from trend.measures import MEASURES
@@ -221,6 +234,21 @@ alert_deliveries = Table(
 Index("alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_attempt_at)
 Index("alert_deliveries_rule", alert_deliveries.c.rule_id, alert_deliveries.c.created_at)
 
+# How far each file ingest got: written in the transaction of every chunk it stores, so after any
+# failure it says exactly which lines are stored, and ``trend ingest --resume`` goes on from there.
+ingest_progress = Table(
+    "trend_ingest_progress",
+    metadata,
+    Column("source", Text, primary_key=True),  # the file's absolute path
+    Column("fingerprint", Text, nullable=False),  # of its first bytes: a resume of another file is refused
+    Column("line", BigInteger, nullable=False),  # the last line stored
+    Column("accepted", BigInteger, nullable=False),
+    Column("duplicates", BigInteger, nullable=False),
+    Column("rejected", BigInteger, nullable=False),
+    Column("finished", Boolean, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 # Every table but the level tables, which depend on the hierarchy.
 BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, data_versions, schema_meta,
-                                  alert_rules, alert_fired, alert_deliveries)
+                                  alert_rules, alert_fired, alert_deliveries, ingest_progress)
