@@ -85,6 +85,19 @@ def closed(rows: Mapping[GroupKey, Measures], level: Level, now_ms: int) -> dict
     return {g: m for g, m in rows.items() if level.is_closed(g[0], now_ms)}
 
 
+def differing_levels(trend: Trend, expected_events: Iterable[Mapping[str, Any]], now_ms: int) -> list[str]:
+    """The levels whose closed buckets differ from the GROUP BY of the events, with how many differ."""
+    events = list(expected_events)
+    found = []
+    for level in trend.levels:
+        expected = closed(group_events(events, level), level, now_ms)
+        actual = closed(table_rows(trend, level), level, now_ms)
+        wrong = {group[0] for group in expected.keys() | actual.keys() if expected.get(group) != actual.get(group)}
+        if wrong:
+            found.append(f"{level.name}: {len(wrong)} buckets")
+    return found
+
+
 def assert_levels_equal(trend: Trend, expected_events: Iterable[Mapping[str, Any]], now_ms: int) -> None:
     """Every closed bucket of every level equals the GROUP BY of the events, row by row."""
     events = list(expected_events)
