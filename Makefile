@@ -32,8 +32,9 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk > /dev/null; \
 	fi
 
+# Two workers: most tests wait on a database or a process, so two share the cores well.
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.run_all

@@ -6,8 +6,10 @@ When a variable is set and its server cannot be reached, those tests fail; they 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -151,3 +153,25 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TREND_") and name not in ("TREND_TEST_POSTGRES_URL", "TREND_TEST_CITUS_URL"):
             monkeypatch.delenv(name)
+
+
+# Under pytest-xdist (``make test`` runs two workers), tests that change a shared server's state (the
+# Citus cluster's: a held backend, Citus's recovery lock held on purpose, prepared-transaction counts)
+# take turns across the workers. Private servers get ports of their worker's own (worker_port).
+_ONE_AT_A_TIME = ("citus",)
+_TURNS = Path(tempfile.gettempdir()) / f"trend-tests-{os.getuid()}-servers.lock"
+
+
+def worker_port(base: int) -> int:
+    """A port for a private server of this pytest-xdist worker: ``base`` on the first, 20 more per worker."""
+    return base + 20 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
+@pytest.fixture(autouse=True)
+def _server_tests_take_turns(request: pytest.FixtureRequest) -> Iterator[None]:
+    if not any(request.node.get_closest_marker(name) for name in _ONE_AT_A_TIME):
+        yield
+        return
+    with open(_TURNS, "w") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        yield

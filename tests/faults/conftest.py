@@ -8,14 +8,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.clusters import PrivateCitus, private_citus
-from tests.conftest import CITUS_URL
-
-CLUSTER_NAME, CLUSTER_PORT = "trendfault", 5470
+from tests.conftest import CITUS_URL, worker_port
 
 
 @pytest.fixture(scope="session")
 def citus_cluster() -> Iterator[PrivateCitus]:
     if CITUS_URL is None:
         pytest.skip("TREND_TEST_CITUS_URL is not set: the Citus tests need Citus installed")
-    with private_citus(CLUSTER_NAME, CLUSTER_PORT) as cluster:
+    port = worker_port(5470)
+    with private_citus(f"trendfault{port}_", port) as cluster:
         yield cluster

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.clusters import pg_ctl, private_postgres
-from tests.conftest import POSTGRES_URL, TrendFactory
+from tests.conftest import POSTGRES_URL, TrendFactory, worker_port
 from tests.reference import assert_levels_equal, closed_markers, stored_events
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
@@ -21,14 +21,16 @@ EVERY_SECOND = {"agg_1m": {"second": "*"}, "agg_5m": {"minute": "*", "second": "
                 "agg_1h": {"minute": "*", "second": "*"}, "retention": {"enabled": False}}
 
 
-PRIVATE = "trendrestart"
+# A cluster and a port of this test worker's own (tests/conftest.py, worker_port).
+PORT = worker_port(5440)
+PRIVATE = f"trendrestart{PORT}"
 
 
 @pytest.fixture
 def private_url() -> Iterator[str]:
     if POSTGRES_URL is None:
         pytest.skip("TREND_TEST_POSTGRES_URL is not set: the PostgreSQL tests need PostgreSQL installed")
-    with private_postgres(PRIVATE, 5440) as url:
+    with private_postgres(PRIVATE, PORT) as url:
         yield url
 
 
