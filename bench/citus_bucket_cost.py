@@ -52,16 +52,16 @@ def main() -> None:
     p.add_argument("--per-minute", type=int, default=50)
     args = p.parse_args()
     events = _events(args.minutes, args.per_minute)
-    shipped = CitusDialect.buckets_per_transaction
+    shipped = CitusDialect.CAPABILITIES
     runs: dict[str, list[dict[str, float]]] = {"postgres": [], "citus": [], "citus, 1 per transaction": []}
     for _ in range(args.repeat):
         runs["postgres"].append(_catch_up("postgres", args.postgres_url, events))
         runs["citus"].append(_catch_up("citus", args.citus_url, events))
-        CitusDialect.buckets_per_transaction = 1
+        CitusDialect.CAPABILITIES = shipped.but(buckets_per_transaction=1)
         try:
             runs["citus, 1 per transaction"].append(_catch_up("citus", args.citus_url, events))
         finally:
-            CitusDialect.buckets_per_transaction = shipped
+            CitusDialect.CAPABILITIES = shipped
     medians = {name: {level: statistics.median(run[level] for run in found) for level in found[0]}
                for name, found in runs.items()}
     print(f"# {machine()}; {args.minutes} minutes of {args.per_minute} events (20,000 long-tail keys, 3 event "

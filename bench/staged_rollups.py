@@ -73,7 +73,7 @@ def run_level(trend: Trend, level: str, buckets: range, staged: bool, runs: dict
               longest: dict[bool, float]) -> None:
     with trend.db.write() as tx:
         mark(tx, level, buckets)
-    trend.db.dialect.staged_rollups = staged
+    trend.db.dialect.caps = trend.db.dialect.caps.but(staged_rollups=staged)
     holds.clear()
     began = time.perf_counter()
     [report] = trend.rollup(level)

@@ -15,9 +15,8 @@ from sqlalchemy import select, text
 from trend.measures import MEASURES
 from trend.model import RAW, Level, floor_to
 from trend.service import Trend
-from trend.storage import sketches
+from trend.storage import data_versions, sketches
 from trend.storage.schema import fact_events, level_table, rollup_dirty
-from trend.storage.totals_cache import bump_version
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
 Measures = tuple[Any, ...]  # one value per measure, in the order of MEASURES
@@ -59,7 +58,7 @@ def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
     where the sketches are exact, so the estimates compare equal to the reference."""
     table = level_table(level)
     with trend.db.read() as tx:
-        in_sql = tx.dialect.sketches_in_sql  # else the column holds DataSketches' bytes, estimated here
+        in_sql = tx.dialect.caps.sketches_in_sql  # else the column holds DataSketches' bytes, estimated here
         columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch and in_sql else table.c[m.column]
                    for m in MEASURES]
         query = select(table.c.bucket, table.c.event, table.c.segment, table.c.key, *columns)
@@ -134,7 +133,7 @@ def clear_all(trend: Trend) -> None:
             tx.execute(text("DELETE FROM trend_event_ids"))
         # Rows changed behind trend's back: every data version moves, so kept totals are void.
         tx.execute(text("UPDATE trend_data_versions SET version = version + 1"))
-        bump_version(tx, RAW)
+        data_versions.bump(tx, RAW)
 
 
 def closed_markers(trend: Trend, now_ms: int) -> list[tuple[str, int]]:

@@ -80,6 +80,19 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
+def _waiting_backend(application: str) -> int:
+    """The backend of ``application`` once it waits for a lock."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(POSTGRES_URL or "", autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            found = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                 "AND wait_event_type = 'Lock'", (application,)).fetchone()
+            if found is not None:
+                return int(found[0])
+            time.sleep(0.02)
+    raise AssertionError(f"{application} never waited for the lock")
+
+
 def _resume(url: str, path: Path) -> dict[str, int]:
     done = _ingest(url, str(path), "--resume")
     out, err = done.communicate(timeout=120)
@@ -133,10 +146,14 @@ class TestStopped:
         Trend(database_url=database_url, worker_enabled=False).close()
         running = _ingest(f"{database_url}&application_name=ingest-under-test", str(path))
         _once_past(database_url, running, 2 * CHUNK_LINES)
-        with psycopg.connect(POSTGRES_URL or "", autocommit=True) as admin:
-            ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE application_name = 'ingest-under-test'").fetchall()
-        assert ended
+        # The table locked, the ingest waits inside a chunk's transaction, and its session is ended there.
+        schema = database_url.partition("search_path%3D")[2].partition(",")[0]
+        with psycopg.connect(POSTGRES_URL or "") as admin:
+            admin.execute(f"LOCK TABLE {schema}.fact_events IN ACCESS EXCLUSIVE MODE")
+            waiting = _waiting_backend("ingest-under-test")
+            with psycopg.connect(POSTGRES_URL or "", autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (waiting,))
+            admin.rollback()
         out, _ = running.communicate(timeout=60)
         assert running.returncode == 3
         error = json.loads(out)["error"]

@@ -15,7 +15,6 @@ from trend.clock import FakeClock
 from trend.measures import MEASURES
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
-from trend.storage.schema import has_key_index
 
 SEGMENTS = ("", "kr", "us")
 
@@ -54,7 +53,7 @@ class TestKeyedReadsWithoutAKeyIndex:
                 else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"))}
         for level in trend.levels:
             assert (f"{level.table}_key" in names) == (not sqlite or level.width >= HOUR_MS), level.name
-            assert has_key_index(level, "sqlite" if sqlite else "postgresql") == (f"{level.table}_key" in names)
+            assert trend.db.dialect.caps.has_key_index(level) == (f"{level.table}_key" in names)
 
     def test_a_database_made_with_the_index_loses_it_on_start(self, tmp_path: Path, clock: FakeClock) -> None:
         with _sqlite(tmp_path, clock) as first:

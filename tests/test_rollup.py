@@ -124,7 +124,7 @@ class TestYield:
         assert not isinstance(report, list)
         assert report.buckets == 6
         # One pause per transaction: a bucket each, or several buckets each on Citus.
-        if trend.db.dialect.buckets_per_transaction == 1:
+        if trend.db.dialect.caps.buckets_per_transaction == 1:
             assert len(pauses) == 6
         else:
             assert 1 <= len(pauses) < 6

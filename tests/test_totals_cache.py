@@ -1,4 +1,4 @@
-"""Reads keep the key totals of clean rollup buckets between requests (storage/totals_cache.py). They
+"""Reads keep the key totals of clean rollup buckets between requests (storage/kept.py). They
 must stay exact: a recompute or a retention delete voids them, even when the bucket is clean again
 with other rows by the next read (marker deleted, then back at version 1: the same plan as before)."""
 
@@ -16,9 +16,10 @@ from tests.conftest import T0
 from tests.reference import ref_counts, ref_rising, ref_top, settle
 from trend.clock import FakeClock
 from trend.model import HOUR_MS, MINUTE_MS
+from trend.ranking import Totals, ranked_with
 from trend.service import Trend
+from trend.storage import data_versions
 from trend.storage.markers import mark
-from trend.storage.totals_cache import Totals, bump_version, ranked_with
 
 WINDOW = 24 * HOUR_MS
 
@@ -81,7 +82,7 @@ def test_retention_voids_kept_totals(make_trend: Any, clock: FakeClock) -> None:
 
 
 def test_ranking_kept_totals_with_fresh_ones_is_exact() -> None:
-    base = Totals.of({"a": 9, "b": 7, "c": 7, "d": 1})
+    base = Totals({"a": 9, "b": 7, "c": 7, "d": 1})
     assert ranked_with(base, {"d": 8, "e": 7}, 3, 1) == [("a", 9), ("d", 9), ("b", 7)]
     assert ranked_with(base, {"a": 1}, 2, 8) == [("a", 10)]
     assert ranked_with(base, {}, None, 7) == [("a", 9), ("b", 7), ("c", 7)]
@@ -102,7 +103,7 @@ def test_ranking_many_keys_is_the_sum_sorted(base_totals: dict[str, int],
     """Many ties and a long tail: only the lead of the kept totals is sorted (``Totals.leading``), and
     it is kept between reads with other fresh totals and limits. Each read must equal summing the two
     and sorting everything."""
-    base = Totals.of(base_totals)
+    base = Totals(base_totals)
     for extra, limit, at_least in reads:
         summed = {key: base_totals.get(key, 0) + extra.get(key, 0) for key in {*base_totals, *extra}}
         expected = sorted(((key, total) for key, total in summed.items() if total >= at_least),
@@ -209,7 +210,7 @@ def test_raw_minute_totals_are_carried_by_seq(trend: Trend, minute: int) -> None
     _store(trend, [], [{"event": "search", "key": "a", "ts": minute}])
     assert _top(trend) == [("a", 4), ("b", 1)]
     with trend.db.write() as tx:
-        bump_version(tx, "raw")
+        data_versions.bump(tx, "raw")
     assert _top(trend) == [("a", 5), ("b", 1)]
 
 
@@ -263,7 +264,7 @@ def test_kept_users_sketches_serve_until_their_level_moves(trend: Trend) -> None
         tx.execute(text("UPDATE agg_1h SET users_sketch = NULL"))
     assert _top_users(trend) == [("a", 3, 3)]
     with trend.db.write() as tx:
-        bump_version(tx, "1h", T0 - 5 * HOUR_MS, T0 - 4 * HOUR_MS)
+        data_versions.bump(tx, "1h", T0 - 5 * HOUR_MS, T0 - 4 * HOUR_MS)
     assert _top_users(trend) == [("a", 3, 0)]
 
 
@@ -286,7 +287,7 @@ def test_open_minute_users_are_carried_by_seq(trend: Trend) -> None:
     _store(trend, [], [{"event": "search", "key": "a", "ts": T0, "user_id": "v"}])
     assert _top_users(trend) == [("a", 3, 3)]  # v is seen; the count too reads only newer events
     with trend.db.write() as tx:
-        bump_version(tx, "raw")
+        data_versions.bump(tx, "raw")
     assert _top_users(trend) == [("a", 4, 4)]
 
 

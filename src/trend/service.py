@@ -147,7 +147,7 @@ class Trend:
         """A distributed database's nodes: which answer, their shards, prepared transactions waiting.
         None on a database that is not distributed."""
         self.db.ensure_schema()
-        if not self.db.dialect.distributed:
+        if not self.db.dialect.caps.distributed:
             return None
         with self.db.read() as tx:
             return cluster_state(tx)
@@ -155,7 +155,7 @@ class Trend:
     def database_info(self) -> dict[str, str]:
         """Which backend this is and how it sketches distinct users (``trend status`` shows both)."""
         self.db.ensure_schema()
-        return {"backend": self.db.dialect.name, "users_sketches": self.db.dialect.users_sketches}
+        return {"backend": self.db.dialect.name, "users_sketches": self.db.dialect.caps.users_sketches}
 
     # -- queries (DESIGN section 4); times are ms since the epoch, UTC --
 

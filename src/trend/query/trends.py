@@ -292,7 +292,7 @@ class Queries:
     @staticmethod
     def _check_event(tx: Tx, event: str) -> None:
         # Event types are only ever added, so one seen before needs no look again.
-        seen: set[str] = tx.lasting.setdefault("events", set())
+        seen = tx.lasting.events
         if event in seen:
             return
         known = known_dimensions(tx)

@@ -20,7 +20,6 @@ from trend.storage.migrations import stored_version
 from trend.storage.rollups import Recomputed, recompute_many
 from trend.storage.schema import SCHEMA_VERSION
 from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, take, unstage, write_piece
-from trend.storage.totals_cache import bump_version
 
 log = get_logger("rollup")
 
@@ -50,7 +49,7 @@ class LevelRunner:
         ``whole_buckets``: each bucket in one transaction, never in pieces (storage/staged.py), for a
         catch-up with no app writing beside it."""
         cutoff = self.level.closed_cutoff(self.clock.now_ms())
-        in_pieces = self.db.dialect.staged_rollups and not whole_buckets
+        in_pieces = self.db.dialect.caps.staged_rollups and not whole_buckets
         return self.shell.run(lambda active: self._catch_up(active, cutoff, yield_ratio, in_pieces),
                               precheck=lambda: self._precheck(cutoff))
 
@@ -67,7 +66,7 @@ class LevelRunner:
             if not any_dirty(tx, self.level.name, cutoff):
                 log.debug("No events for bucket %s, skipping aggregation", LogTime(cutoff))
                 return Result("skipped_no_data")
-            holder = self.shell.live_elsewhere(tx) if self.db.dialect.exclusive_runs else None
+            holder = self.shell.live_elsewhere(tx) if self.db.dialect.caps.exclusive_runs else None
         if holder is not None:
             log.debug("%s aggregation is running in %s, skipping", self.level.name, holder.runner)
             return Result("skipped_claimed")
@@ -97,7 +96,7 @@ class LevelRunner:
             buckets += len(done)
             rows += sum(result.rows for _, result in done)
             took = time.perf_counter() - batch_began
-            batch = next_batch(len(done), took, self.db.dialect.buckets_per_transaction)
+            batch = next_batch(len(done), took, self.db.dialect.caps.buckets_per_transaction)
             if yield_ratio:
                 # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
                 time.sleep(min(_MAX_PAUSE_S, took * yield_ratio))
@@ -164,19 +163,13 @@ class LevelRunner:
                               "transaction", self.level.name, LogTime(staged.bucket))
                     return LOST
                 write_piece(tx, staged, piece)
-                if piece == 0 and staged.pieces > 1:
-                    # Reads never use a dirty bucket's rows; this keeps the rule that every
-                    # transaction rewriting a level's rows moves that level's data version.
-                    bump_version(tx, self.level.name, staged.bucket, staged.bucket + self.level.width)
                 if piece == staged.pieces - 1:
                     self._finish_buckets(tx, [(staged.bucket, token)])
                 active.beat(tx)
         return [(staged.bucket, staged.result)]
 
     def _finish_buckets(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
-        """What every recompute ends with: the buckets' versions move, and their parents are marked."""
-        for bucket, _ in claimed:
-            bump_version(tx, self.level.name, bucket, bucket + self.level.width)
+        """What every recompute ends with: the buckets' parents are marked, and their markers released."""
         parents: dict[str, set[int]] = {}
         for bucket, _ in claimed:
             parent = tx.levels.parent_bucket(self.level, bucket)
@@ -184,7 +177,7 @@ class LevelRunner:
                 parents.setdefault(parent[0].name, set()).add(parent[1])
         for level, buckets in parents.items():
             mark(tx, level, buckets)
-        if not tx.dialect.release_after_commit:
+        if not tx.dialect.caps.release_after_commit:
             self._release(tx, claimed)
 
     def _release(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
@@ -200,7 +193,7 @@ class LevelRunner:
             results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
             self._finish_buckets(tx, claimed)
             active.beat(tx)
-        if self.db.dialect.release_after_commit:
+        if self.db.dialect.caps.release_after_commit:
             # The rows are committed on every node now; until this, reads kept answering from raw events.
             with self.db.write() as tx:
                 self._release(tx, claimed)

@@ -9,41 +9,24 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
-from sqlalchemy import Connection, CursorResult
+from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from trend.errors import (
-    ConfigError,
-    DatabaseUnavailableError,
-    NodeConnectionLostError,
-    StorageError,
-    TransactionAbortedError,
-)
-from trend.logging import get_logger
+from trend.errors import DatabaseUnavailableError, NodeConnectionLostError, StorageError, TransactionAbortedError
 from trend.model import LEVELS, Hierarchy
-from trend.storage.dialects import (
-    DIALECTS,
-    CitusDialect,
-    Dialect,
-    PostgresDialect,
-    chunked,
-    has_citus,
-    has_worker_nodes,
-    is_distributed,
-)
-from trend.storage.totals_cache import TotalsCache
+from trend.storage.dialects import DIALECTS, Dialect, chunked, for_database
+from trend.storage.migrations import create_or_migrate
+from trend.storage.read_cache import ReadCache
+from trend.storage.tx import Lasting, Tx
 
 __all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
 
-log = get_logger("storage")
 T = TypeVar("T")
 # SQLSTATEs of a transaction the database undid to break a deadlock (Citus's distributed deadlock
 # detection included) or a serialization conflict.
@@ -58,29 +41,6 @@ def normalize_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
-
-
-@dataclass(frozen=True)
-class Tx:
-    """One transaction: the connection, its backend's dialect, and the level hierarchy.
-
-    Storage functions take one of these, never a ``(database, connection)`` pair.
-    """
-
-    conn: Connection
-    dialect: Dialect
-    levels: Hierarchy
-    totals: TotalsCache | None = None  # on reads, where the backend allows it
-    # Facts read once per transaction and asked for again by later statements (the data versions).
-    memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
-    # Facts that stay true for the life of the process once read: shared by its read transactions.
-    lasting: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def execute(self, statement: Any, parameters: Any = None) -> CursorResult[Any]:
-        return self.conn.execute(statement, parameters)
-
-    def exec_driver_sql(self, statement: str, parameters: Any = None) -> CursorResult[Any]:
-        return self.conn.exec_driver_sql(statement, parameters)
 
 
 class FairLock:
@@ -120,25 +80,17 @@ class Database:
         self.key_normalization = key_normalization
         self.citus = citus
         parsed = make_url(self.url)
-        backend = parsed.get_backend_name()
-        if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
-            raise StorageError("an in-memory SQLite database cannot be shared; give a file path")
-        if backend == "sqlite":
-            folder = Path(str(parsed.database)).expanduser().absolute().parent
-            if not folder.is_dir():
-                # SQLite itself would say only "unable to open database file".
-                raise ConfigError("TREND_DATABASE_URL", f"cannot create the SQLite file {parsed.database}: "
-                                                        f"the directory {folder} does not exist")
-        self.dialect: Dialect = DIALECTS[backend](hll)
+        self.dialect: Dialect = DIALECTS[parsed.get_backend_name()](hll)
+        self.dialect.check_url(parsed)
         self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
         self._reader = self.dialect.reader(self.engine)
         self._prober = self.dialect.prober(self.engine)
         self._writer = self.engine.execution_options(trend_write=True)
-        self._write_turns = FairLock() if self.dialect.serialized_writers else None
+        self._write_turns = FairLock() if self.dialect.caps.serialized_writers else None
         self._schema_lock = threading.Lock()
         self._schema_ready = False
-        self._totals = TotalsCache()
-        self._lasting: dict[Hashable, Any] = {}
+        self._cache = ReadCache()
+        self._lasting = Lasting()
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -158,7 +110,7 @@ class Database:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
         with translate_errors(), self._reader.connect() as conn, conn.begin():
-            yield Tx(conn, self.dialect, self.levels, self._totals if self.dialect.caches_reads else None,
+            yield Tx(conn, self.dialect, self.levels, self._cache if self.dialect.caps.caches_reads else None,
                      lasting=self._lasting)
 
     @contextmanager
@@ -181,38 +133,19 @@ class Database:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                from trend.storage.migrations import create_or_migrate
-
                 with translate_errors(), self._writer.begin() as conn:
                     self.dialect.lock_schema(conn)
-                    self._choose_citus(conn)
-                    self.dialect.prepare(conn)
+                    self._open(conn)
                     create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization)
                     self.dialect.before_commit(conn)
                 self._schema_ready = True
 
-    def _choose_citus(self, conn: Connection) -> None:
-        """TREND_CITUS: ``auto`` distributes when the database has the citus extension; ``on`` insists;
-        ``off`` keeps plain tables, and refuses tables that are distributed already."""
-        if not isinstance(self.dialect, PostgresDialect):
-            if self.citus == "on":
-                raise ConfigError("TREND_CITUS", "is on, but the database is not PostgreSQL")
-            return
-        citus = has_citus(conn)
-        if self.citus == "off":
-            if citus and is_distributed(conn):
-                # Plain-table code here would lose event_id uniqueness (Citus enforces only the shard key's).
-                raise ConfigError("TREND_CITUS", "is off, but this database's tables are distributed by Citus; "
-                                                 "leave TREND_CITUS at auto (or on) for it")
-            return
-        if citus:
-            self.dialect = CitusDialect(self.dialect.hll)
-            if not has_worker_nodes(conn):
-                log.warning("Citus has no worker nodes: every shard stays on the coordinator, which pays Citus's "
-                            "costs and spreads nothing; add one with SELECT citus_add_node(host, port)")
-        elif self.citus == "on":
-            raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
-                                             "(CREATE EXTENSION citus, on a server that has Citus installed)")
+    def _open(self, conn: Connection) -> None:
+        """The dialect this database needs (Citus's, where it has the extension: TREND_CITUS), and
+        what the database can do, probed once."""
+        self.dialect = for_database(self.dialect, conn, self.citus)
+        self.dialect.attach(self.engine)
+        self.dialect.caps = self.dialect.probe(conn)
 
     def retrying(self, call: Callable[[], T], attempts: int = 3) -> T:
         """``call()``, a whole transaction, again when the database undid it for a passing reason: a

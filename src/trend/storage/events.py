@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, union_all
 
 from trend.model import MINUTE_MS, RAW, EventRow
+from trend.storage import data_versions
 from trend.storage.dialects import CHUNK, chunked
-from trend.storage.engine import Tx
 from trend.storage.markers import mark
 from trend.storage.schema import dimensions, fact_events, level_table
-from trend.storage.totals_cache import bump_version
+from trend.storage.tx import Tx
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def erase_user(tx: Tx, user_id: str) -> Erased:
     deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
     mark(tx, tx.levels.finest.name, minutes)
     if deleted:
-        bump_version(tx, RAW)  # a later event may take a deleted seq (storage/totals_cache.py)
+        data_versions.bump(tx, RAW)  # a later event may take a deleted seq (storage/carried.py)
     return Erased(events=int(deleted), minutes=len(minutes))
 
 

@@ -9,8 +9,8 @@ from typing import cast
 
 from sqlalchemy import and_, bindparam, func, or_, select
 
-from trend.storage.engine import Tx
 from trend.storage.schema import rollup_dirty as dirty
+from trend.storage.tx import Tx
 
 
 def mark(tx: Tx, level: str, buckets: Iterable[int]) -> None:
@@ -81,10 +81,6 @@ def release(tx: Tx, level: str, bucket: int, version: int) -> bool:
     return deleted.rowcount == 1
 
 
-# tx.memo: (start, end, {level: [(bucket, version)]}) of the transaction's markers_between.
-_SEEN = "markers_between"
-
-
 def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
     """Every marker of every level inside ``[start, end)``; usually few, hundreds after a late batch.
 
@@ -96,7 +92,7 @@ def markers_between(tx: Tx, start: int, end: int) -> list[tuple[str, int]]:
     by_level: dict[str, list[tuple[int, int]]] = {}
     for level, bucket, version in rows:
         by_level.setdefault(level, []).append((bucket, version))
-    tx.memo[_SEEN] = (start, end, {level: sorted(found) for level, found in by_level.items()})
+    tx.memo.markers = (start, end, {level: sorted(found) for level, found in by_level.items()})
     return [(level, bucket) for level, bucket, _ in rows]
 
 
@@ -106,7 +102,7 @@ def marker_versions(tx: Tx, level: str, ranges: Iterable[tuple[int, int]]) -> tu
     ranges = sorted(ranges)
     if not ranges:
         return ()
-    seen = tx.memo.get(_SEEN)
+    seen = tx.memo.markers
     if seen is not None and seen[0] <= ranges[0][0] and ranges[-1][1] <= seen[1]:
         found = seen[2].get(level, [])
         return tuple(item for start, end in ranges

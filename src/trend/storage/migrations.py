@@ -11,19 +11,18 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from trend.errors import ConfigError, StorageError
-from trend.storage.engine import Tx
 from trend.storage.schema import (
     BASE_TABLES,
     ROLLUP_INDEX,
     SCHEMA_VERSION,
     Sketch,
     fact_events,
-    has_key_index,
     level_table,
     level_tables,
     metadata,
     schema_meta,
 )
+from trend.storage.tx import Tx
 
 USERS_SINCE = "users_since"
 KEY_NORMALIZATION = "key_normalization"
@@ -90,7 +89,7 @@ def _drop_unwanted_key_indexes(tx: Tx) -> None:
     """Databases made before SQLite's finer levels lost their index by key. Not a schema version:
     rows are unchanged, and runners of the last release read them just as well (if slower)."""
     for level in tx.levels:
-        if not has_key_index(level, tx.conn.dialect.name):
+        if not tx.dialect.caps.has_key_index(level):
             tx.exec_driver_sql(f"DROP INDEX IF EXISTS {level.table}_key")
 
 
@@ -113,11 +112,10 @@ def stored_version(tx: Tx) -> int:
 def users_since(tx: Tx) -> int:
     """Rollup rows of buckets before this carry no users sketch: their users are unknown. Set only by
     migrations, which run before a process reads: read once per process."""
-    if USERS_SINCE not in tx.lasting:
+    if tx.lasting.users_since is None:
         value = _get(tx, USERS_SINCE)
-        tx.lasting[USERS_SINCE] = 0 if value is None else int(value)
-    since: int = tx.lasting[USERS_SINCE]
-    return since
+        tx.lasting.users_since = 0 if value is None else int(value)
+    return tx.lasting.users_since
 
 
 def create_or_migrate(tx: Tx, key_normalization: str) -> int:

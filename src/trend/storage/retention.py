@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import Table, func, select
 
 from trend.model import MINUTE_MS, RAW, Level
+from trend.storage import data_versions
 from trend.storage.engine import Database, Tx
 from trend.storage.schema import fact_events, job_runs, level_table, rollup_dirty
-from trend.storage.totals_cache import bump_version
 
 _RUNS_KEPT_MS = 7 * 86_400_000
 
@@ -76,15 +76,20 @@ def _delete_chunks(db: Database, table: Table, column: str, chunk: int, before: 
             if _has_marker(tx, guarded_by, start, start + chunk):
                 skipped += 1
             else:
-                c = table.c[column]
-                deleted = tx.execute(table.delete().where(c >= start, c < start + chunk)).rowcount
-                if deleted and what == RAW:  # one version for all: new events may reuse a deleted seq
-                    bump_version(tx, RAW)
-                elif deleted:
-                    bump_version(tx, what, start, start + chunk)
-                rows += deleted
+                rows += _delete(tx, table, column, start, start + chunk, what)
         found = _first_from(db, table, column, start + chunk)
     return Deleted(what, rows, skipped)
+
+
+def _delete(tx: Tx, table: Table, column: str, start: int, end: int, what: str) -> int:
+    """Delete ``table``'s rows in ``[start, end)`` of ``column``, moving the data version they belong to."""
+    c = table.c[column]
+    deleted = int(tx.execute(table.delete().where(c >= start, c < end)).rowcount)
+    if deleted and what == RAW:  # one version for all: new events may reuse a deleted seq
+        data_versions.bump(tx, RAW)
+    elif deleted:
+        data_versions.bump(tx, what, start, end)
+    return deleted
 
 
 def delete_old_runs(db: Database, now_ms: int) -> int:

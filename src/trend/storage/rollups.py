@@ -17,9 +17,10 @@ from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from trend.measures import MEASURE_COLUMNS, MEASURES, Measure
 from trend.model import MINUTE_MS, Level
-from trend.storage.engine import Tx
+from trend.storage import data_versions
 from trend.storage.schema import fact_events, level_table
 from trend.storage.sketches import Distinct
+from trend.storage.tx import Tx
 
 
 def from_raw(tx: Tx, measures: Sequence[Measure] = MEASURES) -> list[ColumnElement[Any]]:
@@ -114,7 +115,7 @@ def recompute_many(tx: Tx, level: Level, buckets: Sequence[int]) -> dict[int, Re
     query = (grouped(source, buckets[0], buckets[0] + level.width, literal(buckets[0])) if len(buckets) == 1
              else grouped_many(source, buckets, level.width))
     tx.execute(table.insert().from_select(ROW_COLUMNS, query))
-    if not tx.dialect.sketches_in_sql:
+    if not tx.dialect.caps.sketches_in_sql:
         for bucket in buckets:
             _fill_sketches(tx, level, bucket)
     counted = (select(table.c.bucket, func.count(), func.coalesce(func.sum(table.c["count"]), 0))
@@ -122,6 +123,8 @@ def recompute_many(tx: Tx, level: Level, buckets: Sequence[int]) -> dict[int, Re
     found = dict.fromkeys(buckets, Recomputed(rows=0, events=0))
     for bucket, rows, events in map(tuple, tx.execute(counted)):
         found[int(bucket)] = Recomputed(rows=int(rows), events=int(events))
+    for bucket in buckets:
+        data_versions.bump(tx, level.name, bucket, bucket + level.width)
     return found
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from trend.storage.engine import Tx
 from trend.storage.schema import job_runs
+from trend.storage.tx import Tx
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from trend.measures import MEASURES
-from trend.model import HOUR_MS, Hierarchy, Level
+from trend.model import Hierarchy, Level
+from trend.storage.dialects import Capabilities, trend_dialect
 
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
@@ -53,32 +54,39 @@ fact_events = Table(
 # Unique only where set: most events carry no id, and a partial index keeps ingest from paying for them.
 Index("fact_events_event_id", fact_events.c.event_id, unique=True,
       sqlite_where=fact_events.c.event_id.isnot(None), postgresql_where=fact_events.c.event_id.isnot(None))
-# user_id last: the users sketch is built in the same covering walk (schema 3).
+
+
+def _caps(dialect: Dialect) -> Capabilities:
+    found = trend_dialect(dialect)
+    return found.caps if found is not None else Capabilities()
+
+
+def _if_covering(ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, *,
+                 dialect: Dialect, compiler: Any = None, checkfirst: bool = False) -> bool:
+    return _caps(dialect).covering_minute_index
+
+
+def _if_not_covering(ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, *,
+                     dialect: Dialect, compiler: Any = None, checkfirst: bool = False) -> bool:
+    return not _caps(dialect).covering_minute_index
+
+
+# The 1m GROUP BY as one walk of a covering index in group order, user_id last so the users sketch is
+# built in the same walk (schema 3); or a plain index of the minute, where that rolls up as fast.
 ROLLUP_INDEX = Index("fact_events_rollup_users", fact_events.c.minute, fact_events.c.event, fact_events.c.segment,
-      fact_events.c.key, fact_events.c.value, fact_events.c.user_id).ddl_if(dialect="sqlite")
-Index("fact_events_minute", fact_events.c.minute).ddl_if(dialect="postgresql")
-
-
-class _Hll(UserDefinedType[Any]):
-    """postgresql-hll's ``hll`` type."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **_: Any) -> str:
-        return "hll"
+                     fact_events.c.key, fact_events.c.value, fact_events.c.user_id).ddl_if(callable_=_if_covering)
+Index("fact_events_minute", fact_events.c.minute).ddl_if(callable_=_if_not_covering)
 
 
 class Sketch(TypeDecorator[Any]):
-    """A users sketch: ``hll`` on PostgreSQL, a DataSketches HLL ``BLOB`` on SQLite (``bytea`` on a
-    PostgreSQL without postgresql-hll)."""
+    """A users sketch, in the column type its backend's dialect gives (``sketch_type``)."""
 
     impl = LargeBinary
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        # A PostgreSQL database without postgresql-hll keeps DataSketches' bytes (storage/dialects.py).
-        hll = dialect.name == "postgresql" and getattr(dialect, "trend_hll", True)
-        return dialect.type_descriptor(_Hll() if hll else LargeBinary())
+        found = trend_dialect(dialect)
+        return dialect.type_descriptor(found.sketch_type() if found is not None else LargeBinary())
 
 
 _TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53), "sketch": Sketch}
@@ -109,14 +117,7 @@ def level_table(level: Level) -> Table:
 
 def _if_key_index(ddl: Any, target: Any, bind: Any, tables: Any = None, state: Any = None, *,
                   dialect: Dialect, compiler: Any = None, checkfirst: bool = False) -> bool:
-    return has_key_index(state, dialect.name)
-
-
-def has_key_index(level: Level, dialect: str) -> bool:
-    """Whether ``agg_<level>`` has the index by key. Not SQLite's levels under an hour: each bucket's
-    rows land all over a key-first index, and on SQLite writing those pages tripled a long-tail
-    catch-up. Their keyed reads seek the primary key, bucket by bucket, instead (storage/reads.py)."""
-    return dialect != "sqlite" or level.width >= HOUR_MS
+    return _caps(dialect).has_key_index(state)
 
 
 def level_tables(levels: Hierarchy) -> list[Table]:

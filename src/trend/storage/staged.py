@@ -24,11 +24,12 @@ from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, s
 from sqlalchemy.schema import CreateTable
 
 from trend.model import Level
+from trend.storage import data_versions
 from trend.storage.dialects import WRITE_POLL_S
-from trend.storage.engine import Tx
 from trend.storage.rollups import ROW_COLUMNS, Recomputed, grouped, source_of
 from trend.storage.schema import level_table
 from trend.storage.schema import rollup_dirty as dirty
+from trend.storage.tx import Tx
 
 # Rows per write transaction: 3–10 ms of SQLite's write lock at the median, by level and sketch size.
 PIECE_ROWS = 2_000
@@ -108,7 +109,11 @@ def still_taken(tx: Tx, staged: Staged, token: int) -> bool:
 
 
 def write_piece(tx: Tx, staged: Staged, piece: int) -> None:
-    """Piece number ``piece``: delete a share of the bucket's old rows, or copy a share of the staged ones."""
+    """Piece number ``piece``: delete a share of the bucket's old rows, or copy a share of the staged ones.
+    The first and the last piece move the level's data version: reads never use the rows of a bucket
+    still marked, and the last piece is where its marker goes."""
+    if piece in (0, staged.pieces - 1):
+        data_versions.bump(tx, staged.level.name, staged.bucket, staged.bucket + staged.level.width)
     table = level_table(staged.level)
     in_bucket = table.c.bucket == staged.bucket
     if piece < staged.clearing:

@@ -1,0 +1,243 @@
+"""What every backend provides, in three roles, and what it can do, in one frozen object.
+
+Storage functions ask their transaction's dialect (``tx.dialect``), never a backend's name:
+
+* :class:`Connector`: the engine, the kinds of transaction, the schema lock, and what runs around a
+  commit;
+* :class:`Writer`: inserts, bulk paths, the claim of a dirty bucket, and the hooks of a recompute;
+* :class:`Vocabulary`: the SQL that differs between backends (lists bound as one parameter,
+  collation, users sketches);
+* :class:`Capabilities`: the facts that decide between ways of doing the same thing, probed once
+  when the database is opened.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.types import TypeEngine
+
+from trend.measures import Fold
+from trend.model import HOUR_MS, Level
+from trend.storage import sketches
+
+# Bounded so a huge batch never builds one enormous statement or parameter list.
+CHUNK = 5_000
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend does, where trend has more than one way of doing something."""
+
+    # Writers take turns (SQLite's single write lock), so a transaction's reads stay true until commit.
+    serialized_writers: bool = False
+    # A level's run works alone: another process's run of it is skipped, not shared.
+    exclusive_runs: bool = False
+    # A bucket's rows are staged outside the write lock and written in short pieces (storage/staged.py).
+    staged_rollups: bool = False
+    # Release a bucket's marker only after the transaction that wrote its rows has committed everywhere.
+    release_after_commit: bool = False
+    # How many dirty buckets of a level one transaction may recompute together: where a transaction
+    # has a high fixed cost (Citus's two-phase commit over every shard), a catch-up shares it.
+    buckets_per_transaction: int = 1
+    # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/python_sketches.py).
+    sketches_in_sql: bool = True
+    # How distinct users are sketched here, as ``trend status`` says it.
+    users_sketches: str = ""
+    # Reads keep key totals of clean buckets between requests (storage/kept.py).
+    caches_reads: bool = True
+    # Every stored event gets a seq above every seq committed before it, as long as no event is
+    # deleted (SQLite's single writer and rowid); so a read can take just the events since its last.
+    ordered_inserts: bool = False
+    # The 1m GROUP BY walks one covering index of fact_events in group order (SQLite); elsewhere a plain
+    # index of the minute rolls up as fast and keeps COPY twice as fast.
+    covering_minute_index: bool = False
+    # Levels under an hour have an index by key. Not on SQLite: each bucket's rows land all over a
+    # key-first index, which tripled a long-tail catch-up; keyed reads seek the primary key instead.
+    fine_key_index: bool = True
+    # Events and rollups are spread over the nodes of a cluster (Citus), whose health trend reports.
+    distributed: bool = False
+
+    def has_key_index(self, level: Level) -> bool:
+        """Whether ``agg_<level>`` has the index by key (storage/schema.py)."""
+        return self.fine_key_index or level.width >= HOUR_MS
+
+    def but(self, **changes: Any) -> Capabilities:
+        return replace(self, **changes)
+
+
+class Connector(ABC):
+    """How trend connects to a backend and brackets its transactions."""
+
+    @abstractmethod
+    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+        """The engine; it also records this dialect on SQLAlchemy's (see :func:`trend_dialect`)."""
+
+    def attach(self, engine: Engine) -> None:
+        """Record this dialect on SQLAlchemy's, where schema.py's types and indexes find it."""
+        engine.dialect.trend = self  # type: ignore[attr-defined]  # an attribute of ours on SQLAlchemy's dialect
+
+    def check_url(self, url: URL) -> None:
+        """Refuse a database URL this backend cannot use, naming the setting."""
+
+    def reader(self, engine: Engine) -> Engine:
+        """Connections for reads that must agree: one snapshot per transaction."""
+        return engine
+
+    def prober(self, engine: Engine) -> Engine:
+        """Connections for a single statement, which is a snapshot by itself."""
+        return engine
+
+    def lock_schema(self, conn: Connection) -> None:
+        """Keep two processes from creating or migrating tables at once."""
+
+    def probe(self, conn: Connection) -> Capabilities:
+        """What this database can do, read once before trend's tables (extensions, for one)."""
+        return self.caps
+
+    def refine(self, conn: Connection, citus: str) -> Dialect:
+        """The dialect this database really needs (a PostgreSQL with Citus is Citus's); TREND_CITUS."""
+        assert isinstance(self, Dialect)
+        return self
+
+    def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
+        """After the tables are created: spread them over nodes, where the backend does that."""
+
+    def before_commit(self, conn: Connection) -> None:
+        """The last statement of every write transaction."""
+
+    def committed(self) -> None:
+        """After each write transaction has committed."""
+
+    def close(self) -> None:
+        """When the database is disposed of: stop what the dialect runs in the background."""
+
+    caps: Capabilities
+
+
+class Writer(ABC):
+    """How rows get in, and how runners share the dirty buckets."""
+
+    @abstractmethod
+    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT that supports ``on_conflict_do_*``."""
+
+    @abstractmethod
+    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> None:
+        """The fastest bulk path of the backend."""
+
+    @abstractmethod
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        """Insert the rows whose id is new (ids are unique within ``rows``, and come in their code point
+        order, which every backend keeps so that concurrent batches cannot deadlock); returns the ids stored."""
+
+    def claim(self, query: Select[Any]) -> Select[Any]:
+        """The claim of a dirty bucket: how concurrent runners keep off each other's rows."""
+        return query
+
+    def before_recompute(self, conn: Connection) -> None:
+        """Inside a bucket's transaction, after its marker is claimed and before its source is read."""
+
+    def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
+        """Drop what the backend keeps of event_ids outside fact_events for events older than a minute."""
+        return 0
+
+
+class Vocabulary(ABC):
+    """The SQL that differs between backends."""
+
+    @abstractmethod
+    def listed(self, values: Sequence[str]) -> ColumnElement[str]:
+        """The values as rows of one column, from a single parameter."""
+
+    @abstractmethod
+    def listed_numbers(self, values: Sequence[int]) -> ColumnElement[int]:
+        """Whole numbers as rows of one column, from a single parameter."""
+
+    @abstractmethod
+    def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Aggregate: a HyperLogLog sketch of the distinct non-NULL values, NULL when there are none."""
+
+    @abstractmethod
+    def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        """Aggregate: the union of non-NULL sketches, NULL when there are none."""
+
+    @abstractmethod
+    def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The number of distinct values a sketch holds, a whole number; 0 for NULL."""
+
+    @abstractmethod
+    def sketch_type(self) -> TypeEngine[Any]:
+        """The column type of a stored users sketch."""
+
+    def one_of(self, column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+        """``column IN values`` bound as one parameter, so a read never depends on how many keys exist
+        (SQLite allows 32,766 parameters per statement, PostgreSQL 65,535)."""
+        return column.in_(select(self.listed(values)))
+
+    def code_point_order(self, column: Any) -> Any:
+        """Order text by code point, as Python does."""
+        return column
+
+    def unindexed(self, column: ColumnElement[int]) -> ColumnElement[int]:
+        """``column`` in a form no index serves, so the planner walks the range it is given instead."""
+        return column + 0
+
+    def aggregate(self, fold: Fold, column: ColumnElement[Any] | None) -> ColumnElement[Any]:
+        """The SQL aggregate for a measure's fold over ``column`` (COUNT: None counts rows)."""
+        if fold is Fold.COUNT:
+            return func.count() if column is None else func.count(column)
+        assert column is not None  # every fold but COUNT reads a column
+        if fold is Fold.SUM:
+            return func.sum(column)
+        if fold is Fold.MIN:
+            return func.min(column)
+        if fold is Fold.MAX:
+            return func.max(column)
+        return self.sketch_of(column) if fold is Fold.SKETCH else self.union_of(column)
+
+    def estimates(self, conn: Connection, parts: Mapping[str, Sequence[Any]]) -> dict[str, int]:
+        """Per key, the estimate of the union of its sketches as a read returned them (unestimated);
+        0 for a key without any. Here DataSketches' bytes, merged in the process."""
+        found = {}
+        for key, blobs in parts.items():
+            if len(blobs) == 1:
+                found[key] = sketches.estimate(bytes(blobs[0]))
+                continue
+            union = sketches.Distinct()
+            for blob in blobs:
+                union.merge(blob)
+            found[key] = union.estimate()
+        return found
+
+
+class Dialect(Connector, Writer, Vocabulary):
+    """One backend: every role. Subclasses set ``name`` and ``CAPABILITIES`` and are registered in
+    :data:`trend.storage.dialects.DIALECTS`."""
+
+    name: ClassVar[str]
+    CAPABILITIES: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, hll: str = "auto") -> None:
+        self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
+        # The class's capabilities until the database is probed (Database.ensure_schema).
+        self.caps = self.CAPABILITIES
+
+
+def trend_dialect(sqlalchemy_dialect: Any) -> Dialect | None:
+    """trend's dialect of an engine, from SQLAlchemy's (schema.py's types and indexes ask it)."""
+    found = getattr(sqlalchemy_dialect, "trend", None)
+    return found if isinstance(found, Dialect) else None
