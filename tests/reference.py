@@ -12,14 +12,14 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from trend.measures import MEASURES
+from trend import measures
 from trend.model import RAW, Level, floor_to
 from trend.service import Trend
 from trend.storage import data_versions, sketches
 from trend.storage.schema import fact_events, level_table, rollup_dirty
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
-Measures = tuple[Any, ...]  # one value per measure, in the order of MEASURES
+Measures = tuple[Any, ...]  # one value per measure, in the order of measures.MEASURES
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Reference:
                 return False
             self.seen_ids.add(event_id)
         self.events.append({"ts": ts, "event": event, "key": key, "segment": segment, "value": value,
-                            "user_id": user_id})
+                            "user_id": user_id, "event_id": event_id})
         return True
 
     def grouped(self, level: Level) -> dict[GroupKey, Measures]:
@@ -49,7 +49,8 @@ def group_events(events: Iterable[Mapping[str, Any]], level: Level) -> dict[Grou
     groups: dict[GroupKey, list[Mapping[str, Any]]] = {}
     for e in events:
         groups.setdefault((floor_to(e["ts"], level.width), e["event"], e["segment"], e["key"]), []).append(e)
-    return {group: tuple(m.read_value(m.fold_raw([{"user_id": None, **e} for e in members])) for m in MEASURES)
+    return {group: tuple(m.read_value(m.fold_raw([{"user_id": None, "event_id": None, **e} for e in members]))
+                         for m in measures.MEASURES)
             for group, members in groups.items()}
 
 
@@ -60,13 +61,14 @@ def table_rows(trend: Trend, level: Level) -> dict[GroupKey, Measures]:
     with trend.db.read() as tx:
         in_sql = tx.dialect.caps.sketches_in_sql  # else the column holds DataSketches' bytes, estimated here
         columns = [tx.dialect.estimate(table.c[m.column]) if m.is_sketch and in_sql else table.c[m.column]
-                   for m in MEASURES]
+                   for m in measures.MEASURES]
         query = select(table.c.bucket, table.c.event, table.c.segment, table.c.key, *columns)
         rows = [tuple(r) for r in tx.execute(query)]
     if not in_sql:
-        rows = [(*r[:4], *(sketches.estimate(v) if m.is_sketch else v for m, v in zip(MEASURES, r[4:], strict=True)))
+        rows = [(*r[:4], *(sketches.estimate(v) if m.is_sketch else v
+                           for m, v in zip(measures.MEASURES, r[4:], strict=True)))
                 for r in rows]
-    return {(r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(MEASURES, r[4:], strict=True))
+    return {(r[0], r[1], r[2], r[3]): tuple(m.python_value(v) for m, v in zip(measures.MEASURES, r[4:], strict=True))
             for r in rows}
 
 
@@ -184,7 +186,8 @@ def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None,
     result = []
     for t in range(start, end, width):
         members = [{"user_id": None, **e} for e in chosen if t <= e["ts"] < t + width]
-        result.append((t, *(m.read_value(m.fold_raw(members)) if members else m.empty for m in MEASURES)))
+        result.append((t, *(m.read_value(m.fold_raw(members)) if members else m.empty
+                            for m in measures.MEASURES)))
     return result
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -22,8 +25,11 @@ from tests.reference import (
     ref_top,
     stored_events,
 )
+from trend import measures
+from trend.api.app import create_app
+from trend.cli import main
 from trend.clock import FakeClock
-from trend.measures import MEASURES
+from trend.measures import Fold, Measure
 from trend.model import DAY_MS, HOUR_MS, LEVELS, MINUTE_MS, Cron, Hierarchy, Level, floor_to
 from trend.service import Trend
 
@@ -126,9 +132,12 @@ class TestGroundTruthWithSketchesInPython:
         play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
 
 
-# The default hierarchy plus a daily level: adding a level is one entry.
+# The default hierarchy plus a daily level: adding a level is one entry (docs/architecture.md, "How to add").
 FOUR_LEVELS = Hierarchy((*LEVELS, Level("1d", DAY_MS, 5 * MINUTE_MS, Cron(minute="7", hour="0"),
                                         retention=5 * 365 * DAY_MS, chart_span=90 * DAY_MS, max_points=400)))
+# A toy measure: how many of a bucket's events carry an event_id. Adding a measure is one entry too.
+TOY = Measure("event_ids", "integer", Fold.COUNT, "event_id", Fold.SUM, "ids", 0,
+              description="Events that carry an event_id")
 four_level_steps = st.one_of(
     st.builds(Ingest, st.lists(event_strategy, min_size=1, max_size=12)),
     # Long enough steps that daily buckets close and roll up during the history.
@@ -137,17 +146,53 @@ four_level_steps = st.one_of(
 )
 
 
-class TestFourLevels:
+@pytest.fixture
+def toy_measure(monkeypatch: pytest.MonkeyPatch) -> Measure:
+    """The measures with :data:`TOY` added, as a developer would add an entry to trend/measures.py."""
+    monkeypatch.setattr(measures, "MEASURES", (*measures.MEASURES, TOY))
+    return TOY
+
+
+class TestAddingALevelAndAMeasure:
     @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(four_level_steps, min_size=1, max_size=20))
-    def test_a_fourth_level_is_exact_too(self, make_trend: TrendFactory, clock: FakeClock,
-                                          steps: list[Any]) -> None:
-        """A hierarchy with a 1d level on top: its table, markers, runs and reads follow the same rules."""
+    def test_a_1d_level_and_a_toy_measure_are_exact_too(self, make_trend: TrendFactory, clock: FakeClock,
+                                                         toy_measure: Measure, steps: list[Any]) -> None:
+        """A hierarchy with a 1d level on top, and one more measure: tables, markers, runs and reads
+        follow the same rules, and every level and read equals the reference, the new measure included."""
         trend = make_trend(levels=FOUR_LEVELS)
         play(trend, clock, steps, settle_ms=2 * DAY_MS)
         with trend.db.read() as tx:
-            assert tx.execute(text("SELECT count(*) FROM agg_1d")).scalar() == len(
-                {(floor_to(e["ts"], DAY_MS), e["event"], e["segment"], e["key"]) for e in stored_events(trend)})
+            rows = tx.execute(text("SELECT count(*), coalesce(sum(event_ids), 0) FROM agg_1d")).one()
+        events = stored_events(trend)
+        assert tuple(rows) == (len({(floor_to(e["ts"], DAY_MS), e["event"], e["segment"], e["key"]) for e in events}),
+                               sum(1 for e in events if e["event_id"] is not None))
+
+    def test_the_toy_measure_and_the_level_show_wherever_their_kind_does(
+            self, make_trend: TrendFactory, clock: FakeClock, toy_measure: Measure,
+            monkeypatch: pytest.MonkeyPatch) -> None:
+        """The new measure is in every series point over HTTP (and its schema), in the CLI's JSON and its
+        table; the new level is an interval of the API, its job is scheduled and has settings."""
+        trend = make_trend(levels=FOUR_LEVELS, jobs={"agg_1d": {"hour": "1"}}, retention={"1d": "400d"})
+        trend.ingest([{"event": "search", "key": "k", "event_id": f"id-{n}", "ts": (T0 - 120_000) / 1000}
+                      for n in range(3)] + [{"event": "search", "key": "k", "ts": (T0 - 120_000) / 1000}])
+        assert trend.settings.job("agg_1d").hour == "1"
+        assert trend.settings.retention_ms("1d") == 400 * DAY_MS
+        assert "agg_1d" in trend.job_ids
+        with TestClient(create_app(trend=trend)) as client:
+            points = client.get("/v1/series", params={"event": "search", "interval": "1d"}).json()["points"]
+            schema = client.get("/openapi.json").json()
+        assert points[-1]["ids"] == 3
+        assert points[-1]["count"] == 4
+        assert "ids" in schema["components"]["schemas"]["SeriesPoint"]["properties"]
+        intervals = next(p for p in schema["paths"]["/v1/series"]["get"]["parameters"] if p["name"] == "interval")
+        assert intervals["schema"]["enum"] == ["1m", "5m", "1h", "1d"]
+        monkeypatch.setenv("TREND_DATABASE_URL", trend.settings.database_url)
+        around = ["series", "--event", "search", "--start", str((T0 - 600_000) // 1000), "--end", str(T0 // 1000)]
+        shown = CliRunner().invoke(main, [*around, "--json"], catch_exceptions=False)
+        assert [p["ids"] for p in json.loads(shown.stdout)["points"] if p["count"]] == [3]
+        table = CliRunner().invoke(main, around, catch_exceptions=False)
+        assert "ids" in table.stdout.splitlines()[2]  # the header row
 
 
 def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
@@ -163,7 +208,7 @@ def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:
         for key, segment in ((None, None), ("우산", None), ("a", "kr")):
             got = trend.series(event, key=key, segment=segment, interval=interval, start_ms=start, end_ms=now)
             expected = ref_series(reference.events, event, key, segment, width, start, got.end)
-            assert [(p.bucket, *(p.measures[m.column] for m in MEASURES)) for p in got.points] == expected
+            assert [(p.bucket, *(p.measures[m.column] for m in measures.MEASURES)) for p in got.points] == expected
     windows = [("15m", 15 * MINUTE_MS), ("1h", HOUR_MS), ("6h", 6 * HOUR_MS)]
     if trend.levels.top.width >= DAY_MS:
         windows.append(("7d", 7 * DAY_MS))  # the only window that holds whole days

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import T0, TrendFactory
 from trend.api.app import create_app
 from trend.clock import FakeClock
-from trend.model import MINUTE_MS
+from trend.model import LEVELS, MINUTE_MS
 from trend.service import Trend
 
 
@@ -61,18 +61,20 @@ class TestShapes:
         assert body["end"] == "2025-11-13T16:00:00+09:00"
 
     def test_dimensions(self, client: TestClient) -> None:
-        assert client.get("/v1/dimensions").json() == {
-            "events": [{"event": "search", "segments": [""]}], "intervals": ["1m", "5m", "1h"],
-            # What the dashboard needs to draw a whole window: a day of minutes, a week of 5m, 90 days of hours.
-            "interval_limits": [{"interval": "1m", "seconds": 60, "max_points": 1440},
-                                {"interval": "5m", "seconds": 300, "max_points": 2016},
-                                {"interval": "1h", "seconds": 3600, "max_points": 2160}]}
+        found = client.get("/v1/dimensions").json()
+        assert found["events"] == [{"event": "search", "segments": [""]}]
+        assert found["intervals"] == LEVELS.names
+        # What the dashboard needs to draw a whole window: a day of minutes, a week of 5m, 90 days of hours.
+        assert found["interval_limits"][:3] == [{"interval": "1m", "seconds": 60, "max_points": 1440},
+                                                {"interval": "5m", "seconds": 300, "max_points": 2016},
+                                                {"interval": "1h", "seconds": 3600, "max_points": 2160}]
+        assert found["rankings"] == ["count", "users"]  # the dashboard's "by" choices
 
 
 class TestJobs:
     def test_jobs_list_and_run(self, client: TestClient, clock: FakeClock) -> None:
         jobs = {j["job"]: j for j in client.get("/v1/jobs").json()["jobs"]}
-        assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention", "alerts"}
+        assert set(jobs) == {*(level.job for level in LEVELS), "retention", "alerts"}
         assert jobs["agg_1m"]["schedule"] == "hour=* minute=* second=5 UTC"
         assert jobs["alerts"]["schedule"] == "hour=* minute=* second=10 UTC"  # after the 1m job's minute
         assert jobs["agg_1m"]["backlog"] == 1  # closed buckets only: 06:50 and 06:51 are still open

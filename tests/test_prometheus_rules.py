@@ -52,7 +52,7 @@ class TestRules:
         with Trend(database_url=database_url, worker_enabled=False) as trend, \
                 TestClient(create_app(trend=trend)) as client:
             exported = client.get("/metrics").text
-        assert used == {"trend_database_up", "trend_lag_seconds", "trend_job_runs_total"}
+        assert used == {"trend_database_up", "trend_lag_seconds", "trend_level_width_seconds", "trend_job_runs_total"}
         for name in used:
             assert re.search(rf"^{name}[{{ ]", exported, re.MULTILINE), name
         assert 'trend_job_runs_total{outcome="failed",trend_job="agg_1m"} 0.0' in exported

@@ -12,7 +12,7 @@ from tests.reference import ref_rising, ref_top
 from trend.clock import FakeClock
 from trend.errors import QueryError
 from trend.model import HOUR_MS, MINUTE_MS
-from trend.query.trends import Queries, rising_score, score_order
+from trend.ranking import rising_ranked, rising_score, score_order
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
@@ -106,7 +106,7 @@ class TestRising:
         """Rising sorts by floats first, then puts each run of equal floats in exact order. With one
         baseline window, a = 2⁶⁰+1 against 0 orders as (2⁶⁰+1)² and b = 2⁶¹+4 against 4 as (2⁶⁰)²:
         the same double, so by floats alone b would win on its higher count."""
-        scored = Queries._scored({"a": 2**60 + 1, "b": 2**61 + 4}, [{"b": 4}], 1)
+        scored = rising_ranked({"a": 2**60 + 1, "b": 2**61 + 4}, [{"b": 4}], 1)
         assert [item[0] for item in scored] == ["a", "b"]
         assert score_order(2**60 + 1, [0]) > score_order(2**61 + 4, [4])
         assert float(score_order(2**60 + 1, [0])) == float(score_order(2**61 + 4, [4]))

@@ -12,12 +12,12 @@ from sqlalchemy import event as sa_event
 from tests.conftest import PROTOCOL_BACKENDS, T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, table_rows
 from trend.clock import FakeClock
-from trend.model import HOUR_MS, LEVELS, LEVELS_BY_NAME, MINUTE_MS
+from trend.model import HOUR_MS, LEVELS_BY_NAME, MINUTE_MS
 from trend.rollup.shell import OVERLAP_WARNING, guard
 from trend.service import Trend
 from trend.storage.runs import all_runs
 
-L1M, L5M, L1H = LEVELS
+L1M, L5M, L1H = (LEVELS_BY_NAME[name] for name in ("1m", "5m", "1h"))
 
 pytestmark = pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)
 
@@ -55,8 +55,8 @@ class TestCatchUp:
         start = T0 - 3 * HOUR_MS
         _ingest_spread(trend, reference, start, minutes=180, per_minute=5)
         clock.set(T0 + 2 * MINUTE_MS)
-        reports = trend.rollup()
-        assert [r.buckets for r in reports] == [180, 36, 3]
+        reports = {r.level: r.buckets for r in trend.rollup()}
+        assert (reports["1m"], reports["5m"], reports["1h"]) == (180, 36, 3)
         assert_levels_equal(trend, reference.events, clock.now_ms())
         assert len(table_rows(trend, L1H)) == 3 * 3  # three hours, three keys
         now = clock.now_ms()

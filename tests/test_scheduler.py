@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import T0, TrendFactory
 from trend.clock import FakeClock
 from trend.config import load_settings
+from trend.model import LEVELS
 from trend.service import Trend
 from trend.storage.runs import RunRecord, all_runs
 from trend.worker.scheduler import trigger_for
@@ -61,7 +62,7 @@ class TestWorker:
             assert scheduler is not None
             assert scheduler.timezone == UTC
             jobs = {job.id: job for job in scheduler.get_jobs()}
-            assert set(jobs) == {"agg_1m", "agg_5m", "agg_1h", "retention", "alerts"}
+            assert set(jobs) == {*(level.job for level in LEVELS), "retention", "alerts"}
             for job in jobs.values():
                 assert (job.coalesce, job.max_instances) == (True, 1)
                 assert job.misfire_grace_time >= 10
@@ -78,7 +79,7 @@ class TestWorker:
         trend.start_worker()
         try:
             assert {info.job: info.enabled for info in trend.worker.info()} == {
-                "agg_1m": True, "agg_5m": False, "agg_1h": True, "retention": True, "alerts": True}
+                **{level.job: level.job != "agg_5m" for level in LEVELS}, "retention": True, "alerts": True}
             assert trend.worker._scheduler is not None
             assert trend.worker._scheduler.get_job("agg_5m") is None
         finally:

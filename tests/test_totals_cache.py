@@ -15,11 +15,15 @@ from sqlalchemy import text
 from tests.conftest import T0
 from tests.reference import ref_counts, ref_rising, ref_top, settle
 from trend.clock import FakeClock
-from trend.model import HOUR_MS, MINUTE_MS
+from trend.model import HOUR_MS, LEVELS_BY_NAME, MINUTE_MS, Hierarchy
 from trend.ranking import Totals, ranked_with
 from trend.service import Trend
 from trend.storage import data_versions
 from trend.storage.markers import mark
+
+# White-box tests of one backend's way of keeping raw spans.
+ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+ON_POSTGRES = pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
 WINDOW = 24 * HOUR_MS
 
@@ -69,7 +73,9 @@ def test_kept_totals_serve_until_their_level_moves(trend: Trend) -> None:
 
 
 def test_retention_voids_kept_totals(make_trend: Any, clock: FakeClock) -> None:
-    trend: Trend = make_trend(retention={"1h": 3 * HOUR_MS})
+    # The seed's three levels: with 1h on top, its rows are what retention takes and nothing rolls them up.
+    trend: Trend = make_trend(levels=Hierarchy(tuple(LEVELS_BY_NAME[name] for name in ("1m", "5m", "1h"))),
+                              retention={"1h": 3 * HOUR_MS})
     events: list[dict[str, Any]] = []
     _store(trend, events, [{"event": "search", "key": "old", "ts": T0 - 5 * HOUR_MS}] * 2)
     settle(trend, T0)
@@ -150,12 +156,11 @@ def test_pending_late_minutes_are_kept_and_follow_their_markers(trend: Trend) ->
     assert _top(trend) == _expected(events)
 
 
+@ON_POSTGRES
 def test_a_dirty_minutes_kept_totals_change_only_with_its_marker(trend: Trend) -> None:
-    """White box: a raw event slipped in without a marker is not seen (the totals are kept); marking
-    the minute, as every ingest does in the same transaction, makes the next read see it. SQLite
-    carries every raw span forward by seq instead (the next test)."""
-    if trend.db.dialect.name == "sqlite":
-        return
+    """White box (PostgreSQL): a raw event slipped in without a marker is not seen (the totals are
+    kept); marking the minute, as every ingest does in the same transaction, makes the next read see
+    it. SQLite carries every raw span forward by seq instead (the next test)."""
     events: list[dict[str, Any]] = []
     _store(trend, events, [{"event": "search", "key": "a", "ts": T0 - 5 * HOUR_MS}] * 3)
     settle(trend, T0)
@@ -191,13 +196,13 @@ def test_open_minutes_add_only_the_events_stored_since_the_last_read(trend: Tren
         assert _top(trend, 100) == _expected(events, 100), round_  # every key, so no miscount hides
 
 
+@ON_SQLITE
 @pytest.mark.parametrize("minute", [T0, T0 - 2 * HOUR_MS], ids=["open", "closed and dirty"])
 def test_raw_minute_totals_are_carried_by_seq(trend: Trend, minute: int) -> None:
     """White box (SQLite): an event slipped in below the seq of the last read is not seen, which shows
     only newer events are read, in an open minute and in a closed dirty one alike; a bump of the raw
-    data version (what every deletion of raw events does) makes the next read count the minute again."""
-    if trend.db.dialect.name != "sqlite":
-        return  # PostgreSQL reads the open minutes whole: its sequence order is not commit order
+    data version (what every deletion of raw events does) makes the next read count the minute again.
+    PostgreSQL reads the open minutes whole: its sequence order is not commit order."""
     _store(trend, [], [{"event": "search", "key": "b", "ts": T0 - 5 * HOUR_MS}])
     settle(trend, T0)
     _store(trend, [], [{"event": "search", "key": "a", "ts": minute}] * 3)
@@ -275,11 +280,10 @@ def _keep_an_open_minute_user(trend: Trend) -> None:
     assert _top_users(trend) == [("a", 2, 2)]
 
 
+@ON_SQLITE
 def test_open_minute_users_are_carried_by_seq(trend: Trend) -> None:
     """White box (SQLite): a user slipped in below the seq of the last read is not seen; a bump of
     the raw data version makes the next read fold the open minute's users again."""
-    if trend.db.dialect.name != "sqlite":
-        return  # PostgreSQL reads the open minutes whole
     _keep_an_open_minute_user(trend)
     with trend.db.write() as tx:
         tx.execute(text("INSERT INTO fact_events (seq, ts, event, segment, key, value, user_id, received_at, minute) "
@@ -291,13 +295,12 @@ def test_open_minute_users_are_carried_by_seq(trend: Trend) -> None:
     assert _top_users(trend) == [("a", 4, 4)]
 
 
+@ON_SQLITE
 def test_an_older_snapshot_never_takes_figures_kept_by_a_newer_one(trend: Trend,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """White box (SQLite): a read whose snapshot began before an ingest runs after a newer read has
     kept the open minute's count and users at the newer seq. It must answer as of its own snapshot,
     not with the newer figures."""
-    if trend.db.dialect.name != "sqlite":
-        return  # PostgreSQL reads the open minutes whole
     _keep_an_open_minute_user(trend)
     with trend.db.read() as older:
         older.execute(text("SELECT count(*) FROM fact_events")).scalar_one()  # its snapshot begins here

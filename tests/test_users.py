@@ -180,7 +180,7 @@ class TestUpgrade:
                     for n in range(90)])
         old.rollup()
         with old.db.write() as tx:  # what a schema-2 database looks like, with raw events of its first hour gone
-            for table in ("agg_1m", "agg_5m", "agg_1h"):
+            for table in (level.table for level in old.levels):
                 tx.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN users_sketch")
                 tx.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN user_events")
             tx.exec_driver_sql("DELETE FROM trend_schema WHERE name IN ('users_since', 'key_normalization')")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trend.service import Trend
+from trend.version import __version__
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-__version__ = "0.1.0"
 __all__ = ["Trend", "__version__"]
 
 

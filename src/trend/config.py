@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -69,10 +70,10 @@ class JobSettings(BaseModel):
         return value
 
 
-def _jobs_with_defaults(value: object) -> dict[str, Any]:
+def _jobs_with_defaults(value: object, levels: Hierarchy) -> dict[str, Any]:
     """Each job's own cron fields, overridden field by field: ``TREND_JOBS__AGG_5M__MINUTE`` keeps its second."""
     given = value if isinstance(value, dict) else {}
-    defaults = job_defaults(LEVELS)
+    defaults = job_defaults(levels)
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"unknown job {unknown[0]!r}; jobs: {', '.join(defaults)}")
@@ -84,10 +85,10 @@ def _jobs_with_defaults(value: object) -> dict[str, Any]:
     return result
 
 
-def _retention_with_defaults(value: object) -> dict[str, Any]:
+def _retention_with_defaults(value: object, levels: Hierarchy) -> dict[str, Any]:
     """``raw`` and one entry per level, each defaulting to the level's own retention."""
     given = value if isinstance(value, dict) else {}
-    defaults: dict[str, Any] = {"raw": RAW_RETENTION, **{level.name: level.retention for level in LEVELS}}
+    defaults: dict[str, Any] = {"raw": RAW_RETENTION, **{level.name: level.retention for level in levels}}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"unknown retention {unknown[0]!r}; expected one of {', '.join(defaults)}")
@@ -113,16 +114,14 @@ class Settings(BaseSettings):
     # After each bucket a run pauses this many times the bucket's own duration, leaving CPU to the app.
     worker_yield_ratio: float = Field(default=1.0, ge=0.0, le=10.0)
     # Keyed by job id (agg_<level>, retention): TREND_JOBS__AGG_5M__MINUTE='*/10'.
-    jobs: Annotated[dict[str, JobSettings], BeforeValidator(_jobs_with_defaults)] = Field(
-        default_factory=lambda: _jobs_with_defaults({}))
+    jobs: dict[str, JobSettings] = Field(default_factory=dict, validate_default=True)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prefix: str = "[트렌드]"
     # seed: the original line format; json: one JSON object per line (serve and worker under a log shipper).
     log_format: Literal["seed", "json"] = "seed"
     accepted_lateness: DurationMs = 6 * DAY_MS
     # Keyed by raw and level name: TREND_RETENTION__5M=90d.
-    retention: Annotated[dict[str, DurationMs], BeforeValidator(_retention_with_defaults)] = Field(
-        default_factory=lambda: _retention_with_defaults({}))
+    retention: dict[str, DurationMs] = Field(default_factory=dict, validate_default=True)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0, le=600_000)
     # How keys and segments are made one per thing at ingest and in queries (trend/keys.py).
     key_normalization: Normalization = "nfkc_casefold"
@@ -139,6 +138,19 @@ class Settings(BaseSettings):
     alert_retry_base: DurationMs = 30_000  # the first retry's wait; each next one doubles, up to 1h
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
+
+    # The level hierarchy the jobs and retentions are of: LEVELS, or a Trend's own (settings_for).
+    hierarchy: ClassVar[Hierarchy] = LEVELS
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, value: object) -> dict[str, Any]:
+        return _jobs_with_defaults(value, cls.hierarchy)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retentions(cls, value: object) -> dict[str, Any]:
+        return _retention_with_defaults(value, cls.hierarchy)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -173,7 +185,7 @@ class Settings(BaseSettings):
         # A late event recomputes its minute from raw events, and its parents from 1m and 5m rows:
         # those sources must still exist, with an hour to spare for the 1h bucket around it.
         needed = self.accepted_lateness + HOUR_MS
-        sources = ["raw", *(level.name for level in LEVELS.levels[:-1])]
+        sources = ["raw", *(level.name for level in self.hierarchy.levels[:-1])]
         for name in sources:
             if self.retention[name] < needed:
                 raise ValueError(
@@ -181,18 +193,12 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def job(self, job_id: str, levels: Hierarchy = LEVELS) -> JobSettings:
-        """A job's settings; a job of a custom hierarchy that has no entry gets its level's defaults."""
-        if job_id in self.jobs:
-            return self.jobs[job_id]
-        level = levels.by_job(job_id)
-        if level is None:
-            raise KeyError(job_id)
-        return JobSettings(second=level.cron.second, minute=level.cron.minute, hour=level.cron.hour)
+    def job(self, job_id: str) -> JobSettings:
+        return self.jobs[job_id]
 
-    def retention_ms(self, name: str, levels: Hierarchy = LEVELS) -> int:
-        """How long ``raw`` or a level is kept; a level of a custom hierarchy defaults to its own."""
-        return self.retention.get(name) or levels.by_name[name].retention
+    def retention_ms(self, name: str) -> int:
+        """How long ``raw`` or a level is kept."""
+        return self.retention[name]
 
     @property
     def zone(self) -> ZoneInfo:
@@ -217,10 +223,24 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
 
 
+@cache
+def settings_for(levels: Hierarchy) -> type[Settings]:
+    """The settings of a hierarchy: a job and a retention for each of its levels, named by it
+    (``TREND_JOBS__AGG_1D__HOUR``, ``TREND_RETENTION__1D``)."""
+    if levels == LEVELS:
+        return Settings
+    return type("Settings", (Settings,), {"hierarchy": levels, "__module__": __name__})
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings; overrides win over the environment."""
+    return load_settings_of(LEVELS, **overrides)
+
+
+def load_settings_of(levels: Hierarchy, **overrides: Any) -> Settings:
+    """:func:`load_settings` for a hierarchy of levels of its own."""
     try:
-        return Settings(**overrides)
+        return settings_for(levels)(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         message = first["msg"].removeprefix("Value error, ")

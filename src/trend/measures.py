@@ -1,9 +1,10 @@
 """The measures of a rollup row, defined once: pure, no I/O.
 
 Each measure says how it is computed from raw events, how finer rows merge into a coarser bucket
-(or into a read over many buckets), and what a read calls it. The rollup's recompute, the reads over
-raw and rollup rows, and the tests' reference model all work from :data:`MEASURES`, so adding a
-measure is one entry here (plus the migration that adds its column).
+(or into a read over many buckets), what a read calls it, and whether reads may rank by it. The
+tables, the rollup's recompute, the reads, the series of HTTP and the CLI, the ``by`` choices and the
+tests' reference model all work from :data:`MEASURES`, read when they run (through this module, never
+a copy), so adding a measure is one entry here (plus the migration that adds its column).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class Measure:
     bounded_by: str | None = None
     # False for bookkeeping measures that reads use but never show (series points, the API).
     shown: bool = True
+    # top and rising may rank by it (``by=<read_as>``); every item they return carries it.
+    ranks: bool = False
+    # What the API's schema says of it.
+    description: str = ""
 
     def fold_raw(self, events: Sequence[Mapping[str, Any]]) -> Any:
         """The value over raw events given as mappings of fact_events columns."""
@@ -80,17 +85,43 @@ class Measure:
 
 
 MEASURES: tuple[Measure, ...] = (
-    Measure("count", "integer", Fold.COUNT, None, Fold.SUM, "count", 0),
-    Measure("value_sum", "real", Fold.SUM, "value", Fold.SUM, "sum", 0.0),
-    Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None),
-    Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None),
+    Measure("count", "integer", Fold.COUNT, None, Fold.SUM, "count", 0, ranks=True, description="Events"),
+    Measure("value_sum", "real", Fold.SUM, "value", Fold.SUM, "sum", 0.0, description="The sum of the events' values"),
+    Measure("value_min", "real", Fold.MIN, "value", Fold.MIN, "min", None,
+            description="The smallest value; null where there are no events"),
+    Measure("value_max", "real", Fold.MAX, "value", Fold.MAX, "max", None,
+            description="The largest value; null where there are no events"),
     # Events that carry a user: never fewer than their distinct users, and additive, so ranking by
     # users can rule a key out from this cheap sum instead of merging its sketches. Rows from before
     # schema 4 hold their count here, which bounds users too.
     Measure("user_events", "integer", Fold.COUNT, "user_id", Fold.SUM, "user_events", 0, shown=False),
-    # Distinct users, mergeable across levels and windows (DESIGN section 3).
-    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0, bounded_by="user_events"),
+    # Distinct users, mergeable across levels and windows.
+    Measure("users_sketch", "sketch", Fold.SKETCH, "user_id", Fold.UNION, "users", 0, bounded_by="user_events",
+            ranks=True, description="Distinct users; null before users were counted"),
 )
-MEASURES_BY_READ: dict[str, Measure] = {m.read_as: m for m in MEASURES}
-MEASURES_BY_COLUMN: dict[str, Measure] = {m.column: m for m in MEASURES}
-MEASURE_COLUMNS: tuple[str, ...] = tuple(m.column for m in MEASURES)
+
+
+def by_column(column: str) -> Measure:
+    return next(m for m in MEASURES if m.column == column)
+
+
+def by_read(name: str) -> Measure:
+    """The measure a read calls ``name``; KeyError for none."""
+    for measure in MEASURES:
+        if measure.read_as == name:
+            return measure
+    raise KeyError(name)
+
+
+def shown() -> list[Measure]:
+    """The measures a series point shows, in order."""
+    return [m for m in MEASURES if m.shown]
+
+
+def rankings() -> list[str]:
+    """What ``by`` may name: the measures that rank."""
+    return [m.read_as for m in MEASURES if m.ranks]
+
+
+def columns() -> tuple[str, ...]:
+    return tuple(m.column for m in MEASURES)

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from trend.errors import StorageError
 from trend.ingest import IngestResult
+from trend.model import Hierarchy
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import OUTCOMES, RunReport
 
@@ -28,8 +29,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _BacklogCollector(Collector):
-    def __init__(self, status: Callable[[], Sequence[LevelStatus]]) -> None:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy) -> None:
         self._status = status
+        self._levels = levels
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("trend_database_up", "1 when the database answered this scrape")
@@ -44,15 +46,20 @@ class _BacklogCollector(Collector):
         backlog = GaugeMetricFamily("trend_backlog_buckets", "Dirty buckets waiting per level", labels=["level"])
         lag = GaugeMetricFamily("trend_lag_seconds", "How long the oldest closed dirty bucket has waited",
                                 labels=["level"])
+        # How long a level's buckets are: alert rules compare its lag with it, whatever the levels are.
+        width = GaugeMetricFamily("trend_level_width_seconds", "How long one bucket of the level is",
+                                  labels=["level"])
         for status in statuses:
             backlog.add_metric([status.level], status.backlog.dirty)
             lag.add_metric([status.level], status.lag_ms / 1000)
+            width.add_metric([status.level], self._levels.by_name[status.level].width / 1000)
         yield backlog
         yield lag
+        yield width
 
 
 class Metrics:
-    def __init__(self, status: Callable[[], Sequence[LevelStatus]], jobs: Sequence[str]) -> None:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy, jobs: Sequence[str]) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter("trend_events", "Events by ingest result", ["result"], registry=self.registry)
         # "trend_job", not "job": Prometheus sets "job" on every target and would rename ours "exported_job".
@@ -61,7 +68,7 @@ class Metrics:
         self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"],
                                      registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-        self._backlog = _BacklogCollector(status)
+        self._backlog = _BacklogCollector(status, levels)
         self.registry.register(self._backlog)
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
         for job in jobs:

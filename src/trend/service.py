@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from trend.alerts.service import Alerts, DeliveryPolicy
 from trend.alerts.webhook import allowed_networks
 from trend.clock import Clock, SystemClock
-from trend.config import Settings, load_settings
+from trend.config import Settings, load_settings_of
 from trend.errors import QueryError
 from trend.ingest import Ingestor, IngestResult
 from trend.keys import normalizer
@@ -45,7 +45,11 @@ class Trend:
 
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, levels: Hierarchy = LEVELS,
                  **overrides: Any) -> None:
-        self.settings = settings if settings is not None else load_settings(**overrides)
+        if settings is not None and settings.hierarchy != levels:
+            # Jobs and retentions are per level: the settings of this hierarchy, from the ones given.
+            overrides = {**settings.model_dump(exclude_unset=True), **overrides}
+            settings = None
+        self.settings = settings if settings is not None else load_settings_of(levels, **overrides)
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.levels = levels
         configure_logging(self.settings.log_prefix, self.settings.zone, self.settings.log_level,
@@ -56,14 +60,14 @@ class Trend:
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
                            key_normalization=self.settings.key_normalization, citus=self.settings.citus,
                            hll=self.settings.hll)
-        self.metrics = Metrics(self.status, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB])
+        self.metrics = Metrics(self.status, levels, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB])
         self.normalize_key = normalizer(self.settings.key_normalization)
         self.ingestor = Ingestor(self.db, self.clock,
                                  EventValidator(self.settings.accepted_lateness, self.normalize_key),
                                  on_ingest=self.metrics.on_ingest)
-        self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw", levels),
+        self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw"),
                                should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
-        kept = {name: self.settings.retention_ms(name, levels) for name in ("raw", *levels.names)}
+        kept = {name: self.settings.retention_ms(name) for name in ("raw", *levels.names)}
         self.retention = Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set,
                                    on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock, self.normalize_key)
@@ -157,7 +161,7 @@ class Trend:
         self.db.ensure_schema()
         return {"backend": self.db.dialect.name, "users_sketches": self.db.dialect.caps.users_sketches}
 
-    # -- queries (DESIGN section 4); times are ms since the epoch, UTC --
+    # -- queries (docs/queries.md); times are ms since the epoch, UTC --
 
     def series(self, event: str, *, key: str | Sequence[str] | None = None, segment: str | None = None,
                interval: str = "1m", start_ms: int | None = None, end_ms: int | None = None,
@@ -179,7 +183,7 @@ class Trend:
             event, segment=segment, window=window, baseline=baseline, min_count=min_count, at_ms=at_ms, limit=limit,
             by=by))
 
-    # -- alerts (DESIGN section 10) --
+    # -- alerts (docs/alerts.md) --
 
     def add_alert(self, **rule: Any) -> dict[str, Any]:
         """Store a rule (fields in ``alerts/rules.py``); the answer is the only one that shows its ``secret``."""

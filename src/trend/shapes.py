@@ -1,4 +1,5 @@
-"""The output shapes of DESIGN section 5, shared by HTTP and ``--json``. Add fields; never rename."""
+"""The output shapes shared by HTTP and ``--json`` (the README and docs/queries.md show them). Add fields;
+never rename."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from trend import measures
 from trend.ingest import IngestResult
-from trend.measures import MEASURES
 from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
 from trend.rollup.service import LevelStatus
@@ -63,8 +64,8 @@ def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str
 
 
 def _points_shape(found: Sequence[Point], zone: ZoneInfo) -> list[dict[str, Any]]:
-    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in MEASURES if m.shown}}
-            for p in found]
+    shown = measures.shown()
+    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in shown}} for p in found]
 
 
 def series_shape(series: Series, zone: ZoneInfo) -> dict[str, Any]:

@@ -24,7 +24,7 @@ NUL_MESSAGE = "must not contain NUL characters"
 
 
 class EventIn(BaseModel):
-    """The JSON form of one event (DESIGN section 5). Unknown fields are an error."""
+    """The JSON form of one event (the README's "Events"). Unknown fields are an error."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 

@@ -1,1 +1,1 @@
-"""Alerts: rules evaluated by the ``alerts`` job, firings delivered to webhooks (DESIGN section 10)."""
+"""Alerts: rules evaluated by the ``alerts`` job, firings delivered to webhooks (docs/alerts.md)."""

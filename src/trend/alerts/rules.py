@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from trend import measures
 from trend.config import parse_duration
 from trend.errors import QueryError
 from trend.query.windows import WINDOWS
 
 CONDITIONS = ("rising", "enters_top", "threshold")
 MAX_COOLDOWN_MS = 365 * 86_400_000
-BYS = ("count", "users")
 DEFAULTS: dict[str, Any] = {"segment": None, "by": "count", "window": "15m", "key": None, "min_score": None,
                             "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None}
 
@@ -28,6 +28,19 @@ def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise QueryError(sorted(unknown)[0], "unknown field")
     rule = {**DEFAULTS, **{k: v for k, v in spec.items() if v is not None}}
+    _check_fields(rule)
+    _CONDITION_CHECKS[rule["condition"]](rule)
+    rule["cooldown_ms"] = _cooldown_ms(rule.pop("cooldown"))
+    # A secret is made when none is given; either way it is shown once, at creation.
+    rule["secret"] = rule["secret"] or secrets.token_urlsafe(24)
+    if len(rule["secret"]) < 16:
+        raise QueryError("secret", "use at least 16 characters")
+    rule["name"] = rule.get("name") or f"{rule['event']} {rule['condition']}"
+    return rule
+
+
+def _check_fields(rule: Mapping[str, Any]) -> None:
+    """What every rule needs, whatever its condition."""
     for field, value in rule.items():
         if isinstance(value, str) and "\x00" in value:  # PostgreSQL text cannot hold it
             raise QueryError(field, "must not contain NUL characters")
@@ -37,36 +50,47 @@ def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     for field in ("event", "condition", "url"):
         if not isinstance(rule.get(field), str) or not rule[field]:
             raise QueryError(field, "required")
-    if rule["condition"] not in CONDITIONS:
-        raise QueryError("condition", f"expected one of {', '.join(CONDITIONS)}; got {rule['condition']!r}")
-    if rule["by"] not in BYS:
-        raise QueryError("by", f"expected count or users; got {rule['by']!r}")
-    if rule["window"] not in WINDOWS:
-        raise QueryError("window", f"expected one of {', '.join(WINDOWS)}; got {rule['window']!r}")
+    _one_of("condition", rule["condition"], CONDITIONS)
+    _one_of("by", rule["by"], measures.rankings())
+    _one_of("window", rule["window"], list(WINDOWS))
     parts = urlsplit(rule["url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise QueryError("url", "expected an http:// or https:// URL with a host")
-    if rule["condition"] == "rising":
-        rule["min_score"] = float(rule["min_score"] if rule["min_score"] is not None else 3.0)
-        rule["min_count"] = int(rule["min_count"] if rule["min_count"] is not None else 5)
-    elif rule["condition"] == "enters_top":
-        if not isinstance(rule["top"], int) or not 1 <= rule["top"] <= 100:
-            raise QueryError("top", "enters_top needs top, a whole number from 1 to 100")
-    elif not isinstance(rule["key"], str) or not rule["key"] or not isinstance(rule["threshold"], int) \
+
+
+def _one_of(field: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise QueryError(field, f"expected one of {', '.join(choices)}; got {value!r}")
+
+
+def _rising(rule: dict[str, Any]) -> None:
+    rule["min_score"] = float(rule["min_score"] if rule["min_score"] is not None else 3.0)
+    rule["min_count"] = int(rule["min_count"] if rule["min_count"] is not None else 5)
+
+
+def _enters_top(rule: dict[str, Any]) -> None:
+    if not isinstance(rule["top"], int) or not 1 <= rule["top"] <= 100:
+        raise QueryError("top", "enters_top needs top, a whole number from 1 to 100")
+
+
+def _threshold(rule: dict[str, Any]) -> None:
+    if not isinstance(rule["key"], str) or not rule["key"] or not isinstance(rule["threshold"], int) \
             or rule["threshold"] < 1:
         raise QueryError("threshold", "threshold needs key and threshold, a whole number of at least 1")
+
+
+_CONDITION_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "rising": _rising, "enters_top": _enters_top, "threshold": _threshold}
+
+
+def _cooldown_ms(text: Any) -> int:
     try:
-        rule["cooldown_ms"] = parse_duration(rule.pop("cooldown"))
+        found = parse_duration(text)
     except ValueError as exc:
         raise QueryError("cooldown", str(exc)) from None
-    if not 0 < rule["cooldown_ms"] <= MAX_COOLDOWN_MS:
+    if not 0 < found <= MAX_COOLDOWN_MS:
         raise QueryError("cooldown", "expected a duration from 1s to 365d")
-    # A secret is made when none is given; either way it is shown once, at creation.
-    rule["secret"] = rule["secret"] or secrets.token_urlsafe(24)
-    if len(rule["secret"]) < 16:
-        raise QueryError("secret", "use at least 16 characters")
-    rule["name"] = rule.get("name") or f"{rule['event']} {rule['condition']}"
-    return rule
+    return found
 
 
 def public(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from trend import __version__
 from trend.api.errors import install_error_handlers
 from trend.api.routes import docs
 from trend.config import Settings
 from trend.service import Trend
+from trend.version import __version__
 
 
 def create_app(settings: Settings | None = None, *, trend: Trend | None = None) -> FastAPI:

@@ -7,9 +7,14 @@ describe them, and FastAPI checks every answer against them. The request body's 
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from trend import measures
+from trend.measures import Measure
 
 Time = str  # ISO 8601 with the offset of TREND_TIMEZONE
 
@@ -25,34 +30,9 @@ class ErasedUser(BaseModel):
     minutes: int = Field(description="Minutes marked for recomputation")
 
 
-class SeriesPoint(BaseModel):
-    t: Time
-    count: int
-    sum: float
-    min: float | None
-    max: float | None
-    users: int | None = Field(description="Distinct users; null before users were counted")
-
-
-class SeriesLine(BaseModel):
-    key: str | None
-    points: list[SeriesPoint]
-    previous: list[SeriesPoint] | None = Field(description="With compare=previous: the period before, aligned")
-
-
 class PreviousPeriod(BaseModel):
     start: Time
     end: Time
-
-
-class Series(BaseModel):
-    interval: str
-    start: Time
-    end: Time
-    key: str | None = Field(description="The first key asked for (null: every key together)")
-    points: list[SeriesPoint] = Field(description="The first line's points")
-    series: list[SeriesLine] = Field(description="One line per key asked for")
-    previous: PreviousPeriod | None
 
 
 class TopItem(BaseModel):
@@ -63,15 +43,6 @@ class TopItem(BaseModel):
     prev_rank: int | None
     rank_change: int | None
     is_new: bool
-
-
-class Top(BaseModel):
-    window: str
-    at: Time
-    start: Time
-    end: Time
-    by: Literal["count", "users"]
-    items: list[TopItem]
 
 
 class RisingItem(BaseModel):
@@ -86,15 +57,48 @@ class RisingItem(BaseModel):
     baseline_partial: bool = Field(description="The baseline reaches back before the oldest data held")
 
 
-class Rising(BaseModel):
-    window: str
-    at: Time
-    start: Time
-    end: Time
-    baseline_windows: int
-    by: Literal["count", "users"]
-    baseline_partial: bool
-    items: list[RisingItem]
+@dataclass(frozen=True)
+class MeasureModels:
+    """The schemas whose fields follow the measures (trend/measures.py): a series point has one field
+    per measure shown, and ``by`` names a measure that ranks."""
+
+    series: type[BaseModel]
+    top: type[BaseModel]
+    rising: type[BaseModel]
+
+
+def _point_field(measure: Measure) -> tuple[Any, Any]:
+    # A real measure without events (min, max) and distinct users before they were counted are null.
+    kind: Any = {"integer": int, "real": float, "sketch": int}[measure.kind]
+    if measure.empty is None or measure.is_sketch:
+        kind = kind | None
+    return kind, Field(description=measure.description or None)
+
+
+@cache
+def _measure_models(spec: tuple[Measure, ...]) -> MeasureModels:
+    point = create_model("SeriesPoint", t=(Time, ...),
+                         **{m.read_as: _point_field(m) for m in spec if m.shown})  # type: ignore[call-overload]
+    line = create_model("SeriesLine", key=(str | None, ...), points=(list[point], ...),  # type: ignore[valid-type]
+                        previous=(list[point] | None, Field(  # type: ignore[valid-type]
+                            description="With compare=previous: the period before, aligned")))
+    series = create_model(
+        "Series", interval=(str, ...), start=(Time, ...), end=(Time, ...),
+        key=(str | None, Field(description="The first key asked for (null: every key together)")),
+        points=(list[point], Field(description="The first line's points")),  # type: ignore[valid-type]
+        series=(list[line], Field(description="One line per key asked for")),  # type: ignore[valid-type]
+        previous=(PreviousPeriod | None, ...))
+    by = (str, Field(json_schema_extra={"enum": [m.read_as for m in spec if m.ranks]}))
+    top = create_model("Top", window=(str, ...), at=(Time, ...), start=(Time, ...), end=(Time, ...), by=by,
+                       items=(list[TopItem], ...))
+    rising = create_model("Rising", window=(str, ...), at=(Time, ...), start=(Time, ...), end=(Time, ...),
+                          baseline_windows=(int, ...), by=by, baseline_partial=(bool, ...),
+                          items=(list[RisingItem], ...))
+    return MeasureModels(series, top, rising)
+
+
+def measure_models() -> MeasureModels:
+    return _measure_models(measures.MEASURES)
 
 
 class EventSegments(BaseModel):
@@ -112,6 +116,7 @@ class Dimensions(BaseModel):
     events: list[EventSegments]
     intervals: list[str]
     interval_limits: list[IntervalLimit]
+    rankings: list[str] = Field(description="What top and rising may rank by (by=)")
 
 
 class RunRecord(BaseModel):

@@ -1,4 +1,4 @@
-"""Which table answers which part of a range: pure, no I/O (DESIGN section 4).
+"""Which table answers which part of a range: pure, no I/O (docs/architecture.md, "Reads").
 
 A bucket of level L is read from ``agg_L`` when it is closed and no marker lies inside its range at
 L or any finer level. Otherwise it is computed from the level below over its range, by the same

@@ -1,27 +1,24 @@
-"""series, top and rising: the formulas of DESIGN section 4, each read in one snapshot."""
+"""series, top and rising: the formulas of docs/queries.md, each read in one snapshot."""
 
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from fractions import Fraction
-from itertools import groupby
 
+from trend import measures
 from trend.clock import Clock
 from trend.errors import QueryError
-from trend.measures import MEASURES_BY_READ, Measure
+from trend.measures import Measure
 from trend.query.plan import Planner
 from trend.query.windows import Window, interval_ms, series_range, window_ms
+from trend.ranking import rising_ranked
 from trend.storage.engine import Database, Tx
 from trend.storage.events import history_start, known_dimensions
 from trend.storage.markers import markers_between
 from trend.storage.migrations import users_since
 from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
 
-COUNT, USERS = MEASURES_BY_READ["count"], MEASURES_BY_READ["users"]
-RANKINGS = {"count": COUNT, "users": USERS}
+COUNT, USERS = measures.by_read("count"), measures.by_read("users")
 
 
 MAX_COMPARED_KEYS = 5
@@ -107,38 +104,11 @@ class Rising:
     baseline_partial: bool = False  # see RisingItem
 
 
-def rising_score(count: int, baseline: Sequence[int]) -> tuple[float, float, float, float]:
-    """(μ, σ, z, growth %): ``z = (c - μ) / max(σ, √μ, 1)``, ``growth = 100 ((c+1)/(μ+1) - 1)``.
-
-    Computed from whole numbers and rounded once each, so scores that are equal are equal floats."""
-    return _rising_terms(count, baseline)[0]
-
-
-def score_order(count: int, baseline: Sequence[int]) -> Fraction:
-    """A value that orders like z and is exact: sign(z)·z², so equal scores tie exactly."""
-    _, numerator, denominator = _rising_terms(count, baseline)
-    return Fraction(numerator, denominator)
-
-
-def _rising_terms(count: int, baseline: Sequence[int]) -> tuple[tuple[float, float, float, float], int, int]:
-    """:func:`rising_score`'s figures, and :func:`score_order` as a numerator and a denominator,
-    from one pass over the baseline: a rising read scores a few hundred candidates."""
-    n = len(baseline)
-    if n == 0:
-        return (0.0, 0.0, float(count), 100.0 * count), count * count, 1
-    total, squares = sum(baseline), sum(map(operator.mul, baseline, baseline))
-    # z = d / √s exactly, with d = n·(c - μ) and s = n²·max(σ², μ, 1): both whole numbers.
-    deviation, scale = n * count - total, max(n * squares - total * total, n * total, n * n)
-    score = math.copysign(math.sqrt(deviation * deviation / scale), deviation)
-    spread = math.sqrt((n * squares - total * total) / (n * n))
-    figures = (total / n, spread, score, 100 * (n * count - total) / (total + n))
-    return figures, deviation * abs(deviation), scale
-
-
 def _ranking(by: str) -> Measure:
-    if by not in RANKINGS:
-        raise QueryError("by", f"expected one of {', '.join(RANKINGS)}; got {by!r}")
-    return RANKINGS[by]
+    choices = measures.rankings()
+    if by not in choices:
+        raise QueryError("by", f"expected one of {', '.join(choices)}; got {by!r}")
+    return measures.by_read(by)
 
 
 class Queries:
@@ -242,7 +212,7 @@ class Queries:
             candidates = replace(filters, keys=sorted(values))
             past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history], candidates,
                                  measure) if values else []
-            scored = self._scored(values, past, baseline)[:limit]
+            scored = rising_ranked(values, past, baseline)[:limit]
             shown = measures_by_key(tx, spans, replace(filters, keys=[item[0] for item in scored]), [COUNT, USERS])
             users_known = current.start >= users_since(tx)
             oldest = history_start(tx)
@@ -251,35 +221,6 @@ class Queries:
                             mean, spread, score, growth, partial)
                  for rank, (key, _value, mean, spread, score, growth) in enumerate(scored, start=1)]
         return Rising(window, at, current.start, current.end, baseline, by, items, partial)
-
-    @staticmethod
-    def _scored(values: dict[str, int], past: list[dict[str, int]], baseline: int
-                ) -> list[tuple[str, int, float, float, float, float]]:
-        """(key, value, μ, σ, z, growth %), by z, then value, then key."""
-        windows: dict[str, list[int]] = {key: [0] * baseline for key in values}
-        for index, window in enumerate(past):
-            for key, value in window.items():
-                windows[key][index] = value
-        scored = []
-        exact: dict[str, tuple[int, int]] = {}
-        approx: dict[str, float] = {}
-        for key, value in values.items():
-            figures, numerator, denominator = _rising_terms(value, windows[key])
-            scored.append((key, value, *figures))
-            exact[key] = (numerator, denominator)
-            # A quotient of two ints is correctly rounded, as float(Fraction) is, without the Fraction.
-            approx[key] = numerator / denominator
-        # Floats first: a correctly rounded quotient never inverts the order of two fractions, it can
-        # only make them equal; each run of equal floats is then put in exact order. Comparing
-        # Fractions throughout cost more than the rest of a warm rising read.
-        scored.sort(key=lambda item: (-approx[item[0]], -item[1], item[0]))
-        for _, run in groupby(range(len(scored)), key=lambda i: approx[scored[i][0]]):
-            indices = list(run)
-            if len(indices) > 1:
-                run_of = slice(indices[0], indices[-1] + 1)
-                scored[run_of] = sorted(scored[run_of],
-                                        key=lambda item: (-Fraction(*exact[item[0]]), -item[1], item[0]))
-        return scored
 
     def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:
         return Filters(event, None if segment is None else self.normalize(segment),

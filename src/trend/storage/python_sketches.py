@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from trend.measures import MEASURES, Measure
+from trend import measures as all_measures
+from trend.measures import Measure
 from trend.model import RAW, Span
 from trend.ranking import Ranked, ranked
 from trend.storage.read_cache import Sketch
@@ -87,7 +88,7 @@ class PythonSketches:
 
     def points(self, spans: list[Span], filters: Filters, width: int) -> list[Point]:
         found = self.inner.points(spans, filters, width)
-        for measure in (m for m in MEASURES if m.is_sketch):
+        for measure in (m for m in all_measures.MEASURES if m.is_sketch):
             folded = self._estimates([spans], filters, measure, lambda _tag, at, _key: at - at % width)
             for point in found:
                 point.measures[measure.column] = folded.get(point.bucket, measure.empty)

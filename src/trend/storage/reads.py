@@ -12,7 +12,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, cast
 
-from trend.measures import MEASURES_BY_COLUMN, Measure
+from trend import measures as all_measures
+from trend.measures import Measure
 from trend.model import Span
 from trend.ranking import Ranked, ranked
 from trend.storage.carried import RawCarried
@@ -48,7 +49,7 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
     """Keys by the measure ``by`` (count or users), highest first, those with at least ``at_least``;
     ties go to the key that sorts first (by code point)."""
     if limit is not None and by.bounded_by is not None:
-        return _ranked_within_bound(source(tx), spans, filters, by, MEASURES_BY_COLUMN[by.bounded_by], limit,
+        return _ranked_within_bound(source(tx), spans, filters, by, all_measures.by_column(by.bounded_by), limit,
                                     at_least)
     return source(tx).ranked(spans, filters, by, limit, at_least)
 

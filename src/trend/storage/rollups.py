@@ -15,7 +15,8 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, lit
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
-from trend.measures import MEASURE_COLUMNS, MEASURES, Measure
+from trend import measures as all_measures
+from trend.measures import Measure
 from trend.model import MINUTE_MS, Level
 from trend.storage import data_versions
 from trend.storage.schema import fact_events, level_table
@@ -23,18 +24,19 @@ from trend.storage.sketches import Distinct
 from trend.storage.tx import Tx
 
 
-def from_raw(tx: Tx, measures: Sequence[Measure] = MEASURES) -> list[ColumnElement[Any]]:
-    """Each measure over raw events, labelled by its column."""
+def from_raw(tx: Tx, measures: Sequence[Measure] | None = None) -> list[ColumnElement[Any]]:
+    """Each measure (every one by default) over raw events, labelled by its column."""
     f = fact_events.c
+    measures = all_measures.MEASURES if measures is None else measures
     return [tx.dialect.aggregate(m.from_raw, None if m.raw_input is None else f[m.raw_input]).label(m.column)
             for m in measures]
 
 
-def merged(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measures: Sequence[Measure] = MEASURES, *,
+def merged(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measures: Sequence[Measure] | None = None, *,
            read: bool = False) -> list[ColumnElement[Any]]:
-    """Each measure merged over rows that already hold it (a finer level, or a read's rows).
-
-    With ``read``, a sketch comes out as its estimate: what a read shows."""
+    """Each measure (every one by default) merged over rows that already hold it (a finer level, or a
+    read's rows). With ``read``, a sketch comes out as its estimate: what a read shows."""
+    measures = all_measures.MEASURES if measures is None else measures
     return [merged_one(tx, columns, m, read=read).label(m.column) for m in measures]
 
 
@@ -44,8 +46,9 @@ def merged_one(tx: Tx, columns: ReadOnlyColumnCollection[str, Any], measure: Mea
     return tx.dialect.estimate(value) if read and measure.is_sketch else value
 
 
-# A rollup row's columns, in the order the GROUP BY of :func:`grouped` gives them.
-ROW_COLUMNS = ["bucket", "event", "segment", "key", *MEASURE_COLUMNS]
+def row_columns() -> list[str]:
+    """A rollup row's columns, in the order the GROUP BY of :func:`grouped` gives them."""
+    return ["bucket", "event", "segment", "key", *all_measures.columns()]
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def recompute_many(tx: Tx, level: Level, buckets: Sequence[int]) -> dict[int, Re
     source = source_of(tx, level)
     query = (grouped(source, buckets[0], buckets[0] + level.width, literal(buckets[0])) if len(buckets) == 1
              else grouped_many(source, buckets, level.width))
-    tx.execute(table.insert().from_select(ROW_COLUMNS, query))
+    tx.execute(table.insert().from_select(row_columns(), query))
     if not tx.dialect.caps.sketches_in_sql:
         for bucket in buckets:
             _fill_sketches(tx, level, bucket)
@@ -133,7 +136,7 @@ def _fill_sketches(tx: Tx, level: Level, bucket: int) -> None:
     row's sketch in Python from its source's user_ids or stored sketches, and write it in."""
     table = level_table(level)
     below = tx.levels.source(level)
-    for measure in (m for m in MEASURES if m.is_sketch):
+    for measure in (m for m in all_measures.MEASURES if m.is_sketch):
         source = fact_events if below is None else level_table(below)
         at = source.c.minute if below is None else source.c.bucket
         value = source.c[(measure.raw_input or "") if below is None else measure.column]

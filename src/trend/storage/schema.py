@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from trend.measures import MEASURES
+from trend import measures
 from trend.model import Hierarchy, Level
 from trend.storage.dialects import Capabilities, trend_dialect
 
@@ -93,9 +93,13 @@ _TYPES: dict[str, Any] = {"integer": BigInteger, "real": Float(precision=53), "s
 
 
 def level_table(level: Level) -> Table:
-    """``agg_<level>``: one row per (bucket, event, segment, key), one column per measure."""
-    if level.table in metadata.tables:
-        return metadata.tables[level.table]
+    """``agg_<level>``: one row per (bucket, event, segment, key), one column per measure. Made again
+    if the measures are not the ones it was made with (a test adds one)."""
+    found = metadata.tables.get(level.table)
+    if found is not None and found.info["measures"] is measures.MEASURES:
+        return found
+    if found is not None:
+        metadata.remove(found)
     table = Table(
         level.table,
         metadata,
@@ -104,9 +108,10 @@ def level_table(level: Level) -> Table:
         Column("segment", Text, primary_key=True),
         Column("key", Text, primary_key=True),
         # A sketch is NULL where no event of the row has a user; every other measure always has a value.
-        *(Column(m.column, _TYPES[m.kind], nullable=m.is_sketch) for m in MEASURES),
+        *(Column(m.column, _TYPES[m.kind], nullable=m.is_sketch) for m in measures.MEASURES),
         # Clustered by its primary key on SQLite: a range of buckets is read without a lookup per row.
         sqlite_with_rowid=False,
+        info={"measures": measures.MEASURES},
     )
     # A series of one key reads a few rows per bucket through this, not every key of every bucket.
     # Key first: a query without a key (top, rising) must not be tempted into it.

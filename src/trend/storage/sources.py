@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from trend.measures import MEASURES, Measure
+from trend import measures as all_measures
+from trend.measures import Measure
 from trend.model import Span
 from trend.ranking import Ranked
 from trend.storage.read_cache import Sketch
@@ -36,7 +37,7 @@ class Point:
 
     @classmethod
     def empty(cls, bucket: int) -> Point:
-        return cls(bucket, {m.column: m.empty for m in MEASURES})
+        return cls(bucket, {m.column: m.empty for m in all_measures.MEASURES})
 
 
 class TotalsSource(Protocol):
@@ -69,7 +70,7 @@ class SqlSource:
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
-        self.in_sql = [m for m in MEASURES if tx.dialect.caps.sketches_in_sql or not m.is_sketch]
+        self.in_sql = [m for m in all_measures.MEASURES if tx.dialect.caps.sketches_in_sql or not m.is_sketch]
 
     def totals(self, spans: list[Span], filters: Filters, by: Measure) -> Mapping[str, int]:
         rows = plan_rows(self.tx, [spans], filters, [by])

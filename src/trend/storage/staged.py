@@ -26,7 +26,7 @@ from sqlalchemy.schema import CreateTable
 from trend.model import Level
 from trend.storage import data_versions
 from trend.storage.dialects import WRITE_POLL_S
-from trend.storage.rollups import ROW_COLUMNS, Recomputed, grouped, source_of
+from trend.storage.rollups import Recomputed, grouped, row_columns, source_of
 from trend.storage.schema import level_table
 from trend.storage.schema import rollup_dirty as dirty
 from trend.storage.tx import Tx
@@ -43,11 +43,15 @@ _TOKEN_FLOOR = 1 << 61
 _ROWID: Any = literal_column("rowid")
 
 
-@cache
 def _staging(level: Level) -> Table:
     """The temporary table of a level's staged rows: the level's own columns, no keys."""
+    return _staging_of(level, tuple(row_columns()))
+
+
+@cache
+def _staging_of(level: Level, columns: tuple[str, ...]) -> Table:
     source = level_table(level)
-    return Table(f"staged_{source.name}", MetaData(), *(Column(name, source.c[name].type) for name in ROW_COLUMNS),
+    return Table(f"staged_{source.name}", MetaData(), *(Column(name, source.c[name].type) for name in columns),
                  schema="temp")
 
 
@@ -80,7 +84,7 @@ def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
     tx.execute(CreateTable(staging, if_not_exists=True))
     tx.execute(staging.delete())
     query = grouped(source_of(tx, level), bucket, bucket + level.width, literal(bucket))
-    tx.execute(staging.insert().from_select(ROW_COLUMNS, query))
+    tx.execute(staging.insert().from_select(row_columns(), query))
     rows, events, first = tuple(tx.execute(
         select(func.count(), func.coalesce(func.sum(staging.c["count"]), 0), func.coalesce(func.min(_ROWID), 1))
     ).one())
@@ -129,5 +133,6 @@ def write_piece(tx: Tx, staged: Staged, piece: int) -> None:
         tx.execute(table.delete().where(in_bucket))  # nothing left, unless the count was off: be sure
     staging = _staging(staged.level)
     start = staged.first_rowid + piece * PIECE_ROWS
-    rows = select(*(staging.c[name] for name in ROW_COLUMNS)).where(start <= _ROWID, start + PIECE_ROWS > _ROWID)
-    tx.execute(table.insert().from_select(ROW_COLUMNS, rows.order_by(_ROWID)))
+    names = row_columns()
+    rows = select(*(staging.c[name] for name in names)).where(start <= _ROWID, start + PIECE_ROWS > _ROWID)
+    tx.execute(table.insert().from_select(names, rows.order_by(_ROWID)))

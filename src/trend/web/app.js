@@ -12,7 +12,7 @@
   const state = {
     event: query.get("event") || "", segment: query.get("segment") || "", window: query.get("window") || "1h",
     interval: query.get("interval") || "1m", tz: query.get("tz") || browserZone, key: query.get("key") || "",
-    by: query.get("by") === "users" ? "users" : "count",
+    by: query.get("by") || "count",  // checked against the server's choices in loadDimensions
   };
   state.compare = query.getAll("compare").slice(0, 5);
   const MAX_COMPARED = 5;
@@ -424,8 +424,11 @@
   }
 
   async function loadDimensions() {
-    const { events, intervals, interval_limits: limits } = await api("v1/dimensions");
+    const { events, intervals, interval_limits: limits, rankings } = await api("v1/dimensions");
     intervalOrder = intervals;
+    // What a ranking may be by: the measures that rank, as the server defines them.
+    if (!rankings.includes(state.by)) state.by = rankings[0];
+    fillSelect($("by"), rankings.map((name) => [name, name[0].toUpperCase() + name.slice(1)]), state.by);
     intervalLimits = Object.fromEntries(limits.map((one) => [one.interval, one]));
     // The rollup levels are the intervals: the server's hierarchy decides the choices.
     if (!intervals.includes(state.interval)) state.interval = intervals[0];

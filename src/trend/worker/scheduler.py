@@ -70,7 +70,7 @@ class Worker:
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         for job_id, func in self.jobs.items():
-            job = self.settings.job(job_id, self.levels)
+            job = self.settings.job(job_id)
             if job.enabled:
                 scheduler.add_job(func, trigger_for(job), id=job_id, name=job_id,
                                   executor=ALERTS_JOB if job_id == ALERTS_JOB else "default")
@@ -100,14 +100,14 @@ class Worker:
     def info(self) -> list[JobInfo]:
         result = []
         for job_id in self.jobs:
-            job = self.settings.job(job_id, self.levels)
+            job = self.settings.job(job_id)
             scheduled = self._scheduler.get_job(job_id) if self._scheduler is not None else None
             next_run = scheduled.next_run_time if scheduled is not None else None
             result.append(JobInfo(job_id, job.enabled, self._schedule(job), next_run))
         return result
 
     def _describe(self, job_id: str) -> str:
-        job = self.settings.job(job_id, self.levels)
+        job = self.settings.job(job_id)
         return f"{job_id} [{self._schedule(job)}]" if job.enabled else f"{job_id} [disabled]"
 
     @staticmethod

@@ -12,8 +12,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from trend import __version__
 from trend.api.errors import ApiError, TrendRoute
+from trend.version import __version__
 
 _SWAGGER = Path(swagger_ui_bundle.swagger_ui_path)
 # A fixed list: nothing the client names is ever turned into a path.

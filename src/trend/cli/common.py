@@ -1,0 +1,110 @@
+"""What every command shares: the consoles, ``--json``, error handling, the Trend of a command,
+times given on the command line, and the options of the queries."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from trend import measures
+from trend.config import load_settings, parse_duration
+from trend.errors import ConfigError, InputError, StorageError
+from trend.query.windows import WINDOWS
+from trend.service import Trend
+from trend.validation import parse_time
+
+F = TypeVar("F", bound=Callable[..., Any])
+# Off a terminal rich assumes 80 columns; tables of times need more to stay readable in logs and pipes.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def fail(message: str, error_code: str, as_json: bool, code: int = 2) -> None:
+    """One line on stderr, or with ``--json`` the error shape on stdout; then a non-zero exit."""
+    if as_json:
+        click.echo(json.dumps({"error": {"code": error_code, "message": message}}, ensure_ascii=False))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: F) -> F:
+    """Turn our exceptions into a one-line message and an exit status, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json", False))
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(str(exc), "invalid_setting", as_json)
+        except InputError as exc:
+            fail(str(exc), "invalid_input", as_json)
+        except StorageError as exc:
+            fail(str(exc), "database_error", as_json, code=3)
+        return None
+
+    return wrapper  # type: ignore[return-value]  # wraps keeps the signature click needs
+
+
+@contextmanager
+def open_trend(**overrides: Any) -> Iterator[Trend]:
+    """A Trend for one command, without its worker, closed when the command ends."""
+    trend = Trend(load_settings(**{"worker_enabled": False, **overrides}))
+    try:
+        yield trend
+    finally:
+        trend.close()
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def cli_time(option: str, text: str) -> int:
+    """ISO-8601 with a zone, epoch seconds, ``now``, or ``now-<duration>`` such as ``now-2h``."""
+    try:
+        if text == "now" or text.startswith("now-"):
+            ago = parse_duration(text[4:]) if text != "now" else 0
+            return int(time.time() * 1000) - ago
+        return parse_time(float(text) if text.replace(".", "", 1).isdigit() else text)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+
+
+def stop_on_signals(trend: Trend) -> None:
+    """SIGINT or SIGTERM stop a run after its current bucket, which commits; its record says
+    ``interrupted`` and the rest stays marked for the next run."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: trend.stopping.set())
+
+
+event_option = click.option("--event", required=True, help="The event type, e.g. search.")
+segment_option = click.option("--segment", default=None, help="One segment; all segments when omitted.")
+limit_option = click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
+by_option = click.option("--by", type=click.Choice(measures.rankings()), default="count", show_default=True,
+                         help="Rank by events (count) or by distinct users (users).")
+
+
+def users_text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+at_option = click.option("--at", default=None,
+                         help="The window's end: ISO-8601 with a zone, epoch seconds, or now-<duration>.")
+window_choice = click.Choice(list(WINDOWS))
+
+
+def optional_time(option: str, text: str | None) -> int | None:
+    return None if text is None else cli_time(option, text)

@@ -1,0 +1,102 @@
+"""``trend ingest``: events from a file or a stream, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import click
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
+
+from trend.cli.common import console, err_console, handles_errors, json_option, open_trend, print_json
+from trend.errors import InputError
+from trend.file_ingest import IngestStoppedError, Source, detect_format, ingest_stream, open_text
+from trend.ingest import IngestResult
+from trend.shapes import ingest_shape
+
+
+@contextmanager
+def _progress(stream: IO[str], path: str, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar by bytes read, on a terminal and for a real file only."""
+    if not enabled or path == "-":
+        yield None
+        return
+    total = Path(path).stat().st_size
+    with Progress(TextColumn("ingesting"), BarColumn(), TaskProgressColumn(), TransferSpeedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("ingest", total=total)
+        raw = getattr(stream, "buffer", None)  # the byte position is what the total is measured in
+        yield lambda _lines: bar.update(task, completed=min(total, raw.tell() if raw is not None else 0))
+
+
+@click.command()
+@click.argument("path")
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True)
+@click.option("--strict", is_flag=True, help="All or nothing: one bad line stores nothing.")
+@click.option("--resume", is_flag=True,
+              help="Go on after the last line an earlier ingest of this file stored (the database keeps it per "
+                   "file), so that events without an event_id are never counted twice.")
+@json_option
+@handles_errors
+def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> None:
+    """Read events from JSON Lines or CSV (PATH, or - for standard input).
+
+    Each line is one event: event and key are required; ts (ISO-8601 with a zone, or epoch seconds; default
+    now), segment, user_id, value (default 1) and event_id are optional. CSV takes them as column names."""
+    regular = path != "-" and os.path.isfile(path)
+    if resume and not regular:
+        raise InputError("--resume needs a file: a stream keeps no place to go on from")
+    stream = open_text(path, sys.stdin)
+    try:
+        with open_trend() as trend, _progress(stream, path, err_console.is_terminal and not as_json) as progress:
+            try:
+                result = ingest_stream(trend, stream, detect_format(path, fmt), strict=strict, on_progress=progress,
+                                       source=Source.of(path) if regular else None, resume=resume)
+            except IngestStoppedError as exc:
+                _ingest_stopped(exc, path if regular else None, as_json)
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    if as_json:
+        print_json({**ingest_shape(result, "line"), "resumed_after": result.resumed_after,
+                     "last_line": result.last_line})
+    else:
+        _print_problems(result)
+        if result.finished_before:
+            console.print(f"{path} was ingested completely before: nothing to resume", highlight=False)
+        verb = "rolled back" if strict and result.rejected else "stored"
+        after = f", after line {result.resumed_after}" if result.resumed_after else ""
+        console.print(f"{result.accepted} accepted, {result.duplicates} duplicates, {result.rejected} rejected"
+                      f" ({verb}{after})", highlight=False)
+    if result.rejected:
+        sys.exit(1)
+
+
+def _print_problems(result: IngestResult) -> None:
+    for problem in result.errors:
+        where = f"{problem.field}: " if problem.field else ""
+        err_console.print(f"line {problem.position}: {where}{problem.message}", highlight=False, markup=False)
+
+
+def _ingest_stopped(exc: IngestStoppedError, path: str | None, as_json: bool) -> None:
+    """What a failed ingest stored, exactly, and the command that goes on from there; exit 3."""
+    result = exc.result
+    resume = None if path is None else f"trend ingest {shlex.quote(path)} --resume"
+    if as_json:
+        click.echo(json.dumps({"error": {"code": "database_error", "message": str(exc),
+                                         **ingest_shape(result, "line"), "resumed_after": result.resumed_after,
+                                         "last_line": result.last_line, "resume": resume}}, ensure_ascii=False))
+    else:
+        _print_problems(result)
+        click.echo(f"error: {exc}", err=True)
+        click.echo(f"to go on from line {result.last_line + 1}: {resume}" if resume else
+                   f"a stream cannot be resumed: skip its first {result.last_line} lines and send the rest", err=True)
+    sys.exit(3)
+
+
