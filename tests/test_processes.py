@@ -143,3 +143,36 @@ class TestMetricsAcrossWorkerProcesses:
         finally:
             server.terminate()
             server.communicate(timeout=30)
+
+
+class TestServeInProcesses:
+    def test_the_jobs_run_once_and_metrics_sum_over_every_process(self, tmp_path: Path) -> None:
+        """``trend serve --workers 3``: requests spread over three server processes, every counter of
+        /metrics is the total whichever answers, and the scheduled jobs run in one process only."""
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        served = Served(url, "--workers", "3", TREND_JOBS__AGG_1M__SECOND="*")
+        try:
+            sent, seen = 0, []
+            minute = int(time.time()) - 120
+            for batch in range(30):
+                with httpx.Client() as client:  # a new connection each time: spread over the processes
+                    response = client.post(f"{served.url}/v1/events",
+                                           json=[{"event": "search", "key": f"k{batch}", "ts": minute}] * 5)
+                    assert response.status_code == 202
+                    sent += 5
+                    scraped = client.get(f"{served.url}/metrics").text
+                [value] = re.findall(r'^trend_events_total\{result="accepted"\} (\S+)$', scraped, re.MULTILINE)
+                seen.append(float(value))
+            assert seen[-1] == sent
+            assert seen == sorted(seen)
+            with Trend(database_url=url, worker_enabled=False) as trend:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not trend.status()[0].last_run:
+                    time.sleep(0.2)
+                time.sleep(2)  # a few more seconds of runs, every second
+                with trend.db.read() as tx:
+                    runners = {run.runner for run in all_runs(tx, "agg_1m")}
+            assert len(runners) == 1, runners  # one process runs the jobs, not three
+            assert runners == {f"{socket.gethostname()}:{served.process.pid}"}  # the supervisor
+        finally:
+            served.stop()

@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     alert_max_attempts: int = Field(default=8, ge=1, le=50)
     alert_retry_base: DurationMs = 30_000  # the first retry's wait; each next one doubles, up to 1h
+    # Identical reads within this long of each other share one answer (docs/queries.md, "Shared answers").
+    read_share_ms: int = Field(default=500, ge=0, le=10_000)
+    # Cache-Control: max-age of GET /v1/top, /v1/rising and /v1/series, so a CDN or proxy may absorb reads.
+    http_max_age: int = Field(default=0, ge=0, le=86_400)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,9 +62,12 @@ class Trend:
                            hll=self.settings.hll)
         self.metrics = Metrics(self.status, levels, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB])
         self.normalize_key = normalizer(self.settings.key_normalization)
+        # Called after this process has stored or deleted events: shared HTTP answers read the change
+        # stamp again at once instead of within 100 ms (api/answers.py).
+        self.after_write: list[Callable[[], None]] = []
         self.ingestor = Ingestor(self.db, self.clock,
                                  EventValidator(self.settings.accepted_lateness, self.normalize_key),
-                                 on_ingest=self.metrics.on_ingest)
+                                 on_ingest=self._ingested)
         self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw"),
                                should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
         kept = {name: self.settings.retention_ms(name) for name in ("raw", *levels.names)}
@@ -86,6 +89,15 @@ class Trend:
         jobs[RETENTION_JOB] = self.retention.run
         jobs[ALERTS_JOB] = self.alerts.run
         return jobs
+
+    def _ingested(self, result: IngestResult) -> None:
+        self.metrics.on_ingest(result)
+        if result.accepted:
+            self._written()
+
+    def _written(self) -> None:
+        for call in self.after_write:
+            call()
 
     def ingest(self, events: Sequence[Any], *, strict: bool = True) -> IngestResult:
         """Store events given as JSON-like dicts. ``strict`` (default): all or nothing."""
@@ -134,7 +146,9 @@ class Trend:
             with self.db.write() as tx:
                 return erase_user(tx, user_id)
 
-        return self.db.retrying(attempt)
+        erased = self.db.retrying(attempt)
+        self._written()
+        return erased
 
     def backfill(self, start_ms: int, end_ms: int) -> list[RunReport]:
         return self.rollups.backfill(start_ms, end_ms)
@@ -146,6 +160,11 @@ class Trend:
         """The minute of the newest stored event, None when there is none."""
         with self.db.probe() as tx:
             return newest_minute(tx)
+
+    def change_stamp(self) -> Hashable:
+        """What the data is as of now, in one value: equal stamps mean equal answers (storage/dialects)."""
+        with self.db.probe() as tx:
+            return tx.dialect.change_stamp(tx.conn)
 
     def cluster(self) -> Cluster | None:
         """A distributed database's nodes: which answer, their shards, prepared transactions waiting.

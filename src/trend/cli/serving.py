@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import tempfile
 import threading
 from typing import Any
 
@@ -21,15 +24,29 @@ from trend.service import Trend
 @click.option("--no-worker", is_flag=True, help="Serve the API without running the scheduled jobs.")
 @click.option("--access-log", is_flag=True, envvar="TREND_ACCESS_LOG", show_envvar=True,
               help="Log every request (uvicorn's access log).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), envvar="TREND_WORKERS",
+              show_envvar=True, help="Server processes. The scheduled jobs run once, in this process, and "
+                                     "/metrics sums the counters of every process.")
 @handles_errors
-def serve(host: str, port: int, no_worker: bool, access_log: bool) -> None:
+def serve(host: str, port: int, no_worker: bool, access_log: bool, workers: int) -> None:
     """The API, the dashboard and the worker."""
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # prometheus-client reads the variable when it is imported, so this process starts again with it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trend-metrics-")
+        os.execv(sys.executable, [sys.executable, "-m", "trend", *sys.argv[1:]])
+    settings = load_settings(**({"worker_enabled": False} if no_worker else {}))
+    warn_if_exposed(host, settings)
+    if workers > 1:
+        _serve_in_processes(settings, host, port, access_log, workers)
+        return
+    _serve_here(Trend(settings), host, port, access_log)
+
+
+def _serve_here(trend: Trend, host: str, port: int, access_log: bool) -> None:
+    """One process: the app, with the worker in its lifespan."""
     import uvicorn
 
     from trend.api.app import create_app
-
-    settings = load_settings(**({"worker_enabled": False} if no_worker else {}))
-    trend = Trend(settings)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -39,12 +56,32 @@ def serve(host: str, port: int, no_worker: bool, access_log: bool) -> None:
 
     try:
         trend.db.ensure_schema()
-        warn_if_exposed(host, settings)
         # uvicorn raises the signal that stopped it again once it has shut down, which would end the
         # process as killed (143); a SIGTERM that stopped the server cleanly is a clean exit.
         signal.signal(signal.SIGTERM, lambda *_: None)
         Server(uvicorn.Config(create_app(trend=trend), host=host, port=port, access_log=access_log,
                               log_level="info" if access_log else "warning")).run()
+    finally:
+        trend.close()
+
+
+def _serve_in_processes(settings: Settings, host: str, port: int, access_log: bool, workers: int) -> None:
+    """uvicorn's supervisor and ``workers`` server processes. The scheduled jobs run here, in the
+    supervisor, so once whatever the number of servers; the servers run without a worker. Counters
+    go to prometheus-client's multiprocess files, which any process's /metrics sums."""
+    import uvicorn
+
+    os.environ["TREND_WORKER_ENABLED"] = "false"  # the server processes' settings: no worker of their own
+    trend = Trend(settings)
+    try:
+        trend.db.ensure_schema()
+        if settings.worker_enabled:
+            trend.start_worker()
+        signal.signal(signal.SIGTERM, lambda *_: None)  # as in _serve_here: a clean stop is a clean exit
+        get_logger("serve").info("serving http://%s:%d with %d processes (dashboard at /, API docs at /docs)",
+                                 host, port, workers)
+        uvicorn.run("trend.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    access_log=access_log, log_level="info" if access_log else "warning")
     finally:
         trend.close()
 

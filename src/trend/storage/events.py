@@ -52,6 +52,8 @@ def insert_stored(tx: Tx, rows: Sequence[StoredEvent]) -> Inserted:
     stored = [*plain, *(row for row in keyed.values() if row[0] in stored_ids)]
     mark(tx, tx.levels.finest.name, {row[8] for row in stored})
     remember_dimensions(tx, {(row[2], row[3]) for row in stored})
+    if stored:
+        data_versions.events_stored(tx)
     return Inserted(accepted=len(stored), duplicates=len(rows) - len(stored))
 
 

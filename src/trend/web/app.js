@@ -23,6 +23,8 @@
   let intervalOrder = [];
   let ranksCache = { signature: "", at: 0, ranks: [] };
   let timer = null;
+  // The refresh in flight: a newer one aborts its requests, so a superseded answer is never drawn.
+  let inFlight = null;
 
   // Sent when TREND_READ_KEY guards the reads; kept in this tab's session storage only.
   const KEY_STORE = "trend.readKey";
@@ -47,7 +49,7 @@
     const headers = { Accept: "application/json" };
     const readKey = sessionStorage.getItem(KEY_STORE);
     if (readKey) headers.Authorization = `Bearer ${readKey}`;
-    const response = await fetch(url, { headers });
+    const response = await fetch(url, { headers, signal: inFlight ? inFlight.signal : undefined });
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (!response.ok) {
@@ -98,7 +100,7 @@
     button.addEventListener("click", () => {
       state.key = state.key === key ? "" : key;
       saveState();
-      refresh();
+      refresh(true);
     });
     return button;
   }
@@ -125,7 +127,7 @@
       return;
     }
     saveState();
-    refresh();
+    refresh(true);
   }
 
   function renderCompared() {
@@ -335,14 +337,15 @@
       ? `Shown at ${range.interval}: a ${state.window} window has too many ${state.interval} points for one chart.` : "");
     if (!keys.length) {
       draw("chart", [], [], range);
-      return;
+    } else {
+      const body = await api("v1/series", { event: state.event, key: keys, segment: state.segment,
+        interval: range.interval, start: range.start, end: range.end });
+      const found = lineOf(body);
+      const times = found[0].points.map((point) => new Date(point.t).getTime() / 1000);
+      draw("chart", times, found.map((line, i) => ({
+        label: line.key, color: COLORS[i % COLORS.length], values: line.points.map((point) => point.count) })), range);
     }
-    const body = await api("v1/series", { event: state.event, key: keys, segment: state.segment,
-      interval: range.interval, start: range.start, end: range.end });
-    const found = lineOf(body);
-    const times = found[0].points.map((point) => new Date(point.t).getTime() / 1000);
-    draw("chart", times, found.map((line, i) => ({
-      label: line.key, color: COLORS[i % COLORS.length], values: line.points.map((point) => point.count) })), range);
+    $("chart").dataset.window = state.window;  // what the chart shows now: tests and tools read it
   }
 
   async function renderKeyView() {
@@ -458,27 +461,48 @@
     select.value = value;
   }
 
-  async function refresh() {
+  function setLoading(on) {
+    $("loading").hidden = !on;
+    document.body.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  // byUser: a choice was changed, so say that the page is loading until the new answers are drawn.
+  async function refresh(byUser) {
     clearTimeout(timer);
+    if (inFlight) inFlight.abort();
+    const controller = new AbortController();
+    inFlight = controller;
+    if (byUser === true) setLoading(true);
     try {
-      const hasEvents = await loadDimensions();
+      // Once an event is chosen, the choices and the answers load side by side: one round trip, not two.
+      const known = state.event !== "";
+      const choices = loadDimensions();
+      const hasEvents = known || await choices;
       const params = { event: state.event, segment: state.segment, window: state.window, by: state.by };
       const [top, rising, jobs] = hasEvents
-        ? await Promise.all([api("v1/top", params), api("v1/rising", params), api("v1/jobs")])
+        ? await Promise.all([api("v1/top", params), api("v1/rising", params), api("v1/jobs"), choices])
         : [{ items: [], start: null, end: null }, { items: [], start: null, end: null }, await api("v1/jobs")];
       renderTop(top);
       renderRising(rising);
       renderJobs(jobs);
-      await Promise.all([renderChart(top.items), renderKeyView(), renderAlerts()]);
+      // The chart first: it is what a changed choice is waiting for; the rest follows.
+      await renderChart(top.items);
+      if (byUser === true) setLoading(false);
+      await Promise.all([renderKeyView(), renderAlerts()]);
       $("error").hidden = true;
       $("auth").hidden = true;
       $("updated").textContent = formatTime(new Date().toISOString());
     } catch (error) {
+      if (controller.signal.aborted) return;  // superseded: the newer refresh draws, and says so
       $("error").textContent = `Could not refresh: ${error.message}. Showing the last data; retrying.`;
       $("error").hidden = false;
       if (error instanceof AuthError) $("auth").hidden = false;
     } finally {
-      timer = setTimeout(refresh, refreshSeconds * 1000);
+      if (inFlight === controller) {
+        inFlight = null;
+        setLoading(false);
+        timer = setTimeout(refresh, refreshSeconds * 1000);
+      }
     }
   }
 
@@ -495,7 +519,7 @@
         state[field] = e.target.value;
         if (field === "event") { state.key = ""; state.compare = []; }
         saveState();
-        refresh();
+        refresh(true);
       });
     }
     window.addEventListener("resize", () => {
@@ -506,16 +530,16 @@
     $("key-close").addEventListener("click", () => {
       state.key = "";
       saveState();
-      refresh();
+      refresh(true);
     });
     $("auth").addEventListener("submit", (e) => {
       e.preventDefault();
       sessionStorage.setItem(KEY_STORE, $("auth-key").value);
       $("auth-key").value = "";
-      refresh();
+      refresh(true);
     });
     saveState();
-    refresh();
+    refresh(true);
   }
 
   setUp();

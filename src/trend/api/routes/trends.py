@@ -6,17 +6,28 @@ the interval and ``by`` choices come from the Trend and the measures, in the rou
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from trend import measures
 from trend.api import models
+from trend.api.answers import SharedAnswers, Stamp
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
 from trend.api.errors import TrendRoute, error_responses
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
 WindowName = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
+_CACHED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "Not modified: the If-None-Match ETag is the current one (same parameters, minute and data)"}}
+
+
+def _cache_headers(trend: Trend) -> dict[str, str]:
+    """``Cache-Control: max-age`` from TREND_HTTP_MAX_AGE; private where reads need a key, so no shared
+    cache hands them to others."""
+    settings = trend.settings
+    scope = "private" if settings.read_key is not None else "public"
+    return {"Cache-Control": f"{scope}, max-age={settings.http_max_age}", "Vary": "Accept-Encoding, Authorization"}
 
 
 def router(trend: Trend) -> APIRouter:
@@ -31,37 +42,47 @@ def router(trend: Trend) -> APIRouter:
     by_type = Annotated[str, Query(description="the measure to rank by: events, or distinct users",
                                    json_schema_extra={"enum": measures.rankings()})]
 
-    @api.get("/v1/series", response_model=shapes.series,
+    answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend))
+    trend.after_write.append(answers.written)
+
+    @api.get("/v1/series", response_model=shapes.series, responses=_CACHED,
              summary="One point per bucket of the interval, zero-filled")
-    async def series(event: Event, key: Annotated[list[str] | None, Query(max_length=256)] = None,
+    async def series(request: Request, event: Event,
+                     key: Annotated[list[str] | None, Query(max_length=256)] = None,
                      segment: Segment = None, interval: interval_type = "1m",
                      start: Time = None, end: Time = None,
-                     compare: Annotated[Literal["previous"] | None, Query()] = None) -> dict[str, Any]:
+                     compare: Annotated[Literal["previous"] | None, Query()] = None) -> Response:
         """``key`` repeated (up to 5) compares keys; ``compare=previous`` adds the period before."""
         keys = None if not key else (key[0] if len(key) == 1 else key)
-        result = await run_in_threadpool(
-            lambda: trend.series(event, key=keys, segment=segment, interval=interval,
-                                 start_ms=optional_time("start", start), end_ms=optional_time("end", end),
-                                 compare=compare))
-        return series_shape(result, zone)
+        start_ms, end_ms = optional_time("start", start), optional_time("end", end)
+        return await answers.respond(
+            request, ("series", event, tuple(key or ()), segment, interval, start_ms, end_ms, compare),
+            end_ms if end_ms is not None else trend.clock.now_ms(),
+            lambda: series_shape(trend.series(event, key=keys, segment=segment, interval=interval,
+                                              start_ms=start_ms, end_ms=end_ms, compare=compare), zone))
 
-    @api.get("/v1/top", response_model=shapes.top,
+    @api.get("/v1/top", response_model=shapes.top, responses=_CACHED,
              summary="Keys by count or users over a window ending at `at`, with rank change")
-    async def top(event: Event, segment: Segment = None, window: WindowName = "1h", at: Time = None,
-                  limit: Limit = 10, by: by_type = "count") -> dict[str, Any]:
-        result = await run_in_threadpool(trend.top, event, segment=segment, window=window,
-                                         at_ms=optional_time("at", at), limit=limit, by=by)
-        return top_shape(result, zone)
+    async def top(request: Request, event: Event, segment: Segment = None, window: WindowName = "1h",
+                  at: Time = None, limit: Limit = 10, by: by_type = "count") -> Response:
+        at_ms = optional_time("at", at)
+        when = at_ms if at_ms is not None else trend.clock.now_ms()
+        return await answers.respond(
+            request, ("top", event, segment, window, at_ms, limit, by), when,
+            lambda: top_shape(trend.top(event, segment=segment, window=window, at_ms=when, limit=limit, by=by), zone))
 
-    @api.get("/v1/rising", response_model=shapes.rising,
+    @api.get("/v1/rising", response_model=shapes.rising, responses=_CACHED,
              summary="Keys by z-score against the windows before, with growth %")
-    async def rising(event: Event, segment: Segment = None, window: WindowName = "15m",
+    async def rising(request: Request, event: Event, segment: Segment = None, window: WindowName = "15m",
                      baseline: Annotated[int, Query(ge=1, le=48)] = 12,
                      min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
-                     limit: Limit = 10, by: by_type = "count") -> dict[str, Any]:
-        result = await run_in_threadpool(trend.rising, event, segment=segment, window=window, baseline=baseline,
-                                         min_count=min_count, at_ms=optional_time("at", at), limit=limit, by=by)
-        return rising_shape(result, zone)
+                     limit: Limit = 10, by: by_type = "count") -> Response:
+        at_ms = optional_time("at", at)
+        when = at_ms if at_ms is not None else trend.clock.now_ms()
+        return await answers.respond(
+            request, ("rising", event, segment, window, baseline, min_count, at_ms, limit, by), when,
+            lambda: rising_shape(trend.rising(event, segment=segment, window=window, baseline=baseline,
+                                              min_count=min_count, at_ms=when, limit=limit, by=by), zone))
 
     @api.get("/v1/dimensions", response_model=models.Dimensions,
              summary="Every event type and its segments, and the series intervals")

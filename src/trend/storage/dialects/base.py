@@ -14,7 +14,7 @@ Storage functions ask their transaction's dialect (``tx.dialect``), never a back
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -106,11 +106,6 @@ class Connector(ABC):
         """What this database can do, read once before trend's tables (extensions, for one)."""
         return self.caps
 
-    def refine(self, conn: Connection, citus: str) -> Dialect:
-        """The dialect this database really needs (a PostgreSQL with Citus is Citus's); TREND_CITUS."""
-        assert isinstance(self, Dialect)
-        return self
-
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """After the tables are created: spread them over nodes, where the backend does that."""
 
@@ -119,6 +114,11 @@ class Connector(ABC):
 
     def committed(self) -> None:
         """After each write transaction has committed."""
+
+    @abstractmethod
+    def change_stamp(self, conn: Connection) -> Hashable:
+        """A value that changes whenever anything a read could see has changed: equal stamps mean the
+        same answers (an HTTP ETag is made of it). It may change when nothing did, never the reverse."""
 
     def close(self) -> None:
         """When the database is disposed of: stop what the dialect runs in the background."""

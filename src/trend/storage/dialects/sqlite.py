@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -89,6 +89,13 @@ class SQLiteDialect(Dialect):
 
         self._checkpoints = Checkpointer(engine)
         return engine
+
+    def change_stamp(self, conn: Connection) -> Hashable:
+        # One writer at a time: a stored event takes a seq above every earlier one, and every deletion or
+        # rewrite of rows moves a data version (storage/data_versions.py).
+        return tuple(conn.exec_driver_sql(
+            "SELECT (SELECT max(seq) FROM fact_events), (SELECT coalesce(sum(version), 0) FROM trend_data_versions)"
+        ).one())
 
     def committed(self) -> None:
         if self._checkpoints is not None:

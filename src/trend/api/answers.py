@@ -1,0 +1,156 @@
+"""Shared answers for hot reads: identical requests share one computation and one encoded body, and
+a client that holds the current answer gets 304.
+
+The rules (docs/queries.md, "Shared answers"):
+
+* Requests with the same parameters, whose window ends in the same minute, share an answer computed
+  at most ``TREND_READ_SHARE_MS`` before them (500 ms by default), or the one being computed when
+  they arrive (single flight). The answer says its own ``at`` and is exact as of it. A write of this
+  process drops the shared answers, so its clients read their own writes.
+* Its ETag is made of the parameters, the minute the window ends in, and the data's change stamp as
+  it was when the computation began. A request whose ``If-None-Match`` holds the ETag of the same
+  parameters, minute and current stamp gets 304 without any read: the items are the same.
+* The change stamp is read at most every :data:`STAMP_MS`, and at once after this process stores
+  events, so another process's write shows within that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trend.model import MINUTE_MS
+
+# How stale a change stamp may be when it decides a 304; this process's own writes renew it at once.
+STAMP_MS = 100
+# Answers at least this large go out gzipped to clients that accept it.
+GZIP_BYTES = 1_024
+_KEPT = 256
+
+
+@dataclass
+class Answer:
+    body: bytes
+    etag: str
+    made: float  # time.monotonic() when the computation began
+    _gzipped: bytes | None = field(default=None, repr=False)
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=5)
+        return self._gzipped
+
+
+class Stamp:
+    """The data's change stamp, read at most every :data:`STAMP_MS`; :meth:`written` renews it."""
+
+    def __init__(self, read: Callable[[], Hashable]) -> None:
+        self._read = read
+        self._lock = threading.Lock()
+        self._value: Hashable = None
+        self._read_at = -1.0
+
+    def written(self) -> None:
+        with self._lock:
+            self._read_at = -1.0
+
+    def current(self) -> Hashable:
+        with self._lock:
+            if time.monotonic() - self._read_at <= STAMP_MS / 1000:
+                return self._value
+        value = self._read()
+        with self._lock:
+            self._value, self._read_at = value, time.monotonic()
+        return value
+
+
+def etag(key: Hashable, minute: int, stamp: Hashable) -> str:
+    digest = hashlib.blake2b(repr((key, minute, stamp)).encode(), digest_size=12).hexdigest()
+    return f'W/"{digest}"'
+
+
+class SharedAnswers:
+    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str]) -> None:
+        self._share_s = share_ms / 1000
+        self._stamp = stamp
+        self._headers = dict(headers)  # Cache-Control and Vary, the same on every answer
+        self._done: OrderedDict[Hashable, Answer] = OrderedDict()
+        self._done_lock = threading.Lock()  # written() clears it from the thread that stored events
+        self._generation = 0  # moved by written(): an answer begun before a write is not kept
+        self._flights: dict[Hashable, asyncio.Future[Answer]] = {}
+
+    def written(self) -> None:
+        """This process stored or deleted events: the next request reads the change stamp again, and
+        computes its answer afresh, so a client reads its own writes."""
+        self._stamp.written()
+        with self._done_lock:
+            self._done.clear()
+            self._generation += 1
+
+    async def respond(self, request: Request, key: Hashable, at_ms: int,
+                      compute: Callable[[], dict[str, Any]]) -> Response:
+        """The answer to ``key`` as a response: 304 to a client that holds it, shared where it may be."""
+        minute = at_ms - at_ms % MINUTE_MS
+        stamp = await run_in_threadpool(self._stamp.current)
+        current = etag(key, minute, stamp)
+        if current in _tags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers={**self._headers, "ETag": current})
+        answer = await self._answer((key, minute), current, compute)
+        return self._response(request, answer)
+
+    async def _answer(self, key: Hashable, tag: str, compute: Callable[[], dict[str, Any]]) -> Answer:
+        with self._done_lock:
+            found = self._done.get(key)
+        if found is not None and time.monotonic() - found.made <= self._share_s:
+            return found
+        generation = self._generation
+        # A flight begun before this process's last write is not joined: a client reads its own writes.
+        in_flight = (key, generation)
+        flight = self._flights.get(in_flight)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[in_flight] = flight
+        made = time.monotonic()
+        try:
+            shape = await run_in_threadpool(compute)
+            answer = Answer(json.dumps(shape, ensure_ascii=False, separators=(",", ":")).encode(), tag, made)
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved: a flight nobody else joined must not warn
+            raise
+        finally:
+            del self._flights[in_flight]
+        flight.set_result(answer)
+        with self._done_lock:
+            if generation == self._generation:
+                self._done[key] = answer
+                self._done.move_to_end(key)
+                while len(self._done) > _KEPT:
+                    self._done.popitem(last=False)
+        return answer
+
+    def _response(self, request: Request, answer: Answer) -> Response:
+        headers = {**self._headers, "ETag": answer.etag}
+        if len(answer.body) >= GZIP_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(answer.gzipped(), media_type="application/json",
+                            headers={**headers, "Content-Encoding": "gzip"})
+        return Response(answer.body, media_type="application/json", headers=headers)
+
+
+def _tags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header; weak and strong compare alike (RFC 9110, 13.1.2)."""
+    tags = {tag.strip() for tag in header.split(",") if tag.strip()}
+    return tags | {f"W/{tag}" for tag in tags if not tag.startswith("W/")}
