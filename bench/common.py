@@ -51,7 +51,7 @@ def parser(description: str) -> argparse.ArgumentParser:
                                                             "postgresql://postgres@127.0.0.1:5432/test"))
     p.add_argument("--citus-url", default=os.environ.get("TREND_TEST_CITUS_URL",
                                                          "postgresql://postgres@127.0.0.1:5450/test"),
-                   help="the coordinator of a Citus cluster (../shared/citus/cluster.sh starts one)")
+                   help="the coordinator of a Citus cluster (scripts/citus-cluster.sh start starts one)")
     p.add_argument("--repeat", type=int, default=5)
     return p
 

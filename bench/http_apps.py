@@ -4,7 +4,8 @@
   (JSON decoding and pydantic's check of the shape) and discards it: what any FastAPI endpoint pays;
 * ``POST /bare/store`` parses the body the same way and stores it by the bare bulk path into the
   same table and indexes (``executemany`` on SQLite, COPY on PostgreSQL): no validation, no
-  normalization, no markers, one transaction;
+  normalization, no markers, one transaction. hey sends one body again and again, so its event_ids
+  get the request's number appended: each is still written into the unique index, never refused;
 * ``GET /bare/top`` returns a constant JSON body of the size of a ``top`` answer.
 
     uvicorn bench.http_apps:app --factory   (settings from TREND_* variables, as ``trend serve``)
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any
@@ -34,6 +36,7 @@ def app() -> FastAPI:
     served = create_app(load_settings())
     trend: Trend = served.state.trend
     constant = os.environ.get("BENCH_TOP_BODY", "{}").encode()
+    requests = itertools.count()
 
     @served.post("/bare/events", status_code=202)
     async def bare_events(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -41,9 +44,10 @@ def app() -> FastAPI:
 
     @served.post("/bare/store", status_code=202)
     async def bare_store(events: list[dict[str, Any]]) -> dict[str, Any]:
-        now = int(time.time() * 1000)
-        rows = [(e.get("event_id"), int(e["ts"] * 1000), e["event"], e.get("segment", ""), e["key"],
-                 e.get("user_id"), float(e.get("value", 1)), now, int(e["ts"] * 1000) // 60_000 * 60_000)
+        now, n = int(time.time() * 1000), next(requests)
+        rows = [(f"{e['event_id']}.{n}" if e.get("event_id") else None, int(e["ts"] * 1000), e["event"],
+                 e.get("segment", ""), e["key"], e.get("user_id"), float(e.get("value", 1)), now,
+                 int(e["ts"] * 1000) // 60_000 * 60_000)
                 for e in events]
         await run_in_threadpool(_store, trend, rows)
         return {"accepted": len(rows), "duplicates": 0}

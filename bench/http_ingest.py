@@ -166,11 +166,22 @@ def _reads(url: str, args: argparse.Namespace) -> tuple[dict[str, list[tuple[flo
     feeder.stop.set()
     feeder.join()
     for _ in range(args.rounds):
+        runs["trend, If-None-Match (304)"].append(_unchanged(top, args))
+    return runs, worst
+
+
+def _unchanged(top: str, args: argparse.Namespace, attempts: int = 4) -> tuple[float, float, float]:
+    """One hey run of conditional GETs that all answer 304. The worker's runs still digest the feeder's
+    late events for a while, and each changes the data, so the ETag: a run that saw a 200 is tried again."""
+    for attempt in range(1, attempts + 1):
         _whole_minute_ahead(args.seconds)
         tag = httpx.get(top).headers["etag"]
-        runs["trend, If-None-Match (304)"].append(
-            _hey(top, args.seconds, args.clients, "-H", f"If-None-Match: {tag}", status="304"))
-    return runs, worst
+        try:
+            return _hey(top, args.seconds, args.clients, "-H", f"If-None-Match: {tag}", status="304")
+        except AssertionError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _whole_minute_ahead(seconds: float) -> None:

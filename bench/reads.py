@@ -3,7 +3,8 @@
 Fills ``--events`` events over ``--days`` days, times one catch-up through every level, adds a live
 tail (open and dirty minutes), then measures p50 and p99 of:
 
-* ``top`` over 24h and ``series`` 1h over 7d (the DESIGN targets), plus ``top`` 1h and ``rising`` 15m;
+* ``top`` over 24h and ``series`` 1h over 7d (the read targets in docs/benchmarks.md), plus ``top`` 1h
+  and ``rising`` 15m;
 * the same ``top`` 24h computed by a plain GROUP BY over ``fact_events``, for scale.
 
     python -m bench.reads [--backend postgres] [--events 10000000] [--days 7] [--samples 200]

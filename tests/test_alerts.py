@@ -1,4 +1,4 @@
-"""Alerts end to end against a real local HTTP receiver that checks every signature (DESIGN section 10)."""
+"""Alerts end to end against a real local HTTP receiver that checks every signature (docs/alerts.md)."""
 
 from __future__ import annotations
 

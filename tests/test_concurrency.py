@@ -1,4 +1,4 @@
-"""Ingest and rollup runs at the same time, in threads and in separate processes (DESIGN section 3).
+"""Ingest and rollup runs at the same time, in threads and in separate processes (docs/architecture.md).
 
 The invariant: once no marker is left for any closed bucket, every closed bucket of every level
 equals the GROUP BY of fact_events over its range.

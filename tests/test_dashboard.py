@@ -313,6 +313,28 @@ class TestLabels:
         page.close()
 
 
+class TestNonPrintingKeys:
+    def test_a_key_that_holds_characters_that_do_not_print_is_marked(self, browser: Browser, tmp_path: Path) -> None:
+        """Under TREND_KEY_NORMALIZATION=none nothing removes them: two keys look alike, and one is marked."""
+        url = f"sqlite:///{tmp_path / 'plain.db'}"
+        with Trend(database_url=url, worker_enabled=False, log_level="WARNING", key_normalization="none") as trend:
+            trend.ingest([{"event": "search", "key": key, "ts": time.time() - 120}
+                          for key in ("umbrella", "um\u200bbrella", "um\u200bbrella")])
+            trend.rollup()
+        server = Served(url, "--no-worker", TREND_KEY_NORMALIZATION="none")
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{server.url}/?window=1h")
+            marked = page.locator("#top tbody button.key.non-printing")
+            expect(marked).to_have_count(1)
+            assert marked.get_attribute("title") == "holds characters that do not print: U+200B"
+            assert marked.get_attribute("data-key") == "um\u200bbrella"
+            expect(page.locator("#top tbody button.key:not(.non-printing)")).to_have_text("umbrella")
+            page.close()
+        finally:
+            server.stop()
+
+
 class TestPartialBaseline:
     def test_a_baseline_longer_than_the_history_is_said_and_no_growth_is_shown(
             self, browser: Browser, served: Served) -> None:

@@ -1,4 +1,4 @@
-"""Ingest through the Python API: validation per DESIGN section 5, atomic batches, duplicates, markers."""
+"""Ingest through the Python API: validation per README "Events", atomic batches, duplicates, markers."""
 
 from __future__ import annotations
 

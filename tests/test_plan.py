@@ -1,4 +1,4 @@
-"""The read planner against its rule, minute by minute (docs/architecture.md, DESIGN section 4).
+"""The read planner against its rule, minute by minute (docs/architecture.md, "Reads"; docs/queries.md).
 
 A bucket of level L inside the range is read from ``agg_L`` when it is closed and no marker lies in
 it at L or any finer level; otherwise its part is planned at the level below, down to raw minutes,

@@ -1,4 +1,4 @@
-"""Hand-built cases for the formulas and edges of DESIGN section 4 (docs/queries.md)."""
+"""Hand-built cases for the formulas and edges of docs/queries.md."""
 
 from __future__ import annotations
 

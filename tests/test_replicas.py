@@ -1,4 +1,4 @@
-"""Many processes on one database (DESIGN section 3, "Why the rules make it correct")."""
+"""Many processes on one database (docs/architecture.md, "Why it is correct")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rollup protocol of DESIGN section 3: closed buckets only, catch-up, late events, no double counting."""
+"""The rollup protocol (docs/architecture.md): closed buckets only, catch-up, late events, no double counting."""
 
 from __future__ import annotations
 

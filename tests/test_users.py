@@ -1,4 +1,4 @@
-"""Distinct users: counted per row as a mergeable sketch, ranked by, and kept honest (DESIGN sections 3-4)."""
+"""Distinct users: counted per row as a mergeable sketch, ranked by, and kept honest (docs/architecture.md)."""
 
 from __future__ import annotations
 

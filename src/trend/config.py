@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     read_share_ms: int = Field(default=500, ge=0, le=10_000)
     # Cache-Control: max-age of GET /v1/top, /v1/rising and /v1/series, so a CDN or proxy may absorb reads.
     http_max_age: int = Field(default=0, ge=0, le=86_400)
+    # The address `trend serve` binds (--host). Without TREND_API_KEY, only Host headers naming it,
+    # localhost, 127.0.0.1 or [::1], or one of TREND_ALLOWED_HOSTS, are served (trend/api/keyless.py).
+    host: str | None = None
+    allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
+    # Serve beyond loopback without TREND_API_KEY, e.g. behind a proxy that authenticates.
+    allow_keyless: bool = False
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 
@@ -155,6 +161,14 @@ class Settings(BaseSettings):
     @classmethod
     def _retentions(cls, value: object) -> dict[str, Any]:
         return _retention_with_defaults(value, cls.hierarchy)
+
+    @field_validator("api_key", "read_key")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key would match an empty bearer token: set but blank is a mistake, never "open".
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is set but empty; give it a value, or unset it")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -173,6 +187,14 @@ class Settings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # a ValueError names the entry
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "*" in entry[1:] or (entry.startswith("*") and entry != "*" and not entry.startswith("*.")):
+                raise ValueError(f"{entry!r}: a wildcard must be * or lead, as in *.example.com")
         return value
 
     @field_validator("timezone")

@@ -82,3 +82,14 @@ class NodeConnectionLostError(DatabaseUnavailableError):
 class TransactionAbortedError(StorageError):
     """The database undid the transaction to break a deadlock or a serialization conflict; nothing of
     it remains, so it may be run again."""
+
+
+LISTED_AT_MOST = 20
+
+
+def listed(items: list[str], at_most: int = LISTED_AT_MOST) -> str:
+    """``a, b, c``, cut after ``at_most`` with the count left out: an error message stays small however
+    many event types or segments a database holds."""
+    shown = ", ".join(items[:at_most])
+    rest = len(items) - at_most
+    return f"{shown} and {rest:,} more" if rest > 0 else shown

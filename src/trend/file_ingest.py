@@ -12,6 +12,7 @@ import gc
 import hashlib
 import multiprocessing
 import os
+import re
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,25 +59,36 @@ def _csv_value(field: str, text: str) -> Any:
     return text
 
 
+# One CSV record per line: a field is quoted ("a ""b"" c", no line breaks inside) or holds no quote at
+# all. A stray quote would otherwise become part of a key, and an unterminated one would swallow the
+# good lines after it into one record that fails at the end of the file.
+_CSV_FIELD = r'(?:"(?:[^"\r\n]|"")*"|[^,"\r\n]*)'
+_CSV_RECORD = re.compile(rf"{_CSV_FIELD}(?:,{_CSV_FIELD})*")
+
+
+def _csv_cells(text: str) -> list[str] | None:
+    """The cells of one CSV line, or None when it breaks the rule above."""
+    record = text.rstrip("\r\n")
+    if not _CSV_RECORD.fullmatch(record):
+        return None
+    return next(csv.reader([record], strict=True))
+
+
 def _csv(stream: IO[str]) -> Iterator[Line]:
-    reader = csv.reader(stream, strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
+    lines = enumerate(stream, start=1)
+    header = next((_csv_cells(text) for _, text in lines), None)
+    if header is None:
         return
     unknown = [name for name in header if name not in _FIELDS]
     if unknown:
         raise InputError(f"line 1: unknown CSV column(s) {', '.join(unknown)}; "
                          f"expected some of {', '.join(sorted(_FIELDS))}")
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, FieldProblem(reader.line_num, "", f"broken CSV: {exc}")
+    for number, text in lines:
+        cells = _csv_cells(text)
+        if cells is None:
+            yield number, FieldProblem(number, "", 'broken CSV: a quote must open and close a whole field on '
+                                                   'its line ("a ""b""" for a quote inside one)')
             continue
-        number = reader.line_num
         if not any(cells):
             continue
         if len(cells) != len(header):

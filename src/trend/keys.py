@@ -18,10 +18,31 @@ NORMALIZATIONS: tuple[Normalization, ...] = ("none", "nfc", "nfkc", "nfkc_casefo
 _SPACES = re.compile(r"\s+")
 
 
+# What the default normalization removes, because it shows nothing and would let one word be many
+# keys: Unicode's Default_Ignorable_Code_Point (Unicode 15.1, DerivedCoreProperties.txt; zero-width
+# spaces and joiners, the soft hyphen, variation selectors, bidi controls, tags, Hangul fillers), and
+# the C0 and C1 controls that are not white space (white space is collapsed to one space instead).
+INVISIBLE_RANGES = (
+    (0x0000, 0x0008), (0x000E, 0x001B), (0x007F, 0x0084), (0x0086, 0x009F),  # controls
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+_INVISIBLE = re.compile("[" + "".join(re.escape(chr(a)) + ("-" + re.escape(chr(b)) if a != b else "")
+                                      for a, b in INVISIBLE_RANGES) + "]")
+
+
 def _nfkc_casefold(text: str) -> str:
-    # Casefolding can denormalize (e.g. "ǰ"), so normalize again; then trim and collapse white space.
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return _SPACES.sub(" ", folded).strip()
+    # Casefolding can denormalize (e.g. "ǰ"), so normalize again; then drop what shows nothing, and trim
+    # and collapse white space.
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)).casefold())
+    return _SPACES.sub(" ", _INVISIBLE.sub("", folded)).strip()
+
+
+def has_invisible(text: str) -> bool:
+    """Whether ``text`` holds a character the default normalization removes."""
+    return _INVISIBLE.search(text) is not None
 
 
 _NORMALIZERS: dict[str, Callable[[str], str]] = {

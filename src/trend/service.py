@@ -26,7 +26,7 @@ from trend.storage.cluster import Cluster, cluster_state
 from trend.storage.engine import Database
 from trend.storage.events import Erased, erase_user, newest_minute
 from trend.storage.runs import RunRecord, latest_runs
-from trend.validation import EventValidator
+from trend.validation import NUL_MESSAGE, EventValidator
 from trend.worker.scheduler import Job, JobInfo, Worker
 
 if TYPE_CHECKING:
@@ -142,11 +142,15 @@ class Trend:
         their counts and their hashed sketch registers, which cannot be turned back into ids."""
         if not user_id or len(user_id) > 128:
             raise QueryError("user_id", "must be 1 to 128 characters")
+        if "\x00" in user_id:
+            raise QueryError("user_id", NUL_MESSAGE)
+
         def attempt() -> Erased:
             with self.db.write() as tx:
                 return erase_user(tx, user_id)
 
         erased = self.db.retrying(attempt)
+        self.db.dialect.erased(self.db.engine)
         self._written()
         return erased
 

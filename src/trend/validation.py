@@ -64,7 +64,10 @@ def parse_time(value: Any) -> int:
             raise ValueError(f"expected ISO-8601 with a zone or epoch seconds, got {value[:40]!r}") from None
         if moment.tzinfo is None:
             raise ValueError("ISO-8601 time needs a zone, e.g. 2025-11-13T06:51:00Z or +09:00")
-        return from_datetime(moment)
+        try:
+            return from_datetime(moment)
+        except OverflowError:  # 9999-12-31T23:00-14:00 is past what a datetime can hold in UTC
+            raise ValueError("time out of range") from None
     raise ValueError("expected ISO-8601 with a zone or epoch seconds")
 
 

@@ -18,8 +18,9 @@ from tests.conftest import TrendFactory
 from tests.reference import stored_events
 from tests.servers import Served
 from trend.api.app import create_app
-from trend.cli import main, warn_if_exposed
+from trend.cli import check_exposure, main
 from trend.config import load_settings
+from trend.errors import ConfigError
 from trend.logging import LOGGER_NAME
 from trend.service import Trend
 
@@ -136,7 +137,7 @@ class TestHostileClients:
         assert _rss_mb(served.process.pid) - before < 40  # never held anywhere near 100 MB
         # Declared up front: refused from the header alone, before a byte of the body is sent.
         with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
-            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 104857600\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 413")
 
@@ -144,7 +145,7 @@ class TestHostileClients:
         slow = []
         for _ in range(30):
             sock = socket.create_connection(("127.0.0.1", served.port))
-            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
             slow.append(sock)
         try:
             began = time.monotonic()
@@ -189,14 +190,18 @@ class TestSecurity:
         logging.getLogger(LOGGER_NAME).info("settings: %s", trend.settings)
         assert not any("very-secret" in record.getMessage() for record in trend_logs.records)
 
-    def test_serve_binds_to_loopback_by_default_and_warns_loudly_otherwise(
+    def test_serve_binds_to_loopback_by_default_and_refuses_beyond_it_without_a_key(
         self, trend_logs: pytest.LogCaptureFixture
     ) -> None:
         serve_options = {param.name: param.default for param in main.commands["serve"].params}
         assert serve_options["host"] == "127.0.0.1"
-        assert not warn_if_exposed("127.0.0.1", load_settings())
-        assert not warn_if_exposed("0.0.0.0", load_settings(api_key="k"))
-        assert warn_if_exposed("0.0.0.0", load_settings())
+        assert not check_exposure("127.0.0.1", load_settings())
+        assert not check_exposure("::1", load_settings())
+        assert not check_exposure("0.0.0.0", load_settings(api_key="k"))
+        with pytest.raises(ConfigError) as refused:
+            check_exposure("0.0.0.0", load_settings())
+        assert refused.value.setting == "TREND_API_KEY"
+        assert check_exposure("0.0.0.0", load_settings(allow_keyless=True))
         assert any("WITHOUT TREND_API_KEY" in r.getMessage() and r.levelname == "WARNING" for r in trend_logs.records)
 
     def test_the_dashboard_never_inlines_data(self, client: TestClient) -> None:

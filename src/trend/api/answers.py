@@ -66,6 +66,14 @@ class Stamp:
         with self._lock:
             self._read_at = -1.0
 
+    def fresh(self) -> tuple[Hashable] | None:
+        """``(stamp,)`` if it was read within :data:`STAMP_MS`, else None: no database call, so the
+        event loop may ask without a hop to a thread."""
+        with self._lock:
+            if time.monotonic() - self._read_at <= STAMP_MS / 1000:
+                return (self._value,)
+        return None
+
     def current(self) -> Hashable:
         with self._lock:
             if time.monotonic() - self._read_at <= STAMP_MS / 1000:
@@ -103,7 +111,8 @@ class SharedAnswers:
                       compute: Callable[[], dict[str, Any]]) -> Response:
         """The answer to ``key`` as a response: 304 to a client that holds it, shared where it may be."""
         minute = at_ms - at_ms % MINUTE_MS
-        stamp = await run_in_threadpool(self._stamp.current)
+        fresh = self._stamp.fresh()
+        stamp = fresh[0] if fresh is not None else await run_in_threadpool(self._stamp.current)
         current = etag(key, minute, stamp)
         if current in _tags(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers={**self._headers, "ETag": current})

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from trend.api import keyless
 from trend.api.errors import install_error_handlers
 from trend.api.routes import docs
 from trend.config import Settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, *, trend: Trend | None = None) 
     app = FastAPI(title=docs.TITLE, version=__version__, lifespan=lifespan, description=docs.DESCRIPTION,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.trend = service
+    keyless.install(app, service.settings)
     install_error_handlers(app)
     app.include_router(service.router)
     return app

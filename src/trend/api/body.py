@@ -51,9 +51,11 @@ async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
 
 
 def check_media(content_type: str | None) -> None:
-    media = (content_type or "application/json").split(";")[0].strip().lower()
+    """JSON only, and said so: a page of another site can POST a body without a Content-Type (a Blob)
+    and without asking the browser's permission first, but never one typed application/json."""
+    media = (content_type or "").split(";")[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", "send the events as application/json")
+        raise ApiError(415, "unsupported_media_type", "send the events with Content-Type: application/json")
 
 
 def parse_json(raw: bytes) -> Any:

@@ -41,7 +41,8 @@ def _require(authorization: str | None, keys: list[SecretStr]) -> None:
 def write_access(trend: Trend) -> Any:
     """Writes and admin calls need ``TREND_API_KEY`` when it is set."""
 
-    def check(authorization: Authorization = None) -> None:
+    # async: a comparison needs no thread, and a sync dependency would take a hop to one per request.
+    async def check(authorization: Authorization = None) -> None:
         if trend.settings.api_key is not None:
             _require(authorization, [trend.settings.api_key])
 
@@ -51,7 +52,7 @@ def write_access(trend: Trend) -> Any:
 def read_access(trend: Trend) -> Any:
     """Reads are open unless ``TREND_READ_KEY`` is set; the write key is accepted for reads too."""
 
-    def check(authorization: Authorization = None) -> None:
+    async def check(authorization: Authorization = None) -> None:
         settings = trend.settings
         if settings.read_key is not None:
             _require(authorization, [key for key in (settings.read_key, settings.api_key) if key is not None])

@@ -9,20 +9,28 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from trend.errors import (
+    LISTED_AT_MOST,
     DatabaseUnavailableError,
     EventValidationError,
     PayloadTooLargeError,
     QueryError,
     StorageError,
+    TransactionAbortedError,
 )
 from trend.logging import get_logger
 
 log = get_logger("api")
+
+
+class Problem(BaseModel):
+    index: int
+    field: str
+    message: str
 
 
 class ErrorDetail(BaseModel):
@@ -30,6 +38,8 @@ class ErrorDetail(BaseModel):
     message: str
     index: int | None = None
     field: str | None = None
+    errors: int | None = Field(None, description="invalid_event: how many events are invalid")
+    problems: list[Problem] | None = Field(None, description=f"invalid_event: the first {LISTED_AT_MOST}")
 
 
 class ErrorBody(BaseModel):
@@ -41,7 +51,8 @@ class ErrorBody(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the refusals a route can answer with."""
     meaning = {400: "Not valid JSON", 401: "No key given", 403: "Wrong key", 404: "Not found",
-               413: "Body or batch too large", 415: "Not JSON", 422: "Invalid input", 503: "Database unavailable"}
+               413: "Body or batch too large", 415: "Not JSON", 422: "Invalid input",
+               503: "Database unavailable or busy, or a conflict it undid: retry after Retry-After"}
     return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
 
@@ -64,9 +75,12 @@ def _api_error(exc: ApiError) -> JSONResponse:
 
 
 def _invalid_event(exc: EventValidationError) -> JSONResponse:
+    # The first problem in the fields every error has; then at most LISTED_AT_MOST of them, and the count.
     first = exc.problems[0]
+    problems = [{"index": p.position, "field": p.field, "message": p.message}
+                for p in exc.problems[:LISTED_AT_MOST]]
     return JSONResponse(error_body("invalid_event", first.message, index=first.position, field=first.field,
-                                   errors=len(exc.problems)), 422)
+                                   errors=len(exc.problems), problems=problems), 422)
 
 
 def _too_large(exc: PayloadTooLargeError) -> JSONResponse:
@@ -85,9 +99,14 @@ def _bad_request(exc: RequestValidationError) -> JSONResponse:
 
 def _storage(exc: StorageError) -> JSONResponse:
     log.error("storage error: %s", exc)
-    code = "database_unavailable" if isinstance(exc, DatabaseUnavailableError) else "storage_error"
-    return JSONResponse(error_body(code, "the database is unavailable; retry later"), 503,
-                        headers={"Retry-After": "5"})
+    if isinstance(exc, DatabaseUnavailableError):
+        return JSONResponse(error_body("database_unavailable", "the database is unavailable; retry later"), 503,
+                            headers={"Retry-After": "5"})
+    if isinstance(exc, TransactionAbortedError):
+        return JSONResponse(error_body("conflict", "the database undid the request in a conflict; retry it"), 503,
+                            headers={"Retry-After": "1"})
+    # The database refused this one request: retrying it would only be refused again.
+    return JSONResponse(error_body("storage_error", "the database refused the request"), 500)
 
 
 def _http(exc: StarletteHTTPException) -> JSONResponse:

@@ -9,10 +9,10 @@ from trend.cli.demo import demo
 from trend.cli.ingesting import ingest
 from trend.cli.jobs import backfill, erase_user, rollup, status
 from trend.cli.queries import rising, series, top
-from trend.cli.serving import serve, warn_if_exposed, worker
+from trend.cli.serving import check_exposure, serve, worker
 from trend.logging import own_process_logging
 
-__all__ = ["main", "warn_if_exposed"]
+__all__ = ["check_exposure", "main"]
 
 
 @click.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ import click
 
 from trend.cli.common import handles_errors
 from trend.config import Settings, load_settings
+from trend.errors import ConfigError
 from trend.logging import get_logger
 from trend.service import Trend
 
@@ -27,15 +29,19 @@ from trend.service import Trend
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), envvar="TREND_WORKERS",
               show_envvar=True, help="Server processes. The scheduled jobs run once, in this process, and "
                                      "/metrics sums the counters of every process.")
+@click.option("--allow-keyless", is_flag=True,
+              help="Serve beyond loopback without TREND_API_KEY (TREND_ALLOW_KEYLESS), e.g. behind a proxy that "
+                   "authenticates. Without it, that refuses to start.")
 @handles_errors
-def serve(host: str, port: int, no_worker: bool, access_log: bool, workers: int) -> None:
+def serve(host: str, port: int, no_worker: bool, access_log: bool, workers: int, allow_keyless: bool) -> None:
     """The API, the dashboard and the worker."""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # prometheus-client reads the variable when it is imported, so this process starts again with it.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="trend-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "trend", *sys.argv[1:]])
-    settings = load_settings(**({"worker_enabled": False} if no_worker else {}))
-    warn_if_exposed(host, settings)
+    settings = load_settings(host=host, **({"worker_enabled": False} if no_worker else {}),
+                             **({"allow_keyless": True} if allow_keyless else {}))
+    check_exposure(host, settings)
     if workers > 1:
         _serve_in_processes(settings, host, port, access_log, workers)
         return
@@ -71,7 +77,9 @@ def _serve_in_processes(settings: Settings, host: str, port: int, access_log: bo
     go to prometheus-client's multiprocess files, which any process's /metrics sums."""
     import uvicorn
 
-    os.environ["TREND_WORKER_ENABLED"] = "false"  # the server processes' settings: no worker of their own
+    # The server processes' settings: no worker of their own, and the bound address (api/keyless.py).
+    os.environ["TREND_WORKER_ENABLED"] = "false"
+    os.environ["TREND_HOST"] = host
     trend = Trend(settings)
     try:
         trend.db.ensure_schema()
@@ -86,16 +94,27 @@ def _serve_in_processes(settings: Settings, host: str, port: int, access_log: bo
         trend.close()
 
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
-def warn_if_exposed(host: str, settings: Settings) -> bool:
-    """Binding beyond loopback without a key lets anyone write events and run jobs: say so loudly."""
-    if host in LOOPBACK or settings.api_key is not None:
+def check_exposure(host: str, settings: Settings) -> bool:
+    """Binding beyond loopback without a key lets anyone write events and run jobs: refused, unless
+    ``--allow-keyless`` says a proxy in front authenticates; then said loudly. True when exposed."""
+    if is_loopback(host) or settings.api_key is not None:
         return False
+    if not settings.allow_keyless:
+        raise ConfigError("TREND_API_KEY", f"serving on {host} beyond loopback needs a key: set TREND_API_KEY, "
+                                           "bind to 127.0.0.1, or pass --allow-keyless (TREND_ALLOW_KEYLESS=true) "
+                                           "when a proxy in front authenticates every request")
     get_logger("serve").warning(
-        "LISTENING ON %s WITHOUT TREND_API_KEY: anyone who can reach this port can write events and run jobs. "
-        "Set TREND_API_KEY, or bind to 127.0.0.1.", host)
+        "LISTENING ON %s WITHOUT TREND_API_KEY (--allow-keyless): anyone who can reach this port can write events "
+        "and run jobs, unless the proxy in front authenticates them.", host)
     return True
 
 

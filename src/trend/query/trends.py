@@ -7,16 +7,17 @@ from dataclasses import dataclass, replace
 
 from trend import measures
 from trend.clock import Clock
-from trend.errors import QueryError
+from trend.errors import QueryError, listed
 from trend.measures import Measure
 from trend.query.plan import Planner
-from trend.query.windows import Window, interval_ms, series_range, window_ms
+from trend.query.windows import Window, checked_time, interval_ms, series_range, window_ms
 from trend.ranking import rising_ranked
 from trend.storage.engine import Database, Tx
 from trend.storage.events import history_start, known_dimensions
 from trend.storage.markers import markers_between
 from trend.storage.migrations import users_since
 from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
+from trend.validation import EVENT_MAX, NUL_MESSAGE
 
 COUNT, USERS = measures.by_read("count"), measures.by_read("users")
 
@@ -129,7 +130,9 @@ class Queries:
         if compare not in (None, "previous"):
             raise QueryError("compare", f"expected previous; got {compare!r}")
         now = self.clock.now_ms()
-        start, end = series_range(self.db.levels, interval, start_ms, end_ms, now)
+        start, end = series_range(
+            self.db.levels, interval, None if start_ms is None else checked_time("start", start_ms),
+            None if end_ms is None else checked_time("end", end_ms), now)
         width = interval_ms(interval, self.db.levels)
         earlier = start - (end - start)
         with self.db.read() as tx:
@@ -158,7 +161,7 @@ class Queries:
             limit: int = 10, by: str = "count") -> Top:
         measure = _ranking(by)
         now = self.clock.now_ms()
-        at = at_ms if at_ms is not None else now
+        at = now if at_ms is None else checked_time("at", at_ms)
         current = Window.ending_at(at, window_ms(window))
         previous = current.before()
         filters = self._filters(event, segment)
@@ -184,7 +187,7 @@ class Queries:
                     at_ms: int | None = None) -> dict[str, int | None]:
         """One key's count and users over the window ending at ``at`` (0 when it has no events)."""
         now = self.clock.now_ms()
-        current = Window.ending_at(at_ms if at_ms is not None else now, window_ms(window))
+        current = Window.ending_at(now if at_ms is None else checked_time("at", at_ms), window_ms(window))
         filters = self._filters(event, segment, [key])
         with self.db.read() as tx:
             planner = Planner(tx.levels, markers_between(tx, current.start, current.end), now)
@@ -200,7 +203,7 @@ class Queries:
         applies to that measure."""
         measure = _ranking(by)
         now = self.clock.now_ms()
-        at = at_ms if at_ms is not None else now
+        at = now if at_ms is None else checked_time("at", at_ms)
         current = Window.ending_at(at, window_ms(window))
         history = [current.before(n) for n in range(1, baseline + 1)]
         filters = self._filters(event, segment)
@@ -223,6 +226,10 @@ class Queries:
         return Rising(window, at, current.start, current.end, baseline, by, items, partial)
 
     def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:
+        # PostgreSQL refuses NUL in text, and no stored value holds one: refuse it before any SQL.
+        for name, texts in (("event", [event]), ("segment", [segment]), ("key", keys or [])):
+            if any(text is not None and "\x00" in text for text in texts):
+                raise QueryError(name, NUL_MESSAGE)
         return Filters(event, None if segment is None else self.normalize(segment),
                        None if keys is None else [self.normalize(key) for key in keys])
 
@@ -239,4 +246,4 @@ class Queries:
         known = known_dimensions(tx)
         seen.update(known)
         if known and event not in known:
-            raise QueryError("event", f"unknown event {event!r}; known events: {', '.join(sorted(known))}")
+            raise QueryError("event", f"unknown event {event[:EVENT_MAX]!r}; known events: {listed(sorted(known))}")

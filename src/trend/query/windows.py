@@ -12,6 +12,19 @@ WINDOWS: dict[str, int] = {
 }
 
 
+# Query times must leave room for the windows before and after them within what the database and a
+# Python datetime hold: from the epoch to the year 9000.
+EARLIEST_MS = 0
+LATEST_MS = 221_845_392_000_000  # 9000-01-01T00:00:00Z
+
+
+def checked_time(name: str, ms: int) -> int:
+    """A query time within [1970-01-01, 9000-01-01), or a :class:`QueryError` naming its parameter."""
+    if not EARLIEST_MS <= ms < LATEST_MS:
+        raise QueryError(name, "must be from 1970-01-01T00:00:00Z to before 9000-01-01T00:00:00Z")
+    return ms
+
+
 def window_ms(name: str) -> int:
     if name not in WINDOWS:
         raise QueryError("window", f"unknown window {name!r}; expected one of {', '.join(WINDOWS)}")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import delete, insert, or_, select, update
 
+from trend.storage.dialects import CHUNK, chunked
 from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
 from trend.storage.tx import Tx
 
@@ -110,3 +111,22 @@ def deliveries(tx: Tx, rule_id: int | None = None, limit: int = 100,
         conditions.append(d.id == delivery_id)
     query = select(alert_deliveries).where(*conditions)
     return [dict(row._mapping) for row in tx.execute(query.order_by(d.created_at.desc(), d.id).limit(limit))]
+
+
+REDACTED_BODY = '{"redacted": "the firing named a key of a person whose data was erased"}'
+
+
+def redact_keys(tx: Tx, keys: Collection[str]) -> int:
+    """Erasure: firings of ``keys`` lose their key and body, and those not yet sent are never sent. A
+    firing cannot tell whose events made it, so every firing of a key the person sent goes."""
+    if not keys:
+        return 0
+    d = alert_deliveries.c
+    redacted = 0
+    for part in chunked(sorted(keys), CHUNK):
+        tx.execute(update(alert_deliveries).where(d.key.in_(part), d.status == "pending").values(
+            status="failed", last_error="redacted: the person's data was erased", lease_until=None))
+        redacted += tx.execute(update(alert_deliveries).where(d.key.in_(part)).values(
+            key=None, body=REDACTED_BODY)).rowcount
+        tx.execute(alert_fired.delete().where(alert_fired.c.key.in_(part)))
+    return int(redacted)

@@ -200,9 +200,9 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        unavailable = isinstance(exc, OperationalError) and (
-            exc.connection_invalidated or "connect" in str(exc.orig).lower())
-        raise _translated(exc.orig, _first_line(exc), unavailable) from exc
+        # OperationalError is the driver's "not your statement's fault": a lost connection, a lock
+        # or busy timeout, a full disk. Anything else (bad data, a constraint) is never "unavailable".
+        raise _translated(exc.orig, _first_line(exc), isinstance(exc, OperationalError)) from exc
     # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
     except psycopg.Error as exc:
         raise _translated(exc, _first_line_of(exc), isinstance(exc, psycopg.OperationalError)) from exc

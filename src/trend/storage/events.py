@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, union_all
 
 from trend.model import MINUTE_MS, RAW, EventRow
-from trend.storage import data_versions
+from trend.storage import alerts, data_versions
 from trend.storage.dialects import CHUNK, chunked
 from trend.storage.markers import mark
 from trend.storage.schema import dimensions, fact_events, level_table
@@ -80,10 +80,15 @@ class Erased:
 def erase_user(tx: Tx, user_id: str) -> Erased:
     """Delete a person's raw events and mark their minutes, so every level is recomputed without them.
 
-    A scan of fact_events: no index on user_id, because every ingest would pay for one; erasures are rare."""
-    minutes = [int(m) for m in tx.execute(select(fact_events.c.minute).where(fact_events.c.user_id == user_id)
-                                          .distinct()).scalars()]
-    deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
+    A scan of fact_events: no index on user_id, because every ingest would pay for one; erasures are rare.
+    Alert firings of the person's keys are redacted (:func:`alerts.redact_keys`); where the backend can,
+    the deletes overwrite what they delete (``Dialect.erasing``)."""
+    found = tx.execute(select(fact_events.c.minute, fact_events.c.key).where(fact_events.c.user_id == user_id)
+                       .distinct()).all()
+    minutes = sorted({int(row.minute) for row in found})
+    with tx.dialect.erasing(tx.conn):
+        deleted = tx.execute(fact_events.delete().where(fact_events.c.user_id == user_id)).rowcount
+        alerts.redact_keys(tx, {row.key for row in found})
     mark(tx, tx.levels.finest.name, minutes)
     if deleted:
         data_versions.bump(tx, RAW)  # a later event may take a deleted seq (storage/carried.py)

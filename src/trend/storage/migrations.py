@@ -11,11 +11,17 @@ from collections.abc import Callable
 from sqlalchemy import func, select
 
 from trend.errors import ConfigError, StorageError
+from trend.keys import has_invisible, normalizer
+from trend.model import RAW
+from trend.storage import data_versions
+from trend.storage.events import COLUMNS, remember_dimensions
+from trend.storage.markers import mark
 from trend.storage.schema import (
     BASE_TABLES,
     ROLLUP_INDEX,
     SCHEMA_VERSION,
     Sketch,
+    dimensions,
     fact_events,
     level_table,
     level_tables,
@@ -81,8 +87,37 @@ def _version_data_by_day(tx: Tx) -> None:
     which start afresh. The version stops runners of schema 5, which would not bump them."""
 
 
+def _drop_invisible_characters(tx: Tx) -> None:
+    """The default normalization now removes characters that show nothing (trend/keys.py): keys and
+    segments of raw events that held them take their new form, and their minutes are marked, so the
+    runs recompute every level from them. Raw events whose key would be left empty keep it. Rollup rows
+    of buckets older than the oldest raw event cannot be recomputed and keep their keys."""
+    if _get(tx, KEY_NORMALIZATION) != "nfkc_casefold":
+        return
+    normalize = normalizer("nfkc_casefold")
+    columns = [fact_events.c[name] for name in COLUMNS]
+    for field in ("key", "segment"):
+        column = fact_events.c[field]
+        renamed = {old: new for old in tx.execute(select(column).distinct()).scalars()
+                   if has_invisible(old) and (new := normalize(old)) and new != old}
+        position = COLUMNS.index(field)
+        for old, new in renamed.items():
+            rows = [tuple(row) for row in tx.execute(select(*columns).where(column == old))]
+            tx.execute(fact_events.delete().where(column == old))
+            # A row goes in again as it was, under its new key: its event_id is already known.
+            tx.dialect.bulk_insert(tx.conn, "fact_events", COLUMNS,
+                                   [(*row[:position], new, *row[position + 1:]) for row in rows])
+            mark(tx, tx.levels.finest.name, {int(row[COLUMNS.index("minute")]) for row in rows})
+        if renamed:
+            data_versions.bump(tx, RAW)
+    pairs = tx.execute(select(dimensions.c.event, dimensions.c.segment)).all()
+    remember_dimensions(tx, {(row.event, new) for row in pairs
+                             if has_invisible(row.segment) and (new := normalize(row.segment))})
+
+
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
-                                               5: _add_data_versions, 6: _version_data_by_day}
+                                               5: _add_data_versions, 6: _version_data_by_day,
+                                               7: _drop_invisible_characters}
 
 
 def _drop_unwanted_key_indexes(tx: Tx) -> None:

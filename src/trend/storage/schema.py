@@ -29,7 +29,7 @@ from trend.storage.dialects import Capabilities, trend_dialect
 # 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
 # 5: trend_data_versions, which tells a process whether the totals it keeps are still true.
 # 6: those versions per level and day ("1h@20405"): runners of schema 5 would bump only the level's.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = MetaData()
 

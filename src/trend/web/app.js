@@ -90,11 +90,28 @@
     return td;
   }
 
+  // Characters that print nothing (controls, format characters, unassigned, private use, separators):
+  // a key holding one looks like another key, so it is marked, with its code points in the title.
+  const NON_PRINTING = /[\p{C}\p{Zl}\p{Zp}]/gu;
+
+  function nonPrinting(key) {
+    return [...key.matchAll(NON_PRINTING)].map((m) => "U+" + m[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0"));
+  }
+
   function keyButton(key) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "key";
     button.textContent = key;
+    const hidden = nonPrinting(key);
+    if (hidden.length) {
+      button.classList.add("non-printing");
+      button.title = `holds characters that do not print: ${hidden.join(" ")}`;
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.textContent = " ⚠";
+      button.append(mark);
+    }
     button.dataset.key = key;
     button.setAttribute("aria-pressed", String(state.key === key));
     button.addEventListener("click", () => {

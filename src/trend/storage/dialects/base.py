@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -114,6 +115,14 @@ class Connector(ABC):
 
     def committed(self) -> None:
         """After each write transaction has committed."""
+
+    @contextmanager
+    def erasing(self, conn: Connection) -> Iterator[None]:
+        """Around an erasure's deletes, in its transaction: make them overwrite what they delete."""
+        yield
+
+    def erased(self, engine: Engine) -> None:
+        """After an erasure committed: leave no readable copy of the deleted rows, where the backend can."""
 
     @abstractmethod
     def change_stamp(self, conn: Connection) -> Hashable:

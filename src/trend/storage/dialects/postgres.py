@@ -49,6 +49,11 @@ class PostgresDialect(Dialect):
         self.attach(engine)
         return engine
 
+    def erased(self, engine: Engine) -> None:
+        # Dead rows keep their bytes until VACUUM frees them; VACUUM cannot run in a transaction.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM fact_events, alert_deliveries, alert_fired")
+
     def change_stamp(self, conn: Connection) -> Hashable:
         # Sequences do not follow commit order here, so the newest seq would not do: every ingest moves
         # the data version "events", every deletion or rewrite of rows another, and versions only grow.

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -100,6 +101,20 @@ class SQLiteDialect(Dialect):
     def committed(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.wrote()
+
+    @contextmanager
+    def erasing(self, conn: Connection) -> Iterator[None]:
+        # secure_delete overwrites deleted rows and freed pages with zeros as it deletes them; the log
+        # still holds older copies of those pages until erased() truncates it.
+        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+
+    def erased(self, engine: Engine) -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         if self._checkpoints is not None:
