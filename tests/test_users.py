@@ -16,13 +16,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from tests.conftest import SKETCH_BACKENDS, T0, TrendFactory
-from tests.reference import markers
+from tests.reference import assert_levels_equal, markers, stored_events
 from trend.api.app import create_app
 from trend.cli import main
 from trend.clock import FakeClock, SystemClock
 from trend.errors import ConfigError
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
+from trend.storage import sketches
 from trend.storage.schema import SCHEMA_VERSION
 
 # PostgreSQL twice: with postgresql-hll, and folding sketches in Python as on a server without it.
@@ -135,6 +136,41 @@ class TestUsersAndEvents:
         with trend.db.read() as tx:
             anonymous = tx.execute(text("SELECT users_sketch IS NULL FROM agg_1m WHERE key = 'c'")).scalar()
         assert anonymous, "a row whose events have no user stores no sketch"
+
+
+class TestSketchesOnlyWhereThereAreUsers:
+    """A minute, or a group, without users takes the plain path: no sketch is built for it (issue 30)."""
+
+    def _minutes(self) -> list[dict[str, object]]:
+        anonymous = [{"event": "search", "key": f"k{n % 7}", "ts": (T0 - 180_000) / 1000} for n in range(70)]
+        mixed = [{"event": "search", "key": f"k{n % 7}", "ts": (T0 - 120_000) / 1000,
+                  **({"user_id": f"u{n % 5}"} if n % 7 < 3 else {})} for n in range(70)]
+        return anonymous + mixed
+
+    def test_every_level_equals_its_raw_events(self, trend: Trend) -> None:
+        trend.ingest(self._minutes())
+        trend.rollup()
+        assert_levels_equal(trend, stored_events(trend), T0)
+        with trend.db.read() as tx:
+            rows = tx.execute(text("SELECT bucket, key FROM agg_1m WHERE users_sketch IS NULL")).all()
+        without = {(int(row.bucket), str(row.key)) for row in rows}
+        assert without == {(T0 - 180_000, f"k{n}") for n in range(7)} | {(T0 - 120_000, f"k{n}") for n in (3, 4, 5, 6)}
+
+    def test_sqlite_builds_a_sketch_only_for_groups_with_users(self, trend: Trend, backend: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        if backend != "sqlite":
+            pytest.skip("the SQL function is SQLite's; PostgreSQL's plain path is the test above")
+        made = []
+        original = sketches._SketchOf.__init__
+
+        def counted(self: sketches._SketchOf) -> None:
+            made.append(self)
+            original(self)
+
+        monkeypatch.setattr(sketches._SketchOf, "__init__", counted)
+        trend.ingest(self._minutes())
+        trend.rollup("1m")
+        assert len(made) == 3  # k0, k1 and k2 of the mixed minute: never one per anonymous group
 
 
 class TestNormalization:

@@ -202,10 +202,19 @@ def translate_errors() -> Iterator[None]:
     except DBAPIError as exc:
         # OperationalError is the driver's "not your statement's fault": a lost connection, a lock
         # or busy timeout, a full disk. Anything else (bad data, a constraint) is never "unavailable".
-        raise _translated(exc.orig, _first_line(exc), isinstance(exc, OperationalError)) from exc
+        line = _first_line(exc)
+        raise _translated(exc.orig, line, isinstance(exc, OperationalError) and not _statements_fault(line)) from exc
     # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
     except psycopg.Error as exc:
         raise _translated(exc, _first_line_of(exc), isinstance(exc, psycopg.OperationalError)) from exc
+
+
+# sqlite3 reports these as OperationalError too, though the statement is at fault, not the database.
+_STATEMENTS_FAULT = ("no such ", "syntax error", "has no column", "user-defined", "misuse")
+
+
+def _statements_fault(line: str) -> bool:
+    return any(sign in line for sign in _STATEMENTS_FAULT)
 
 
 def _translated(orig: BaseException | None, line: str, unavailable: bool) -> StorageError:

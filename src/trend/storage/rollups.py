@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, literal_column, null, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
@@ -24,11 +24,14 @@ from trend.storage.sketches import Distinct
 from trend.storage.tx import Tx
 
 
-def from_raw(tx: Tx, measures: Sequence[Measure] | None = None) -> list[ColumnElement[Any]]:
-    """Each measure (every one by default) over raw events, labelled by its column."""
+def from_raw(tx: Tx, measures: Sequence[Measure] | None = None, *, sketches: bool = True
+             ) -> list[ColumnElement[Any]]:
+    """Each measure (every one by default) over raw events, labelled by its column. Without
+    ``sketches``, a sketch is NULL: what it is over events without users."""
     f = fact_events.c
     measures = all_measures.MEASURES if measures is None else measures
-    return [tx.dialect.aggregate(m.from_raw, None if m.raw_input is None else f[m.raw_input]).label(m.column)
+    return [(null() if m.is_sketch and not sketches else
+             tx.dialect.aggregate(m.from_raw, None if m.raw_input is None else f[m.raw_input])).label(m.column)
             for m in measures]
 
 
@@ -60,10 +63,13 @@ class Source:
     measures: list[ColumnElement[Any]]
 
 
-def source_of(tx: Tx, level: Level) -> Source:
+def source_of(tx: Tx, level: Level, buckets: Sequence[int] = ()) -> Source:
+    """The source of ``level``; when it is raw events and none of ``buckets`` has a user where the
+    backend would pay for sketches anyway (``Dialect.has_users``), a source without them."""
     below = tx.levels.source(level)
     if below is None:
-        return Source(fact_events, fact_events.c.minute, from_raw(tx))
+        sketches = not buckets or tx.dialect.has_users(tx.conn, min(buckets), max(buckets) + level.width)
+        return Source(fact_events, fact_events.c.minute, from_raw(tx, sketches=sketches))
     table = level_table(below)
     return Source(table, table.c.bucket, merged(tx, table.c))
 
@@ -114,7 +120,7 @@ def recompute_many(tx: Tx, level: Level, buckets: Sequence[int]) -> dict[int, Re
     in_buckets = table.c.bucket == buckets[0] if len(buckets) == 1 else table.c.bucket.in_(buckets)
     tx.dialect.before_recompute(tx.conn)
     tx.execute(table.delete().where(in_buckets))
-    source = source_of(tx, level)
+    source = source_of(tx, level, buckets)
     query = (grouped(source, buckets[0], buckets[0] + level.width, literal(buckets[0])) if len(buckets) == 1
              else grouped_many(source, buckets, level.width))
     tx.execute(table.insert().from_select(row_columns(), query))

@@ -3,7 +3,8 @@
 SQLite gets them as SQL functions registered on every connection, so the rollup's
 ``INSERT … SELECT … GROUP BY`` builds and merges sketches exactly as PostgreSQL's ``hll`` does:
 
-* ``trend_hll(user_id)``: aggregate; the sketch of the distinct non-NULL values, NULL if none;
+* ``trend_hll(user_id) FILTER (WHERE user_id IS NOT NULL)``: aggregate; the sketch of the distinct
+  values, NULL if none. The FILTER is part of it: a NULL value is an error (``Dialect.sketch_of``);
 * ``trend_hll_union(sketch)``: aggregate; the union of non-NULL sketches, NULL if none;
 * ``trend_hll_count(sketch)``: the estimate, rounded; 0 for NULL.
 
@@ -61,11 +62,17 @@ class Distinct:
         return 0 if result is None else round(result.get_estimate())
 
 
-class _SketchOf(Distinct):
-    """``trend_hll(value)``."""
+class _SketchOf:
+    """``trend_hll(value) FILTER (WHERE value IS NOT NULL)``: SQLite makes one per group with a value,
+    at its first value, and calls ``step`` per value. ``step`` is the sketch's own C++ ``update``,
+    so a value costs no Python frame: the users of a 1M-event minute are most of its rollup's time."""
 
-    step = Distinct.add
-    finalize = Distinct.blob
+    def __init__(self) -> None:
+        self._sketch = datasketches.hll_sketch(LG_K, _TYPE)
+        self.step = self._sketch.update
+
+    def finalize(self) -> bytes:
+        return bytes(self._sketch.serialize_compact())
 
 
 class _UnionOf(Distinct):

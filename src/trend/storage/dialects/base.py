@@ -160,6 +160,12 @@ class Writer(ABC):
     def before_recompute(self, conn: Connection) -> None:
         """Inside a bucket's transaction, after its marker is claimed and before its source is read."""
 
+    def has_users(self, conn: Connection, start_minute: int, end_minute: int) -> bool:
+        """Whether a rollup of raw events over [start, end) must build users sketches. True where a
+        group without users costs nothing anyway (SQLite's FILTER); a backend where the mere presence of
+        the sketch aggregate costs the whole GROUP BY looks."""
+        return True
+
     def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
         """Drop what the backend keeps of event_ids outside fact_events for events older than a minute."""
         return 0

@@ -85,6 +85,7 @@ class CitusDialect(PostgresDialect):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_BARRIER})")
 
     def before_recompute(self, conn: Connection) -> None:
+        # Not PostgreSQL's settings: the GROUP BY runs on the workers, which a SET LOCAL here does not reach.
         self.wait_for_committing_writers(conn)
         self.recover_prepared(conn)
 

@@ -131,7 +131,9 @@ class SQLiteDialect(Dialect):
 
     # DataSketches HLL through the functions of storage/sketches.py.
     def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
-        return func.trend_hll(column)
+        # FILTER: SQLite never calls the Python aggregate for a row without a user, nor at all for a
+        # group without any (its result is then NULL): anonymous events cost nothing here.
+        return func.trend_hll(column).filter(column.is_not(None))
 
     def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return func.trend_hll_union(column)
