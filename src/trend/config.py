@@ -95,6 +95,26 @@ def _retention_with_defaults(value: object, levels: Hierarchy) -> dict[str, Any]
     return {**defaults, **given}
 
 
+def parse_allowed(entry: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]:
+    """A TREND_ALERT_WEBHOOK_ALLOW entry: ``10.0.0.0/8``, ``127.0.0.1:9000``, ``fd00::/8`` or
+    ``[::1]:9000`` → (network, port or None). A ValueError says what is wrong."""
+    text, port = entry.strip(), None
+    if text.startswith("["):
+        text, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"{entry!r}: expected [IPv6]:port")
+            port = int(rest[1:])
+    elif text.count(":") == 1:  # IPv4, or an IPv4 network, with a port
+        text, _, digits = text.partition(":")
+        if not digits.isdigit():
+            raise ValueError(f"{entry!r}: the port must be a number")
+        port = int(digits)
+    if port is not None and not 1 <= port <= 65_535:
+        raise ValueError(f"{entry!r}: the port must be from 1 to 65535")
+    return ipaddress.ip_network(text, strict=False), port
+
+
 def _comma_list(value: object) -> object:
     return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
@@ -130,8 +150,9 @@ class Settings(BaseSettings):
     # PostgreSQL's users sketches. auto: postgresql-hll where the server has it, else DataSketches in
     # trend's process; on: insist on postgresql-hll; off: always in trend's process.
     hll: Literal["auto", "on", "off"] = "auto"
-    # Webhook receivers on internal addresses (loopback, private, link-local) are refused unless listed
-    # here: comma-separated addresses or networks, e.g. 127.0.0.1,10.0.0.0/8.
+    # Webhook receivers on addresses that are not public are refused unless listed here: comma-separated
+    # addresses or networks, each with a port or not, e.g. 127.0.0.1:9000,10.0.0.0/8. Read by the
+    # process that delivers (trend serve or trend worker), when it sends.
     alert_webhook_allow: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
     alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     alert_max_attempts: int = Field(default=8, ge=1, le=50)
@@ -186,7 +207,7 @@ class Settings(BaseSettings):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for entry in value:
-            ipaddress.ip_network(entry, strict=False)  # a ValueError names the entry
+            parse_allowed(entry)  # a ValueError names the entry
         return value
 
     @field_validator("allowed_hosts")

@@ -29,9 +29,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _BacklogCollector(Collector):
-    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy) -> None:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy,
+                 failing_rules: Callable[[], int]) -> None:
         self._status = status
         self._levels = levels
+        self._failing_rules = failing_rules
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("trend_database_up", "1 when the database answered this scrape")
@@ -56,10 +58,14 @@ class _BacklogCollector(Collector):
         yield backlog
         yield lag
         yield width
+        failing = GaugeMetricFamily("trend_alert_rules_failing", "Alert rules whose last evaluation failed")
+        failing.add_metric([], self._failing_rules())
+        yield failing
 
 
 class Metrics:
-    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy, jobs: Sequence[str]) -> None:
+    def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy, jobs: Sequence[str],
+                 failing_rules: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter("trend_events", "Events by ingest result", ["result"], registry=self.registry)
         # "trend_job", not "job": Prometheus sets "job" on every target and would rename ours "exported_job".
@@ -68,7 +74,7 @@ class Metrics:
         self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"],
                                      registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-        self._backlog = _BacklogCollector(status, levels)
+        self._backlog = _BacklogCollector(status, levels, failing_rules)
         self.registry.register(self._backlog)
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
         for job in jobs:

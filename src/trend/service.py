@@ -60,7 +60,8 @@ class Trend:
                            sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
                            key_normalization=self.settings.key_normalization, citus=self.settings.citus,
                            hll=self.settings.hll)
-        self.metrics = Metrics(self.status, levels, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB])
+        self.metrics = Metrics(self.status, levels, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB],
+                               failing_rules=lambda: self.alerts.failing_rules())
         self.normalize_key = normalizer(self.settings.key_normalization)
         # Called after this process has stored or deleted events: shared HTTP answers read the change
         # stamp again at once instead of within 100 ms (api/answers.py).

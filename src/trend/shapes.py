@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from trend import measures
@@ -132,5 +133,19 @@ def delivery_shape(row: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
             "delivered": _time(row["delivered_at"], zone)}
 
 
-def rule_shape(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
-    return {**{k: v for k, v in rule.items() if k != "created_at"}, "created": isoformat(rule["created_at"], zone)}
+def rule_shape(rule: dict[str, Any], zone: ZoneInfo, *, full_url: bool = True) -> dict[str, Any]:
+    """A rule as shown; without ``full_url`` its webhook is only its scheme and host, because the path,
+    the query and the user info often hold a token (a Slack webhook's does)."""
+    failed_at = rule.get("last_error_at")
+    return {**{k: v for k, v in rule.items() if k not in ("created_at", "last_error_at")},
+            "url": rule["url"] if full_url else origin_of(rule["url"]),
+            "created": isoformat(rule["created_at"], zone),
+            "last_error_at": None if failed_at is None else isoformat(failed_at, zone)}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what a reader may see of a webhook."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")

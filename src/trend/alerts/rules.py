@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from trend.query.windows import WINDOWS
 
 CONDITIONS = ("rising", "enters_top", "threshold")
 MAX_COOLDOWN_MS = 365 * 86_400_000
+MAX_SCORE = 1e6
 DEFAULTS: dict[str, Any] = {"segment": None, "by": "count", "window": "15m", "key": None, "min_score": None,
                             "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None}
 
@@ -53,7 +55,11 @@ def _check_fields(rule: Mapping[str, Any]) -> None:
     _one_of("condition", rule["condition"], CONDITIONS)
     _one_of("by", rule["by"], measures.rankings())
     _one_of("window", rule["window"], list(WINDOWS))
-    parts = urlsplit(rule["url"])
+    try:
+        parts = urlsplit(rule["url"])
+        parts.port  # noqa: B018 - reading it checks it: a ValueError for :99999, :abc
+    except ValueError as exc:
+        raise QueryError("url", f"not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise QueryError("url", "expected an http:// or https:// URL with a host")
 
@@ -64,7 +70,15 @@ def _one_of(field: str, value: Any, choices: Sequence[str]) -> None:
 
 
 def _rising(rule: dict[str, Any]) -> None:
-    rule["min_score"] = float(rule["min_score"] if rule["min_score"] is not None else 3.0)
+    score = rule["min_score"] if rule["min_score"] is not None else 3.0
+    try:
+        score = float(score)
+    except (TypeError, ValueError):
+        raise QueryError("min_score", "expected a number") from None
+    # NaN would be stored as NULL on SQLite and never compare true on PostgreSQL: refused, as infinity.
+    if not math.isfinite(score) or not -MAX_SCORE <= score <= MAX_SCORE:
+        raise QueryError("min_score", f"expected a finite number from {-MAX_SCORE:g} to {MAX_SCORE:g}")
+    rule["min_score"] = score
     rule["min_count"] = int(rule["min_count"] if rule["min_count"] is not None else 5)
 
 

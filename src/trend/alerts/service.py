@@ -3,16 +3,17 @@
 Evaluation claims a rule for the minute through the database (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, the single writer on SQLite), so with many replicas each minute's firing happens once.
 A firing and its cool-down are written in that same transaction, as a pending delivery with an id
-of its own. Delivery then leases due deliveries, sends each outside any transaction, and records
-the outcome: delivered, retried later with exponential backoff, or failed after the last attempt.
-A process that dies mid-send leaves the lease to expire and the delivery to be sent again with the
-same id: at least once.
+of its own. One rule's failure is recorded on that rule and never stops the others. Delivery then
+leases due deliveries, sends them outside any transaction, several at a time and each within the
+timeout in all, and records the outcome: delivered, retried later with exponential backoff, or
+failed after the last attempt. The lease outlasts every attempt of its batch; a process that dies
+mid-send leaves it to expire and the delivery to be sent again with the same id: at least once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 from trend.alerts import webhook
 from trend.alerts.rules import backoff_ms, checked_rule, public
 from trend.clock import Clock
-from trend.errors import QueryError
+from trend.errors import QueryError, StorageError
 from trend.logging import get_logger
 from trend.model import ALERTS_JOB, MINUTE_MS, isoformat
 from trend.query.trends import Queries
@@ -32,9 +33,9 @@ from trend.storage import alerts as store
 from trend.storage.engine import Database
 
 log = get_logger("alerts")
-LEASE_MS = 60_000  # longer than one send can take (the timeout), so a live sender keeps its delivery
 BATCH = 20  # deliveries leased at once
-BUDGET_S = 30.0  # a run stops sending after this long; the rest waits for the next minute's run
+SENDERS = 8  # deliveries sent at the same time
+LEASE_MARGIN_MS = 30_000  # beyond the longest a batch can take: recording the outcomes, a slow database
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Firing:
 
 @dataclass(frozen=True)
 class DeliveryPolicy:
-    allow: Sequence[webhook.Network]
+    allow: Sequence[webhook.Allowed]
     timeout_s: float
     max_attempts: int
     retry_base_ms: int
@@ -73,7 +74,7 @@ class Alerts:
         for rule_id in ids:
             if active.should_stop():
                 return Result("interrupted", len(ids), fired)
-            fired += self._evaluate(rule_id, now)
+            fired += self._isolated(rule_id, now)
         sent = self.deliver(now)
         if not ids and not sent:
             return Result("skipped_no_data")
@@ -82,6 +83,24 @@ class Alerts:
         return Result("ran", len(ids), fired + sent)
 
     # -- evaluation --
+
+    def _isolated(self, rule_id: int, now: int) -> int:
+        """One rule's evaluation; its failure is recorded on it and never stops the others."""
+        try:
+            return self._evaluate(rule_id, now)
+        except Exception as exc:  # any failure of one rule: the next rule must still be evaluated
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("Alert rule %d failed: %s", rule_id, error)
+            try:
+                with self.db.write() as tx:
+                    store.record_failure(tx, rule_id, now - now % MINUTE_MS, error, now)
+            except StorageError:
+                log.exception("Alert rule %d: its failure could not be recorded", rule_id)
+            return 0
+
+    def failing_rules(self) -> int:
+        with self.db.read() as tx:
+            return store.failing_rules(tx)
 
     def _evaluate(self, rule_id: int, now: int) -> int:
         minute = now - now % MINUTE_MS
@@ -105,7 +124,16 @@ class Alerts:
         return len(fresh)
 
     def _firings(self, rule: Mapping[str, Any], now: int, previous: Any) -> tuple[list[Firing], Any]:
-        """The keys this rule fires for now, and the state the next evaluation compares with."""
+        """The keys this rule fires for now, and the state the next evaluation compares with. A rule on
+        an event never stored yet fires for nothing, and keeps its state."""
+        try:
+            return self._fired(rule, now, previous)
+        except QueryError as exc:
+            if exc.parameter == "event":
+                return [], previous
+            raise
+
+    def _fired(self, rule: Mapping[str, Any], now: int, previous: Any) -> tuple[list[Firing], Any]:
         common = {"segment": rule["segment"], "window": rule["window"], "at_ms": now, "by": rule["by"]}
         if rule["condition"] == "rising":
             rising = self.queries.rising(rule["event"], min_count=rule["min_count"], limit=100, **common)
@@ -140,14 +168,21 @@ class Alerts:
     # -- rules --
 
     def add(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Store a rule; the answer shows its secret, once. A rule on an event not stored yet is
+        allowed, with a warning: it fires for nothing until the event comes."""
         rule = checked_rule(spec)
         try:
             webhook.check_address(rule["url"], self.policy.allow)
         except webhook.RefusedAddressError as exc:
             raise QueryError("url", str(exc)) from None
+        known = self.queries.dimensions()
+        warning = (f"no event {rule['event']!r} is stored yet; the rule fires for nothing until one is"
+                   if rule["event"] not in known else None)
         with self.db.write() as tx:
             stored = store.rules(tx, store.insert_rule(tx, rule, self.clock.now_ms()))[0]
-        return {**public(stored), "secret": stored["secret"]}
+        if warning:
+            log.warning("Alert rule %r: %s", stored["name"], warning)
+        return {**public(stored), "secret": stored["secret"], "warning": warning}
 
     def rules(self) -> list[dict[str, Any]]:
         with self.db.read() as tx:
@@ -179,29 +214,46 @@ class Alerts:
             return store.deliveries(tx, delivery_id=delivery_id)[0]
 
     def deliver(self, now: int, only: str | None = None) -> int:
-        """Send the due deliveries (or the one named); returns how many were attempted."""
+        """Send the due deliveries (or the one named) at once, :data:`SENDERS` at a time, each within
+        the timeout in all; returns how many were attempted. A slow receiver holds up only its own
+        delivery, and its lease outlasts every attempt of the batch, so no other process sends it
+        meanwhile."""
         with self.db.write() as tx:
-            due = store.lease_due(tx, now, LEASE_MS, BATCH, only)
-        began = time.monotonic()
-        for index, delivery in enumerate(due):
-            if time.monotonic() - began > BUDGET_S:
-                with self.db.write() as tx:  # hand the rest back at once rather than when the lease ends
-                    store.release_leases(tx, [d["id"] for d in due[index:]])
-                return index
-            sent = webhook.send(delivery["url"], delivery["secret"], delivery["body"], delivery["id"],
-                                self.policy.allow, self.policy.timeout_s)
-            attempts = int(delivery["attempts"]) + 1
-            if sent.ok:
-                status, next_at, delivered = "delivered", now, now
-            elif sent.permanent or attempts >= self.policy.max_attempts:
-                status, next_at, delivered = "failed", now, None
-                log.warning("Alert delivery %s failed for good after %d attempts: %s", delivery["id"], attempts,
-                            sent.error)
-            else:
-                status, next_at, delivered = "pending", now + backoff_ms(attempts, self.policy.retry_base_ms), None
-                log.info("Alert delivery %s: %s; retry %d at %s", delivery["id"], sent.error, attempts + 1,
-                         isoformat(next_at, self.zone))
-            with self.db.write() as tx:
-                store.finish_attempt(tx, delivery["id"], status=status, attempts=attempts, next_attempt_at=next_at,
-                                     last_status=sent.status, last_error=sent.error, delivered_at=delivered)
+            due = store.lease_due(tx, now, self.lease_ms, BATCH, only)
+        if not due:
+            return 0
+        for delivery, sent in zip(due, webhook.run_sync(self._send_all(due)), strict=True):
+            self._record(delivery, sent, now)
         return len(due)
+
+    @property
+    def lease_ms(self) -> int:
+        """Longer than a batch can take: its waves of SENDERS deliveries, each within the timeout."""
+        waves = -(-BATCH // SENDERS)
+        return int((waves + 1) * self.policy.timeout_s * 1000) + LEASE_MARGIN_MS
+
+    async def _send_all(self, due: list[dict[str, Any]]) -> list[webhook.Sent]:
+        gate = asyncio.Semaphore(SENDERS)
+
+        async def one(delivery: dict[str, Any]) -> webhook.Sent:
+            async with gate:
+                return await webhook.send(delivery["url"], delivery["secret"], delivery["body"], delivery["id"],
+                                          self.policy.allow, self.policy.timeout_s)
+
+        return list(await asyncio.gather(*(one(delivery) for delivery in due)))
+
+    def _record(self, delivery: Mapping[str, Any], sent: webhook.Sent, now: int) -> None:
+        attempts = int(delivery["attempts"]) + 1
+        if sent.ok:
+            status, next_at, delivered = "delivered", now, now
+        elif attempts >= self.policy.max_attempts:
+            status, next_at, delivered = "failed", now, None
+            log.warning("Alert delivery %s failed for good after %d attempts: %s", delivery["id"], attempts,
+                        sent.error)
+        else:
+            status, next_at, delivered = "pending", now + backoff_ms(attempts, self.policy.retry_base_ms), None
+            log.info("Alert delivery %s: %s; retry %d at %s", delivery["id"], sent.error, attempts + 1,
+                     isoformat(next_at, self.zone))
+        with self.db.write() as tx:
+            store.finish_attempt(tx, delivery["id"], status=status, attempts=attempts, next_attempt_at=next_at,
+                                 last_status=sent.status, last_error=sent.error, delivered_at=delivered)

@@ -1,52 +1,94 @@
 """Sending one delivery: the server-side request forgery guard, the signature, and the POST.
 
-The guard resolves the host and refuses loopback, link-local, private, multicast, reserved and
-unspecified addresses unless TREND_ALERT_WEBHOOK_ALLOW names them. The POST then goes to the address
-that was checked, with the host name in the Host header and in TLS (SNI and the certificate check):
-a second lookup could answer differently (DNS rebinding). Redirects are not followed, and the
-receiver's answer is never kept beyond its status code.
+The guard resolves the host and refuses every address that is not globally routable (Python's
+``is_global``), site-local IPv6, and any IPv6 address that carries an IPv4 one that is not (IPv4-mapped,
+IPv4-compatible, 6to4, Teredo, NAT64), unless TREND_ALERT_WEBHOOK_ALLOW names it: an address or a
+network, with a port or without. The setting that counts is the delivering process's, read when it
+sends. The POST then goes to the address that was checked, with the host name in the Host header and
+in TLS (SNI and the certificate check): a second lookup could answer differently (DNS rebinding).
+Redirects are not followed, and the receiver's answer is never kept beyond its status code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from trend.config import parse_allowed
+
+T = TypeVar("T")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the last 32 bits are IPv4
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use translation
+_COMPATIBLE = ipaddress.ip_network("::/96")  # IPv4-compatible (deprecated, still routed by some stacks)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One TREND_ALERT_WEBHOOK_ALLOW entry: a network, and a port or any."""
+
+    network: Network
+    port: int | None
+
+    def admits(self, address: Address, port: int) -> bool:
+        return address in self.network and self.port in (None, port)
 
 
 class RefusedAddressError(ValueError):
     """The webhook's host resolves to an address that is not allowed."""
 
 
-def allowed_networks(entries: Sequence[str]) -> list[Network]:
-    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()]
+def allowed_networks(entries: Sequence[str]) -> list[Allowed]:
+    return [Allowed(*parse_allowed(entry)) for entry in entries if entry.strip()]
 
 
-def check_address(url: str, allow: Sequence[Network]) -> list[str]:
+def embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a host or a gateway may send to."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in _NAT64 or address in _COMPATIBLE:
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return found
+
+
+def is_internal(address: Address) -> bool:
+    """Not globally routable, or carrying an address that is not."""
+    if not address.is_global or address.is_multicast:
+        return True
+    if isinstance(address, ipaddress.IPv6Address) and (address.is_site_local or address in _NAT64_LOCAL):
+        return True
+    return any(is_internal(inner) for inner in embedded_ipv4(address))
+
+
+def check_address(url: str, allow: Sequence[Allowed]) -> list[str]:
     """The addresses to send to, in the resolver's order; RefusedAddressError when any address the
     URL's host resolves to is internal and not allowed."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                   type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise RefusedAddressError(f"{host} does not resolve: {exc.strerror}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
-        internal = (address.is_loopback or address.is_link_local or address.is_private or address.is_multicast
-                    or address.is_reserved or address.is_unspecified)
-        if internal and not any(address in network for network in allow):
-            raise RefusedAddressError(f"{host} resolves to {address}, an internal address; "
-                                 "allow it with TREND_ALERT_WEBHOOK_ALLOW")
+        if is_internal(address) and not any(entry.admits(address, port) for entry in allow):
+            raise RefusedAddressError(f"{host} resolves to {address}, which is not a public address; the "
+                                      f"delivering process's TREND_ALERT_WEBHOOK_ALLOW must name it (and port {port})")
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -70,22 +112,26 @@ class Sent:
     ok: bool
     status: int | None  # the receiver's HTTP status, when it answered
     error: str | None
-    permanent: bool = False  # not worth retrying: the address is refused
 
 
-def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequence[Network], timeout_s: float) -> Sent:
+async def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequence[Allowed],
+               timeout_s: float) -> Sent:
+    """One attempt, within ``timeout_s`` in all: resolving and checking the host, connecting, sending
+    and the receiver's whole answer. A receiver that drips its answer a byte at a time is cut off at
+    the deadline like one that never answers (httpx's own timeouts apply per read)."""
     try:
-        addresses = check_address(url, allow)
+        async with asyncio.timeout(timeout_s):
+            addresses = await asyncio.to_thread(check_address, url, allow)
+            payload = body.encode()
+            headers = {"Content-Type": "application/json", "User-Agent": "trend-alerts",
+                       "X-Trend-Delivery": delivery_id, "X-Trend-Signature": signature(secret, payload)}
+            async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+                response = await _post_to_first_that_connects(client, url, addresses, payload, headers)
     except RefusedAddressError as exc:
-        return Sent(False, None, str(exc), permanent=True)
-    payload = body.encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "trend-alerts",
-               "X-Trend-Delivery": delivery_id, "X-Trend-Signature": signature(secret, payload)}
-    try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            response = _post_to_first_that_connects(client, url, addresses, payload, headers)
-    except httpx.TimeoutException:
-        return Sent(False, None, f"no answer within {timeout_s:g} s")
+        # Retried like any failure: the setting may be fixed, or the name resolve elsewhere, meanwhile.
+        return Sent(False, None, str(exc))
+    except (TimeoutError, httpx.TimeoutException):
+        return Sent(False, None, f"no whole answer within {timeout_s:g} s")
     except httpx.HTTPError as exc:
         return Sent(False, None, f"{type(exc).__name__}: the request failed")
     if 200 <= response.status_code < 300:
@@ -93,8 +139,25 @@ def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequence[Net
     return Sent(False, response.status_code, f"the receiver answered {response.status_code}")
 
 
-def _post_to_first_that_connects(client: httpx.Client, url: str, addresses: list[str], payload: bytes,
-                                 headers: dict[str, str]) -> httpx.Response:
+def send_now(url: str, secret: str, body: str, delivery_id: str, allow: Sequence[Allowed],
+             timeout_s: float) -> Sent:
+    """:func:`send` from synchronous code."""
+    return run_sync(send(url, secret, body, delivery_id, allow, timeout_s))
+
+
+def run_sync(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end from synchronous code: here, or on a thread of its own when this
+    thread already runs an event loop (an app's, or a test's browser driver)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
+
+
+async def _post_to_first_that_connects(client: httpx.AsyncClient, url: str, addresses: list[str], payload: bytes,
+                                       headers: dict[str, str]) -> httpx.Response:
     """Each checked address in turn, as a client tries a host's addresses; only a refused
     connection moves on to the next."""
     for index, address in enumerate(addresses):
@@ -102,7 +165,7 @@ def _post_to_first_that_connects(client: httpx.Client, url: str, addresses: list
         request = client.build_request("POST", target, content=payload, headers={**headers, **host},
                                        extensions=extensions)
         try:
-            return client.send(request)
+            return await client.send(request)
         except httpx.ConnectError:
             if index == len(addresses) - 1:
                 raise

@@ -49,6 +49,15 @@ def write_access(trend: Trend) -> Any:
     return Depends(check)
 
 
+def is_admin(trend: Trend, authorization: str | None) -> bool:
+    """Whether a request may see what only the write key shows: always when no write key is set."""
+    key = trend.settings.api_key
+    if key is None:
+        return True
+    token = _token(authorization)
+    return token is not None and _matches(token, key.get_secret_value())
+
+
 def read_access(trend: Trend) -> Any:
     """Reads are open unless ``TREND_READ_KEY`` is set; the write key is accepted for reads too."""
 

@@ -181,11 +181,16 @@ class ClusterState(BaseModel):
     warnings: list[str]
 
 
+class AlertsState(BaseModel):
+    failing_rules: int = Field(description="Rules whose last evaluation failed (GET /v1/alerts says why)")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     worker: WorkerState
     database: Literal["ok", "unavailable"]
     lag_seconds: float | None = None
+    alerts: AlertsState | None = None
     cluster: ClusterState | None = None
 
 
@@ -225,13 +230,18 @@ class AlertRule(BaseModel):
     min_count: int | None
     top: int | None
     threshold: int | None
-    url: str
+    url: str = Field(description="The webhook; only its scheme and host unless the request holds the admin key "
+                                 "(TREND_API_KEY), or none is set")
     cooldown_seconds: int
     created: Time
+    last_error: str | None = Field(None, description="Why the rule's last evaluation failed; null once one succeeds")
+    last_error_at: Time | None = None
 
 
 class NewAlertRule(AlertRule):
     secret: str = Field(description="Shown this once: it signs every delivery (X-Trend-Signature)")
+    warning: str | None = Field(None, description="e.g. the event is not stored yet: the rule fires for nothing "
+                                                  "until it is")
 
 
 class AlertRules(BaseModel):

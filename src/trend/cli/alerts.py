@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -10,6 +11,7 @@ from rich.table import Table
 from trend.cli.common import (
     by_option,
     console,
+    err_console,
     event_option,
     handles_errors,
     json_option,
@@ -55,6 +57,8 @@ def alerts_add(as_json: bool, **rule: Any) -> None:
     else:
         console.print(f"alert {added['id']} added; its secret (shown once, it signs every delivery): "
                       f"{added['secret']}", highlight=False)
+    if added.get("warning"):
+        err_console.print(f"warning: {added['warning']}", highlight=False, markup=False)
 
 
 @alerts.command("list")
@@ -68,10 +72,10 @@ def alerts_list(as_json: bool) -> None:
     if as_json:
         print_json({"rules": [rule_shape(rule, zone) for rule in rules]})
         return
-    table = Table("id", "name", "event", "condition", "window", "by", "url", "cooldown s")
+    table = Table("id", "name", "event", "condition", "window", "by", "url", "cooldown s", "last error")
     for rule in rules:
         table.add_row(str(rule["id"]), rule["name"], rule["event"], rule["condition"], rule["window"], rule["by"],
-                      rule["url"], str(rule["cooldown_seconds"]))
+                      rule["url"], str(rule["cooldown_seconds"]), rule["last_error"] or "-")
     console.print(table)
 
 
@@ -108,6 +112,8 @@ def alerts_test(rule_id: int, as_json: bool) -> None:
             print_json(delivery_shape(delivery, trend.settings.zone))
         else:
             _delivery_table([delivery], trend.settings.zone)
+    if delivery["status"] != "delivered":
+        sys.exit(1)  # a script that tests its receiver must see that it failed
 
 
 @alerts.command("deliveries")

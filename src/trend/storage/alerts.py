@@ -6,7 +6,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 
 from trend.storage.dialects import CHUNK, chunked
 from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
@@ -30,9 +30,23 @@ def rules(tx: Tx, rule_id: int | None = None) -> list[dict[str, Any]]:
 
 
 def delete_rule(tx: Tx, rule_id: int) -> bool:
+    """The rule goes, and its firings not yet sent are cancelled: they were made for its receiver."""
     removed = tx.execute(delete(alert_rules).where(alert_rules.c.id == rule_id)).rowcount
     tx.execute(delete(alert_fired).where(alert_fired.c.rule_id == rule_id))
+    tx.execute(update(alert_deliveries).where(alert_deliveries.c.rule_id == rule_id,
+                                              alert_deliveries.c.status == "pending").values(
+        status="failed", last_error="cancelled: the rule was deleted", lease_until=None))
     return bool(removed)
+
+
+def record_failure(tx: Tx, rule_id: int, minute: int, error: str, now: int) -> None:
+    """The rule's evaluation for ``minute`` failed: said on the rule, and not tried again this minute."""
+    tx.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(
+        last_minute=minute, last_error=error[:500], last_error_at=now))
+
+
+def failing_rules(tx: Tx) -> int:
+    return int(tx.execute(select(func.count()).where(alert_rules.c.last_error.is_not(None))).scalar_one())
 
 
 def claim_evaluation(tx: Tx, rule_id: int, minute: int) -> dict[str, Any] | None:
@@ -47,7 +61,7 @@ def claim_evaluation(tx: Tx, rule_id: int, minute: int) -> dict[str, Any] | None
 
 def finish_evaluation(tx: Tx, rule_id: int, minute: int, state: Any) -> None:
     tx.execute(update(alert_rules).where(alert_rules.c.id == rule_id).values(
-        last_minute=minute, last_state=json.dumps(state)))
+        last_minute=minute, last_state=json.dumps(state), last_error=None, last_error_at=None))
 
 
 def cooling(tx: Tx, rule_id: int, keys: Iterable[str], since: int) -> set[str]:
@@ -88,10 +102,6 @@ def lease_due(tx: Tx, now: int, lease_ms: int, limit: int, only: str | None = No
     found = tx.execute(select(alert_deliveries, alert_rules.c.url, alert_rules.c.secret)
                        .join(alert_rules, alert_rules.c.id == d.rule_id).where(d.id.in_(ids)))
     return [dict(row._mapping) for row in found]
-
-
-def release_leases(tx: Tx, delivery_ids: list[str]) -> None:
-    tx.execute(update(alert_deliveries).where(alert_deliveries.c.id.in_(delivery_ids)).values(lease_until=None))
 
 
 def finish_attempt(tx: Tx, delivery_id: str, *, status: str, attempts: int, next_attempt_at: int,

@@ -115,9 +115,16 @@ def _drop_invisible_characters(tx: Tx) -> None:
                              if has_invisible(row.segment) and (new := normalize(row.segment))})
 
 
+def _add_rule_errors(tx: Tx) -> None:
+    """Rules record their last failure. (A SQLite database made before keeps its rule ids as they are
+    allocated; deleting a rule cancels its pending deliveries, so a reused id reaches no one.)"""
+    tx.exec_driver_sql("ALTER TABLE alert_rules ADD COLUMN last_error TEXT")
+    tx.exec_driver_sql("ALTER TABLE alert_rules ADD COLUMN last_error_at BIGINT")
+
+
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
                                                5: _add_data_versions, 6: _version_data_by_day,
-                                               7: _drop_invisible_characters}
+                                               7: _drop_invisible_characters, 8: _add_rule_errors}
 
 
 def _drop_unwanted_key_indexes(tx: Tx) -> None:

@@ -29,7 +29,7 @@ from trend.storage.dialects import Capabilities, trend_dialect
 # 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
 # 5: trend_data_versions, which tells a process whether the totals it keeps are still true.
 # 6: those versions per level and day ("1h@20405"): runners of schema 5 would bump only the level's.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = MetaData()
 
@@ -207,6 +207,11 @@ alert_rules = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("last_minute", BigInteger, nullable=True),
     Column("last_state", Text, nullable=True),
+    # Why the last evaluation failed, and when; cleared by the next one that succeeds.
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", BigInteger, nullable=True),
+    # SQLite: ids are never reused, so nothing meant for a deleted rule can reach a new one.
+    sqlite_autoincrement=True,
 )
 
 # When a rule last fired for a key: the cool-down.

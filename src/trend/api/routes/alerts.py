@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path
 from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
-from trend.api.deps import read_access, write_access
+from trend.api.deps import Authorization, is_admin, read_access, write_access
 from trend.api.errors import ApiError, TrendRoute, error_responses
 from trend.service import Trend
 from trend.shapes import delivery_shape, rule_shape
@@ -29,9 +29,10 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
              summary="Every rule, without its secret")
-    async def rules() -> dict[str, Any]:
+    async def rules(authorization: Authorization = None) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_rules)
-        return {"rules": [rule_shape(rule, trend.settings.zone) for rule in found]}
+        full = is_admin(trend, authorization)
+        return {"rules": [rule_shape(rule, trend.settings.zone, full_url=full) for rule in found]}
 
     @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],
                 responses=error_responses(404), summary="Remove a rule")

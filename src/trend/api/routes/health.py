@@ -24,6 +24,7 @@ def router(trend: Trend) -> APIRouter:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:
             body["lag_seconds"] = await run_in_threadpool(trend.lag_seconds)
+            body["alerts"] = {"failing_rules": await run_in_threadpool(trend.alerts.failing_rules)}
             cluster = await run_in_threadpool(trend.cluster)
             body["database"] = "ok"
         except StorageError:
@@ -35,7 +36,8 @@ def router(trend: Trend) -> APIRouter:
                 # A node that does not answer fails every read and write that needs its shards.
                 body["database"] = "unavailable"
                 return JSONResponse({"status": "unavailable", **body}, 503)
-        healthy = not trend.settings.worker_enabled or trend.worker_running
+        # A rule that fails is the alerts job not doing all of its work: degraded, still serving.
+        healthy = (not trend.settings.worker_enabled or trend.worker_running) and not body["alerts"]["failing_rules"]
         return JSONResponse({"status": "ok" if healthy else "degraded", **body}, 200)
 
     return api
