@@ -97,6 +97,21 @@ class TestIsolation:
         assert len(receiver.received) == 1
 
 
+class TestUpgrade:
+    def test_a_database_of_schema_7_gains_the_rules_error_columns(self, make_trend: TrendFactory,
+                                                                  receiver: Receiver) -> None:
+        old = make_trend(**ALLOW)
+        _threshold_rule(old, receiver.url)
+        with old.db.write() as tx:
+            tx.exec_driver_sql("ALTER TABLE alert_rules DROP COLUMN last_error")
+            tx.exec_driver_sql("ALTER TABLE alert_rules DROP COLUMN last_error_at")
+            tx.exec_driver_sql("UPDATE trend_schema SET value = '7' WHERE name = 'version'")
+        old.close()
+        upgraded = make_trend(**ALLOW)
+        [rule] = upgraded.alert_rules()
+        assert (rule["last_error"], rule["last_error_at"]) == (None, None)
+
+
 class TestValidation:
     @pytest.mark.parametrize(("field", "value"), [
         ("min_score", "nan"), ("min_score", "inf"), ("min_score", "-Infinity"), ("min_score", 1e300),

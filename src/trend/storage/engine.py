@@ -210,7 +210,8 @@ def translate_errors() -> Iterator[None]:
 
 
 # sqlite3 reports these as OperationalError too, though the statement is at fault, not the database.
-_STATEMENTS_FAULT = ("no such ", "syntax error", "has no column", "user-defined", "misuse")
+_STATEMENTS_FAULT = ("no such ", "syntax error", "has no column", "user-defined", "misuse", "duplicate column",
+                     "already exists")
 
 
 def _statements_fault(line: str) -> bool:

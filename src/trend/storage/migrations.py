@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from trend.errors import ConfigError, StorageError
 from trend.keys import has_invisible, normalizer
@@ -118,8 +118,12 @@ def _drop_invisible_characters(tx: Tx) -> None:
 def _add_rule_errors(tx: Tx) -> None:
     """Rules record their last failure. (A SQLite database made before keeps its rule ids as they are
     allocated; deleting a rule cancels its pending deliveries, so a reused id reaches no one.)"""
-    tx.exec_driver_sql("ALTER TABLE alert_rules ADD COLUMN last_error TEXT")
-    tx.exec_driver_sql("ALTER TABLE alert_rules ADD COLUMN last_error_at BIGINT")
+    if not tx.conn.dialect.has_table(tx.conn, "alert_rules"):
+        return  # created below, as it is now
+    present = {column["name"] for column in inspect(tx.conn).get_columns("alert_rules")}
+    for name, kind in (("last_error", "TEXT"), ("last_error_at", "BIGINT")):
+        if name not in present:
+            tx.exec_driver_sql(f"ALTER TABLE alert_rules ADD COLUMN {name} {kind}")
 
 
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
