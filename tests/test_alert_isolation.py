@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import TrendFactory
 from tests.receiver import Receiver
@@ -270,6 +271,36 @@ class TestDelivery:
         assert took < 4  # one deadline, not the drip's whole answer (300 s) nor the two sends one after another
         # Every attempt of a batch ends before its lease: no other process can take it meanwhile.
         assert trend.alerts.lease_ms > 3 * 1.5 * 1000
+
+
+class TestStandardWebhooks:
+    def test_the_signature_matches_the_conventions_published_test_vector(self) -> None:
+        assert webhook.standard_signature("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                                          1614265330, b'{"test": 2432232314}') == \
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    @pytest.mark.parametrize("secret", [None, "a-secret-of-my-own-choosing"])
+    def test_a_real_delivery_verifies_with_the_conventions_library_and_a_replay_does_not(
+            self, make_trend: TrendFactory, receiver: Receiver, secret: str | None) -> None:
+        trend = make_trend(**ALLOW)
+        rule = trend.add_alert(event="search", condition="rising", url=receiver.url,
+                               **({"secret": secret} if secret else {}))
+        sent = trend.test_alert(int(rule["id"]))
+        assert sent is not None
+        assert sent["status"] == "delivered"
+        [got] = receiver.received
+        headers, body = got["headers"], got["body"]
+        verifier = Webhook(rule["secret"])
+        assert verifier.verify(body, headers)["id"] == headers["webhook-id"]
+        assert headers["X-Trend-Signature"] == webhook.signature(rule["secret"], body)  # the alias, for a release
+        with pytest.raises(WebhookVerificationError):
+            verifier.verify(body.replace(b'"test": true', b'"test": false'), headers)
+        moved = {**headers, "webhook-timestamp": str(int(headers["webhook-timestamp"]) - 600)}
+        with pytest.raises(WebhookVerificationError):
+            verifier.verify(body, moved)  # the timestamp is signed: it cannot be changed without the secret
+        stale = webhook.signed_headers(rule["secret"], headers["webhook-id"], body, int(time.time()) - 600)
+        with pytest.raises(WebhookVerificationError, match="too old"):
+            verifier.verify(body, stale)  # a delivery captured and sent again ten minutes later
 
 
 class TestCliTest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
@@ -33,8 +34,9 @@ def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     _check_fields(rule)
     _CONDITION_CHECKS[rule["condition"]](rule)
     rule["cooldown_ms"] = _cooldown_ms(rule.pop("cooldown"))
-    # A secret is made when none is given; either way it is shown once, at creation.
-    rule["secret"] = rule["secret"] or secrets.token_urlsafe(24)
+    # A secret is made when none is given, in the Standard Webhooks form (whsec_ and base64), so the
+    # convention's libraries take it as it is; either way it is shown once, at creation.
+    rule["secret"] = rule["secret"] or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     if len(rule["secret"]) < 16:
         raise QueryError("secret", "use at least 16 characters")
     rule["name"] = rule.get("name") or f"{rule['event']} {rule['condition']}"

@@ -12,10 +12,12 @@ Redirects are not followed, and the receiver's answer is never kept beyond its s
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import ipaddress
 import socket
+import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -104,7 +106,25 @@ def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]
 
 
 def signature(secret: str, body: bytes) -> str:
+    """``X-Trend-Signature``: the HMAC-SHA256 of the body, keyed with the secret's own bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` of the Standard Webhooks convention: ``v1,`` and the base64 HMAC-SHA256
+    of ``id.timestamp.body``, keyed with the secret's base64 after ``whsec_``, decoded as the
+    convention's libraries decode it, so they verify it from the same secret string."""
+    key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(secret: str, delivery_id: str, body: bytes, now_s: int) -> dict[str, str]:
+    """The Standard Webhooks headers, the timestamp signed so a receiver can refuse a replay, and the
+    earlier ``X-Trend-*`` ones, kept for a release."""
+    return {"webhook-id": delivery_id, "webhook-timestamp": str(now_s),
+            "webhook-signature": standard_signature(secret, delivery_id, now_s, body),
+            "X-Trend-Delivery": delivery_id, "X-Trend-Signature": signature(secret, body)}
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,7 @@ async def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequen
             addresses = await asyncio.to_thread(check_address, url, allow)
             payload = body.encode()
             headers = {"Content-Type": "application/json", "User-Agent": "trend-alerts",
-                       "X-Trend-Delivery": delivery_id, "X-Trend-Signature": signature(secret, payload)}
+                       **signed_headers(secret, delivery_id, payload, int(time.time()))}
             async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
                 response = await _post_to_first_that_connects(client, url, addresses, payload, headers)
     except RefusedAddressError as exc:

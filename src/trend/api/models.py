@@ -239,7 +239,7 @@ class AlertRule(BaseModel):
 
 
 class NewAlertRule(AlertRule):
-    secret: str = Field(description="Shown this once: it signs every delivery (X-Trend-Signature)")
+    secret: str = Field(description="Shown this once: it signs every delivery (webhook-signature, Standard Webhooks)")
     warning: str | None = Field(None, description="e.g. the event is not stored yet: the rule fires for nothing "
                                                   "until it is")
 
