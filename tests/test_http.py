@@ -107,6 +107,27 @@ class TestHealth:
         # The minute 06:41 closed at 06:42:05; it is now 06:51:00.
         assert body["lag_seconds"] == 535.0
 
+    def test_liveness_stays_200_while_the_database_is_down_and_readiness_says_so(self) -> None:
+        """A PostgreSQL nobody listens on: the process is alive, not ready, and /healthz says why."""
+        trend = Trend(database_url="postgresql://postgres@127.0.0.1:1/none", worker_enabled=False,
+                      log_level="ERROR")
+        try:
+            # Not entered: the lifespan would create the schema first, and fail at start-up.
+            down = TestClient(create_app(trend=trend))
+            for method in ("GET", "HEAD"):
+                assert down.request(method, "/livez").status_code == 200
+                assert down.request(method, "/readyz").status_code == 503
+                assert down.request(method, "/healthz").status_code == 503
+            assert down.get("/livez").json() == {"status": "alive"}
+            assert down.get("/readyz").json() == {"status": "unavailable"}
+        finally:
+            trend.close()
+
+    def test_readiness_is_200_when_the_database_answers(self, client: TestClient) -> None:
+        for method in ("GET", "HEAD"):
+            assert client.request(method, "/readyz").status_code == 200
+        assert client.get("/readyz").json() == {"status": "ready"}
+
     def test_the_lifespan_starts_and_stops_the_worker(self, make_trend: TrendFactory) -> None:
         trend = make_trend(worker_enabled=True)
         with TestClient(create_app(trend=trend)) as client:

@@ -91,6 +91,8 @@ class TestGeneratedClient:
         assert {j.job for j in call("jobs_v1_jobs_get").jobs} >= {"agg_1m", "agg_5m", "agg_1h", "retention"}
         assert call("run_job_v1_jobs_job_run_post", job="agg_1m").levels[0].level == "1m"
         assert call("healthz_healthz_get").database.value == "ok"
+        assert call("livez_livez_get").status.value == "alive"
+        assert call("readyz_readyz_get").status.value == "ready"
         assert "trend_events_total" in call("metrics_metrics_get")
         assert call("erase_user_v1_users_user_id_delete", user_id="u1").events == 1
         rising = models.AlertRuleInCondition("rising")

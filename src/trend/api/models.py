@@ -185,6 +185,10 @@ class AlertsState(BaseModel):
     failing_rules: int = Field(description="Rules whose last evaluation failed (GET /v1/alerts says why)")
 
 
+class Probe(BaseModel):
+    status: Literal["alive", "ready", "unavailable"]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     worker: WorkerState

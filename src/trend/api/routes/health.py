@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.errors import TrendRoute
-from trend.api.models import Health
+from trend.api.models import Health, Probe
 from trend.errors import StorageError
 from trend.service import Trend
 from trend.shapes import cluster_shape
@@ -40,4 +40,27 @@ def router(trend: Trend) -> APIRouter:
         healthy = (not trend.settings.worker_enabled or trend.worker_running) and not body["alerts"]["failing_rules"]
         return JSONResponse({"status": "ok" if healthy else "degraded", **body}, 200)
 
+    # Probes for an orchestrator. Liveness says only that this process answers, so a database outage
+    # never restarts every pod; readiness says whether it can serve now. HEAD answers as GET does.
+    @api.get("/livez", response_model=Probe,
+             summary="Liveness: 200 while this process answers, whatever the database")
+    async def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @api.get("/readyz", response_model=Probe,
+             responses={503: {"model": Probe, "description": "The database, or a Citus node, unavailable"}},
+             summary="Readiness: 200 when the database answers, 503 while it (or a Citus node) does not")
+    async def readyz() -> JSONResponse:
+        try:
+            cluster = await run_in_threadpool(trend.cluster)
+            await run_in_threadpool(trend.lag_seconds)
+        except StorageError:
+            return JSONResponse({"status": "unavailable"}, 503)
+        if cluster is not None and not cluster.healthy:
+            return JSONResponse({"status": "unavailable"}, 503)
+        return JSONResponse({"status": "ready"}, 200)
+
+    # HEAD answers as GET does (a probe that sends HEAD), and stays out of the schema: one operation each.
+    for path, probe in (("/healthz", healthz), ("/livez", livez), ("/readyz", readyz)):
+        api.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
     return api
