@@ -139,7 +139,7 @@ class TestUsersAndEvents:
 
 
 class TestSketchesOnlyWhereThereAreUsers:
-    """A minute, or a group, without users takes the plain path: no sketch is built for it (issue 30)."""
+    """A minute, or a group, without users takes the plain path: no sketch is built for it."""
 
     def _minutes(self) -> list[dict[str, object]]:
         anonymous = [{"event": "search", "key": f"k{n % 7}", "ts": (T0 - 180_000) / 1000} for n in range(70)]
