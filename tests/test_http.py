@@ -98,6 +98,18 @@ class TestWriteKey:
         assert "s3cret" not in response.text
 
 
+class TestMethodNotAllowed:
+    @pytest.mark.parametrize(("method", "path", "allowed"), [
+        ("DELETE", "/v1/top", "GET"), ("PUT", "/v1/events", "POST"), ("PATCH", "/v1/alerts/1", "DELETE"),
+        ("POST", "/livez", "GET"),
+    ])
+    def test_a_405_names_the_methods_the_path_takes(self, client: TestClient, method: str, path: str,
+                                                    allowed: str) -> None:
+        response = client.request(method, path)
+        assert response.status_code == 405
+        assert allowed in response.headers["allow"].split(", ")
+
+
 class TestHealth:
     def test_reports_database_worker_and_lag(self, client: TestClient, trend: Trend) -> None:
         trend.ingest([{**GOOD, "ts": (T0 - 10 * 60_000) / 1000}])

@@ -156,7 +156,10 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc)
         if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
             # Starlette names the methods of the first route with the path; a path can have several.
-            response.headers["Allow"] = ", ".join(_methods_of(request))
+            # Where the routes cannot be listed (FastAPI wraps included routers), Starlette's stays.
+            methods = _methods_of(request)
+            if methods:
+                response.headers["Allow"] = ", ".join(methods)
         return response
 
     for kind in HANDLERS:
