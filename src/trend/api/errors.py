@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -156,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
         response = error_response(exc)
         if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
             # Starlette names the methods of the first route with the path; a path can have several.
-            # Where the routes cannot be listed (FastAPI wraps included routers), Starlette's stays.
+            # Should none be found, Starlette's header stays rather than an empty one.
             methods = _methods_of(request)
             if methods:
                 response.headers["Allow"] = ", ".join(methods)
@@ -168,9 +168,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def _methods_of(request: Request) -> list[str]:
     """Every method some route answers at this request's path."""
+    return sorted(_methods_in(request.app.router.routes, request.scope))
+
+
+def _methods_in(routes: Sequence[Any], scope: Mapping[str, Any]) -> set[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
+    for route in routes:
+        # FastAPI keeps an included router whole, behind its prefix: look inside it.
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            path = scope["path"]
+            if path.startswith(prefix):
+                methods |= _methods_in(inner.routes, {**scope, "path": path[len(prefix):] or "/"})
+            continue
+        match, _ = route.matches(scope)
         if match is not Match.NONE:
             methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    return methods
