@@ -65,3 +65,22 @@ class Served:
         out, err = self.process.communicate(timeout=30)
         self.stdout = out.decode()
         return err.decode()
+
+
+class Hosted:
+    """``examples/embedded_app.py``, the README's host app, under uvicorn: trend mounted at /trend."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--port", str(self.port)],
+            env=environment(database_url, **env), cwd=os.path.dirname(os.path.dirname(__file__)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.url = f"http://127.0.0.1:{self.port}"
+        if not answers(f"{self.url}/trend/healthz", 30):
+            self.stop()
+            raise RuntimeError("the example host app did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.communicate(timeout=30)

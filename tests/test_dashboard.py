@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
 
-from tests.servers import Served, answers, environment, free_port
+from tests.servers import Hosted, Served, environment
 from trend.service import Trend
 
 pytestmark = pytest.mark.slow
@@ -403,19 +403,15 @@ class TestApiDocsOffline:
         expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)
         paths = page.locator(".swagger-ui .opblock-summary-path").all_text_contents()
         assert "/v1/events" in "".join(paths)
-        port = free_port()
-        app = subprocess.Popen([sys.executable, "-m", "uvicorn", "examples.embedded_app:app", "--port", str(port)],
-                               env=environment(f"sqlite:///{tmp_path / 'shop.db'}"), cwd=Path(__file__).parents[1],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert page.locator(".swagger-ui .auth-wrapper .authorize").is_visible()  # the key as a security scheme
+        host = Hosted(f"sqlite:///{tmp_path / 'shop.db'}")
         try:
-            assert answers(f"http://127.0.0.1:{port}/trend/healthz", 30)
-            page.goto(f"http://127.0.0.1:{port}/trend/")
+            page.goto(f"{host.url}/trend/")
             page.get_by_role("link", name="API docs").click()
             expect(page.locator(".swagger-ui .opblock-summary-path").first).to_be_visible(timeout=15_000)
-            assert page.url == f"http://127.0.0.1:{port}/trend/docs"
+            assert page.url == f"{host.url}/trend/docs"
             servers = page.locator(".swagger-ui .servers select").input_value()
             assert servers == "/trend"  # "Try it out" calls /trend/v1/...
         finally:
-            app.terminate()
-            app.communicate(timeout=30)
+            host.stop()
         page.close()

@@ -8,14 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
 
 from tests.receiver import Receiver
-from tests.servers import Served
+from tests.servers import Hosted, Served
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
@@ -34,27 +37,75 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server.stop()
 
 
-def _generated_client(served: Served, folder: Path) -> Any:
-    (folder / "openapi.json").write_text(httpx.get(f"{served.url}/openapi.json").text)
+@contextmanager
+def generated_client(schema_url: str, folder: Path, package: str) -> Iterator[Any]:
+    """The package openapi-python-client makes from the schema at ``schema_url``, imported."""
+    (folder / "openapi.json").write_text(httpx.get(schema_url).text)
     (folder / "config.yml").write_text("post_hooks: []\n")
     result = subprocess.run([str(GENERATOR), "generate", "--path", "openapi.json", "--meta", "none",
                              "--config", "config.yml"], cwd=folder, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr
     sys.path.insert(0, str(folder))
-    return importlib.import_module("trend_client")
+    try:
+        yield importlib.import_module(package)
+    finally:
+        sys.path.remove(str(folder))
+        for name in [n for n in sys.modules if n == package or n.startswith(f"{package}.")]:
+            del sys.modules[name]
 
 
 class TestGeneratedClient:
     def test_a_generated_client_calls_every_endpoint(self, served: Served, receiver: Receiver,
                                                      tmp_path: Path) -> None:
-        trend_client = _generated_client(served, tmp_path)
-        try:
+        with generated_client(f"{served.url}/openapi.json", tmp_path, "trend_client") as trend_client:
             self._call_everything(served, receiver, tmp_path, trend_client)
+
+    def test_an_app_that_embeds_trend_publishes_the_events_body(self, tmp_path: Path) -> None:
+        """The host app's own /openapi.json defines Event and EventBatch, so its generated client has
+        the events operation (it was skipped, its body referring to schemas nobody defined)."""
+        host = Hosted(f"sqlite:///{tmp_path / 'shop.db'}")
+        try:
+            with generated_client(f"{host.url}/openapi.json", tmp_path, "shop_client") as shop_client:
+                models = importlib.import_module("shop_client.models")
+                ingest = importlib.import_module("shop_client.api.events.ingest_events")
+                top = importlib.import_module("shop_client.api.trends.top")
+                with shop_client.Client(base_url=host.url, raise_on_unexpected_status=True) as client:
+                    batch = models.EventBatch(events=[models.Event(event="search", key="Boots", user_id=f"u{n}")
+                                                      for n in range(3)])
+                    assert ingest.sync(client=client, body=batch).accepted == 3
+                    answer = top.sync(client=client, event="search")
+                    assert [(item.key, item.count) for item in answer.items] == [("boots", 3)]
+                    assert isinstance(answer.at, datetime)  # times are date-times in the schema
         finally:
-            sys.path.remove(str(tmp_path))
-            for name in [n for n in sys.modules if n == "trend_client" or n.startswith("trend_client.")]:
-                del sys.modules[name]
+            host.stop()
+
+    def test_the_schema_reads_well_for_client_generators(self, served: Served) -> None:
+        schema = httpx.get(f"{served.url}/openapi.json").json()
+        operations = {op["operationId"]: op for path in schema["paths"].values() for op in path.values()}
+        assert {"ingest_events", "top", "rising", "series", "add_alert", "healthz"} <= set(operations)
+        assert schema["components"]["securitySchemes"]["TrendKey"] == {
+            "type": "http", "scheme": "bearer", "description": ANY}
+        assert operations["top"]["security"] == [{"TrendKey": []}]
+        # Every 422 documented is the body trend really sends; FastAPI's own is never sent.
+        invalid = [op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+                   for op in operations.values() if "422" in op["responses"]]
+        assert set(invalid) == {"#/components/schemas/ErrorBody"}
+        assert "HTTPValidationError" not in schema["components"]["schemas"]
+        event = schema["components"]["schemas"]["Event"]["properties"]
+        assert (event["key"]["maxLength"], event["segment"]["maxLength"]) == (256, 64)
+        top = schema["components"]["schemas"]["Top"]["properties"]
+        assert (top["at"]["type"], top["at"]["format"]) == ("string", "date-time")
+
+    def test_the_real_422_body_is_the_documented_one(self, served: Served) -> None:
+        answer = httpx.post(f"{served.url}/v1/events", json={"event": "search", "key": "k" * 257})
+        assert answer.status_code == 422
+        assert set(answer.json()) == {"error"}
+        assert {"code", "message", "index", "field"} <= set(answer.json()["error"])
+        assert answer.json()["error"]["field"] == "key"
+        answer = httpx.delete(f"{served.url}/v1/alerts/0")
+        assert answer.status_code == 422
+        assert answer.json()["error"]["code"]
 
     @staticmethod
     def _call_everything(served: Served, receiver: Receiver, folder: Path, trend_client: Any) -> None:
@@ -79,27 +130,27 @@ class TestGeneratedClient:
 
         now = time.time()
         one = models.Event(event="search", key="우산", user_id="u1", ts=now - 120)
-        assert call("post_events_v1_events_post", body=one).accepted == 1
+        assert call("ingest_events", body=one).accepted == 1
         batch = models.EventBatch(events=[models.Event(event="search", key="boots", user_id=f"b{n}", ts=now - 90)
                                           for n in range(2)])
-        assert call("post_events_v1_events_post", body=batch).accepted == 2
-        assert call("post_events_v1_events_post", body=[models.Event(event="view", key="k")]).accepted == 1
-        assert [(i.key, i.count) for i in call("top_v1_top_get", event="search").items] == [("boots", 2), ("우산", 1)]
-        assert call("rising_v1_rising_get", event="search", min_count=1).by.value == "count"
-        assert sum(p.count for p in call("series_v1_series_get", event="search").points) == 3
-        assert {d.event for d in call("dimensions_v1_dimensions_get").events} == {"search", "view"}
-        assert {j.job for j in call("jobs_v1_jobs_get").jobs} >= {"agg_1m", "agg_5m", "agg_1h", "retention"}
-        assert call("run_job_v1_jobs_job_run_post", job="agg_1m").levels[0].level == "1m"
-        assert call("healthz_healthz_get").database.value == "ok"
-        assert call("livez_livez_get").status.value == "alive"
-        assert call("readyz_readyz_get").status.value == "ready"
-        assert "trend_events_total" in call("metrics_metrics_get")
-        assert call("erase_user_v1_users_user_id_delete", user_id="u1").events == 1
+        assert call("ingest_events", body=batch).accepted == 2
+        assert call("ingest_events", body=[models.Event(event="view", key="k")]).accepted == 1
+        assert [(i.key, i.count) for i in call("top", event="search").items] == [("boots", 2), ("우산", 1)]
+        assert call("rising", event="search", min_count=1).by.value == "count"
+        assert sum(p.count for p in call("series", event="search").points) == 3
+        assert {d.event for d in call("dimensions").events} == {"search", "view"}
+        assert {j.job for j in call("list_jobs").jobs} >= {"agg_1m", "agg_5m", "agg_1h", "retention"}
+        assert call("run_job", job="agg_1m").levels[0].level == "1m"
+        assert call("healthz").database.value == "ok"
+        assert call("livez").status.value == "alive"
+        assert call("readyz").status.value == "ready"
+        assert "trend_events_total" in call("metrics")
+        assert call("erase_user", user_id="u1").events == 1
         rising = models.AlertRuleInCondition("rising")
-        rule = call("add_v1_alerts_post", body=models.AlertRuleIn(event="search", condition=rising, url=receiver.url))
-        assert [r.id for r in call("rules_v1_alerts_get").rules] == [rule.id]
-        assert call("test_v1_alerts_rule_id_test_post", rule_id=rule.id).status == "delivered"
-        assert len(call("deliveries_v1_alerts_rule_id_deliveries_get", rule_id=rule.id).deliveries) == 1
-        call("remove_v1_alerts_rule_id_delete", rule_id=rule.id)
+        rule = call("add_alert", body=models.AlertRuleIn(event="search", condition=rising, url=receiver.url))
+        assert [r.id for r in call("list_alerts").rules] == [rule.id]
+        assert call("test_alert", rule_id=rule.id).status == "delivered"
+        assert len(call("alert_deliveries", rule_id=rule.id).deliveries) == 1
+        call("remove_alert", rule_id=rule.id)
         assert receiver.bodies(rule.secret)[0]["test"] is True
         return called

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query
+from fastapi import Depends, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from trend.api.errors import ApiError
@@ -14,14 +15,16 @@ from trend.errors import QueryError
 from trend.service import Trend
 from trend.validation import parse_time
 
-Authorization = Annotated[str | None, Header(description="Bearer <key>")]
+# fastapi.security's scheme, so the schema declares it (Swagger's Authorize button, generated clients'
+# auth). auto_error off: trend answers a missing key itself, in its own error body.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="TrendKey",
+                     description="Authorization: Bearer <key>. TREND_API_KEY for writes and admin calls; "
+                                 "TREND_READ_KEY (or the write key) for reads when one is set.")
+Authorization = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
-def _token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+def _token(authorization: HTTPAuthorizationCredentials | None) -> str | None:
+    return authorization.credentials.strip() if authorization is not None else None
 
 
 def _matches(token: str, key: str) -> bool:
@@ -29,7 +32,7 @@ def _matches(token: str, key: str) -> bool:
     return hmac.compare_digest(token.encode(), key.encode())
 
 
-def _require(authorization: str | None, keys: list[SecretStr]) -> None:
+def _require(authorization: HTTPAuthorizationCredentials | None, keys: list[SecretStr]) -> None:
     """401 without a bearer token, 403 when it matches none of ``keys``."""
     token = _token(authorization)
     if token is None:
@@ -49,7 +52,7 @@ def write_access(trend: Trend) -> Any:
     return Depends(check)
 
 
-def is_admin(trend: Trend, authorization: str | None) -> bool:
+def is_admin(trend: Trend, authorization: HTTPAuthorizationCredentials | None) -> bool:
     """Whether a request may see what only the write key shows: always when no write key is set."""
     key = trend.settings.api_key
     if key is None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from trend import measures
 from trend.measures import Measure
 
-Time = str  # ISO 8601 with the offset of TREND_TIMEZONE
+# ISO 8601 with the offset of TREND_TIMEZONE: a str here (the answers are built as text), a date-time
+# in the schema, so generated clients parse it.
+Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class Accepted(BaseModel):

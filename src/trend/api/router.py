@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from trend.api.errors import TrendRoute
+from trend.api.errors import trend_router
 from trend.api.routes import alerts, docs, events, health, jobs, trends, web
 from trend.service import Trend
 
 
 def build_router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute)
+    api = trend_router(lifespan=docs.completing_host_schema(events.SCHEMAS))
     for feature in (events, trends, alerts, jobs, health):
         api.include_router(feature.router(trend))
     api.include_router(web.router())

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
 from trend.api.deps import Authorization, is_admin, read_access, write_access
-from trend.api.errors import ApiError, TrendRoute, error_responses
+from trend.api.errors import ApiError, error_responses, trend_router
 from trend.service import Trend
 from trend.shapes import delivery_shape, rule_shape
 
@@ -18,39 +18,40 @@ RuleId = Annotated[int, Path(ge=1, le=2**62)]
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["alerts"], responses=error_responses(401, 403, 503))
+    api = trend_router(tags=["alerts"], responses=error_responses(401, 403, 503))
 
     @api.post("/v1/alerts", status_code=201, response_model=models.NewAlertRule, dependencies=[write_access(trend)],
               responses=error_responses(400, 422),
               summary="Add a rule; the answer is the only one that shows its secret")
-    async def add(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
+    async def add_alert(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
         added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))
         return rule_shape(added, trend.settings.zone)
 
     @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
              summary="Every rule, without its secret")
-    async def rules(authorization: Authorization = None) -> dict[str, Any]:
+    async def list_alerts(authorization: Authorization = None) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_rules)
         full = is_admin(trend, authorization)
         return {"rules": [rule_shape(rule, trend.settings.zone, full_url=full) for rule in found]}
 
     @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],
-                responses=error_responses(404), summary="Remove a rule")
-    async def remove(rule_id: RuleId) -> None:
+                responses=error_responses(404, 422), summary="Remove a rule")
+    async def remove_alert(rule_id: RuleId) -> None:
         if not await run_in_threadpool(trend.remove_alert, rule_id):
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
 
     @api.post("/v1/alerts/{rule_id}/test", response_model=models.Delivery, dependencies=[write_access(trend)],
-              responses=error_responses(404), summary="Send one delivery, marked as a test, now")
-    async def test(rule_id: RuleId) -> dict[str, Any]:
+              responses=error_responses(404, 422), summary="Send one delivery, marked as a test, now")
+    async def test_alert(rule_id: RuleId) -> dict[str, Any]:
         delivery = await run_in_threadpool(trend.test_alert, rule_id)
         if delivery is None:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
         return delivery_shape(delivery, trend.settings.zone)
 
     @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
+             responses=error_responses(422),
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
-    async def deliveries(rule_id: RuleId) -> dict[str, Any]:
+    async def alert_deliveries(rule_id: RuleId) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_deliveries, rule_id)
         return {"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]}
 

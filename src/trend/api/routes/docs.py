@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from trend.api.errors import ApiError, TrendRoute
+from trend.api.errors import ApiError, trend_router
+from trend.logging import get_logger
 from trend.version import __version__
 
 _SWAGGER = Path(swagger_ui_bundle.swagger_ui_path)
@@ -22,6 +25,7 @@ _ASSETS = {
     "swagger-ui.css": "text/css; charset=utf-8",
     "favicon-32x32.png": "image/png",
 }
+_log = get_logger("trend.api")
 TITLE = "trend"
 DESCRIPTION = "Exact, real-time trends from an event stream."
 
@@ -29,7 +33,7 @@ DESCRIPTION = "Exact, real-time trends from an event stream."
 def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
     """The docs of ``api_routes``, the rest of trend's router; ``schemas`` are named components that
     routes refer to by hand (the events body)."""
-    api = APIRouter(route_class=TrendRoute, tags=["docs"], include_in_schema=False)
+    api = trend_router(tags=["docs"], include_in_schema=False)
     schema: dict[str, Any] = {}
 
     @api.get("/openapi.json")
@@ -59,3 +63,39 @@ def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
                         headers={"Cache-Control": "public, max-age=86400"})
 
     return api
+
+
+def completing_host_schema(schemas: dict[str, Any]) -> Callable[[Any], Any]:
+    """A router lifespan that adds ``schemas`` to the schema of the app that includes trend's router.
+
+    FastAPI publishes only the models it finds in routes' signatures; the events body is read by hand
+    (for speed), so its named schemas would be missing from a host app's /openapi.json and generated
+    clients would skip ``POST /v1/events``. A router's lifespan is the one place that sees the host app.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if isinstance(app, FastAPI):
+            add_schemas(app, schemas)
+        yield
+
+    return lifespan
+
+
+def add_schemas(app: FastAPI, schemas: dict[str, Any]) -> None:
+    """Wrap ``app.openapi`` (FastAPI's documented way to extend it) so its components hold ``schemas``."""
+    generate = app.openapi
+    if getattr(generate, "adds_trend_schemas", False):
+        return
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        named = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, part in schemas.items():
+            if named.setdefault(name, part) is not part and named[name] != part:
+                _log.warning("the app's schema %r hides trend's: generated clients will send the app's %s",
+                             name, name)
+        return schema
+
+    openapi.adds_trend_schemas = True  # type: ignore[attr-defined]
+    app.openapi = openapi  # type: ignore[method-assign]

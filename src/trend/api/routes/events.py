@@ -7,18 +7,26 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api.body import check_media, event_list, parse_json, read_limited
 from trend.api.deps import write_access
-from trend.api.errors import TrendRoute, error_responses
+from trend.api.errors import error_responses, trend_router
 from trend.api.models import Accepted, ErasedUser
 from trend.errors import PayloadTooLargeError
 from trend.service import Trend
-from trend.validation import EventIn, fast_batch
+from trend.validation import KEY_MAX, SEGMENT_MAX, EventIn, fast_batch
 
 _EVENT = {**EventIn.model_json_schema(), "title": "Event"}
 # The model stores ts as ms after parsing; the wire form is ISO-8601 with a zone, or epoch seconds.
 _EVENT["properties"]["ts"] = {
-    "anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}],
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}, {"type": "null"}],
     "description": "ISO-8601 with a zone, or epoch seconds; default now",
 }
+# The model bounds the raw text loosely (normalizing can shorten it); the limits that hold are on the
+# normalized key and segment, and those are the ones a client must respect.
+_EVENT["properties"]["key"] |= {"maxLength": KEY_MAX, "description": (
+    f"What trends: at most {KEY_MAX} characters after TREND_KEY_NORMALIZATION (by default NFKC, "
+    "case folded, white space collapsed)")}
+_EVENT["properties"]["segment"] |= {"maxLength": SEGMENT_MAX, "description": (
+    f"e.g. a country or platform; at most {SEGMENT_MAX} characters after normalization; empty for none")}
+_EVENT["properties"]["event_id"]["description"] = "The client's id for the event: a retry with this id is a duplicate"
 _REF = {"$ref": "#/components/schemas/Event"}
 # Named once each, so clients generated from the schema get an Event and an EventBatch type.
 SCHEMAS = {
@@ -30,13 +38,13 @@ _BODY = {"oneOf": [_REF, {"type": "array", "items": _REF}, {"$ref": "#/component
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["events"])
+    api = trend_router(tags=["events"])
 
     @api.post("/v1/events", status_code=202, response_model=Accepted, dependencies=[write_access(trend)],
               summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic",
               responses=error_responses(401, 403, 413, 415, 422, 503),
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}})
-    async def post_events(request: Request) -> Accepted:
+    async def ingest_events(request: Request) -> Accepted:
         settings = trend.settings
         raw = await read_limited(request, settings.max_body_bytes)
         check_media(request.headers.get("content-type"))

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from trend.api.errors import TrendRoute
+from trend.api.errors import trend_router
 from trend.api.models import Health, Probe
 from trend.errors import StorageError
 from trend.service import Trend
@@ -14,7 +14,7 @@ from trend.shapes import cluster_shape
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["health"])
+    api = trend_router(tags=["health"])
 
     @api.get("/healthz", summary="The database (on Citus, every node), the worker, and the oldest dirty bucket's lag",
              response_model=Health,

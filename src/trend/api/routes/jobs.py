@@ -10,24 +10,24 @@ from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
 from trend.api.deps import read_access, write_access
-from trend.api.errors import ApiError, TrendRoute, error_responses
+from trend.api.errors import ApiError, error_responses, trend_router
 from trend.metrics import CONTENT_TYPE
 from trend.service import Trend
 from trend.shapes import jobs_shape, rollup_shape
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["jobs"], responses=error_responses(401, 403, 503))
+    api = trend_router(tags=["jobs"], responses=error_responses(401, 403, 503))
 
     @api.get("/v1/jobs", response_model=models.Jobs, dependencies=[read_access(trend)],
              summary="The schedule, next run, last run and backlog of each job")
-    async def jobs() -> dict[str, Any]:
+    async def list_jobs() -> dict[str, Any]:
         statuses = await run_in_threadpool(trend.status)
         runs = await run_in_threadpool(trend.last_runs)
         return jobs_shape(trend.jobs(), statuses, runs, trend.settings.zone, trend.levels)
 
     @api.post("/v1/jobs/{job}/run", response_model=models.JobRun, dependencies=[write_access(trend)],
-              responses=error_responses(404),
+              responses=error_responses(404, 422),
               summary="Run a job now and wait for it (admin)")
     async def run_job(job: str) -> dict[str, Any]:
         if job not in trend.job_ids:

@@ -13,7 +13,7 @@ from trend import measures
 from trend.api import models
 from trend.api.answers import SharedAnswers, Stamp
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
-from trend.api.errors import TrendRoute, error_responses
+from trend.api.errors import error_responses, trend_router
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
@@ -31,7 +31,7 @@ def _cache_headers(trend: Trend) -> dict[str, str]:
 
 
 def router(trend: Trend) -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["trends"], dependencies=[read_access(trend)],
+    api = trend_router(tags=["trends"], dependencies=[read_access(trend)],
                     responses=error_responses(401, 403, 422, 503))
     zone = trend.settings.zone
     shapes = models.measure_models()

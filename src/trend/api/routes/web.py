@@ -7,7 +7,7 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from trend.api.errors import ApiError, TrendRoute
+from trend.api.errors import ApiError, trend_router
 
 _WEB = files("trend") / "web"
 # A fixed list: nothing the client names is ever turned into a path.
@@ -23,7 +23,7 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'
 
 
 def router() -> APIRouter:
-    api = APIRouter(route_class=TrendRoute, tags=["dashboard"], include_in_schema=False)
+    api = trend_router(tags=["dashboard"], include_in_schema=False)
 
     @api.get("/")
     async def dashboard() -> HTMLResponse:
