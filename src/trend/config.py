@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
     # Serve beyond loopback without TREND_API_KEY, e.g. behind a proxy that authenticates.
     allow_keyless: bool = False
+    # Pages of these origins (https://shop.example, or *) may call the API from the browser (CORS).
+    # Empty, the default: none may; `trend serve` only (an app that embeds trend sets its own CORS).
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
 
@@ -216,6 +219,17 @@ class Settings(BaseSettings):
         for entry in value:
             if "*" in entry[1:] or (entry.startswith("*") and entry != "*" and not entry.startswith("*.")):
                 raise ValueError(f"{entry!r}: a wildcard must be * or lead, as in *.example.com")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parts = urlsplit(entry)
+            exact = parts.scheme in ("http", "https") and parts.netloc and f"{parts.scheme}://{parts.netloc}" == entry
+            if entry != "*" and not exact:
+                raise ValueError(f"{entry!r}: an origin is scheme://host[:port] with no path, e.g. "
+                                 "https://shop.example, or *")
         return value
 
     @field_validator("timezone")

@@ -34,6 +34,59 @@ def _client(trend: Trend, base_url: str = "http://127.0.0.1:8000") -> TestClient
     return TestClient(create_app(trend=trend), base_url=base_url, raise_server_exceptions=False)
 
 
+class TestCors:
+    SHOP = "https://shop.example"
+
+    def _preflight(self, client: TestClient, origin: str) -> dict[str, str]:
+        answer = client.options("/v1/events", headers={
+            "origin": origin, "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type"})
+        return dict(answer.headers)
+
+    def test_off_by_default_no_page_of_another_origin_may_read(self, trend: Trend) -> None:
+        with _client(trend) as client:
+            answer = client.get("/v1/dimensions", headers={"origin": self.SHOP})
+            assert answer.status_code == 200
+            assert "access-control-allow-origin" not in answer.headers
+            assert "access-control-allow-origin" not in self._preflight(client, self.SHOP)
+
+    def test_a_listed_origin_may_call_with_its_key_and_read_the_etag(self, make_trend: TrendFactory) -> None:
+        trend = make_trend(api_key="k", cors_origins=[self.SHOP])
+        with _client(trend) as client:
+            allowed = self._preflight(client, self.SHOP)
+            assert allowed["access-control-allow-origin"] == self.SHOP
+            assert "authorization" in allowed["access-control-allow-headers"].lower()
+            assert "POST" in allowed["access-control-allow-methods"]
+            answer = client.get("/v1/top", params={"event": "search"}, headers={"origin": self.SHOP})
+            assert answer.headers["access-control-allow-origin"] == self.SHOP
+            assert "etag" in answer.headers["access-control-expose-headers"].lower()
+            other = client.get("/v1/dimensions", headers={"origin": "https://evil.example"})
+            assert "access-control-allow-origin" not in other.headers
+            assert "access-control-allow-origin" not in self._preflight(client, "https://evil.example")
+
+    def test_keyless_a_listed_origin_may_write_and_no_other(self, make_trend: TrendFactory) -> None:
+        trend = make_trend(host="127.0.0.1", cors_origins=[self.SHOP, "*"])
+        event = {"event": "search", "key": "k", "ts": CLOSED}
+        with _client(trend) as client:
+            page = {"origin": self.SHOP, "sec-fetch-site": "cross-site"}
+            assert client.post("/v1/events", json=event, headers=page).status_code == 202
+            # * lets every page read, never write without a key.
+            refused = client.post("/v1/events", json=event, headers={"origin": "https://evil.example"})
+            assert refused.status_code == 403
+            assert refused.headers["access-control-allow-origin"] == "*"  # the page can read why
+        assert len(stored_events(trend)) == 1
+
+    @pytest.mark.parametrize("value", ["https://shop.example/", "shop.example", "ftp://shop.example",
+                                       "https://shop.example/path"])
+    def test_an_origin_that_is_not_one_stops_start_up_naming_the_setting(
+            self, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TREND_CORS_ORIGINS", f"https://ok.example,{value}")
+        with pytest.raises(ConfigError) as refused:
+            load_settings()
+        assert refused.value.setting == "TREND_CORS_ORIGINS"
+        assert value in str(refused.value)
+
+
 class TestKeys:
     @pytest.mark.parametrize("variable", ["TREND_API_KEY", "TREND_READ_KEY"])
     @pytest.mark.parametrize("value", ["", "   ", "\t"])

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from trend.api import keyless
 from trend.api.errors import install_error_handlers
@@ -36,6 +37,13 @@ def create_app(settings: Settings | None = None, *, trend: Trend | None = None) 
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.trend = service
     keyless.install(app, service.settings)
+    if service.settings.cors_origins:
+        # Outermost, so refusals (a wrong Host, a cross-site write) carry the CORS headers too and a
+        # page can read why.
+        app.add_middleware(CORSMiddleware, allow_origins=service.settings.cors_origins,
+                           allow_methods=["GET", "HEAD", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                           expose_headers=["ETag", "Retry-After"], max_age=600)
     install_error_handlers(app)
     app.include_router(service.router)
     return app

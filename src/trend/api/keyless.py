@@ -6,7 +6,8 @@ request can write. Another site's page can make this machine's browser send one,
   in the header, is refused with 400 (Starlette's ``TrustedHostMiddleware``);
 * a write (any method but GET, HEAD and OPTIONS) that a browser marks as coming from another site,
   by ``Origin`` or ``Sec-Fetch-Site``, is refused with 403. Programs (curl, httpx, the CLI) send
-  neither header and are unaffected.
+  neither header and are unaffected. An origin named in ``TREND_CORS_ORIGINS`` (exactly, not ``*``)
+  is trusted to write.
 
 With a key, a page cannot send it, so the guard is not installed.
 """
@@ -40,9 +41,10 @@ def allowed_hosts(settings: Settings) -> list[str]:
 class SameSiteWrites:
     """Refuse a write a browser sent from a page of another site (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, hosts: list[str]) -> None:
+    def __init__(self, app: ASGIApp, hosts: list[str], origins: list[str]) -> None:
         self.app = app
         self.hosts = {host.lower() for host in hosts}
+        self.origins = {origin.lower() for origin in origins if origin != "*"}
         self.any_host = "*" in self.hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,6 +56,8 @@ class SameSiteWrites:
 
     def _cross_site(self, scope: Scope) -> bool:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        if headers.get("origin", "").lower() in self.origins:
+            return False
         if headers.get("sec-fetch-site", "").lower() == "cross-site":
             return True
         origin = headers.get("origin")
@@ -70,5 +74,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     if settings.api_key is not None or settings.host is None:
         return
     hosts = allowed_hosts(settings)
-    app.add_middleware(SameSiteWrites, hosts=hosts)
+    app.add_middleware(SameSiteWrites, hosts=hosts, origins=settings.cors_origins)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)  # outermost
