@@ -198,6 +198,28 @@ class TestErrors:
         assert error["code"] == "invalid_input"
         assert "missing.jsonl: no such file" in error["message"]
 
+    @pytest.mark.parametrize(("command", "named"), [
+        ("top --event search --window 7x --json", "--window"),
+        ("top --json", "--event"),
+        ("series --event search --interval 2m --json", "--interval"),
+        ("alerts add --event search --json", "--condition"),
+        ("rollup --level 1m --no-such-option --json", "--no-such-option"),
+    ])
+    def test_argument_errors_under_json_are_json_on_stdout(self, env: str, command: str, named: str) -> None:
+        code, out, err = _run(*shlex.split(command))
+        assert code == 2
+        error = json.loads(out)["error"]
+        assert error["code"] == "invalid_argument"
+        assert named in error["message"]
+        assert "Usage:" not in out + err
+
+    def test_argument_errors_without_json_keep_clicks_usage_text(self, env: str) -> None:
+        code, out, err = _run("top", "--event", "search", "--window", "7x")
+        assert code == 2
+        assert out == ""
+        assert "Usage: " in err
+        assert "--window" in err
+
 
 class TestReadmeCommands:
     def test_every_command_of_the_readme_runs_as_written(self, env: str, tmp_path: Path,

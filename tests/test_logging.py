@@ -63,6 +63,19 @@ class TestOwnProcesses:
         httpx.get(f"{loud.url}/healthz")
         loud.stop()
         assert '"GET /healthz HTTP/1.1" 200' in loud.stdout  # uvicorn's access log
+        assert re.search(r"^\[트렌드\] .* \| INFO \| .*\"GET /healthz HTTP/1.1\" 200", loud.stdout, re.M)
+
+    def test_with_json_logs_uvicorns_own_lines_are_json_too(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        server = Served(url, "--no-worker", "--access-log", TREND_LOG_FORMAT="json", TREND_LOG_LEVEL="INFO",
+                        TREND_TIMEZONE="Asia/Seoul")
+        httpx.get(f"{server.url}/v1/top", params={"event": "search"})
+        errors = server.stop()
+        lines = [json.loads(line) for line in (errors + server.stdout).splitlines() if line.strip()]
+        [access] = [line for line in lines if line["logger"] == "uvicorn.access" and "/v1/top" in line["message"]]
+        assert (access["method"], access["path"], access["status"]) == ("GET", "/v1/top?event=search", 200)
+        assert access["time"].endswith("+09:00")
+        assert {"uvicorn.error", "trend.serve"} <= {line["logger"] for line in lines}  # start-up and trend's own
 
 
 class TestEmbedded:

@@ -18,6 +18,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 LOGGER_NAME = "trend"
@@ -57,15 +58,23 @@ class SeedFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (ISO 8601 with its offset), zone, level, logger, process, message."""
+    """One JSON object per line: time (ISO 8601 with its offset), zone, level, logger, process, message;
+    a request of uvicorn's access log also as fields: client, method, path, http_version, status."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {"time": datetime.fromtimestamp(record.created, tz=_display.zone).isoformat(timespec="milliseconds"),
-                "zone": str(_display.zone), "level": record.levelname, "logger": record.name, "process": PROCESS,
-                "message": record.getMessage()}
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, tz=_display.zone).isoformat(timespec="milliseconds"),
+            "zone": str(_display.zone), "level": record.levelname, "logger": record.name, "process": PROCESS,
+            "message": record.getMessage()}
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == len(_ACCESS):
+            line |= dict(zip(_ACCESS, record.args, strict=True))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
+
+
+# The arguments of uvicorn's access line, in order: '%s - "%s %s HTTP/%s" %d'.
+_ACCESS = ("client", "method", "path", "http_version", "status")
 
 
 def _unless_the_app_logs(_record: logging.LogRecord) -> bool:
@@ -96,3 +105,19 @@ def configure_logging(prefix: str, zone: ZoneInfo, level: str, form: str = "seed
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}")
+
+
+def uvicorn_log_config(prefix: str, form: str) -> dict[str, Any]:
+    """uvicorn's ``log_config`` for trend's own commands: its lines (start-up, errors, the access log)
+    in trend's format, JSON included, rather than uvicorn's own."""
+    formatter = {"()": JsonFormatter} if form == "json" else {"()": SeedFormatter, "prefix": prefix}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"trend": formatter},
+        # As uvicorn's own: the access log on stdout, the rest on stderr with trend's lines.
+        "handlers": {"trend": {"class": "logging.StreamHandler", "formatter": "trend", "stream": "ext://sys.stderr"},
+                     "access": {"class": "logging.StreamHandler", "formatter": "trend", "stream": "ext://sys.stdout"}},
+        "loggers": {"uvicorn": {"handlers": ["trend"], "level": "INFO", "propagate": False},
+                    "uvicorn.error": {"level": "INFO"},
+                    "uvicorn.access": {"handlers": ["access"], "level": "INFO", "propagate": False}},
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trend.cli.alerts import alerts
+from trend.cli.common import Commands
 from trend.cli.demo import demo
 from trend.cli.ingesting import ingest
 from trend.cli.jobs import backfill, erase_user, rollup, status
@@ -15,7 +16,7 @@ from trend.logging import own_process_logging
 __all__ = ["check_exposure", "main"]
 
 
-@click.group()
+@click.group(cls=Commands)
 @click.version_option(package_name="trend")
 def main() -> None:
     """trend: exact, real-time trends from an event stream."""

@@ -39,6 +39,26 @@ def fail(message: str, error_code: str, as_json: bool, code: int = 2) -> None:
     sys.exit(code)
 
 
+class Commands(click.Group):
+    """The command group. With ``--json`` anywhere on the line, a usage error (a bad ``--window``, a
+    missing option) is the JSON error shape on stdout too, so scripts parse every failure alike."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode or "--json" not in argv:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            fail(exc.format_message(), "invalid_argument", True, exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), "error", True, exc.exit_code)
+        except click.Abort:
+            fail("aborted", "aborted", True, 1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 def handles_errors(func: F) -> F:
     """Turn our exceptions into a one-line message and an exit status, never a traceback."""
 

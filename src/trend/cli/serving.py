@@ -15,7 +15,7 @@ import click
 from trend.cli.common import handles_errors
 from trend.config import Settings, load_settings
 from trend.errors import ConfigError
-from trend.logging import get_logger
+from trend.logging import get_logger, uvicorn_log_config
 from trend.service import Trend
 
 
@@ -65,8 +65,9 @@ def _serve_here(trend: Trend, host: str, port: int, access_log: bool) -> None:
         # uvicorn raises the signal that stopped it again once it has shut down, which would end the
         # process as killed (143); a SIGTERM that stopped the server cleanly is a clean exit.
         signal.signal(signal.SIGTERM, lambda *_: None)
+        logs = uvicorn_log_config(trend.settings.log_prefix, trend.settings.log_format)
         Server(uvicorn.Config(create_app(trend=trend), host=host, port=port, access_log=access_log,
-                              log_level="info" if access_log else "warning")).run()
+                              log_level="info" if access_log else "warning", log_config=logs)).run()
     finally:
         trend.close()
 
@@ -89,7 +90,8 @@ def _serve_in_processes(settings: Settings, host: str, port: int, access_log: bo
         get_logger("serve").info("serving http://%s:%d with %d processes (dashboard at /, API docs at /docs)",
                                  host, port, workers)
         uvicorn.run("trend.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    access_log=access_log, log_level="info" if access_log else "warning")
+                    access_log=access_log, log_level="info" if access_log else "warning",
+                    log_config=uvicorn_log_config(settings.log_prefix, settings.log_format))
     finally:
         trend.close()
 
