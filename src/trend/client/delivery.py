@@ -1,0 +1,102 @@
+"""What to do with a server's answer to one batch: pure decisions, shared by both clients."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import httpx
+
+# The answers after which the same batch may simply be sent again: the server was busy, restarting or
+# unreachable. Every event carries its event_id, so a batch it did store is then counted as duplicates.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_WAIT_SECONDS = 30.0  # the longest backoff, and the most of a Retry-After that is obeyed
+
+
+class Verdict(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # the whole batch again, after a wait
+    SPLIT = "split"  # too large for the server: in halves
+    DROP_INVALID = "drop_invalid"  # the server named the bad events: the rest again, at once
+    FAIL = "fail"  # a refusal that sending again cannot change (a wrong key)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    accepted: int = 0
+    duplicates: int = 0
+    invalid: frozenset[int] = frozenset()  # positions in the batch, for DROP_INVALID
+    reason: str = ""
+    retry_after: float | None = None
+
+
+def judge(response: httpx.Response) -> Outcome:
+    """The verdict on the server's answer to one batch."""
+    status = response.status_code
+    if status == 202:
+        body = response.json()
+        return Outcome(Verdict.DELIVERED, accepted=int(body["accepted"]), duplicates=int(body["duplicates"]))
+    reason = f"{status} {_message(response)}"
+    if status in RETRY_STATUSES:
+        return Outcome(Verdict.RETRY, reason=reason, retry_after=_retry_after(response))
+    if status == 413:
+        return Outcome(Verdict.SPLIT, reason=reason)
+    if status == 422:
+        invalid = _positions(response)
+        if invalid:
+            return Outcome(Verdict.DROP_INVALID, invalid=invalid, reason=reason)
+    return Outcome(Verdict.FAIL, reason=reason)
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds before attempt ``attempt`` + 1: the server's Retry-After when it gave one, else
+    exponential from 0.1 s with full jitter (so many clients do not come back at once)."""
+    if retry_after is not None:
+        return min(retry_after, MAX_WAIT_SECONDS)
+    return random.uniform(0, min(MAX_WAIT_SECONDS, 0.1 * 2 ** attempt))
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _message(response: httpx.Response) -> str:
+    return str(_error(response).get("message", response.reason_phrase))[:300]
+
+
+def _positions(response: httpx.Response) -> frozenset[int]:
+    """The batch positions a 422 names: every listed problem's, or the first error's."""
+    error = _error(response)
+    listed = [p.get("index") for p in error.get("problems", []) if isinstance(p, dict)] or [error.get("index")]
+    # A list that stops at its cap may leave bad events unnamed; they fail the next try, and are named then.
+    return frozenset(i for i in listed if isinstance(i, int))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+@dataclass
+class ClientStats:
+    """What became of the events given to ``track()``, counted since the client started."""
+
+    queued: int = 0  # accepted by track() into the queue
+    delivered: int = 0  # stored by the server, duplicates included: the server has them
+    duplicates: int = 0  # of delivered, those the server already had (a retry of a stored batch)
+    dropped: int = 0  # refused by track(): the queue was full (the newest event is the one dropped)
+    invalid: int = 0  # refused by the server as invalid (422), never sent again
+    failed: int = 0  # given up: retries used up, a refusal such as a wrong key, or unsent at close()
+    retries: int = 0  # batches sent again after an error
+    last_error: str | None = field(default=None)
+
+    def copy(self) -> ClientStats:
+        return ClientStats(**vars(self))

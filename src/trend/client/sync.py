@@ -1,0 +1,244 @@
+"""``TrendClient``: events queued by the app's threads, sent in batches by one background thread."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+from trend.client.delivery import ClientStats, Verdict, backoff, judge
+from trend.version import __version__
+
+_log = logging.getLogger("trend.client")
+Event = dict[str, Any]
+# Called on the background thread with the events given up and why; it must not block for long.
+OnFailure = Callable[[Sequence[Event], str], None]
+
+
+class TrendClient:
+    """Send events to a trend server without ever blocking the caller.
+
+    ``track()`` puts one event on a bounded queue and returns at once. A background thread sends the
+    queue in batches of ``batch_size`` events, or whatever is there every ``flush_interval`` seconds.
+    A batch that meets a connection error, a timeout, 429 or 5xx is sent again after a backoff, up
+    to ``max_retries`` times; each event carries an ``event_id``, so the server stores it once however
+    often it is sent. When the queue is full (the server has been away for a while), ``track()``
+    drops the new event and counts it in ``stats.dropped``: the app's memory and latency come first.
+    """
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, batch_size: int = 500,
+                 flush_interval: float = 0.5, max_queue: int = 10_000, max_retries: int = 10,
+                 timeout: float = 10.0, on_failure: OnFailure | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if not 1 <= batch_size <= 10_000:
+            raise ValueError("batch_size must be 1 to 10000 (the server's TREND_MAX_BATCH_EVENTS default)")
+        if flush_interval <= 0 or max_queue < 1 or max_retries < 0 or timeout <= 0:
+            raise ValueError("flush_interval and timeout must be positive, max_queue at least 1, max_retries >= 0")
+        self.url = base_url.rstrip("/") + "/v1/events"
+        self.batch_size, self.flush_interval, self.max_retries = batch_size, flush_interval, max_retries
+        self.on_failure = on_failure
+        headers = {"User-Agent": f"trend-client/{__version__}"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http_options: dict[str, Any] = {"headers": headers, "timeout": timeout, "transport": transport}
+        self._max_queue = max_queue
+        self._stats = ClientStats()
+        self._closing = False
+        self._close_by = float("inf")  # after close()'s timeout, retries stop and the rest is given up
+        self._start()
+        # A forked worker (gunicorn, multiprocessing) inherits the queue but not the thread: it starts
+        # empty, with a thread of its own (the parent sends what it had queued).
+        method = weakref.WeakMethod(self._start)
+        os.register_at_fork(after_in_child=lambda: _call_if_alive(method))
+
+    def _start(self) -> None:
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified when events are delivered or given up
+        self._unsettled = 0  # queued and not yet delivered or given up
+        self._wake = threading.Event()  # flush() and close(): send now, without waiting for the interval
+        self._queue: queue.Queue[Event] = queue.Queue(self._max_queue)
+        self._thread = threading.Thread(target=self._run, name="trend-client", daemon=True)
+        self._thread.start()
+
+    # -- the app's side --
+
+    def track(self, event: str, key: str, *, segment: str = "", user_id: str | None = None, value: float = 1.0,
+              ts: float | None = None, event_id: str | None = None) -> str | None:
+        """Queue one event; its id, or None when it was dropped (the queue full, or the client closed).
+
+        ``ts`` is epoch seconds, by default now: the event keeps the time it happened, however late it
+        is delivered. ``event_id`` is made (a UUID) unless given.
+        """
+        if not event or not key:
+            raise ValueError("event and key must not be empty")
+        record: Event = {"event": event, "key": key, "ts": time.time() if ts is None else ts,
+                         "event_id": event_id or uuid.uuid4().hex, "value": value}
+        if segment:
+            record["segment"] = segment
+        if user_id is not None:
+            record["user_id"] = user_id
+        with self._lock:
+            if self._closing:
+                self._stats.dropped += 1
+                return None
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self._stats.dropped += 1
+                return None
+            self._stats.queued += 1
+            self._unsettled += 1
+        return str(record["event_id"])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued now and wait until each event is delivered or given up: True when
+        nothing is left unsettled, False when ``timeout`` seconds passed first."""
+        self._wake.set()
+        with self._settled:
+            return self._settled.wait_for(lambda: self._unsettled == 0, timeout)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Stop taking events, send what is queued (for at most ``timeout`` seconds), stop the thread.
+        What could not be sent by then counts as failed. True when everything was delivered or given up
+        in time."""
+        with self._lock:
+            self._closing = True
+            self._close_by = time.monotonic() + timeout
+        drained = self.flush(timeout)
+        self._wake.set()
+        # A send in progress ends within the HTTP timeout, and the thread gives up the rest.
+        self._thread.join(timeout=self._http_options["timeout"] + 1.0)
+        return drained
+
+    @property
+    def stats(self) -> ClientStats:
+        """A copy of the counters (see ``ClientStats``)."""
+        with self._lock:
+            return self._stats.copy()
+
+    def __enter__(self) -> TrendClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- the background thread --
+
+    def _run(self) -> None:
+        with httpx.Client(**self._http_options) as http:
+            while not self._gone():
+                batch = self._next_batch()
+                if batch:
+                    self._send(http, batch)
+                elif self._closing:
+                    return
+            self._give_up_queue()
+
+    def _next_batch(self) -> list[Event]:
+        """Up to ``batch_size`` events: as soon as that many are queued, at the interval, or on a flush."""
+        batch: list[Event] = []
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.is_set() or self._closing:
+                break
+            self._wake.wait(min(left, 0.05))
+        if self._queue.empty():
+            self._wake.clear()
+        return batch
+
+    def _send(self, http: httpx.Client, batch: list[Event]) -> None:
+        """Deliver ``batch``, retrying, splitting and dropping invalid events as the server answers."""
+        pending = [batch]
+        while pending:
+            part = pending.pop()
+            attempt = 0
+            while part:
+                try:
+                    outcome = judge(http.post(self.url, json=part))
+                except httpx.TransportError as exc:
+                    outcome = judge(httpx.Response(503, json={"error": {"message": f"{type(exc).__name__}: {exc}"}}))
+                if outcome.verdict is Verdict.DELIVERED:
+                    self._settle(len(part), delivered=len(part), duplicates=outcome.duplicates)
+                    part = []
+                elif outcome.verdict is Verdict.SPLIT and len(part) > 1:
+                    pending += [part[: len(part) // 2], part[len(part) // 2:]]
+                    part = []
+                elif outcome.verdict is Verdict.DROP_INVALID:
+                    bad = [e for i, e in enumerate(part) if i in outcome.invalid]
+                    part = [e for i, e in enumerate(part) if i not in outcome.invalid]
+                    self._settle(len(bad), invalid=len(bad))
+                    self._report(bad, outcome.reason)
+                elif outcome.verdict is Verdict.RETRY and attempt < self.max_retries and not self._gone():
+                    attempt += 1
+                    with self._lock:
+                        self._stats.retries += 1
+                        self._stats.last_error = outcome.reason
+                    _log.warning("trend: sending %d events again in a moment: %s", len(part), outcome.reason)
+                    self._pause(backoff(attempt, outcome.retry_after))
+                else:
+                    with self._lock:
+                        self._give_up_locked(len(part), outcome.reason)
+                    self._report(part, outcome.reason)
+                    part = []
+
+    def _gone(self) -> bool:
+        return self._closing and time.monotonic() >= self._close_by
+
+    def _give_up_queue(self) -> None:
+        unsent: list[Event] = []
+        while True:
+            try:
+                unsent.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            self._give_up_locked(len(unsent), "unsent when close() timed out")
+        self._report(unsent, "unsent when close() timed out")
+
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._gone():
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def _settle(self, count: int, **counters: int) -> None:
+        with self._settled:
+            for name, value in counters.items():
+                setattr(self._stats, name, getattr(self._stats, name) + value)
+            self._unsettled -= count
+            self._settled.notify_all()
+
+    def _give_up_locked(self, count: int, reason: str) -> None:
+        if not count:
+            return
+        self._stats.failed += count
+        self._stats.last_error = reason
+        self._unsettled -= count
+        self._settled.notify_all()
+        _log.error("trend: %d events not delivered: %s", count, reason)
+
+    def _report(self, events: Sequence[Event], reason: str) -> None:
+        if self.on_failure is not None and events:
+            try:
+                self.on_failure(events, reason)
+            except Exception:  # the app's callback must not stop the sending
+                _log.exception("trend: the on_failure callback failed")
+
+
+def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    start = method()
+    if start is not None:
+        start()

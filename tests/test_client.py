@@ -1,0 +1,150 @@
+"""``trend.client`` against a real ``trend serve``: killed and restarted mid-stream, every event the
+client reports delivered is stored exactly once; a full queue drops and counts instead of blocking;
+bad events are set aside without losing their batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from tests.reference import stored_events
+from tests.servers import Served, free_port
+from trend.client import AsyncTrendClient, TrendClient
+from trend.service import Trend
+
+pytestmark = pytest.mark.slow
+
+
+def _stored_ids(database_url: str) -> Counter[str]:
+    with Trend(database_url=database_url, worker_enabled=False) as trend:
+        return Counter(str(event["event_id"]) for event in stored_events(trend))
+
+
+class TestDelivery:
+    def test_a_server_killed_and_restarted_mid_stream_loses_and_doubles_nothing(self, database_url: str) -> None:
+        port = free_port()
+        server = Served(database_url, "--no-worker", port=port)
+        given_up: list[dict[str, Any]] = []
+        client = TrendClient(server.url, batch_size=40, flush_interval=0.02, max_retries=40, timeout=2,
+                             on_failure=lambda events, _why: given_up.extend(events))
+        ids: list[str | None] = []
+        sent_1000 = threading.Event()
+
+        def produce() -> None:
+            for n in range(3000):
+                ids.append(client.track("search", f"key-{n % 97}", user_id=f"u{n % 13}", segment="kr"))
+                if n == 1000:
+                    sent_1000.set()
+                time.sleep(0.001)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            assert sent_1000.wait(30)
+            server.kill()  # SIGKILL: batches in flight get no answer, whether or not they were stored
+            server = Served(database_url, "--no-worker", port=port)
+            producer.join(60)
+            assert client.flush(timeout=90)
+        finally:
+            client.close()
+            server.stop()
+        stats = client.stats
+        assert stats.retries > 0  # the outage was met, not slept through
+        assert (stats.dropped, stats.failed, stats.invalid, given_up) == (0, 0, 0, [])
+        assert stats.delivered == stats.queued == 3000
+        stored = _stored_ids(database_url)
+        assert set(stored) == set(ids)
+        assert max(stored.values()) == 1  # exactly once, retried batches included
+
+    def test_a_full_queue_drops_the_new_event_counts_it_and_never_blocks(self, database_url: str) -> None:
+        port = free_port()  # nobody listens: every send fails and the queue fills
+        client = TrendClient(f"http://127.0.0.1:{port}", batch_size=10, max_queue=50, max_retries=1000, timeout=1)
+        started = time.monotonic()
+        ids = [client.track("search", f"k{n}") for n in range(500)]
+        took = time.monotonic() - started
+        assert took < 1.0  # 500 calls, none waiting for the network
+        assert ids.count(None) == client.stats.dropped
+        assert client.stats.dropped >= 500 - 50 - 10  # the queue, and at most one batch taken from it
+        server = Served(database_url, "--no-worker", port=port)
+        try:
+            assert client.flush(timeout=60)
+        finally:
+            client.close()
+            server.stop()
+        stats = client.stats
+        assert stats.delivered == stats.queued == 500 - stats.dropped
+        assert set(_stored_ids(database_url)) == {i for i in ids if i is not None}
+
+    def test_invalid_events_are_set_aside_and_the_rest_of_the_batch_is_stored(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker")
+        refused: list[tuple[Sequence[dict[str, Any]], str]] = []
+        client = TrendClient(server.url, batch_size=100, flush_interval=5,
+                             on_failure=lambda events, why: refused.append((events, why)))
+        try:
+            good = [client.track("search", f"k{n}") for n in range(60)]
+            client.track("search", "x" * 300)  # longer than a key may be
+            client.track("search", "ok", segment="s" * 100)  # longer than a segment may be
+            good += [client.track("view", f"v{n}") for n in range(30)]
+            assert client.flush(timeout=30)
+        finally:
+            client.close()
+            server.stop()
+        assert client.stats.invalid == 2
+        assert client.stats.delivered == 90
+        assert sorted(e["key"][:1] for events, _ in refused for e in events) == ["o", "x"]
+        assert all(why.startswith("422") for _, why in refused)
+        assert set(_stored_ids(database_url)) == set(good)
+
+    def test_the_api_key_is_sent_and_a_wrong_one_fails_without_retrying(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker", TREND_API_KEY="s3cret-key")
+        try:
+            with TrendClient(server.url, api_key="s3cret-key", flush_interval=0.01) as right:
+                right.track("search", "k")
+                assert right.flush(10)
+            wrong = TrendClient(server.url, api_key="wrong", flush_interval=0.01, max_retries=5)
+            wrong.track("search", "k")
+            assert wrong.flush(10)
+            wrong.close()
+        finally:
+            server.stop()
+        assert right.stats.delivered == 1
+        assert (wrong.stats.failed, wrong.stats.retries) == (1, 0)
+        assert wrong.stats.last_error is not None
+        assert wrong.stats.last_error.startswith("403")
+
+    def test_close_gives_up_in_time_and_counts_what_was_unsent(self) -> None:
+        client = TrendClient(f"http://127.0.0.1:{free_port()}", flush_interval=0.01, max_retries=1000, timeout=0.5)
+        for n in range(20):
+            client.track("search", f"k{n}")
+        started = time.monotonic()
+        assert not client.close(timeout=1)
+        assert time.monotonic() - started < 4
+        assert client.stats.failed == 20
+        assert client.track("search", "late") is None  # closed: dropped, counted
+        assert client.stats.dropped == 1
+
+
+class TestAsyncClient:
+    def test_track_never_awaits_and_aclose_delivers_everything(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker")
+
+        async def app() -> AsyncTrendClient:
+            async with AsyncTrendClient(server.url, batch_size=25, flush_interval=0.05) as client:
+                for n in range(200):
+                    client.track("search", f"k{n % 7}", user_id=f"u{n}")
+                await asyncio.sleep(0)
+                assert await client.flush(timeout=30)
+            return client
+
+        try:
+            client = asyncio.run(app())
+        finally:
+            server.stop()
+        assert client.stats.delivered == 200
+        assert sum(_stored_ids(database_url).values()) == 200
