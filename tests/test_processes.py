@@ -176,3 +176,50 @@ class TestServeInProcesses:
             assert runners == {f"{socket.gethostname()}:{served.process.pid}"}  # the supervisor
         finally:
             served.stop()
+
+
+class TestWorkerMetrics:
+    def _metric(self, url: str, line_start: str) -> float | None:
+        try:
+            text = httpx.get(url, timeout=2).text
+        except httpx.TransportError:
+            return None
+        found = [line for line in text.splitlines() if line.startswith(line_start)]
+        return float(found[0].rsplit(" ", 1)[1]) if found else None
+
+    def test_a_dedicated_worker_shows_its_runs_on_its_metrics_port(self, tmp_path: Path) -> None:
+        """The runs of ``trend worker`` reach Prometheus, so TrendJobRunsFailing covers that layout."""
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        now = int(time.time() * 1000)
+        with Trend(database_url=url, worker_enabled=False, clock=FakeClock(now)) as trend:
+            trend.ingest([{"event": "search", "key": "k", "ts": (now - 3 * MINUTE_MS) / 1000}])
+        port = free_port()
+        env = environment(url, TREND_JOBS__AGG_1M__SECOND="*")
+        worker = subprocess.Popen([*TREND, "worker", "--metrics-port", str(port)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        try:
+            deadline = time.monotonic() + 30
+            ran = None
+            while time.monotonic() < deadline and not ran:
+                ran = self._metric(metrics, 'trend_job_runs_total{outcome="ran",trend_job="agg_1m"}')
+                time.sleep(0.2)
+            assert ran is not None
+            assert ran >= 1
+            assert self._metric(metrics, "trend_database_up") == 1
+            assert self._metric(metrics, 'trend_job_runs_total{outcome="failed",trend_job="agg_1m"}') == 0
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            _out, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err.decode()
+
+    def test_a_busy_metrics_port_stops_the_worker_naming_the_setting(self, tmp_path: Path) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run([*TREND, "worker", "--metrics-port", str(port)], capture_output=True, text=True,
+                                    env=environment(f"sqlite:///{tmp_path / 't.db'}"), timeout=60)
+        assert result.returncode == 2
+        assert "TREND_WORKER_METRICS_PORT" in result.stderr
+        assert "Traceback" not in result.stderr

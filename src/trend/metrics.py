@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -93,10 +93,26 @@ class Metrics:
         self.run_seconds.labels(report.job).observe(report.seconds)
 
     def render(self) -> bytes:
+        return generate_latest(self.exposed())
+
+    def exposed(self) -> CollectorRegistry:
+        """What /metrics shows: this process's registry or, under PROMETHEUS_MULTIPROC_DIR, the
+        counters and histograms summed over every process's files; the gauges read the database."""
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            return generate_latest(self.registry)
-        # Counters and histograms summed over every process's files; the gauges read the database.
+            return self.registry
         summed = CollectorRegistry()
         MultiProcessCollector(summed)  # type: ignore[no-untyped-call]
         summed.register(self._backlog)
-        return generate_latest(summed)
+        return summed
+
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """/metrics on its own port (prometheus-client's server, in a thread): for ``trend worker``,
+        which has no API. Returns what stops it."""
+        server, thread = start_http_server(port, host, registry=self.exposed())
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop

@@ -8,6 +8,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -121,18 +122,32 @@ def check_exposure(host: str, settings: Settings) -> bool:
 
 
 @click.command()
+@click.option("--metrics-port", type=click.IntRange(1, 65535), envvar="TREND_WORKER_METRICS_PORT", show_envvar=True,
+              help="Serve Prometheus metrics (the job runs, the lag, the database) at /metrics on this port.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, envvar="TREND_WORKER_METRICS_HOST",
+              show_envvar=True, help="The address the metrics port binds; 0.0.0.0 for a scraper in another host.")
 @handles_errors
-def worker() -> None:
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run the scheduler alone until SIGINT or SIGTERM, then stop gracefully."""
     trend = Trend(load_settings(worker_enabled=True))
     trend.db.ensure_schema()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    stop_metrics = _serve_metrics(trend, metrics_host, metrics_port) if metrics_port else None
     trend.start_worker()
     while not stop.wait(1.0):
         pass
     # Running buckets finish their transaction (or roll back); nothing is half written.
     trend.close()
+    if stop_metrics is not None:
+        stop_metrics()
 
 
+def _serve_metrics(trend: Trend, host: str, port: int) -> Callable[[], None]:
+    try:
+        stop = trend.metrics.serve(host, port)
+    except OSError as exc:
+        raise ConfigError("TREND_WORKER_METRICS_PORT", f"{port}: cannot bind {host}: {exc.strerror}") from None
+    get_logger("worker").info("metrics at http://%s:%d/metrics", host, port)
+    return stop
