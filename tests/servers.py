@@ -44,8 +44,9 @@ def answers(url: str, seconds: float) -> bool:
 class Served:
     """``trend serve`` in a subprocess; ``url`` once it answers /healthz."""
 
-    def __init__(self, database_url: str, *args: str, port: int | None = None, **env: str) -> None:
-        self.port = port or free_port()
+    def __init__(self, database_url: str, *args: str, **env: str) -> None:
+        # TREND_PORT, as for trend serve itself: a port to start on again after a kill.
+        self.port = int(env.pop("TREND_PORT", 0)) or free_port()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trend", "serve", "--port", str(self.port), *args],
             env=environment(database_url, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -29,7 +29,7 @@ def _stored_ids(database_url: str) -> Counter[str]:
 class TestDelivery:
     def test_a_server_killed_and_restarted_mid_stream_loses_and_doubles_nothing(self, database_url: str) -> None:
         port = free_port()
-        server = Served(database_url, "--no-worker", port=port)
+        server = Served(database_url, "--no-worker", TREND_PORT=str(port))
         given_up: list[dict[str, Any]] = []
         client = TrendClient(server.url, batch_size=40, flush_interval=0.02, max_retries=40, timeout=2,
                              on_failure=lambda events, _why: given_up.extend(events))
@@ -48,7 +48,7 @@ class TestDelivery:
         try:
             assert sent_1000.wait(30)
             server.kill()  # SIGKILL: batches in flight get no answer, whether or not they were stored
-            server = Served(database_url, "--no-worker", port=port)
+            server = Served(database_url, "--no-worker", TREND_PORT=str(port))
             producer.join(60)
             assert client.flush(timeout=90)
         finally:
@@ -71,7 +71,7 @@ class TestDelivery:
         assert took < 1.0  # 500 calls, none waiting for the network
         assert ids.count(None) == client.stats.dropped
         assert client.stats.dropped >= 500 - 50 - 10  # the queue, and at most one batch taken from it
-        server = Served(database_url, "--no-worker", port=port)
+        server = Served(database_url, "--no-worker", TREND_PORT=str(port))
         try:
             assert client.flush(timeout=60)
         finally:
