@@ -175,3 +175,17 @@ def _server_tests_take_turns(request: pytest.FixtureRequest) -> Iterator[None]:
     with open(_TURNS, "w") as turn:
         fcntl.flock(turn, fcntl.LOCK_EX)
         yield
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The skips as one line per reason with its count, instead of a line per test (``-ra``): without
+    a server's variable, hundreds of tests skip for the same few reasons."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        _path, _line, reason = report.longrepr if isinstance(report.longrepr, tuple) else ("", 0, str(report.longrepr))
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.write_sep("-", "skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"{count:5d}  {reason}")

@@ -193,7 +193,7 @@ def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None,
 
 def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
                baseline: int, min_count: int, by: str = "count") -> list[tuple[str, int, float]]:
-    """(key, value of ``by``, score) by score, then value, then key."""
+    """(key, value of ``by``, score) of the keys that rise (score above 0), by score, then value, then key."""
     events = list(events)
     width = end - start
     current = ref_counts(events, event, segment, start, end, by)
@@ -208,6 +208,7 @@ def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | N
         mean = Fraction(sum(past), len(past))
         variance = sum(((p - mean) ** 2 for p in past), Fraction(0)) / len(past)
         signed_square = (count - mean) * abs(count - mean) / max(variance, mean, Fraction(1))
-        scored.append((key, count, signed_square))
+        if signed_square > 0:
+            scored.append((key, count, signed_square))
     ordered = sorted(scored, key=lambda item: (-item[2], -item[1], item[0]))
     return [(key, count, math.copysign(math.sqrt(abs(square)), square)) for key, count, square in ordered]

@@ -178,7 +178,7 @@ class TestAddresses:
         rule = _threshold_rule(adder, receiver.url)
         server = make_trend(alert_retry_base="30s")  # started without TREND_ALERT_WEBHOOK_ALLOW
         server.run_job("alerts")
-        [delivery] = server.alert_deliveries(int(rule["id"]))
+        [delivery] = server.alert_deliveries(int(rule["id"])) or []
         assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
         assert "TREND_ALERT_WEBHOOK_ALLOW" in delivery["last_error"]
         assert receiver.received == []
@@ -261,8 +261,8 @@ class TestDelivery:
             began = time.monotonic()
             trend.run_job("alerts")
             took = time.monotonic() - began
-            [cut] = trend.alert_deliveries(int(slow["id"]))
-            [made] = trend.alert_deliveries(int(fast["id"]))
+            [cut] = trend.alert_deliveries(int(slow["id"])) or []
+            [made] = trend.alert_deliveries(int(fast["id"])) or []
         finally:
             dripping.close()
         assert (cut["status"], cut["attempts"]) == ("pending", 1)

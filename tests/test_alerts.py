@@ -73,7 +73,7 @@ class TestFiring:
         trend.ingest([{"event": "search", "key": "surge", "ts": (clock.now_ms() - 5_000) / 1000}] * 10)
         trend.run_job("alerts")  # still rising, but cooling down
         assert len(receiver.received) == 1
-        [delivery] = trend.alert_deliveries(rule["id"])
+        [delivery] = trend.alert_deliveries(rule["id"]) or []
         assert (delivery["status"], delivery["attempts"], delivery["last_status"]) == ("delivered", 1, 200)
 
     def test_enters_top_fires_for_a_newcomer_not_on_the_first_look(
@@ -117,7 +117,7 @@ class TestDelivery:
         _surge(trend, clock.now_ms())
         rule = _rising_rule(trend, receiver.url)
         trend.run_job("alerts")
-        [pending] = trend.alert_deliveries(rule["id"])
+        [pending] = trend.alert_deliveries(rule["id"]) or []
         assert (pending["status"], pending["attempts"], pending["last_status"]) == ("pending", 1, 500)
         assert pending["next_attempt_at"] == clock.now_ms() + 30_000
         assert "internals" not in json.dumps(pending)  # the receiver's answer is never kept
@@ -133,7 +133,7 @@ class TestDelivery:
         assert len(receiver.received) == 3
         bodies = receiver.bodies(rule["secret"])
         assert len({b["id"] for b in bodies}) == 1  # one delivery, the same id every time
-        [done] = restarted.alert_deliveries(rule["id"])
+        [done] = restarted.alert_deliveries(rule["id"]) or []
         assert (done["status"], done["attempts"]) == ("delivered", 3)
 
     def test_a_slow_receiver_times_out_and_a_dead_one_ends_failed(
@@ -145,11 +145,11 @@ class TestDelivery:
         began = time.monotonic()
         trend.run_job("alerts")
         assert time.monotonic() - began < 1.5
-        [first] = trend.alert_deliveries(rule["id"])
+        [first] = trend.alert_deliveries(rule["id"]) or []
         assert (first["status"], first["last_error"]) == ("pending", "no whole answer within 0.3 s")
         clock.advance(31_000)
         trend.run_job("alerts")
-        [last] = trend.alert_deliveries(rule["id"])
+        [last] = trend.alert_deliveries(rule["id"]) or []
         assert (last["status"], last["attempts"]) == ("failed", 2)
 
     def test_a_test_delivery_is_marked_as_a_test(self, make_trend: TrendFactory, receiver: Receiver) -> None:
@@ -194,7 +194,7 @@ class TestForgeryGuard:
         _surge(trend, clock.now_ms())
         rule = _rising_rule(trend, receiver.url)
         trend.run_job("alerts")
-        [delivery] = trend.alert_deliveries(rule["id"])
+        [delivery] = trend.alert_deliveries(rule["id"]) or []
         assert (delivery["status"], delivery["last_status"]) == ("failed", 302)
         assert len(receiver.received) == 1
 
@@ -318,9 +318,19 @@ class TestTwoWorkerProcesses:
         bodies = receiver.bodies(rule["secret"])
         assert [body["key"] for body in bodies] == ["surge"]
         with Trend(database_url=database_url, worker_enabled=False, log_level="WARNING") as check:
-            deliveries = check.alert_deliveries(int(rule["id"]))
+            deliveries = check.alert_deliveries(int(rule["id"])) or []
             with check.db.read() as tx:
                 found = tx.exec_driver_sql("SELECT DISTINCT runner FROM job_runs WHERE job = 'alerts'")
                 runners = {row[0] for row in found}
         assert [(d["id"], d["status"]) for d in deliveries] == [(bodies[0]["id"], "delivered")]
         assert len(runners) == 2  # both processes ran the job
+
+
+class TestUnknownRules:
+    def test_every_call_on_a_rule_that_does_not_exist_is_a_404(self, trend: Trend) -> None:
+        with TestClient(create_app(trend=trend)) as client:
+            for method, path in (("GET", "/v1/alerts/99/deliveries"), ("POST", "/v1/alerts/99/test"),
+                                 ("DELETE", "/v1/alerts/99")):
+                answer = client.request(method, path)
+                assert answer.status_code == 404, path
+                assert answer.json()["error"]["code"] == "unknown_alert"

@@ -46,6 +46,9 @@ class TestIngestCommand:
         assert "2 accepted, 0 duplicates, 3 rejected" in out
         with Trend(database_url=env) as trend:
             assert sorted(e["key"] for e in stored_events(trend)) == ["a", "b"]
+        again = tmp_path / "again.jsonl"
+        again.write_text("\n".join([_line("d", event_id="x1"), _line("d", event_id="x1")]) + "\n")
+        assert "1 accepted, 1 duplicate, 0 rejected" in _run("ingest", str(again))[1]
 
     def test_strict_stores_nothing_when_any_line_is_bad(self, env: str, tmp_path: Path) -> None:
         path = tmp_path / "events.jsonl"
@@ -173,10 +176,53 @@ class TestQueryCommands:
         code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1", "--json")
         assert [i["key"] for i in json.loads(out)["items"]] == ["우산", "coat"]
 
+    def test_titles_name_the_segment_and_a_short_history_hides_growth(self, seeded: str) -> None:
+        _code, out, _ = _run("top", "--event", "search", "--segment", "kr")
+        assert "top search in segment kr by count" in " ".join(out.split())
+        _code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1")
+        assert "growth is not shown" in " ".join(out.split())  # the data is younger than the baseline
+        assert "%" not in out.split("growth %", 1)[1]  # no +85600 % on a short history
+        assert " – " in out
+
+    def test_an_empty_answer_says_what_to_do(self, seeded: str) -> None:
+        code, out, err = _run("top", "--event", "search", "--at", "now-7d")
+        assert code == 0
+        assert "rank" in out
+        assert "no search events in this window" in " ".join(err.split())
+        assert "trend demo" in err
+
     def test_a_bad_query_exits_2_with_the_reason(self, seeded: str) -> None:
         code, _, err = _run("top", "--event", "nosuch")
         assert code == 2
         assert "unknown event 'nosuch'" in err
+
+
+class TestWording:
+    def test_erasing_a_person_without_events_says_nothing_was_recomputed(self, env: str) -> None:
+        code, out, _ = _run("erase-user", "nobody")
+        assert code == 0
+        assert "nothing erased, nothing recomputed" in out
+        assert "rollups recomputed" not in out
+
+    def test_deliveries_of_an_unknown_rule_is_an_error_as_remove_is(self, env: str) -> None:
+        for command in (("alerts", "deliveries", "99"), ("alerts", "remove", "99")):
+            code, out, err = _run(*command)
+            assert code == 2, command
+            assert "no alert rule 99" in err
+            assert out == ""
+
+    def test_alerts_list_shows_what_decides_each_rule(self, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("TREND_ALERT_WEBHOOK_ALLOW", "127.0.0.1")
+        hook = "http://127.0.0.1:9/x"  # never called
+        _run("alerts", "add", "--event", "search", "--condition", "rising", "--min-score", "4.5", "--url", hook)
+        _run("alerts", "add", "--event", "search", "--condition", "threshold", "--key", "우산", "--threshold", "50",
+             "--segment", "kr", "--url", hook)
+        _run("alerts", "add", "--event", "search", "--condition", "enters_top", "--top", "3", "--url", hook)
+        code, out, _ = _run("alerts", "list")
+        text = " ".join(out.split())
+        assert code == 0
+        for shown in ("score ≥ 4.5", "count ≥ 5", "우산 crosses 50", "enters top 3", "kr"):
+            assert shown in text, shown
 
 
 class TestErrors:

@@ -93,6 +93,14 @@ class TestRising:
         assert burst.growth_pct == pytest.approx(550.0)
         assert math.isclose(rising.items[1].score, 1 / math.sqrt(10))  # σ = 0, so √μ is the scale
 
+    def test_keys_at_or_below_their_baseline_are_not_rising(self, trend: Trend) -> None:
+        for n in range(1, 7):
+            _events(trend, {"falling": 40, "flat": 10, "up": 5}, T0 - n * 15 * MINUTE_MS)
+        _events(trend, {"falling": 20, "flat": 10, "up": 9}, T0)
+        rising = trend.rising("search", window="15m", baseline=6, min_count=5)
+        assert [i.key for i in rising.items] == ["up"]  # "falling" (growth -50 %) and "flat" are not listed
+        assert all(i.score > 0 and i.growth_pct > 0 for i in rising.items)
+
     def test_equal_scores_tie_exactly_and_go_to_the_higher_count(self, trend: Trend) -> None:
         """docs/queries.md, rising: 20 against a baseline (0, 0, 5) and 12 against (0, 0, 3) both score
         exactly √60.5. In floating point the second came out 4e-16 higher and ranked first."""

@@ -223,8 +223,9 @@ class Trend:
         """Send one delivery marked as a test to the rule's webhook now; None for an unknown rule."""
         return self.alerts.test(rule_id)
 
-    def alert_deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """The newest deliveries first: status, attempts, the receiver's last status code, never its body."""
+    def alert_deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]] | None:
+        """The newest deliveries first: status, attempts, the receiver's last status code, never its body.
+        None when ``rule_id`` names no rule."""
         return self.alerts.deliveries(rule_id, limit)
 
     # -- embedding in an existing FastAPI app --

@@ -192,8 +192,11 @@ class Alerts:
         with self.db.write() as tx:
             return store.delete_rule(tx, rule_id)
 
-    def deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def deliveries(self, rule_id: int | None = None, limit: int = 100) -> list[dict[str, Any]] | None:
+        """The newest first; None for a rule that does not exist (an empty list is a rule not fired yet)."""
         with self.db.read() as tx:
+            if rule_id is not None and not store.rules(tx, rule_id):
+                return None
             return store.deliveries(tx, rule_id, limit)
 
     # -- delivery --

@@ -72,11 +72,21 @@ def alerts_list(as_json: bool) -> None:
     if as_json:
         print_json({"rules": [rule_shape(rule, zone) for rule in rules]})
         return
-    table = Table("id", "name", "event", "condition", "window", "by", "url", "cooldown s", "last error")
+    table = Table("id", "name", "event", "segment", "condition", "window", "by", "url", "cooldown s", "last error")
     for rule in rules:
-        table.add_row(str(rule["id"]), rule["name"], rule["event"], rule["condition"], rule["window"], rule["by"],
-                      rule["url"], str(rule["cooldown_seconds"]), rule["last_error"] or "-")
+        table.add_row(str(rule["id"]), rule["name"], rule["event"], rule["segment"] or "(all)",
+                      _condition_text(rule), rule["window"], rule["by"], rule["url"], str(rule["cooldown_seconds"]),
+                      rule["last_error"] or "-")
     console.print(table)
+
+
+def _condition_text(rule: dict[str, Any]) -> str:
+    """The condition with what it compares: every figure that decides when the rule fires."""
+    if rule["condition"] == "rising":
+        return f"rising: score ≥ {rule['min_score']:g}, count ≥ {rule['min_count']}"
+    if rule["condition"] == "enters_top":
+        return f"enters top {rule['top']}"
+    return f"threshold: {rule['key']} crosses {rule['threshold']}"
 
 
 @alerts.command("remove")
@@ -124,6 +134,8 @@ def alerts_deliveries(rule_id: int, as_json: bool) -> None:
     """The rule's deliveries, newest first."""
     with open_trend() as trend:
         found = trend.alert_deliveries(rule_id)
+        if found is None:
+            raise InputError(f"no alert rule {rule_id}")
         if as_json:
             print_json({"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]})
         else:

@@ -30,6 +30,11 @@ err_console = Console(stderr=True)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 duplicate``, ``2 duplicates``: a count with its noun agreeing."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def fail(message: str, error_code: str, as_json: bool, code: int = 2) -> None:
     """One line on stderr, or with ``--json`` the error shape on stdout; then a non-zero exit."""
     if as_json:

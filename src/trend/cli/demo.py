@@ -8,7 +8,7 @@ import threading
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from trend.cli.common import console, err_console, handles_errors, json_option, open_trend, print_json
+from trend.cli.common import console, counted, err_console, handles_errors, json_option, open_trend, print_json
 from trend.shapes import rollup_shape
 
 
@@ -53,8 +53,9 @@ def demo(minutes: int, rate: int, live: bool, seed: int, as_json: bool) -> None:
         if as_json:
             print_json(summary)
         else:
-            console.print(f"{totals['accepted']} events over {minutes} minutes ({totals['duplicates']} duplicates "
-                          "ignored), rolled up. Open the dashboard: trend serve, then http://127.0.0.1:8000/")
+            console.print(f"{counted(totals['accepted'], 'event')} over {minutes} minutes "
+                          f"({counted(totals['duplicates'], 'duplicate')} ignored), rolled up. "
+                          "Open the dashboard: trend serve, then http://127.0.0.1:8000/")
         stop = threading.Event()
         if live:
             for signum in (signal.SIGINT, signal.SIGTERM):

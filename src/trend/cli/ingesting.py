@@ -14,7 +14,7 @@ from typing import IO
 import click
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TransferSpeedColumn
 
-from trend.cli.common import console, err_console, handles_errors, json_option, open_trend, print_json
+from trend.cli.common import console, counted, err_console, handles_errors, json_option, open_trend, print_json
 from trend.errors import InputError
 from trend.file_ingest import IngestStoppedError, Source, detect_format, ingest_stream, open_text
 from trend.ingest import IngestResult
@@ -72,8 +72,8 @@ def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> No
             console.print(f"{path} was ingested completely before: nothing to resume", highlight=False)
         verb = "rolled back" if strict and result.rejected else "stored"
         after = f", after line {result.resumed_after}" if result.resumed_after else ""
-        console.print(f"{result.accepted} accepted, {result.duplicates} duplicates, {result.rejected} rejected"
-                      f" ({verb}{after})", highlight=False)
+        console.print(f"{result.accepted} accepted, {counted(result.duplicates, 'duplicate')}, "
+                      f"{result.rejected} rejected ({verb}{after})", highlight=False)
     if result.rejected:
         sys.exit(1)
 

@@ -8,7 +8,16 @@ from typing import Any
 import click
 from rich.table import Table
 
-from trend.cli.common import cli_time, console, handles_errors, json_option, open_trend, print_json, stop_on_signals
+from trend.cli.common import (
+    cli_time,
+    console,
+    counted,
+    handles_errors,
+    json_option,
+    open_trend,
+    print_json,
+    stop_on_signals,
+)
 from trend.model import LEVELS, format_utc
 from trend.shapes import rollup_shape, status_shape
 
@@ -68,8 +77,12 @@ def erase_user(user_id: str, as_json: bool) -> None:
         print_json({"user_id": user_id, "events": erased.events, "minutes": erased.minutes,
                      **rollup_shape(reports)})
     else:
-        console.print(f"erased {erased.events} events of {user_id!r} from {erased.minutes} minutes; "
-                      "rollups recomputed. Older rollups keep counts and hashed registers only.", highlight=False)
+        if not erased.events:
+            console.print(f"no events of {user_id!r}: nothing erased, nothing recomputed", highlight=False)
+            return
+        console.print(f"erased {counted(erased.events, 'event')} of {user_id!r} from "
+                      f"{counted(erased.minutes, 'minute')}; rollups recomputed. Older rollups keep counts and "
+                      "hashed registers only.", highlight=False)
 
 
 @click.command()

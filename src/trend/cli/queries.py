@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.table import Table
 
@@ -10,6 +12,7 @@ from trend.cli.common import (
     at_option,
     by_option,
     console,
+    err_console,
     event_option,
     handles_errors,
     json_option,
@@ -43,11 +46,22 @@ def top(event: str, segment: str | None, window: str, at: str | None, limit: int
         print_json(shape)
         return
     table = Table("rank", "key", "count", "users", "change",
-                  title=f"top {event} by {by} over {window} to {shape['end']}")
+                  title=f"top {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
         change = "NEW" if item["is_new"] else f"{item['rank_change']:+d}" if item["rank_change"] else "="
         table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]), change)
     console.print(table)
+    _hint_when_empty(shape["items"], event)
+
+
+def segment_title(segment: str | None) -> str:
+    return f" in segment {segment}" if segment else ""
+
+
+def _hint_when_empty(items: list[Any], event: str) -> None:
+    if not items:
+        err_console.print(f"no {event} events in this window. Send some (trend ingest FILE, POST /v1/events), "
+                          "or try trend demo for sample data.", highlight=False)
 
 
 @click.command()
@@ -73,12 +87,18 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
         print_json(shape)
         return
     table = Table("rank", "key", "count", "users", "baseline", "score", "growth %",
-                  title=f"rising {event} by {by} over {window}")
+                  title=f"rising {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
+        # As the dashboard: a growth against a baseline older than the data is against zeros that are
+        # not history (+85600 %), so it is not shown.
+        growth = "–" if item["baseline_partial"] else f"{item['growth_pct']:+.0f}"
         table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]),
-                      f"{item['baseline']:.1f}",
-                      f"{item['score']:.2f}", f"{item['growth_pct']:+.0f}")
+                      f"{item['baseline']:.1f}", f"{item['score']:.2f}", growth)
     console.print(table)
+    if shape["baseline_partial"]:
+        console.print(f"Less history than the {shape['baseline_windows']} windows of the baseline: scores compare "
+                      "with what there is, growth is not shown.", highlight=False)
+    _hint_when_empty(shape["items"], event)
 
 
 @click.command()
@@ -107,7 +127,7 @@ def series(event: str, keys: tuple[str, ...], segment: str | None, interval: str
     for line in shape["series"]:
         previous = line["previous"] or [None] * len(line["points"])
         table = Table("time", *shown, *(["previous count"] if compare else []),
-                      title=f"{event} {line['key'] or '(all keys)'} per {interval}")
+                      title=f"{event} {line['key'] or '(all keys)'}{segment_title(segment)} per {interval}")
         for point, before in zip(line["points"], previous, strict=True):
             table.add_row(point["t"], *(_figure(point[name]) for name in shown),
                           *([str(before["count"])] if before is not None else []))

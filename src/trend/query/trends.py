@@ -199,8 +199,8 @@ class Queries:
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
                min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
-        """Keys by z-score of the measure ``by`` against the ``baseline`` windows before; ``min_count``
-        applies to that measure."""
+        """Keys that rise (a z-score above 0) by z-score of the measure ``by`` against the ``baseline``
+        windows before; ``min_count`` applies to that measure."""
         measure = _ranking(by)
         now = self.clock.now_ms()
         at = now if at_ms is None else checked_time("at", at_ms)
@@ -215,7 +215,8 @@ class Queries:
             candidates = replace(filters, keys=sorted(values))
             past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history], candidates,
                                  measure) if values else []
-            scored = rising_ranked(values, past, baseline)[:limit]
+            # Only what rises: a key at or below its own baseline is not "rising", whatever its rank.
+            scored = [item for item in rising_ranked(values, past, baseline) if item[4] > 0][:limit]
             shown = measures_by_key(tx, spans, replace(filters, keys=[item[0] for item in scored]), [COUNT, USERS])
             users_known = current.start >= users_since(tx)
             oldest = history_start(tx)

@@ -49,10 +49,12 @@ def router(trend: Trend) -> APIRouter:
         return delivery_shape(delivery, trend.settings.zone)
 
     @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
-             responses=error_responses(422),
+             responses=error_responses(404, 422),
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
     async def alert_deliveries(rule_id: RuleId) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_deliveries, rule_id)
+        if found is None:
+            raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
         return {"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]}
 
     return api
