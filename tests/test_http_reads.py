@@ -49,6 +49,20 @@ class TestShapes:
         assert [(p["t"][11:16], p["count"], p["users"], p["sum"], p["min"]) for p in body["points"]] == [
             ("06:48", 0, 0, 0, None), ("06:49", 1, 1, 1.0, 1.0), ("06:50", 1, 1, 1.0, 1.0), ("06:51", 1, 1, 1.0, 1.0)]
 
+    def test_relative_times_as_on_the_command_line(self, client: TestClient) -> None:
+        """now-2h in a query string is the injected clock's now minus two hours, as in ``trend series``."""
+        relative = client.get("/v1/series", params={"event": "search", "interval": "1m", "start": "now-4m",
+                                                    "end": "now"}).json()
+        absolute = client.get("/v1/series", params={
+            "event": "search", "interval": "1m", "start": "2025-11-13T06:47:00Z", "end": "2025-11-13T06:51:00Z"}).json()
+        assert relative == absolute
+        assert [p["count"] for p in relative["points"]] == [0, 0, 1, 2]  # 06:47 to 06:50
+        at = client.get("/v1/top", params={"event": "search", "window": "5m", "at": "now-10m"}).json()
+        assert at["at"] == "2025-11-13T06:41:00+00:00"
+        refused = client.get("/v1/top", params={"event": "search", "at": "now-2x"})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "at"
+
     def test_rising(self, client: TestClient) -> None:
         body = client.get("/v1/rising", params={"event": "search", "window": "5m", "min_count": 2}).json()
         got = [(i["rank"], i["key"], i["count"], i["baseline"], i["score"], i["growth_pct"]) for i in body["items"]]

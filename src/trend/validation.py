@@ -11,6 +11,7 @@ from typing import Annotated, Any, cast
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from trend.config import parse_duration
 from trend.errors import FieldProblem
 from trend.model import MAX_FUTURE_MS, EventRow, format_duration, from_datetime
 
@@ -42,6 +43,21 @@ class EventIn(BaseModel):
     def _parse_ts(cls, value: Any) -> int | None:
         return parse_time(value) if value is not None else None
 
+
+
+def parse_moment(text: str, now_ms: int) -> int:
+    """A time as people type it, the same on the command line and in a query string: ISO-8601 with a
+    zone, epoch seconds, ``now``, or ``now-<duration>`` such as ``now-2h`` → ms since the epoch."""
+    text = text.strip()
+    if text == "now":
+        return now_ms
+    if text.startswith("now-"):
+        return now_ms - parse_duration(text[4:])
+    try:
+        number = float(text)
+    except ValueError:
+        return parse_time(text)
+    return parse_time(number)
 
 
 def parse_time(value: Any) -> int:

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from trend.api.errors import ApiError
 from trend.errors import QueryError
 from trend.service import Trend
-from trend.validation import parse_time
+from trend.validation import parse_moment
 
 # fastapi.security's scheme, so the schema declares it (Swagger's Authorize button, generated clients'
 # auth). auto_error off: trend answers a missing key itself, in its own error body.
@@ -72,25 +72,19 @@ def read_access(trend: Trend) -> Any:
     return Depends(check)
 
 
-def optional_time(name: str, text: str | None) -> int | None:
-    """A query-string time: ISO-8601 with a zone, or epoch seconds."""
+def optional_time(trend: Trend, name: str, text: str | None) -> int | None:
+    """A query-string time: ISO-8601 with a zone, epoch seconds, ``now`` or ``now-2h``, as on the
+    command line; relative to the Trend's clock."""
     if text is None or text == "":
         return None
     try:
-        return parse_time(float(text) if _is_number(text) else text)
+        return parse_moment(text, trend.clock.now_ms())
     except ValueError as exc:
         raise QueryError(name, str(exc)) from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 Event = Annotated[str, Query(min_length=1, max_length=64, description="the event type, e.g. search")]
 Segment = Annotated[str | None, Query(max_length=64, description="one segment; omit for all, summed")]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Time = Annotated[str | None, Query(description="ISO-8601 with a zone, or epoch seconds")]
+Time = Annotated[str | None, Query(description="ISO-8601 with a zone, epoch seconds, now, or now-<duration> "
+                                               "such as now-2h")]

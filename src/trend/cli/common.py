@@ -16,11 +16,11 @@ import click
 from rich.console import Console
 
 from trend import measures
-from trend.config import load_settings, parse_duration
+from trend.config import load_settings
 from trend.errors import ConfigError, InputError, StorageError
 from trend.query.windows import WINDOWS
 from trend.service import Trend
-from trend.validation import parse_time
+from trend.validation import parse_moment
 
 F = TypeVar("F", bound=Callable[..., Any])
 # Off a terminal rich assumes 80 columns; tables of times need more to stay readable in logs and pipes.
@@ -100,10 +100,7 @@ def print_json(data: Any) -> None:
 def cli_time(option: str, text: str) -> int:
     """ISO-8601 with a zone, epoch seconds, ``now``, or ``now-<duration>`` such as ``now-2h``."""
     try:
-        if text == "now" or text.startswith("now-"):
-            ago = parse_duration(text[4:]) if text != "now" else 0
-            return int(time.time() * 1000) - ago
-        return parse_time(float(text) if text.replace(".", "", 1).isdigit() else text)
+        return parse_moment(text, int(time.time() * 1000))
     except ValueError as exc:
         raise InputError(f"{option}: {exc}") from None
 

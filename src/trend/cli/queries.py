@@ -106,8 +106,9 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
 @click.option("--key", "keys", multiple=True, help="A key; repeat to compare up to 5. Every key together when omitted.")
 @segment_option
 @click.option("--interval", type=click.Choice(LEVELS.names), default=LEVELS.finest.name, show_default=True)
-@click.option("--start", default=None, help="ISO-8601 with a zone or epoch seconds.")
-@click.option("--end", default=None, help="ISO-8601 with a zone or epoch seconds; default now.")
+@click.option("--start", default=None, help="ISO-8601 with a zone, epoch seconds, or now-<duration> (now-2h); "
+                                            "default the interval's chart span before --end.")
+@click.option("--end", default=None, help="ISO-8601 with a zone, epoch seconds, now or now-<duration>; default now.")
 @click.option("--compare", type=click.Choice(["previous"]), default=None,
               help="Add the period before, aligned point by point.")
 @json_option

@@ -54,7 +54,7 @@ def router(trend: Trend) -> APIRouter:
                      compare: Annotated[Literal["previous"] | None, Query()] = None) -> Response:
         """``key`` repeated (up to 5) compares keys; ``compare=previous`` adds the period before."""
         keys = None if not key else (key[0] if len(key) == 1 else key)
-        start_ms, end_ms = optional_time("start", start), optional_time("end", end)
+        start_ms, end_ms = optional_time(trend, "start", start), optional_time(trend, "end", end)
         return await answers.respond(
             request, ("series", event, tuple(key or ()), segment, interval, start_ms, end_ms, compare),
             end_ms if end_ms is not None else trend.clock.now_ms(),
@@ -65,7 +65,7 @@ def router(trend: Trend) -> APIRouter:
              summary="Keys by count or users over a window ending at `at`, with rank change")
     async def top(request: Request, event: Event, segment: Segment = None, window: WindowName = "1h",
                   at: Time = None, limit: Limit = 10, by: by_type = "count") -> Response:
-        at_ms = optional_time("at", at)
+        at_ms = optional_time(trend, "at", at)
         when = at_ms if at_ms is not None else trend.clock.now_ms()
         return await answers.respond(
             request, ("top", event, segment, window, at_ms, limit, by), when,
@@ -77,7 +77,7 @@ def router(trend: Trend) -> APIRouter:
                      baseline: Annotated[int, Query(ge=1, le=48)] = 12,
                      min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
                      limit: Limit = 10, by: by_type = "count") -> Response:
-        at_ms = optional_time("at", at)
+        at_ms = optional_time(trend, "at", at)
         when = at_ms if at_ms is not None else trend.clock.now_ms()
         return await answers.respond(
             request, ("rising", event, segment, window, baseline, min_count, at_ms, limit, by), when,
