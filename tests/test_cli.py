@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tests.reference import assert_levels_equal, stored_events
 from trend.cli import main
 from trend.service import Trend
+from trend.validation import EventIn
 
 
 @pytest.fixture
@@ -198,6 +199,13 @@ class TestQueryCommands:
 
 
 class TestWording:
+    def test_ingest_help_documents_every_event_field(self) -> None:
+        code, out, _ = _run("ingest", "--help")
+        assert code == 0
+        for field in EventIn.model_fields:
+            assert f"\n    {field} " in out, field
+
+
     def test_erasing_a_person_without_events_says_nothing_was_recomputed(self, env: str) -> None:
         code, out, _ = _run("erase-user", "nobody")
         assert code == 0

@@ -47,8 +47,20 @@ def _progress(stream: IO[str], path: str, enabled: bool) -> Iterator[Callable[[i
 def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> None:
     """Read events from JSON Lines or CSV (PATH, or - for standard input).
 
-    Each line is one event: event and key are required; ts (ISO-8601 with a zone, or epoch seconds; default
-    now), segment, user_id, value (default 1) and event_id are optional. CSV takes them as column names."""
+    Each line is one event, a JSON object (CSV: the same names as header columns):
+
+    \b
+      event     required, 1-64 characters: the event type, e.g. search
+      key       required, 1-256 characters: what trends, e.g. a keyword or an item id
+      ts        ISO-8601 with a zone, or epoch seconds; default now; at most
+                TREND_ACCEPTED_LATENESS (6 days) old and 5 minutes ahead
+      segment   up to 64 characters, e.g. a category or a region
+      user_id   up to 128 characters: distinct users are counted from it
+      value     a finite number, default 1
+      event_id  up to 128 characters: a line sent again with the same id is a duplicate
+
+    Unknown fields are an error. A bad line is reported with its number and stores nothing of itself;
+    the good lines are stored (all or nothing with --strict)."""
     regular = path != "-" and os.path.isfile(path)
     if resume and not regular:
         raise InputError("--resume needs a file: a stream keeps no place to go on from")
