@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -65,6 +66,10 @@ class TestFiring:
         assert set(body) == {"id", "test", "fired_at", "rule", "key", "figures", "window"}
         assert body["rule"]["id"] == rule["id"]
         assert "secret" not in body["rule"]
+        # Every time in the body is ISO-8601 with its offset, the rule's own included.
+        for moment in (body["fired_at"], body["rule"]["created_at"], body["window"]["start"]):
+            assert datetime.fromisoformat(moment).utcoffset() is not None
+        assert datetime.fromisoformat(body["rule"]["created_at"]).timestamp() * 1000 == clock.now_ms()
         assert body["figures"]["count"] == 60
         assert body["figures"]["score"] >= 3
         assert body["window"]["name"] == "15m"

@@ -159,7 +159,7 @@ class Alerts:
               now: int, *, test: bool = False) -> str:
         zone = self.zone
         return json.dumps({
-            "id": delivery_id, "test": test, "fired_at": isoformat(now, zone), "rule": public(rule),
+            "id": delivery_id, "test": test, "fired_at": isoformat(now, zone), "rule": _timed(public(rule), zone),
             "key": None if firing is None else firing.key, "figures": {} if firing is None else firing.figures,
             "window": {"name": rule["window"], "start": isoformat(window.start, zone),
                        "end": isoformat(window.end, zone)},
@@ -260,3 +260,9 @@ class Alerts:
         with self.db.write() as tx:
             store.finish_attempt(tx, delivery["id"], status=status, attempts=attempts, next_attempt_at=next_at,
                                  last_status=sent.status, last_error=sent.error, delivered_at=delivered)
+
+
+def _timed(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
+    """The rule's times as every other time of a delivery: ISO-8601 in the display zone."""
+    return {**rule, **{name: isoformat(rule[name], zone) if rule.get(name) is not None else None
+                       for name in ("created_at", "last_error_at") if name in rule}}
