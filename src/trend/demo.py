@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +92,19 @@ class Traffic:
 
 
 def history(traffic: Traffic, now_ms: int, minutes: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """(minute index, events) for every minute of the last ``minutes``, oldest first."""
+    """(minute index, events) for every minute of the last ``minutes`` and the current minute up to
+    ``now_ms``, oldest first: live traffic can start where this ends, leaving no hole."""
     current = now_ms - now_ms % MINUTE_MS
-    for index in range(minutes, 0, -1):
+    for index in range(minutes, -1, -1):
         start = current - index * MINUTE_MS
         yield minutes - index, [e for e in traffic.minute(start) if e["ts"] * 1000 <= now_ms]
 
 
-def live(traffic: Traffic, clock_ms: Callable[[], int], seconds: float) -> list[dict[str, Any]]:
-    """About ``seconds`` worth of traffic ending now, for ``--live``."""
-    now = clock_ms()
-    events = traffic.minute(now - MINUTE_MS)
-    share = max(1, round(len(events) * seconds / 60))
-    return [{**e, "ts": (now - traffic.rng.randrange(int(seconds * 1000) or 1)) / 1000}
+def live(traffic: Traffic, since_ms: int, now_ms: int) -> list[dict[str, Any]]:
+    """The traffic of (``since_ms``, ``now_ms``], for ``--live``: each batch starts where the one
+    before ended, however long ingesting it took."""
+    span = max(1, now_ms - since_ms)
+    events = traffic.minute(now_ms - MINUTE_MS)
+    share = round(len(events) * min(span, MINUTE_MS) / MINUTE_MS)
+    return [{**e, "ts": (now_ms - traffic.rng.randrange(span)) / 1000}
             for e in traffic.rng.sample(events, min(share, len(events)))]
