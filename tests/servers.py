@@ -47,6 +47,7 @@ class Served:
     def __init__(self, database_url: str, *args: str, **env: str) -> None:
         # TREND_PORT, as for trend serve itself: a port to start on again after a kill.
         self.port = int(env.pop("TREND_PORT", 0)) or free_port()
+        self.database_url = database_url
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trend", "serve", "--port", str(self.port), *args],
             env=environment(database_url, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -22,6 +22,7 @@ from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playw
 
 from tests.servers import Hosted, Served, environment
 from trend.service import Trend
+from trend.storage import alerts as alert_storage
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -71,6 +72,22 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def demo_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """`trend demo`'s data, as a new user first sees it: the README's screenshots are taken of it."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+    subprocess.run([sys.executable, "-m", "trend", "demo", "--json"], check=True, env=environment(url),
+                   capture_output=True, timeout=300)
+    server = Served(url, "--no-worker", TREND_ALERT_WEBHOOK_ALLOW="127.0.0.1")
+    yield server
+    server.stop()
+
+
+def _lines(page: Page, chart: str) -> list[dict[str, object]]:
+    drawn: list[dict[str, object]] = json.loads(page.locator(f"#{chart}").get_attribute("data-lines") or "[]")
+    return drawn
+
+
 def _keys(page: Page, table: str) -> list[str]:
     return page.locator(f"#{table} tbody button.key").all_text_contents()
 
@@ -97,7 +114,7 @@ class TestDashboard:
         expect(page.locator("#top-range")).to_contain_text(":")
         expect(page.locator("#chart canvas")).to_have_count(1)
         SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "fixture-desktop.png"), full_page=True)
 
         with page.expect_request(lambda request: "v1/series" in request.url and "key=gamma" in request.url
                                  and "compare=previous" in request.url):
@@ -136,7 +153,7 @@ class TestDashboard:
                              " return [t.scrollWidth, t.parentElement.clientWidth]; })()")
         assert jobs[0] <= jobs[1], jobs
         expect(page.locator("#chart canvas")).to_have_count(1)  # the screenshot shows the chart drawn
-        page.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / "fixture-phone.png"), full_page=True)
         print(f"screenshots saved in {SHOTS}")
         page.close()
 
@@ -233,7 +250,7 @@ class TestKeyViewAndCompare:
         legend = page.locator("#key-chart .u-legend").text_content() or ""
         assert "previous period" in legend
         assert "users" in legend
-        page.locator("#key-view").screenshot(path=str(SHOTS / "dashboard-key.png"))
+        page.locator("#key-view").screenshot(path=str(SHOTS / "fixture-key.png"))
         page.locator("#key-close").click()
         expect(page.locator("#key-view")).to_be_hidden()
         assert "key=" not in page.url
@@ -352,46 +369,40 @@ class TestPartialBaseline:
 
 class TestApiDocsOffline:
     def test_a_new_window_is_drawn_at_once_and_a_superseded_one_never(self, browser: Browser,
-                                                                       tmp_path: Path) -> None:
+                                                                       demo_served: Served) -> None:
         """On ``trend demo``'s data: a change of window says it is loading and draws the new window
         (the time is printed, and docs/benchmarks.md gives the measured figures); a choice changed again
         before the first answer came cancels the first request, and only the last choice is drawn."""
-        url = f"sqlite:///{tmp_path / 'demo.db'}"
-        subprocess.run([sys.executable, "-m", "trend", "demo", "--minutes", "1440", "--json"], check=True,
-                       env=environment(url), capture_output=True, timeout=300)
-        server = Served(url, "--no-worker")
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            aborted: list[str] = []
-            page.on("requestfailed", lambda request: aborted.append(request.url))
-            page.goto(f"{server.url}/?window=6h&refresh=600")
-            expect(page.locator("#chart")).to_have_attribute("data-window", "6h", timeout=30_000)
-            expect(page.locator("#loading")).to_be_hidden()
-            began = time.perf_counter()
-            page.select_option("#window", "24h")
-            expect(page.locator("#chart")).to_have_attribute("data-window", "24h", timeout=10_000)
-            took_ms = (time.perf_counter() - began) * 1000
-            print(f"window 6h -> 24h drawn in {took_ms:.0f} ms")
-            expect(page.locator("#loading")).to_be_hidden()
-            assert took_ms < 3_000  # the figure that matters is printed; this only bounds a broken page
-            # Slow answers, so that a second choice comes while the first is in flight.
-            def slowly(route: Route) -> None:
-                time.sleep(0.4)
-                route.continue_()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        aborted: list[str] = []
+        page.on("requestfailed", lambda request: aborted.append(request.url))
+        page.goto(f"{demo_served.url}/?window=6h&refresh=600")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "6h", timeout=30_000)
+        expect(page.locator("#loading")).to_be_hidden()
+        began = time.perf_counter()
+        page.select_option("#window", "24h")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "24h", timeout=10_000)
+        took_ms = (time.perf_counter() - began) * 1000
+        print(f"window 6h -> 24h drawn in {took_ms:.0f} ms")
+        expect(page.locator("#loading")).to_be_hidden()
+        assert took_ms < 3_000  # the figure that matters is printed; this only bounds a broken page
+        # Slow answers, so that a second choice comes while the first is in flight.
+        def slowly(route: Route) -> None:
+            time.sleep(0.4)
+            route.continue_()
 
-            page.route("**/v1/series*", slowly)
-            page.select_option("#window", "1h")
-            expect(page.locator("#loading")).to_be_visible()
-            page.wait_for_timeout(100)
-            page.select_option("#window", "7d")
-            expect(page.locator("#chart")).to_have_attribute("data-window", "7d", timeout=10_000)
-            expect(page.locator("#loading")).to_be_hidden()
-            expect(page.locator("#error")).to_be_hidden()
-            assert aborted  # the 1h window's requests were cancelled
-            page.wait_for_timeout(600)
-            expect(page.locator("#chart")).to_have_attribute("data-window", "7d")  # and never drawn after
-        finally:
-            server.stop()
+        page.route("**/v1/series*", slowly)
+        page.select_option("#window", "1h")
+        expect(page.locator("#loading")).to_be_visible()
+        page.wait_for_timeout(100)
+        page.select_option("#window", "7d")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "7d", timeout=10_000)
+        expect(page.locator("#loading")).to_be_hidden()
+        expect(page.locator("#error")).to_be_hidden()
+        assert aborted  # the 1h window's requests were cancelled
+        page.wait_for_timeout(600)
+        expect(page.locator("#chart")).to_have_attribute("data-window", "7d")  # and never drawn after
+        page.close()
 
     def test_docs_render_without_the_internet_at_the_root_and_under_a_prefix(
             self, browser: Browser, served: Served, tmp_path: Path) -> None:
@@ -414,4 +425,89 @@ class TestApiDocsOffline:
             assert servers == "/trend"  # "Try it out" calls /trend/v1/...
         finally:
             host.stop()
+        page.close()
+
+
+class TestOnDemoData:
+    def test_the_readmes_screenshots_show_the_demo(self, browser: Browser, demo_served: Served) -> None:
+        """docs/dashboard-*.png are these, copied from TREND_SCREENSHOTS: real-looking data, no test keys."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{demo_served.url}/?window=1h")
+        expect(page.locator("#top tbody button.key")).to_have_count(10, timeout=15_000)
+        expect(page.locator("#rising tbody button.key").first).to_be_visible()
+        expect(page.locator("#rising-note")).to_be_hidden()  # the demo's history fills the baseline
+        growth = page.locator("#rising tbody tr td:nth-child(4)").all_text_contents()
+        assert growth
+        assert all(re.fullmatch(r"\+\d+%", text) for text in growth), growth  # only keys that rise
+        page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
+        page.locator("#top tbody button.key").first.click()
+        expect(page.locator("#key-ranks tbody tr")).to_have_count(8, timeout=15_000)
+        page.locator("#key-view").screenshot(path=str(SHOTS / "dashboard-key.png"))
+        page.close()
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(f"{demo_served.url}/?window=1h")
+        expect(phone.locator("#chart canvas")).to_have_count(1, timeout=15_000)
+        phone.screenshot(path=str(SHOTS / "dashboard-phone.png"), full_page=True)
+        phone.close()
+
+    def test_a_five_minute_window_names_each_minute_once_on_its_axis(self, browser: Browser,
+                                                                     demo_served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{demo_served.url}/?window=5m&interval=1m")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "5m", timeout=15_000)
+        labels = (page.locator("#chart").get_attribute("data-x-labels") or "").split("|")
+        assert len(labels) >= 2
+        assert len(set(labels)) == len(labels), labels  # "18:08" six times before
+        page.close()
+
+    def test_on_a_phone_a_chosen_key_opens_in_sight(self, browser: Browser, demo_served: Served) -> None:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(f"{demo_served.url}/?window=1h")
+        page.locator("#top tbody button.key").first.click()
+        expect(page.locator("#key-view")).to_be_visible()
+        expect(page.locator("#key-view")).to_be_in_viewport(timeout=15_000)  # it opened below Rising, unseen
+        page.close()
+
+    def test_a_key_keeps_its_colour_across_windows(self, browser: Browser, demo_served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{demo_served.url}/?window=1h&interval=1m")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "1h", timeout=15_000)
+        before = {str(line["label"]): line["color"] for line in _lines(page, "chart")}
+        page.select_option("#window", "15m")
+        expect(page.locator("#chart")).to_have_attribute("data-window", "15m", timeout=15_000)
+        after = {str(line["label"]): line["color"] for line in _lines(page, "chart")}
+        shared = set(before) & set(after)
+        assert shared
+        assert {key: after[key] for key in shared} == {key: before[key] for key in shared}
+        assert len(set(after.values())) == len(after)  # keys shown together never share one
+        page.close()
+
+    def test_the_users_line_stays_visible_where_it_equals_the_count(self, browser: Browser,
+                                                                   demo_served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{demo_served.url}/?window=1h")
+        page.locator("#top tbody button.key").first.click()
+        expect(page.locator("#key-chart")).to_have_attribute("data-lines", re.compile("users"), timeout=15_000)
+        lines = {str(line["label"]): line for line in _lines(page, "key-chart")}
+        count, users = next(line for label, line in lines.items() if label not in ("users", "previous period")), \
+            lines["users"]
+        assert users["dash"]  # dashed over a wider solid count line: both show where they coincide
+        assert int(str(count["width"])) > int(str(users["width"]))
+        assert users["color"] != count["color"]
+        page.close()
+
+    def test_a_failing_rule_shows_its_error_on_the_alerts_panel(self, browser: Browser, demo_served: Served) -> None:
+        with Trend(database_url=demo_served.database_url, worker_enabled=False) as trend:
+            with trend.db.write() as tx:
+                broken = alert_storage.insert_rule(
+                    tx, {"name": "broken", "event": "search", "by": "nonsense", "condition": "enters_top",
+                         "window": "1h", "top": 3, "url": "http://127.0.0.1:9/hook", "secret": "s" * 16,
+                         "cooldown_ms": 60_000}, trend.clock.now_ms())
+            trend.run_job("alerts")  # the real evaluation fails on that rule, and records why
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(f"{demo_served.url}/?window=1h")
+        row = page.locator(f'#alerts tbody tr[data-rule="{broken}"]')
+        expect(row.locator(".rule-error")).to_contain_text("failing since", timeout=15_000)
+        expect(row.locator(".rule-error")).to_contain_text("by")
         page.close()

@@ -8,6 +8,10 @@
   const ZONES = ["UTC", "Asia/Seoul", "Asia/Tokyo", "Europe/London", "Europe/Berlin", "America/New_York",
     "America/Los_Angeles"];
   const COLORS = ["#0b57d0", "#b3261e", "#0a7d33", "#8a3ffc", "#b06000"];
+  // The time axis steps, in seconds: never finer than a bucket, so no two labels name the same minute.
+  const X_STEPS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+  // A key keeps its colour while the page is open, whatever its place in the top of each window.
+  const keyColors = new Map();
   const FIELDS = ["event", "segment", "window", "interval", "by", "tz", "key"];
   const state = {
     event: query.get("event") || "", segment: query.get("segment") || "", window: query.get("window") || "1h",
@@ -67,6 +71,24 @@
     return new Intl.DateTimeFormat("en-GB", options).format(new Date(iso));
   }
 
+  // Colours for the keys shown together: each keeps the one it had, unless a key shown beside it has
+  // it already; a key seen for the first time takes the first colour free.
+  function colorsFor(keys) {
+    const chosen = new Map();
+    keys.forEach((key) => {
+      const kept = keyColors.get(key);
+      if (kept && ![...chosen.values()].includes(kept)) chosen.set(key, kept);
+    });
+    keys.forEach((key) => {
+      if (chosen.has(key)) return;
+      const taken = [...chosen.values()];
+      const color = COLORS.find((one) => !taken.includes(one)) || COLORS[chosen.size % COLORS.length];
+      chosen.set(key, color);
+      keyColors.set(key, color);
+    });
+    return chosen;
+  }
+
   function axisLabels(splits, step, container) {
     const options = { timeZone: state.tz, hourCycle: "h23" };
     Object.assign(options, step >= 86400 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
@@ -117,7 +139,8 @@
     button.addEventListener("click", () => {
       state.key = state.key === key ? "" : key;
       saveState();
-      refresh(true);
+      // On a phone the key's view is below both tables: bring it into sight once it is drawn.
+      refresh(true).then(() => { if (state.key === key) $("key-view").scrollIntoView({ block: "start" }); });
     });
     return button;
   }
@@ -313,6 +336,9 @@
       series.push({ label: `${line.label} (in progress)`, stroke: line.color, width: line.width || 2, dash: [6, 4] });
       data.push(closed, open);
     });
+    // What is drawn, for tests and tools: the canvas keeps no text.
+    container.dataset.lines = JSON.stringify(lines.map((line) =>
+      ({ label: line.label, color: line.color, width: line.width || 2, dash: line.dash || null })));
     container.dataset.openValues = JSON.stringify(lines.map((line) => line.values[line.values.length - 1] ?? null));
     const signature = JSON.stringify([series.map((one) => one.label), range.interval, state.tz]);
     if (entry && entry.signature === signature) {
@@ -329,7 +355,9 @@
       // Without the cursor's values the legend names the lines at once, instead of "--" until a hover.
       legend: { live: false },
       // uPlot's own time labels use a 12-hour clock; the tables use 24 hours, so the axis does too.
-      axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container) }, { label: "count" }],
+      axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container),
+        incrs: X_STEPS.filter((step) => step >= (intervalLimits[range.interval] || { seconds: 60 }).seconds) },
+      { label: "count" }],
     }, data, container);
     // The legend names each line once: the dashed "in progress" parts share their line's colour.
     const rows = [...plot.root.querySelectorAll(".u-legend .u-series")];
@@ -359,8 +387,9 @@
         interval: range.interval, start: range.start, end: range.end });
       const found = lineOf(body);
       const times = found[0].points.map((point) => new Date(point.t).getTime() / 1000);
-      draw("chart", times, found.map((line, i) => ({
-        label: line.key, color: COLORS[i % COLORS.length], values: line.points.map((point) => point.count) })), range);
+      const colors = colorsFor(found.map((line) => line.key));
+      draw("chart", times, found.map((line) => ({
+        label: line.key, color: colors.get(line.key), values: line.points.map((point) => point.count) })), range);
     }
     $("chart").dataset.window = state.window;  // what the chart shows now: tests and tools read it
   }
@@ -376,10 +405,14 @@
     const [line] = lineOf(body);
     const times = line.points.map((point) => new Date(point.t).getTime() / 1000);
     draw("key-chart", times, [
-      { label: state.key, color: COLORS[0], values: line.points.map((point) => point.count) },
+      { label: state.key, color: colorsFor([state.key]).get(state.key), width: 3,
+        values: line.points.map((point) => point.count) },
       { label: "previous period", color: "#8a8f99", width: 1, dash: [2, 3], split: false, extra: true,
         values: (line.previous || []).map((point) => point.count) },
-      { label: "users", color: COLORS[2], width: 1, extra: true, values: line.points.map((point) => point.users) },
+      // Dashed and in a colour no key takes: where every event came from its own person, users equal
+      // the count, and a solid line would hide the count's beneath it.
+      { label: "users", color: "#5f6368", width: 2, dash: [5, 4], split: false, extra: true,
+        values: line.points.map((point) => point.users) },
     ], range);
     const ranks = await rankOverTime();
     const now = ranks[ranks.length - 1];
@@ -437,7 +470,17 @@
       });
       const list = document.createElement("div");
       list.append(...(recent.length ? recent : ["none yet"]));
-      tr.append(cell(rule.name), cell(describeRule(rule)), cell(list));
+      const condition = document.createElement("div");
+      condition.textContent = describeRule(rule);
+      if (rule.last_error) {
+        // One rule's failure is shown on that rule; the others go on being evaluated.
+        const failing = document.createElement("div");
+        failing.className = "rule-error";
+        failing.textContent = `failing since ${formatTime(rule.last_error_at, true)}: ${rule.last_error}`;
+        condition.append(failing);
+        tr.classList.add("failing");
+      }
+      tr.append(cell(rule.name), cell(condition), cell(list));
       return tr;
     });
     replaceRows($("alerts"), rows, JSON.stringify([rules, deliveries, state.tz]), "No alert rules", 3);
