@@ -16,9 +16,12 @@ from unittest.mock import ANY
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.receiver import Receiver
 from tests.servers import Hosted, Served
+from trend.api.app import create_app
+from trend.service import Trend
 
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
@@ -86,7 +89,9 @@ class TestGeneratedClient:
         assert {"ingest_events", "top", "rising", "series", "add_alert", "healthz"} <= set(operations)
         assert schema["components"]["securitySchemes"]["TrendKey"] == {
             "type": "http", "scheme": "bearer", "description": ANY}
-        assert operations["top"]["security"] == [{"TrendKey": []}]
+        # Keyless, every call may go without the key; the schema says so with {} ("or none").
+        assert operations["top"]["security"] == [{"TrendKey": []}, {}]
+        assert operations["ingest_events"]["security"] == [{"TrendKey": []}, {}]
         # Every 422 documented is the body trend really sends; FastAPI's own is never sent.
         invalid = [op["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
                    for op in operations.values() if "422" in op["responses"]]
@@ -96,6 +101,16 @@ class TestGeneratedClient:
         assert (event["key"]["maxLength"], event["segment"]["maxLength"]) == (256, 64)
         top = schema["components"]["schemas"]["Top"]["properties"]
         assert (top["at"]["type"], top["at"]["format"]) == ("string", "date-time")
+
+    def test_the_schema_asks_for_the_key_where_this_server_does(self, tmp_path: Path) -> None:
+        keyed = Trend(database_url=f"sqlite:///{tmp_path / 'k.db'}", worker_enabled=False, api_key="write-key-1")
+        with keyed as trend, TestClient(create_app(trend=trend)) as client:
+            schema = client.get("/openapi.json").json()
+            operations = {op["operationId"]: op for path in schema["paths"].values() for op in path.values()}
+            assert operations["ingest_events"]["security"] == [{"TrendKey": []}]  # writes need the key
+            assert operations["top"]["security"] == [{"TrendKey": []}, {}]  # reads need none without a read key
+            assert client.post("/v1/events", json={"event": "search", "key": "k"}).status_code == 401
+            assert client.get("/v1/top", params={"event": "search"}).status_code == 200
 
     def test_the_real_422_body_is_the_documented_one(self, served: Served) -> None:
         answer = httpx.post(f"{served.url}/v1/events", json={"event": "search", "key": "k" * 257})

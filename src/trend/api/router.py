@@ -14,5 +14,6 @@ def build_router(trend: Trend) -> APIRouter:
     for feature in (events, trends, alerts, jobs, health):
         api.include_router(feature.router(trend))
     api.include_router(web.router())
-    api.include_router(docs.router(api, events.SCHEMAS))  # its own /docs and /openapi.json, under any prefix
+    # Its own /docs and /openapi.json, under any prefix.
+    api.include_router(docs.router(api, events.SCHEMAS, trend.settings))
     return api

@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from trend.api.errors import ApiError, trend_router
+from trend.config import Settings
 from trend.logging import get_logger
 from trend.version import __version__
 
@@ -30,9 +31,9 @@ TITLE = "trend"
 DESCRIPTION = "Exact, real-time trends from an event stream."
 
 
-def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
+def router(api_routes: APIRouter, schemas: dict[str, Any], settings: Settings) -> APIRouter:
     """The docs of ``api_routes``, the rest of trend's router; ``schemas`` are named components that
-    routes refer to by hand (the events body)."""
+    routes refer to by hand (the events body). ``settings`` say which calls need a key."""
     api = trend_router(tags=["docs"], include_in_schema=False)
     schema: dict[str, Any] = {}
 
@@ -42,6 +43,7 @@ def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
             schema.update(get_openapi(title=TITLE, version=__version__, description=DESCRIPTION,
                                       routes=api_routes.routes))
             schema.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+            _key_optional_where_unset(schema, settings)
         # Mounted under a prefix, the paths are relative to it: say so, so "Try it out" and clients
         # generated from this schema call the right URLs.
         prefix = request.url.path.removesuffix("/openapi.json")
@@ -63,6 +65,16 @@ def router(api_routes: APIRouter, schemas: dict[str, Any]) -> APIRouter:
                         headers={"Cache-Control": "public, max-age=86400"})
 
     return api
+
+
+def _key_optional_where_unset(schema: dict[str, Any], settings: Settings) -> None:
+    """Say which calls really need the key on this server: without TREND_API_KEY none do, and reads
+    need one only with TREND_READ_KEY. ``{}`` among an operation's requirements means "or none"."""
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            needed = settings.read_key is not None if method in ("get", "head") else settings.api_key is not None
+            if operation.get("security") and not needed:
+                operation["security"] = [*operation["security"], {}]
 
 
 def completing_host_schema(schemas: dict[str, Any]) -> Callable[[Any], Any]:
