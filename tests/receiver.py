@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -24,7 +25,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.received.append({"headers": dict(self.headers), "body": body})
+                owner.received.append({"headers": dict(self.headers), "body": body, "at": time.time()})
                 owner._closing.wait(owner.delay)  # a slow receiver, cut short when the test ends
                 self.send_response(owner.answers.pop(0) if owner.answers else 200)
                 self.end_headers()
