@@ -187,7 +187,9 @@ class TrendClient:
                     with self._lock:
                         self._stats.retries += 1
                         self._stats.last_error = outcome.reason
-                    _log.warning("trend: sending %d events again in a moment: %s", len(part), outcome.reason)
+                    # Once per batch at WARNING: an outage of minutes must not flood the app's log.
+                    _log.log(logging.WARNING if attempt == 1 else logging.DEBUG,
+                             "trend: sending %d events again in a moment: %s", len(part), outcome.reason)
                     self._pause(backoff(attempt, outcome.retry_after))
                 else:
                     with self._lock:
