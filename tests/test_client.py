@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.receiver import Receiver
 from tests.reference import stored_events
 from tests.servers import Served, free_port
 from trend.client import AsyncTrendClient, TrendClient
@@ -128,6 +129,21 @@ class TestDelivery:
         assert client.stats.failed == 20
         assert client.track("search", "late") is None  # closed: dropped, counted
         assert client.stats.dropped == 1
+
+
+    def test_a_strange_answer_fails_its_batch_and_the_sending_goes_on(self) -> None:
+        strange = Receiver()  # answers 202 with a body that is not trend's: not JSON
+        strange.answers = [202] * 10
+        client = TrendClient(strange.url.removesuffix("/hook"), flush_interval=0.01, max_retries=0)
+        try:
+            client.track("search", "a")
+            assert client.flush(10)
+            client.track("search", "b")
+            assert client.flush(10)  # the thread outlived the first batch's error
+        finally:
+            client.close()
+            strange.close()
+        assert (client.stats.failed, client.stats.delivered) == (2, 0)
 
 
 class TestAsyncClient:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from trend.client.delivery import ClientStats, Verdict, backoff, judge
+from trend.client.delivery import ClientStats, Outcome, Verdict, backoff, judge
 from trend.version import __version__
 
 _log = logging.getLogger("trend.client")
@@ -170,7 +170,10 @@ class TrendClient:
                 try:
                     outcome = judge(http.post(self.url, json=part))
                 except httpx.TransportError as exc:
-                    outcome = judge(httpx.Response(503, json={"error": {"message": f"{type(exc).__name__}: {exc}"}}))
+                    outcome = Outcome(Verdict.RETRY, reason=f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # a strange answer, an event that is not JSON: never the thread's end
+                    _log.exception("trend: a batch could not be sent")
+                    outcome = Outcome(Verdict.FAIL, reason=f"{type(exc).__name__}: {exc}")
                 if outcome.verdict is Verdict.DELIVERED:
                     self._settle(len(part), delivered=len(part), duplicates=outcome.duplicates)
                     part = []
