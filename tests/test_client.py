@@ -5,6 +5,8 @@ bad events are set aside without losing their batch."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -144,6 +146,15 @@ class TestDelivery:
             client.close()
             strange.close()
         assert (client.stats.failed, client.stats.delivered) == (2, 0)
+
+
+class TestImport:
+    def test_the_client_loads_without_the_servers_layers(self) -> None:
+        """An app server that only sends events pays for HTTP, not for SQLAlchemy, FastAPI or the scheduler."""
+        loaded = subprocess.run([sys.executable, "-c", "import sys, trend.client; print(sorted(sys.modules))"],
+                                capture_output=True, text=True, check=True).stdout
+        for heavy in ("sqlalchemy", "fastapi", "apscheduler", "psycopg", "trend.service"):
+            assert f"'{heavy}'" not in loaded, heavy
 
 
 class TestAsyncClient:

@@ -38,7 +38,7 @@ class TestLifespanHelper:
     def test_trend_lifespan_runs_the_worker_with_any_app(self, database_url: str) -> None:
         from fastapi import FastAPI
 
-        from trend.service import Trend
+        from trend import Trend
 
         trend = Trend(database_url=database_url)
         app = FastAPI(lifespan=trend.lifespan)

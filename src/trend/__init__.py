@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from trend.service import Trend
 from trend.version import __version__
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from trend.service import Trend
+
 __all__ = ["Trend", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: an app that imports only trend.client, to send events, never loads the
+    # database layers (SQLAlchemy, the drivers, the scheduler).
+    if name == "Trend":
+        from trend.service import Trend
+
+        Trend.router_builder = _build_router
+        return Trend
+    raise AttributeError(f"module 'trend' has no attribute {name!r}")
 
 
 def _build_router(trend: Trend) -> APIRouter:
@@ -18,6 +30,3 @@ def _build_router(trend: Trend) -> APIRouter:
     from trend.api.router import build_router
 
     return build_router(trend)
-
-
-Trend.router_builder = _build_router

@@ -40,7 +40,8 @@ class Trend:
     >>> t.ingest([{"event": "search", "key": "우산"}])      # doctest: +SKIP
     """
 
-    # Handed in by the package's ``__init__``, so this facade never imports the API layer above it.
+    # Handed in from above (``from trend import Trend``, or the API layer when it loads), so this facade
+    # never imports the API layer above it.
     router_builder: ClassVar[Callable[[Trend], APIRouter] | None] = None
 
     def __init__(self, settings: Settings | None = None, *, clock: Clock | None = None, levels: Hierarchy = LEVELS,
@@ -235,7 +236,7 @@ class Trend:
         """The whole API as one router: ``app.include_router(trend.router, prefix="/trend")``."""
         if self._router is None:
             if Trend.router_builder is None:
-                raise RuntimeError("the API layer is not installed; import trend, not trend.service")
+                raise RuntimeError("the API layer is not loaded: use `from trend import Trend`, not trend.service")
             self._router = Trend.router_builder(self)
         return self._router
 

@@ -10,10 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from trend.api import keyless
 from trend.api.errors import install_error_handlers
+from trend.api.router import build_router
 from trend.api.routes import docs
 from trend.config import Settings
 from trend.service import Trend
 from trend.version import __version__
+
+# A Trend imported from trend.service (not through `trend`) learns here how to build its router.
+Trend.router_builder = build_router
 
 
 def create_app(settings: Settings | None = None, *, trend: Trend | None = None) -> FastAPI:
