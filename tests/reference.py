@@ -105,7 +105,10 @@ def assert_levels_equal(trend: Trend, expected_events: Iterable[Mapping[str, Any
     for level in trend.levels:
         expected = closed(group_events(events, level), level, now_ms)
         actual = closed(table_rows(trend, level), level, now_ms)
-        assert actual == expected, f"{level.name} differs from the reference"
+        wrong = sorted(group for group in expected.keys() | actual.keys() if expected.get(group) != actual.get(group))
+        # Which groups, and how: enough to tell a lost event from a stale row when a race is caught.
+        shown = "; ".join(f"{group}: stored {actual.get(group)}, expected {expected.get(group)}" for group in wrong[:5])
+        assert actual == expected, f"{level.name} differs from the reference in {len(wrong)} groups: {shown}"
 
 
 def assert_clean_buckets_equal(trend: Trend, expected_events: Iterable[Mapping[str, Any]], now_ms: int) -> None:

@@ -17,6 +17,7 @@ from tests.conftest import T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, ref_top, table_rows
 from trend.clock import FakeClock
 from trend.model import LEVELS, MINUTE_MS
+from trend.rollup import runner
 from trend.service import Trend
 from trend.storage import staged
 from trend.storage.engine import Pinned
@@ -41,11 +42,12 @@ Gap = Callable[[int], None]
 
 @pytest.fixture
 def gaps(monkeypatch: pytest.MonkeyPatch) -> list[Gap]:
-    """Functions called before each write transaction of a staged bucket, with its number (0: the
-    first piece). They run between transactions: the runner holds no lock then."""
+    """Functions called before each write transaction of a staged bucket, with its number (-1: the
+    claim of its marker, before the stage; 0: the first piece). They run between transactions: the
+    runner holds no lock then."""
     found: list[Gap] = []
     original = Pinned.write
-    count = 0
+    count = -1
 
     @contextmanager
     def write(self: Pinned) -> Iterator[Any]:
@@ -82,7 +84,7 @@ def test_a_big_bucket_is_written_in_pieces_and_reads_stay_exact_between_them(
 
     def between(piece: int) -> None:
         seen.append(piece)
-        if piece == 0:
+        if piece <= 0:
             return
         # Half the bucket is written; the marker still says dirty, so the read answers from raw events.
         assert table_rows(trend, L1M), "the first piece is committed"
@@ -93,7 +95,7 @@ def test_a_big_bucket_is_written_in_pieces_and_reads_stay_exact_between_them(
     gaps.append(between)
     [report] = trend.rollup("1m")
     assert (report.outcome, report.buckets, report.rows) == ("ran", 1, KEYS)
-    assert seen == [0, 1, 2, 3]  # ten rows in pieces of three
+    assert seen == [-1, 0, 1, 2, 3]  # the claim, then ten rows in pieces of three
     assert ("1m", T0) not in markers(trend)
     assert_levels_equal(trend, reference.events, clock.now_ms())
 
@@ -142,8 +144,9 @@ def test_a_bucket_recomputed_clears_its_old_rows_in_pieces_too(
     gaps.append(between)
     [report] = trend.rollup("1m")
     assert (report.outcome, report.rows) == ("ran", KEYS + 1)
-    # Ten old rows go three at a time, then eleven new ones come in three at a time.
-    assert rows_seen == [10, 7, 4, 1, 0, 3, 6, 9]
+    # The claim of the marker, then ten old rows go three at a time, then eleven new ones come in
+    # three at a time.
+    assert rows_seen == [10, 10, 7, 4, 1, 0, 3, 6, 9]
     assert_levels_equal(trend, reference.events, clock.now_ms())
 
 
@@ -169,10 +172,14 @@ def test_an_ingest_between_pieces_is_counted(trend: Trend, make_trend: TrendFact
     assert table_rows(trend, L1M)[(T0, "search", "", "late")][0] == 1
 
 
+@pytest.mark.parametrize("gap", [0, 1], ids=["after-the-stage", "between-pieces"])
 def test_a_marker_released_and_made_again_between_pieces_is_not_released(
-        trend: Trend, make_trend: TrendFactory, clock: FakeClock, gaps: list[Gap]) -> None:
-    """Another runner finishes the bucket between two pieces, then a late event makes its marker
-    again at version 1, the version this run staged at: the run must not take that marker for its own."""
+        trend: Trend, make_trend: TrendFactory, clock: FakeClock, gaps: list[Gap], gap: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another runner finishes the bucket after this run staged it (before its first piece, or between
+    two), then a late event makes its marker again at version 1, the version this run staged at: the
+    run must not take that marker for its own. The first gap is the one two `trend worker` processes
+    met in the replicas test: the 1h level lost late events, with no marker left to heal it."""
     reference = Reference()
     _minute(trend, reference, T0)
     clock.set(T0 + MINUTE_MS + 5_000)
@@ -181,8 +188,21 @@ def test_a_marker_released_and_made_again_between_pieces_is_not_released(
         [version] = tx.execute(rollup_dirty.select().with_only_columns(rollup_dirty.c.version)).scalars()
     assert version == 1
 
-    def between(piece: int) -> None:
-        if piece != 1:
+    # Writes are counted from the stage on (0: the first write after it), whatever comes before.
+    after_stage: list[int] = []
+    real_stage = runner.stage
+
+    def stage(*args: Any) -> staged.Staged:
+        after_stage.append(0)
+        return real_stage(*args)
+
+    monkeypatch.setattr(runner, "stage", stage)
+
+    def between(_piece: int) -> None:
+        if not after_stage:
+            return
+        after_stage[0] += 1
+        if after_stage[0] - 1 != gap:
             return
         with other.db.write() as tx:
             version = tx.execute(rollup_dirty.select().with_only_columns(rollup_dirty.c.version).where(

@@ -133,15 +133,20 @@ class LevelRunner:
         return done
 
     def _in_pieces(self, active: ActiveRun, after: int, cutoff: int) -> list[tuple[int, Recomputed]] | Lost:
-        """Stage the bucket's rows in a snapshot, then write them a piece per transaction
-        (storage/staged.py). :class:`Lost` when the marker changed hands before the last piece."""
+        """Take the marker, stage the bucket's rows in a snapshot taken after that, then write them a
+        piece per transaction (storage/staged.py). :class:`Lost` when the marker changed hands."""
         with self.db.pinned() as session:
-            with session.read() as tx:
+            with session.read() as tx:  # a read first: finding nothing left takes no write lock
                 claimed = claim_next(tx, self.level.name, after, cutoff)
-                if claimed is None:
-                    return []
-                staged = stage(tx, self.level, *claimed)
+            if claimed is None:
+                return []
+            with session.write() as tx:
+                token = take(tx, self.level, *claimed)
+            if token is None:
+                return LOST  # bumped since the read: one transaction settles it
             try:
+                with session.read() as tx:
+                    staged = stage(tx, self.level, claimed[0], token)
                 return self._write_pieces(session, active, staged)
             finally:
                 # A 1h bucket's staged rows are megabytes: they should not outlive the bucket in the pool.
@@ -149,22 +154,17 @@ class LevelRunner:
                     unstage(tx, self.level)
 
     def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> list[tuple[int, Recomputed]] | Lost:
-        token = None
         for piece in range(staged.pieces):
             if piece:
                 time.sleep(PIECE_PAUSE_S)
             with session.write() as tx:
-                if token is None:
-                    token = take(tx, staged)
-                elif not still_taken(tx, staged, token):
-                    token = None
-                if token is None:
-                    log.debug("%s bucket %s changed hands between its pieces; recomputing it in one "
-                              "transaction", self.level.name, LogTime(staged.bucket))
+                if not still_taken(tx, staged):
+                    log.debug("%s bucket %s changed hands after its stage; recomputing it in one transaction",
+                              self.level.name, LogTime(staged.bucket))
                     return LOST
                 write_piece(tx, staged, piece)
                 if piece == staged.pieces - 1:
-                    self._finish_buckets(tx, [(staged.bucket, token)])
+                    self._finish_buckets(tx, [(staged.bucket, staged.token)])
                 active.beat(tx)
         return [(staged.bucket, staged.result)]
 

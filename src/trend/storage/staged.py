@@ -7,10 +7,15 @@ safe because the bucket keeps its marker until the last one: reads answer a dirt
 level below and never look at its half-written rows.
 
 The marker's version is swapped for a token, a number no ingest can reach by counting up from 1,
-in the first piece; every later piece checks it is still there. If an ingest bumped it, or another
-runner took the bucket (even one that released it, after which an ingest made it again at version
-1), the check fails and the rest of the pieces are not written: the bucket stays dirty, and the
-runner recomputes it in one transaction, replacing whatever was written.
+in a write transaction of its own *before* the rows are staged; the stage's snapshot comes after
+it, and every piece checks the token is still there. If an ingest bumped it, or another runner took
+the bucket (even one that released it, after which an ingest made it again at version 1), the check
+fails and no more pieces are written: the bucket stays dirty, and the runner recomputes it in one
+transaction, replacing whatever was written.
+
+The swap must come first. Swapped in the first piece, after a stage that had read version ``v``, it
+took a marker another runner had released and a late event had made again at version 1 (= ``v``):
+the stale stage was written and the marker released, and the late event was lost for good.
 """
 
 from __future__ import annotations
@@ -57,12 +62,13 @@ def _staging_of(level: Level, columns: tuple[str, ...]) -> Table:
 
 @dataclass(frozen=True)
 class Staged:
-    """A bucket's rows, computed in one snapshot at marker version ``version``, and how many rows
-    the bucket held then. The pieces delete the old rows first, then insert the new ones."""
+    """A bucket's rows, computed in one snapshot taken after the marker's version became ``token``,
+    and how many rows the bucket held then. The pieces delete the old rows first, then insert the new
+    ones."""
 
     level: Level
     bucket: int
-    version: int
+    token: int
     result: Recomputed
     first_rowid: int
     old_rows: int
@@ -77,9 +83,20 @@ class Staged:
         return self.clearing + max(1, -(-self.result.rows // PIECE_ROWS))
 
 
-def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
-    """Inside a read transaction on a pinned connection: fill its temporary table with the bucket's
-    GROUP BY. Writing a temporary table takes no lock on the database file."""
+def take(tx: Tx, level: Level, bucket: int, version: int) -> int | None:
+    """In a write transaction, before the stage: swap the marker's version for a fresh token, if it is
+    still ``version``. The token, or None when the marker moved meanwhile."""
+    token = _TOKEN_FLOOR + secrets.randbits(60)
+    updated = tx.execute(dirty.update().where(
+        dirty.c.level == level.name, dirty.c.bucket == bucket, dirty.c.version == version,
+    ).values(version=token))
+    return token if updated.rowcount == 1 else None
+
+
+def stage(tx: Tx, level: Level, bucket: int, token: int) -> Staged:
+    """Inside a read transaction on a pinned connection, begun after :func:`take` committed: fill its
+    temporary table with the bucket's GROUP BY. Writing a temporary table takes no lock on the
+    database file."""
     staging = _staging(level)
     tx.execute(CreateTable(staging, if_not_exists=True))
     tx.execute(staging.delete())
@@ -90,26 +107,18 @@ def stage(tx: Tx, level: Level, bucket: int, version: int) -> Staged:
     ).one())
     table = level_table(level)
     old = tx.execute(select(func.count()).where(table.c.bucket == bucket)).scalar_one()
-    return Staged(level, bucket, version, Recomputed(rows=int(rows), events=int(events)), int(first), int(old))
+    return Staged(level, bucket, token, Recomputed(rows=int(rows), events=int(events)), int(first), int(old))
 
 
 def unstage(tx: Tx, level: Level) -> None:
     tx.execute(_staging(level).delete())
 
 
-def take(tx: Tx, staged: Staged) -> int | None:
-    """Swap the marker's version for a fresh token, if it is still the version the rows were staged at."""
-    token = _TOKEN_FLOOR + secrets.randbits(60)
-    updated = tx.execute(dirty.update().where(
-        dirty.c.level == staged.level.name, dirty.c.bucket == staged.bucket, dirty.c.version == staged.version,
-    ).values(version=token))
-    return token if updated.rowcount == 1 else None
-
-
-def still_taken(tx: Tx, staged: Staged, token: int) -> bool:
+def still_taken(tx: Tx, staged: Staged) -> bool:
+    """Whether the marker still holds this run's token: nothing changed the bucket since the stage."""
     found = tx.execute(select(dirty.c.version).where(
         dirty.c.level == staged.level.name, dirty.c.bucket == staged.bucket)).scalar_one_or_none()
-    return found == token
+    return found == staged.token
 
 
 def write_piece(tx: Tx, staged: Staged, piece: int) -> None:
