@@ -17,10 +17,11 @@ from tests.conftest import T0, TrendFactory
 from tests.reference import assert_levels_equal, stored_events
 from trend.clock import FakeClock
 from trend.errors import ConfigError
-from trend.model import MINUTE_MS
+from trend.model import LEVELS, MINUTE_MS
 from trend.rollup import runner
 from trend.service import Trend
 from trend.storage.markers import release
+from trend.storage.rollups import recompute
 
 on_citus = pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
 
@@ -275,3 +276,34 @@ class TestWhatAReadGuarantees:
         monkeypatch.setattr(runner, "release", release_seen)
         trend.rollup("1m")
         assert seen_at_release == [40]
+
+    def test_a_marker_made_again_before_the_release_is_not_released(
+            self, trend: Trend, make_trend: TrendFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Between the commit of a bucket's rows and the release of its marker, another runner finishes
+        the same bucket and a late event makes its marker again, at version 1: the version this run
+        read. The release must not take that marker for its own, or the late event is never rolled up."""
+        minute = T0 - 3 * MINUTE_MS
+        trend.ingest([{"event": "search", "key": f"k{n}", "ts": (minute + n) / 1000} for n in range(10)])
+        other = make_trend()
+        with trend.db.read() as tx:
+            assert tx.exec_driver_sql("SELECT version FROM rollup_dirty WHERE level = '1m'").scalar_one() == 1
+
+        def release_after_another(tx: Any, level: str, bucket: int, version: int) -> bool:
+            if level == "1m" and bucket == minute:
+                with other.db.write() as elsewhere:
+                    current = elsewhere.exec_driver_sql(
+                        "SELECT version FROM rollup_dirty WHERE level = '1m'").scalar_one()
+                    recompute(elsewhere, LEVELS[0], minute)
+                    assert release(elsewhere, "1m", minute, current)
+                other.ingest([{"event": "search", "key": "late", "ts": (minute + 30_000) / 1000}])
+                with other.db.read() as check:
+                    assert check.exec_driver_sql(
+                        "SELECT version FROM rollup_dirty WHERE level = '1m'").scalar_one() == 1
+            return release(tx, level, bucket, version)
+
+        monkeypatch.setattr(runner, "release", release_after_another)
+        trend.rollup("1m")
+        monkeypatch.undo()
+        trend.rollup()
+        assert_levels_equal(trend, stored_events(trend), trend.clock.now_ms())
+        assert any(event["key"] == "late" for event in stored_events(trend))

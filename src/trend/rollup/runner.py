@@ -15,11 +15,11 @@ from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database, Pinned, Tx
-from trend.storage.markers import any_dirty, backlog, claim_next, claim_some, mark, release
+from trend.storage.markers import any_dirty, backlog, claim_next, claim_some, mark, release, take
 from trend.storage.migrations import stored_version
 from trend.storage.rollups import Recomputed, recompute_many
 from trend.storage.schema import SCHEMA_VERSION
-from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, take, unstage, write_piece
+from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, unstage, write_piece
 
 log = get_logger("rollup")
 
@@ -141,7 +141,7 @@ class LevelRunner:
             if claimed is None:
                 return []
             with session.write() as tx:
-                token = take(tx, self.level, *claimed)
+                token = take(tx, self.level.name, *claimed)
             if token is None:
                 return LOST  # bumped since the read: one transaction settles it
             try:
@@ -191,6 +191,11 @@ class LevelRunner:
             if not claimed:
                 return []
             results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
+            if tx.dialect.caps.release_after_commit:
+                # Released in a transaction after this one: a token meanwhile, so that a marker another
+                # runner released and an ingest made again at the version read is never taken for this.
+                claimed = [(bucket, take(tx, self.level.name, bucket, version) or version)
+                           for bucket, version in claimed]
             self._finish_buckets(tx, claimed)
             active.beat(tx)
         if self.db.dialect.caps.release_after_commit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from sqlalchemy import and_, bindparam, func, or_, select
 
 from trend.storage.schema import rollup_dirty as dirty
 from trend.storage.tx import Tx
+
+# Tokens lie far above any version an ingest reaches by counting from 1, and below 2**63.
+_TOKEN_FLOOR = 1 << 61
 
 
 def mark(tx: Tx, level: str, buckets: Iterable[int]) -> None:
@@ -71,6 +75,17 @@ def claim_some(tx: Tx, level: str, after: int, cutoff: int, limit: int) -> list[
         .limit(limit)
     )
     return [(int(row.bucket), int(row.version)) for row in tx.execute(tx.dialect.claim(query))]
+
+
+def take(tx: Tx, level: str, bucket: int, version: int) -> int | None:
+    """Swap the marker's version for a fresh token, if it is still ``version``: the token, or None
+    when it moved meanwhile. A run that releases its marker in a later transaction than the one that
+    read the version holds a token meanwhile: a marker released by another runner and made again by
+    an ingest starts at version 1, which may equal the version read, but never equals a token."""
+    token = _TOKEN_FLOOR + secrets.randbits(60)
+    updated = tx.execute(dirty.update().where(
+        dirty.c.level == level, dirty.c.bucket == bucket, dirty.c.version == version).values(version=token))
+    return token if updated.rowcount == 1 else None
 
 
 def release(tx: Tx, level: str, bucket: int, version: int) -> bool:

@@ -20,7 +20,6 @@ the stale stage was written and the marker released, and the late event was lost
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -41,8 +40,6 @@ PIECE_ROWS = 2_000
 # The write lock stays free this long between two pieces, so a writer of another process, which
 # asks for it every WRITE_POLL_S (storage/dialects.py), gets in; this process's writers queue in turn.
 PIECE_PAUSE_S = 2 * WRITE_POLL_S
-# Tokens lie far above any version an ingest reaches by counting from 1, and below 2**63.
-_TOKEN_FLOOR = 1 << 61
 
 # Insertion order in the temporary table, which is the GROUP BY's order and so the primary key's.
 _ROWID: Any = literal_column("rowid")
@@ -83,18 +80,9 @@ class Staged:
         return self.clearing + max(1, -(-self.result.rows // PIECE_ROWS))
 
 
-def take(tx: Tx, level: Level, bucket: int, version: int) -> int | None:
-    """In a write transaction, before the stage: swap the marker's version for a fresh token, if it is
-    still ``version``. The token, or None when the marker moved meanwhile."""
-    token = _TOKEN_FLOOR + secrets.randbits(60)
-    updated = tx.execute(dirty.update().where(
-        dirty.c.level == level.name, dirty.c.bucket == bucket, dirty.c.version == version,
-    ).values(version=token))
-    return token if updated.rowcount == 1 else None
-
-
 def stage(tx: Tx, level: Level, bucket: int, token: int) -> Staged:
-    """Inside a read transaction on a pinned connection, begun after :func:`take` committed: fill its
+    """Inside a read transaction on a pinned connection, begun after the marker's version became
+    ``token`` (:func:`trend.storage.markers.take`) in a committed transaction: fill its
     temporary table with the bucket's GROUP BY. Writing a temporary table takes no lock on the
     database file."""
     staging = _staging(level)
