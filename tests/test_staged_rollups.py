@@ -190,7 +190,7 @@ def test_a_marker_released_and_made_again_between_pieces_is_not_released(
 
     # Writes are counted from the stage on (0: the first write after it), whatever comes before.
     after_stage: list[int] = []
-    real_stage = runner.stage
+    real_stage = staged.stage
 
     def stage(*args: Any) -> staged.Staged:
         after_stage.append(0)
