@@ -6,6 +6,7 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Route, expect, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.servers import Hosted, Served, environment
 from trend.service import Trend
@@ -386,20 +388,31 @@ class TestApiDocsOffline:
         print(f"window 6h -> 24h drawn in {took_ms:.0f} ms")
         expect(page.locator("#loading")).to_be_hidden()
         assert took_ms < 3_000  # the figure that matters is printed; this only bounds a broken page
-        # Slow answers, so that a second choice comes while the first is in flight.
-        def slowly(route: Route) -> None:
-            time.sleep(0.4)
-            route.continue_()
+        # The 1h window's answers are held, never given, so its requests are still in flight when the
+        # second choice comes (a sleep in the handler would hold Playwright's dispatcher instead).
+        holding = [True]
+        held: list[Route] = []
 
-        page.route("**/v1/series*", slowly)
+        def hold(route: Route) -> None:
+            if holding[0]:
+                held.append(route)
+            else:
+                route.continue_()
+
+        page.route("**/v1/top*", hold)
         page.select_option("#window", "1h")
         expect(page.locator("#loading")).to_be_visible()
         page.wait_for_timeout(100)
+        assert held  # the 1h window's top list is in flight
+        holding[0] = False
         page.select_option("#window", "7d")
         expect(page.locator("#chart")).to_have_attribute("data-window", "7d", timeout=10_000)
         expect(page.locator("#loading")).to_be_hidden()
         expect(page.locator("#error")).to_be_hidden()
-        assert aborted  # the 1h window's requests were cancelled
+        assert any("window=1h" in url for url in aborted), aborted  # the 1h window's requests were cancelled
+        for route in held:  # and were its answers to come now, they would not be drawn
+            with contextlib.suppress(PlaywrightError):
+                route.continue_()
         page.wait_for_timeout(600)
         expect(page.locator("#chart")).to_have_attribute("data-window", "7d")  # and never drawn after
         page.close()
