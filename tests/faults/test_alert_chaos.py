@@ -18,12 +18,14 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import PROTOCOL_BACKENDS
 from tests.receiver import Receiver
 from tests.servers import EVERY_SECOND, environment, free_port
 from tests.test_alert_isolation import _Dripping
 from trend.service import Trend
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
+pytestmark = [pytest.mark.faults, pytest.mark.slow,
+              pytest.mark.parametrize("backend", PROTOCOL_BACKENDS, indirect=True)]
 
 ENV = {**EVERY_SECOND, "TREND_JOBS__ALERTS__SECOND": "*", "TREND_ALERT_WEBHOOK_ALLOW": "127.0.0.1/32",
        "TREND_ALERT_TIMEOUT_SECONDS": "2", "TREND_ALERT_RETRY_BASE": "1s", "TREND_ALERT_MAX_ATTEMPTS": "3"}
@@ -79,7 +81,8 @@ def _rule_ids(receiver: Receiver) -> list[int]:
 
 
 class TestAlertChaos:
-    def test_fifty_rules_bad_receivers_churn_and_two_workers(self, database_url: str, good: Receiver) -> None:
+    def test_fifty_rules_bad_receivers_churn_and_two_workers(self, database_url: str, backend: str,
+                                                             good: Receiver) -> None:
         dripping, erroring = _Dripping(every=1.0), Receiver()
         erroring.answers = [500] * 10_000
         redirecting = _Redirecting(good.url)
@@ -167,7 +170,7 @@ class TestAlertChaos:
         assert redirecting.hits >= 1  # the redirect was met, and not followed
         assert len(runners) == 2  # both processes ran the job
         attempts = sum(found[0]["attempts"] for found in outcomes.values())
-        print(f"\nalert chaos on {database_url.split(':')[0]}: 28 good firings, first 20 delivered in "
+        print(f"\nalert chaos on {backend}: 28 good firings, first 20 delivered in "
               f"{first_round_s:.1f} s, the 8 remade rules' in {second_round_s:.1f} s; latest delivery "
               f"{max(latencies):.1f} s after its firing; {attempts} attempts on {len(bad)} failing receivers; "
               f"{len(ids)} deliveries, {len(set(ids))} ids; {total_s:.0f} s in all")
