@@ -181,6 +181,10 @@ class Trend:
         with self.db.read() as tx:
             return cluster_state(tx)
 
+    def ping(self) -> None:
+        """One round trip to the database; a StorageError when it does not answer."""
+        self.db.ping()
+
     def database_info(self) -> dict[str, str]:
         """Which backend this is and how it sketches distinct users (``trend status`` shows both)."""
         self.db.ensure_schema()

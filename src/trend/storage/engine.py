@@ -128,6 +128,11 @@ class Database:
         with translate_errors(), self._prober.connect() as conn:
             yield Tx(conn, self.dialect, self.levels)
 
+    def ping(self) -> None:
+        """One round trip on a probe connection; a StorageError when the database does not answer."""
+        with self.probe() as tx:
+            tx.conn.exec_driver_sql("SELECT 1")
+
     def ensure_schema(self) -> None:
         if self._schema_ready:
             return

@@ -53,7 +53,7 @@ def router(trend: Trend) -> APIRouter:
     async def readyz() -> JSONResponse:
         try:
             cluster = await run_in_threadpool(trend.cluster)
-            await run_in_threadpool(trend.lag_seconds)
+            await run_in_threadpool(trend.ping)  # one round trip: probes come every few seconds
         except StorageError:
             return JSONResponse({"status": "unavailable"}, 503)
         if cluster is not None and not cluster.healthy:
