@@ -56,7 +56,7 @@ class TestIsolation:
         with trend.db.write() as tx:
             bad = store.insert_rule(tx, {"name": "broken", "event": "search", "by": "nonsense",
                                          "condition": "enters_top", "window": "1h", "top": 3, "url": receiver.url,
-                                         "secret": "s" * 16, "cooldown_ms": 60_000}, clock.now_ms())
+                                         "secret": "s" * 24, "cooldown_ms": 60_000}, clock.now_ms())
         [report] = trend.run_job("alerts")
         assert report.outcome == "ran"
         assert [json.loads(r["body"])["rule"]["id"] for r in receiver.received] == [good["id"]]

@@ -218,7 +218,7 @@ class TestForgeryGuard:
             return real(host, *args, **kwargs)
 
         monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-        sent = webhook.send_now(f"http://hooks.example:{port}/hook", "s" * 16, "{}", "d-1",
+        sent = webhook.send_now(f"http://hooks.example:{port}/hook", "s" * 24, "{}", "d-1",
                             webhook.allowed_networks(["127.0.0.1/32"]), 5)
         assert sent.ok, sent
         assert receiver.received[0]["headers"]["Host"] == f"hooks.example:{port}"

@@ -515,7 +515,7 @@ class TestOnDemoData:
             with trend.db.write() as tx:
                 broken = alert_storage.insert_rule(
                     tx, {"name": "broken", "event": "search", "by": "nonsense", "condition": "enters_top",
-                         "window": "1h", "top": 3, "url": "http://127.0.0.1:9/hook", "secret": "s" * 16,
+                         "window": "1h", "top": 3, "url": "http://127.0.0.1:9/hook", "secret": "s" * 24,
                          "cooldown_ms": 60_000}, trend.clock.now_ms())
             trend.run_job("alerts")  # the real evaluation fails on that rule, and records why
         page = browser.new_page(viewport={"width": 1280, "height": 1200})

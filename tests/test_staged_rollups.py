@@ -229,7 +229,7 @@ def test_a_run_killed_between_pieces_leaves_the_bucket_dirty_and_the_next_run_he
     _minute(trend, reference, T0, users="v")  # every key twice: the half-written rows would be wrong
     clock.set(T0 + MINUTE_MS + 5_000)
 
-    class KilledError(Exception):
+    class KilledError(BaseException):  # a kill: no handler of the code may catch it
         pass
 
     def between(piece: int) -> None:

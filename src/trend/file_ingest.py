@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from trend.model import EventRow
 from trend.service import Trend
 from trend.storage.events import StoredEvent, as_stored
 from trend.storage.progress import Progress
-from trend.validation import EventIn, EventValidator, split_outcomes
+from trend.validation import NOT_UTF8, EventIn, EventValidator, split_outcomes
 
 CHUNK_LINES = 5_000
 MAX_REPORTED_ERRORS = 1_000
@@ -84,6 +85,9 @@ def _csv(stream: IO[str]) -> Iterator[Line]:
         raise InputError(f"line 1: unknown CSV column(s) {', '.join(unknown)}; "
                          f"expected some of {', '.join(sorted(_FIELDS))}")
     for number, text in lines:
+        if not _is_utf8(text):
+            yield number, FieldProblem(number, "", NOT_UTF8)
+            continue
         cells = _csv_cells(text)
         if cells is None:
             yield number, FieldProblem(number, "", 'broken CSV: a quote must open and close a whole field on '
@@ -95,6 +99,16 @@ def _csv(stream: IO[str]) -> Iterator[Line]:
             yield number, FieldProblem(number, "", f"expected {len(header)} cells, got {len(cells)}")
             continue
         yield number, {name: _csv_value(name, cell) for name, cell in zip(header, cells, strict=True) if cell != ""}
+
+
+def _is_utf8(text: str) -> bool:
+    """Files are read with ``surrogateescape``: bytes that are not UTF-8 become lone surrogates, so a
+    bad line is reported by its number instead of ending the whole ingest."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
@@ -171,7 +185,9 @@ def ingest_stream(trend: Trend, stream: IO[str], fmt: str, *, strict: bool = Fal
     if progress is not None and progress.finished:
         result.finished_before = True
         return result
-    chunks = _in_a_child if _CAN_FORK else _here
+    # A forked child closes sys.stdin (multiprocessing does): standard input is read through a
+    # duplicate of its descriptor (open_text), and a stream with none (a test's) is read here.
+    chunks = _in_a_child if _CAN_FORK and stream is not sys.stdin else _here
     validator, clock = trend.ingestor.validator, trend.clock
     with chunks(lambda: _chunks(stream, fmt, validator, clock, result.resumed_after)) as parsed:
         if strict:
@@ -327,11 +343,17 @@ def _die_with(parent: int) -> None:
 
 
 def open_text(path: str, stdin: IO[str]) -> IO[str]:
-    """The file at ``path`` (``-``: standard input); a path that cannot be read is an InputError naming it."""
+    """The file at ``path`` (``-``: standard input, through a duplicate of its descriptor, which the
+    reading child keeps open); a path that cannot be read is an InputError naming it. Bytes that are
+    not UTF-8 are kept as surrogates, for the line that holds them to be reported (:func:`_is_utf8`)."""
     if path == "-":
-        return stdin
+        try:
+            descriptor = stdin.fileno()
+        except (AttributeError, OSError, ValueError):
+            return stdin  # no descriptor: read as it is, in this process
+        return open(os.dup(descriptor), encoding="utf-8", errors="surrogateescape", newline="")
     try:
-        return open(path, encoding="utf-8", newline="")
+        return open(path, encoding="utf-8", errors="surrogateescape", newline="")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -51,11 +51,16 @@ class _BacklogCollector(Collector):
         # How long a level's buckets are: alert rules compare its lag with it, whatever the levels are.
         width = GaugeMetricFamily("trend_level_width_seconds", "How long one bucket of the level is",
                                   labels=["level"])
+        failing_buckets = GaugeMetricFamily(
+            "trend_failing_buckets", "Dirty buckets whose last recompute the database refused; each is retried "
+            "with backoff while the rest of the level goes on", labels=["level"])
         for status in statuses:
             backlog.add_metric([status.level], status.backlog.dirty)
+            failing_buckets.add_metric([status.level], status.backlog.failing)
             lag.add_metric([status.level], status.lag_ms / 1000)
             width.add_metric([status.level], self._levels.by_name[status.level].width / 1000)
         yield backlog
+        yield failing_buckets
         yield lag
         yield width
         failing = GaugeMetricFamily("trend_alert_rules_failing", "Alert rules whose last evaluation failed")

@@ -25,6 +25,7 @@ from trend.rollup.shell import RunReport
 from trend.storage.cluster import Cluster, cluster_state
 from trend.storage.engine import Database
 from trend.storage.events import Erased, erase_user, newest_minute
+from trend.storage.markers import Failing
 from trend.storage.runs import RunRecord, latest_runs
 from trend.validation import NUL_MESSAGE, EventValidator
 from trend.worker.scheduler import Job, JobInfo, Worker
@@ -259,6 +260,11 @@ class Trend:
         """The newest run record of every job, from any process."""
         with self.db.read() as tx:
             return latest_runs(tx)
+
+    def failing_buckets(self, limit: int = 10) -> list[Failing]:
+        """Buckets whose recompute the database refused, oldest first; each is tried again later while
+        the rest of its level goes on."""
+        return self.rollups.failing(limit)
 
     def lag_seconds(self) -> float:
         """How long the oldest closed dirty bucket of any level has waited for its run."""

@@ -3,6 +3,7 @@ never rename."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -16,6 +17,7 @@ from trend.query.trends import Rising, Series, Top
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import RunReport
 from trend.storage.cluster import Cluster
+from trend.storage.markers import Failing
 from trend.storage.reads import Point
 from trend.storage.runs import RunRecord
 from trend.worker.scheduler import JobInfo
@@ -52,6 +54,11 @@ def status_shape(statuses: Sequence[LevelStatus], zone: ZoneInfo, database: Mapp
     return shape
 
 
+def failing_shape(failing: Failing, zone: ZoneInfo) -> dict[str, Any]:
+    return {"level": failing.level, "bucket": isoformat(failing.bucket, zone), "failures": failing.failures,
+            "retry_at": isoformat(failing.retry_at, zone), "error": failing.error}
+
+
 def cluster_shape(cluster: Cluster) -> dict[str, Any]:
     return {"healthy": cluster.healthy, "nodes": [asdict(node) for node in cluster.nodes],
             "warnings": list(cluster.warnings)}
@@ -66,7 +73,13 @@ def ingest_shape(result: IngestResult, position_name: str = "index") -> dict[str
 
 def _points_shape(found: Sequence[Point], zone: ZoneInfo) -> list[dict[str, Any]]:
     shown = measures.shown()
-    return [{"t": isoformat(p.bucket, zone), **{m.read_as: p.measures[m.column] for m in shown}} for p in found]
+    return [{"t": isoformat(p.bucket, zone), **{m.read_as: _json_number(p.measures[m.column]) for m in shown}}
+            for p in found]
+
+
+def _json_number(value: Any) -> Any:
+    """JSON has no infinity: a sum that overflowed (events stored before values were bounded) is null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def series_shape(series: Series, zone: ZoneInfo) -> dict[str, Any]:

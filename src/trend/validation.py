@@ -22,6 +22,11 @@ SEGMENT_MAX = 64
 EVENT_MAX = 64
 ID_MAX = 128  # user_id and event_id
 NUL_MESSAGE = "must not contain NUL characters"
+NOT_UTF8 = "not valid UTF-8 text"
+# A value's bound: integers up to it are exact in a double, and no sum of them can overflow one (the
+# largest double is 1.8e308), so rollups and reads never meet an infinity or PostgreSQL's overflow.
+VALUE_MAX = 1e15
+VALUE_MESSAGE = "must be a finite number from -1e15 to 1e15"
 
 
 class EventIn(BaseModel):
@@ -35,7 +40,7 @@ class EventIn(BaseModel):
     ts: int | None = None  # ms since the epoch, after the validator below
     segment: Annotated[str, Field(max_length=4 * SEGMENT_MAX, pattern=_NO_NUL)] = ""
     user_id: Annotated[str | None, Field(max_length=ID_MAX, pattern=_NO_NUL)] = None
-    value: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+    value: Annotated[float, Field(allow_inf_nan=False, ge=-VALUE_MAX, le=VALUE_MAX)] = 1.0
     event_id: Annotated[str | None, Field(max_length=ID_MAX, pattern=_NO_NUL)] = None
 
     @field_validator("ts", mode="before")
@@ -107,7 +112,10 @@ class EventValidator:
     def validate_line(self, text: str, position: int, now_ms: int) -> EventRow | FieldProblem:
         """One line of JSON text. A line that is plainly valid is decoded and checked in msgspec; any
         other goes through :meth:`validate`, which says exactly what is wrong."""
-        fast = _fast_fields(text)
+        try:
+            fast = _fast_fields(text)
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept as surrogates when the file was read
+            return FieldProblem(position, "", NOT_UTF8)
         if fast is not None:
             return self._finish(*fast, position, now_ms)
         try:
@@ -224,7 +232,7 @@ def _checked(wire: _Wire) -> DecodedEvent | None:
     """The limits of :class:`EventIn` that msgspec does not check; None where the event breaks one."""
     U = msgspec.UNSET  # noqa: N806
     value = 1.0 if wire.value is U else wire.value
-    if not math.isfinite(value):
+    if not -VALUE_MAX <= value <= VALUE_MAX:  # NaN fails this too
         return None
     ts = None
     if wire.ts is not U and wire.ts is not None:
@@ -246,8 +254,8 @@ def _problem(exc: ValidationError, position: int) -> FieldProblem:
         message = "required"
     elif error["type"] == "string_pattern_mismatch":
         message = NUL_MESSAGE
-    elif error["type"] == "finite_number":
-        message = "must be a finite number"
+    elif error["type"] in ("finite_number", "greater_than_equal", "less_than_equal"):
+        message = VALUE_MESSAGE
     return FieldProblem(position, field, message)
 
 

@@ -321,8 +321,10 @@ class TestErasure:
                 body = json.dumps({"key": firing_key, "figures": {"users": 1}})
                 alert_storage.insert_delivery(tx, f"d{n}", rule, firing_key, body, T0)
                 if status == "delivered":
-                    alert_storage.finish_attempt(tx, f"d{n}", status="delivered", attempts=1, next_attempt_at=T0,
-                                                 last_status=200, last_error=None, delivered_at=T0)
+                    [leased] = alert_storage.lease_due(tx, T0, 60_000, 1, only=f"d{n}")
+                    alert_storage.finish_attempt(tx, f"d{n}", lease=leased["lease_until"], status="delivered",
+                                                 attempts=1, next_attempt_at=T0, last_status=200, last_error=None,
+                                                 delivered_at=T0)
             alert_storage.record_fired(tx, rule, key, T0)
         trend.erase_user(self.PERSON)
         with trend.db.read() as tx:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from trend import measures
+from trend.alerts.webhook import UnusableSecretError, signing_key
 from trend.config import parse_duration
 from trend.errors import QueryError
 from trend.query.windows import WINDOWS
@@ -37,8 +38,12 @@ def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     # A secret is made when none is given, in the Standard Webhooks form (whsec_ and base64), so the
     # convention's libraries take it as it is; either way it is shown once, at creation.
     rule["secret"] = rule["secret"] or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    if len(rule["secret"]) < 16:
-        raise QueryError("secret", "use at least 16 characters")
+    if not isinstance(rule["secret"], str):
+        raise QueryError("secret", "expected a string")
+    try:
+        signing_key(rule["secret"])
+    except UnusableSecretError as exc:
+        raise QueryError("secret", str(exc)) from None
     rule["name"] = rule.get("name") or f"{rule['event']} {rule['condition']}"
     return rule
 

@@ -103,15 +103,22 @@ class Alerts:
             return store.failing_rules(tx)
 
     def _evaluate(self, rule_id: int, now: int) -> int:
+        """Read, then write: the rule's queries run in read transactions of their own, and only then a
+        short write transaction claims the rule's minute, provided nobody evaluated it since it was read,
+        and records the firings. No write lock (SQLite's is the whole file) is held while the queries
+        run; two replicas may both compute a minute, and only one records it."""
         minute = now - now % MINUTE_MS
+        with self.db.read() as tx:
+            rule = store.due_rule(tx, rule_id, minute)
+        if rule is None:
+            return 0
+        previous = json.loads(rule["last_state"]) if rule["last_state"] else None
+        firings, state = self._firings(rule, now, previous)
+        window = Window.ending_at(now, window_ms(rule["window"]))
         with self.db.write() as tx:
-            rule = store.claim_evaluation(tx, rule_id, minute)
-            if rule is None:
-                return 0
-            previous = json.loads(rule["last_state"]) if rule["last_state"] else None
-            firings, state = self._firings(rule, now, previous)
+            if not store.claim_evaluation(tx, rule_id, minute, rule["last_minute"]):
+                return 0  # another process evaluated it meanwhile, or the rule went
             cooling = store.cooling(tx, rule_id, [f.key for f in firings], now - rule["cooldown_ms"])
-            window = Window.ending_at(now, window_ms(rule["window"]))
             fresh = [f for f in firings if f.key not in cooling]
             for firing in fresh:
                 store.record_fired(tx, rule_id, firing.key, now)
@@ -152,7 +159,8 @@ class Alerts:
         value = figures[rule["by"]] or 0
         above = value >= rule["threshold"]
         was_above = bool(previous and previous.get("above"))
-        return ([Firing(rule["key"], {**figures, "threshold": rule["threshold"]})] if above and not was_above
+        key = self.queries.normalize(rule["key"])  # rules stored before keys were normalized at creation
+        return ([Firing(key, {**figures, "threshold": rule["threshold"]})] if above and not was_above
                 else []), {"above": above}
 
     def _body(self, delivery_id: str, rule: Mapping[str, Any], firing: Firing | None, window: Window,
@@ -171,6 +179,12 @@ class Alerts:
         """Store a rule; the answer shows its secret, once. A rule on an event not stored yet is
         allowed, with a warning: it fires for nothing until the event comes."""
         rule = checked_rule(spec)
+        # The key as events store it: firings name it so, and erasing a person finds them by it.
+        for field in ("key", "segment"):
+            if rule[field] is not None:
+                rule[field] = self.queries.normalize(rule[field])
+        if rule["key"] is not None and not rule["key"]:
+            raise QueryError("key", "is empty after normalization (TREND_KEY_NORMALIZATION)")
         try:
             webhook.check_address(rule["url"], self.policy.allow)
         except webhook.RefusedAddressError as exc:
@@ -218,38 +232,66 @@ class Alerts:
 
     def deliver(self, now: int, only: str | None = None) -> int:
         """Send the due deliveries (or the one named) at once, :data:`SENDERS` at a time, each within
-        the timeout in all; returns how many were attempted. A slow receiver holds up only its own
-        delivery, and its lease outlasts every attempt of the batch, so no other process sends it
-        meanwhile."""
+        the timeout in all; returns how many were leased. A slow receiver holds up only its own
+        delivery. Each send starts only while its lease has room for the whole attempt and its record,
+        and each outcome is recorded as soon as it is known, under that same lease: a lease that ran
+        out (a starved machine) sends nothing more, so another process that takes the delivery over
+        never sends it a second time behind this one's back."""
+        leased_at = max(now, self.clock.now_ms())  # evaluating the rules may have taken a while
         with self.db.write() as tx:
-            due = store.lease_due(tx, now, self.lease_ms, BATCH, only)
-        if not due:
-            return 0
-        for delivery, sent in zip(due, webhook.run_sync(self._send_all(due)), strict=True):
-            self._record(delivery, sent, now)
+            due = store.lease_due(tx, leased_at, self.lease_ms, BATCH, only)
+        if due:
+            webhook.run_sync(self._send_all(due))
         return len(due)
 
     @property
     def lease_ms(self) -> int:
-        """Longer than a batch can take: its waves of SENDERS deliveries, each within the timeout."""
+        """Longer than a batch can take: its waves of SENDERS deliveries, each within the timeout, and
+        the records."""
         waves = -(-BATCH // SENDERS)
         return int((waves + 1) * self.policy.timeout_s * 1000) + LEASE_MARGIN_MS
 
-    async def _send_all(self, due: list[dict[str, Any]]) -> list[webhook.Sent]:
+    async def _send_all(self, due: list[dict[str, Any]]) -> None:
         gate = asyncio.Semaphore(SENDERS)
 
-        async def one(delivery: dict[str, Any]) -> webhook.Sent:
+        async def one(delivery: dict[str, Any]) -> None:
             async with gate:
-                return await webhook.send(delivery["url"], delivery["secret"], delivery["body"], delivery["id"],
-                                          self.policy.allow, self.policy.timeout_s)
+                sent = await self._send_one(delivery)
+            await asyncio.to_thread(self._record_isolated, delivery, sent)
 
-        return list(await asyncio.gather(*(one(delivery) for delivery in due)))
+        await asyncio.gather(*(one(delivery) for delivery in due))
 
-    def _record(self, delivery: Mapping[str, Any], sent: webhook.Sent, now: int) -> None:
+    async def _send_one(self, delivery: Mapping[str, Any]) -> webhook.Sent | None:
+        """One attempt, or None when the lease has no room left for it. Whatever goes wrong becomes
+        this delivery's failure and never touches another's."""
+        needed = int(self.policy.timeout_s * 1000) + LEASE_MARGIN_MS
+        if self.clock.now_ms() + needed > int(delivery["lease_until"]):
+            return None
+        try:
+            return await webhook.send(delivery["url"], delivery["secret"], delivery["body"], delivery["id"],
+                                      self.policy.allow, self.policy.timeout_s)
+        except Exception as exc:  # one delivery's bug must not stop the batch: recorded as its failure
+            log.exception("Alert delivery %s could not be sent", delivery["id"])
+            return webhook.Sent(False, None, f"{type(exc).__name__}: the delivery could not be sent")
+
+    def _record_isolated(self, delivery: Mapping[str, Any], sent: webhook.Sent | None) -> None:
+        try:
+            self._record(delivery, sent, self.clock.now_ms())
+        except StorageError as exc:
+            # The lease runs out and another attempt comes: at least once.
+            log.warning("Alert delivery %s: its outcome could not be recorded: %s", delivery["id"], exc)
+
+    def _record(self, delivery: Mapping[str, Any], sent: webhook.Sent | None, now: int) -> None:
+        if sent is None:
+            log.warning("Alert delivery %s: its lease ran out before it could be sent; another attempt takes it",
+                        delivery["id"])
+            with self.db.write() as tx:
+                store.give_back(tx, delivery["id"], lease=int(delivery["lease_until"]))
+            return
         attempts = int(delivery["attempts"]) + 1
         if sent.ok:
             status, next_at, delivered = "delivered", now, now
-        elif attempts >= self.policy.max_attempts:
+        elif attempts >= self.policy.max_attempts or sent.final:
             status, next_at, delivered = "failed", now, None
             log.warning("Alert delivery %s failed for good after %d attempts: %s", delivery["id"], attempts,
                         sent.error)
@@ -258,8 +300,12 @@ class Alerts:
             log.info("Alert delivery %s: %s; retry %d at %s", delivery["id"], sent.error, attempts + 1,
                      isoformat(next_at, self.zone))
         with self.db.write() as tx:
-            store.finish_attempt(tx, delivery["id"], status=status, attempts=attempts, next_attempt_at=next_at,
-                                 last_status=sent.status, last_error=sent.error, delivered_at=delivered)
+            recorded = store.finish_attempt(tx, delivery["id"], lease=int(delivery["lease_until"]), status=status,
+                                            attempts=attempts, next_attempt_at=next_at, last_status=sent.status,
+                                            last_error=sent.error, delivered_at=delivered)
+        if not recorded:
+            log.warning("Alert delivery %s: its lease ran out while it was sent; its outcome was not recorded",
+                        delivery["id"])
 
 
 def _timed(rule: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:

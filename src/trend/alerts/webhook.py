@@ -110,11 +110,36 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+MIN_KEY_BYTES = 16
+
+
+class UnusableSecretError(ValueError):
+    """A secret the Standard Webhooks libraries cannot turn into a key of at least 16 bytes."""
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of ``webhook-signature``: the secret after ``whsec_``, base64-decoded as the
+    convention's libraries decode it (characters outside the base64 alphabet are dropped, padding is
+    added), so they verify it from the same secret string. UnusableSecretError when that fails or
+    leaves fewer than :data:`MIN_KEY_BYTES` bytes: ``----------------`` decodes to nothing, and
+    anyone could sign with an empty key."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise UnusableSecretError(
+            "not base64: a secret is whsec_ (optional) and the base64 of at least 16 bytes, "
+            "e.g. whsec_ and 24 characters of A-Z, a-z, 0-9, + and /; omit it to have one made") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise UnusableSecretError(
+            f"decodes to {len(key)} bytes as base64; a secret is whsec_ (optional) and the base64 of at least "
+            f"{MIN_KEY_BYTES} bytes (at least 22 characters of A-Z, a-z, 0-9, + and /); omit it to have one made")
+    return key
+
+
 def standard_signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
     """``webhook-signature`` of the Standard Webhooks convention: ``v1,`` and the base64 HMAC-SHA256
-    of ``id.timestamp.body``, keyed with the secret's base64 after ``whsec_``, decoded as the
-    convention's libraries decode it, so they verify it from the same secret string."""
-    key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+    of ``id.timestamp.body``, keyed with :func:`signing_key`."""
+    key = signing_key(secret)
     signed = f"{delivery_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -132,6 +157,7 @@ class Sent:
     ok: bool
     status: int | None  # the receiver's HTTP status, when it answered
     error: str | None
+    final: bool = False  # no later attempt can do better: the delivery fails at once
 
 
 async def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequence[Allowed],
@@ -139,6 +165,10 @@ async def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequen
     """One attempt, within ``timeout_s`` in all: resolving and checking the host, connecting, sending
     and the receiver's whole answer. A receiver that drips its answer a byte at a time is cut off at
     the deadline like one that never answers (httpx's own timeouts apply per read)."""
+    try:
+        signing_key(secret)
+    except UnusableSecretError as exc:  # a rule stored before secrets were checked: it can never sign
+        return Sent(False, None, f"the rule's secret cannot sign: {exc}", final=True)
     try:
         async with asyncio.timeout(timeout_s):
             addresses = await asyncio.to_thread(check_address, url, allow)

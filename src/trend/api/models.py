@@ -191,11 +191,23 @@ class Probe(BaseModel):
     status: Literal["alive", "ready", "unavailable"]
 
 
+class FailingBucket(BaseModel):
+    """A dirty bucket whose recompute the database refused: tried again at ``retry_at`` (a minute after
+    the first failure, doubling up to an hour) while the rest of its level goes on."""
+
+    level: str
+    bucket: Time
+    failures: int
+    retry_at: Time
+    error: str
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     worker: WorkerState
     database: Literal["ok", "unavailable"]
     lag_seconds: float | None = None
+    failing_buckets: list[FailingBucket] | None = None
     alerts: AlertsState | None = None
     cluster: ClusterState | None = None
 

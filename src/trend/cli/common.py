@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -78,6 +79,12 @@ def handles_errors(func: F) -> F:
             fail(str(exc), "invalid_input", as_json)
         except StorageError as exc:
             fail(str(exc), "database_error", as_json, code=3)
+        except Exception as exc:
+            if not as_json:
+                raise
+            # A bug: scripts still get the JSON error shape on stdout; the traceback goes to stderr.
+            traceback.print_exc()
+            fail(f"internal error: {type(exc).__name__}: {exc}", "internal_error", as_json, code=1)
         return None
 
     return wrapper  # type: ignore[return-value]  # wraps keeps the signature click needs

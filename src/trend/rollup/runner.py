@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from trend.clock import Clock
+from trend.errors import DatabaseUnavailableError, StorageError, TransactionAbortedError
 from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database, Pinned, Tx
-from trend.storage.markers import any_dirty, backlog, claim_next, claim_some, mark, release, take
+from trend.storage.markers import (
+    Failing,
+    any_dirty,
+    backlog,
+    claim_next,
+    claim_some,
+    clear_failures,
+    failing,
+    mark,
+    record_failure,
+    release,
+    take,
+)
 from trend.storage.migrations import stored_version
 from trend.storage.rollups import Recomputed, recompute_many
 from trend.storage.schema import SCHEMA_VERSION
@@ -28,6 +42,8 @@ _MAX_PAUSE_S = 5.0
 # Where several buckets share a transaction, how long one should take: late events for those buckets
 # wait on their markers' row locks meanwhile.
 _BATCH_TARGET_S = 0.25
+# Buckets that failed before, looked up when a run starts, so one that now succeeds stops waiting.
+_RETRIED_AT_MOST = 1_000
 
 
 class LevelRunner:
@@ -47,13 +63,15 @@ class LevelRunner:
         """Catch up every dirty closed bucket. ``yield_ratio``: after each bucket, pause this many times
         its duration (scheduled runs leave CPU to the app; runs a person starts go flat out).
         ``whole_buckets``: each bucket in one transaction, never in pieces (storage/staged.py), for a
-        catch-up with no app writing beside it."""
-        cutoff = self.level.closed_cutoff(self.clock.now_ms())
+        catch-up with no app writing beside it. A bucket whose recompute the database refuses waits
+        (storage/markers.record_failure), and the run goes on with the next."""
+        now = self.clock.now_ms()
+        cutoff = self.level.closed_cutoff(now)
         in_pieces = self.db.dialect.caps.staged_rollups and not whole_buckets
-        return self.shell.run(lambda active: self._catch_up(active, cutoff, yield_ratio, in_pieces),
-                              precheck=lambda: self._precheck(cutoff))
+        return self.shell.run(lambda active: self._catch_up(_Pass(active, cutoff, now, in_pieces), yield_ratio),
+                              precheck=lambda: self._precheck(cutoff, now))
 
-    def _precheck(self, cutoff: int) -> Result | None:
+    def _precheck(self, cutoff: int, now: int) -> Result | None:
         with self.db.probe() as tx:
             version = stored_version(tx)
             if version > SCHEMA_VERSION:
@@ -63,7 +81,7 @@ class LevelRunner:
                            "this runner refuses to process until it is upgraded")
                 log.error("%s aggregation refused: %s", self.level.name, message)
                 return Result("failed", error=message)
-            if not any_dirty(tx, self.level.name, cutoff):
+            if not any_dirty(tx, self.level.name, cutoff, now):
                 log.debug("No events for bucket %s, skipping aggregation", LogTime(cutoff))
                 return Result("skipped_no_data")
             holder = self.shell.live_elsewhere(tx) if self.db.dialect.caps.exclusive_runs else None
@@ -72,58 +90,67 @@ class LevelRunner:
             return Result("skipped_claimed")
         return None
 
-    def _catch_up(self, active: ActiveRun, cutoff: int, yield_ratio: float, in_pieces: bool) -> Result:
+    def _catch_up(self, run: _Pass, yield_ratio: float) -> Result:
         with self.db.read() as tx:
-            pending = backlog(tx, self.level.name, cutoff)
+            pending = backlog(tx, self.level.name, run.cutoff)
+            run.retried = {f.bucket for f in failing(tx, self.level.name, limit=_RETRIED_AT_MOST)}
         summary = pending.dirty > 1
         if summary:
             log.info("Starting %s aggregation catch-up: %d buckets from %s to %s", self.level.name,
-                     pending.dirty, LogTime(pending.oldest or cutoff), LogTime(pending.newest or cutoff))
+                     pending.dirty, LogTime(pending.oldest or run.cutoff), LogTime(pending.newest or run.cutoff))
         began = time.perf_counter()
         buckets = rows = 0
-        last = -(2**62)
         stopped = False
         batch = 1
         while True:
-            if active.should_stop():
+            if run.active.should_stop():
                 stopped = True
                 break
             batch_began = time.perf_counter()
-            done = self._process_next(active, last, cutoff, in_pieces, batch, detailed=not summary)
-            if not done:
+            done = self._process_next(run, batch, detailed=not summary)
+            if not done and run.failed_now is None:
                 break
-            last = done[-1][0]
+            run.failed_now = None
             buckets += len(done)
             rows += sum(result.rows for _, result in done)
             took = time.perf_counter() - batch_began
-            batch = next_batch(len(done), took, self.db.dialect.caps.buckets_per_transaction)
+            batch = next_batch(len(done), took, self.db.dialect.caps.buckets_per_transaction) if done else 1
             if yield_ratio:
                 # A catch-up must not starve the app of CPU: pause in proportion to the work just done.
                 time.sleep(min(_MAX_PAUSE_S, took * yield_ratio))
-        outcome = self._outcome(buckets, stopped, cutoff)
+        outcome = self._outcome(run, buckets, stopped)
         if summary and outcome == "ran":
             log.info("%s aggregation completed: %d rows in %.2fs (%d buckets)", self.level.name, rows,
                      time.perf_counter() - began, buckets)
         elif outcome == "interrupted":
             log.info("%s aggregation interrupted after %d buckets; the rest stays marked", self.level.name, buckets)
-        return Result(outcome, buckets, rows)
+        return Result(outcome, buckets, rows, _failures_text(run.failures))
 
-    def _outcome(self, buckets: int, stopped: bool, cutoff: int) -> str:
+    def _outcome(self, run: _Pass, buckets: int, stopped: bool) -> str:
         if stopped:
             with self.db.probe() as tx:
-                if any_dirty(tx, self.level.name, cutoff):
+                if any_dirty(tx, self.level.name, run.cutoff, run.now):
                     return "interrupted"
+        if run.failures:
+            return "failed"
         # Dirty buckets were found, but every one was held by another runner.
         return "ran" if buckets or stopped else "skipped_claimed"
 
-    def _process_next(self, active: ActiveRun, after: int, cutoff: int, in_pieces: bool, batch: int, *,
-                      detailed: bool) -> list[tuple[int, Recomputed]]:
-        """Recompute the next dirty closed buckets, at most ``batch`` of them; none when none is left."""
+    def _process_next(self, run: _Pass, batch: int, *, detailed: bool) -> list[tuple[int, Recomputed]]:
+        """Recompute the next dirty closed buckets, at most ``batch`` of them; none when none is left,
+        or when the next one failed (``run.failed_now``)."""
         began = time.perf_counter()
-        done = self._in_pieces(active, after, cutoff) if in_pieces else LOST
-        if isinstance(done, Lost):
-            # Not staged, or an ingest or another runner came between the pieces: one transaction.
-            done = self.db.retrying(lambda: self._in_one_transaction(active, after, cutoff, batch))
+        try:
+            done = self._in_pieces(run) if run.in_pieces else LOST
+            if isinstance(done, Lost):
+                # Not staged, or an ingest or another runner came between the pieces: one transaction.
+                done = self._in_one_transaction_isolated(run, batch)
+        except _BucketFailedError as failure:
+            self._set_aside(run, failure)
+            return []
+        if run.retried:
+            self._cleared(run, [bucket for bucket, _ in done])
+        run.after = done[-1][0] if done else run.after
         line = log.info if detailed else log.debug
         seconds = (time.perf_counter() - began) / max(1, len(done))
         for bucket, result in done:
@@ -132,12 +159,42 @@ class LevelRunner:
             line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows, seconds)
         return done
 
-    def _in_pieces(self, active: ActiveRun, after: int, cutoff: int) -> list[tuple[int, Recomputed]] | Lost:
+    def _in_one_transaction_isolated(self, run: _Pass, batch: int) -> list[tuple[int, Recomputed]]:
+        """:meth:`_in_one_transaction`; when several buckets failed together, the first alone, to find
+        the one the database refuses."""
+        try:
+            return self.db.retrying(lambda: self._in_one_transaction(run, batch))
+        except _BucketFailedError:
+            if batch == 1:
+                raise
+        return self.db.retrying(lambda: self._in_one_transaction(run, 1))
+
+    def _set_aside(self, run: _Pass, failure: _BucketFailedError) -> None:
+        """The bucket waits (a minute, doubling up to an hour) and the run goes on after it."""
+        now = self.clock.now_ms()
+        with self.db.write() as tx:
+            recorded = record_failure(tx, self.level.name, failure.bucket, str(failure.cause), now)
+        run.after = failure.bucket
+        run.failed_now = failure.bucket
+        if recorded is not None:
+            run.failures.append(recorded)
+            log.error("%s aggregation failed for bucket %s (failure %d, retried after %s): %s", self.level.name,
+                      LogTime(failure.bucket), recorded.failures, LogTime(recorded.retry_at), failure.cause)
+
+    def _cleared(self, run: _Pass, buckets: list[int]) -> None:
+        recovered = [bucket for bucket in buckets if bucket in run.retried]
+        if recovered:
+            with self.db.write() as tx:
+                clear_failures(tx, self.level.name, recovered)
+            run.retried.difference_update(recovered)
+
+    def _in_pieces(self, run: _Pass) -> list[tuple[int, Recomputed]] | Lost:
         """Take the marker, stage the bucket's rows in a snapshot taken after that, then write them a
-        piece per transaction (storage/staged.py). :class:`Lost` when the marker changed hands."""
+        piece per transaction (storage/staged.py). :class:`Lost` when the marker changed hands, or when
+        the database refused the bucket: one transaction then settles it, or sets it aside."""
         with self.db.pinned() as session:
             with session.read() as tx:  # a read first: finding nothing left takes no write lock
-                claimed = claim_next(tx, self.level.name, after, cutoff)
+                claimed = claim_next(tx, self.level.name, run.after, run.cutoff, run.now)
             if claimed is None:
                 return []
             with session.write() as tx:
@@ -147,7 +204,11 @@ class LevelRunner:
             try:
                 with session.read() as tx:
                     staged = stage(tx, self.level, claimed[0], token)
-                return self._write_pieces(session, active, staged)
+                return self._write_pieces(session, run.active, staged)
+            except StorageError as exc:
+                if not refused(exc):
+                    raise
+                return LOST
             finally:
                 # A 1h bucket's staged rows are megabytes: they should not outlive the bucket in the pool.
                 with session.read() as tx:
@@ -184,25 +245,65 @@ class LevelRunner:
         for bucket, version in claimed:
             release(tx, self.level.name, bucket, version)
 
-    def _in_one_transaction(self, active: ActiveRun, after: int, cutoff: int, batch: int
-                            ) -> list[tuple[int, Recomputed]]:
+    def _in_one_transaction(self, run: _Pass, batch: int) -> list[tuple[int, Recomputed]]:
         with self.db.write() as tx:
-            claimed = claim_some(tx, self.level.name, after, cutoff, batch)
+            claimed = claim_some(tx, self.level.name, run.after, run.cutoff, batch, run.now)
             if not claimed:
                 return []
-            results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
+            try:
+                results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
+            except StorageError as exc:
+                if not refused(exc):
+                    raise
+                raise _BucketFailedError(claimed[0][0], exc) from exc  # the transaction rolls back
             if tx.dialect.caps.release_after_commit:
                 # Released in a transaction after this one: a token meanwhile, so that a marker another
                 # runner released and an ingest made again at the version read is never taken for this.
                 claimed = [(bucket, take(tx, self.level.name, bucket, version) or version)
                            for bucket, version in claimed]
             self._finish_buckets(tx, claimed)
-            active.beat(tx)
+            run.active.beat(tx)
         if self.db.dialect.caps.release_after_commit:
             # The rows are committed on every node now; until this, reads kept answering from raw events.
             with self.db.write() as tx:
                 self._release(tx, claimed)
         return [(bucket, results[bucket]) for bucket, _ in claimed]
+
+
+def refused(exc: StorageError) -> bool:
+    """Whether the database refused the work itself (it would refuse it again), rather than being
+    unreachable or undoing a transaction in a conflict: only such a bucket is set aside."""
+    return not isinstance(exc, DatabaseUnavailableError | TransactionAbortedError)
+
+
+def _failures_text(failures: list[Failing]) -> str | None:
+    if not failures:
+        return None
+    first = failures[0]
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    return f"bucket {LogTime(first.bucket)} failed{more}: {first.error}"
+
+
+class _BucketFailedError(Exception):
+    def __init__(self, bucket: int, cause: StorageError) -> None:
+        self.bucket = bucket
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+@dataclass
+class _Pass:
+    """One run's walk over the dirty buckets: the cursor moves past each bucket it processed or set
+    aside, so a run visits a bucket at most once."""
+
+    active: ActiveRun
+    cutoff: int
+    now: int
+    in_pieces: bool
+    after: int = -(2**62)
+    retried: set[int] = field(default_factory=set)  # buckets that had failed before this run
+    failures: list[Failing] = field(default_factory=list)
+    failed_now: int | None = None
 
 
 def next_batch(done: int, seconds: float, most: int) -> int:

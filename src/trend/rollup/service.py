@@ -11,7 +11,7 @@ from trend.model import MINUTE_MS, Hierarchy, floor_to
 from trend.rollup.runner import LevelRunner
 from trend.rollup.shell import RunReport
 from trend.storage.engine import Database, chunked
-from trend.storage.markers import Backlog, backlog, mark
+from trend.storage.markers import Backlog, Failing, backlog, failing, mark
 from trend.storage.runs import RunRecord, latest_runs
 
 _MARK_CHUNK = 1_000
@@ -71,6 +71,11 @@ class Rollups:
                 waiting = 0 if pending.oldest is None else now - (pending.oldest + level.width + level.grace)
                 result.append(LevelStatus(level.name, pending, runs.get(level.job), max(0, waiting)))
             return result
+
+    def failing(self, limit: int = 10) -> list[Failing]:
+        """Buckets whose recompute the database refused, oldest first: each waits and is tried again."""
+        with self.db.read() as tx:
+            return failing(tx, limit=limit)
 
     def level_names(self, choice: str) -> list[str]:
         """``all`` or one level name → the level names to run."""

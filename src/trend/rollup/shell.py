@@ -8,7 +8,8 @@ Outcomes, used everywhere (``--json``, ``status``, metrics labels, docs):
 * ``skipped_claimed``: the work is held by a live run in another process.
 * ``interrupted``: asked to stop (SIGTERM) with work left; the markers keep what is left.
 * ``abandoned``: a run whose process died; the next run of the job closes its record.
-* ``failed``: the database failed.
+* ``failed``: the database failed, or refused a bucket (set aside to be tried again; the others
+  went on), or the job's own code raised.
 """
 
 from __future__ import annotations
@@ -181,6 +182,9 @@ class RunShell:
         except StorageError as exc:
             result = Result("failed", error=str(exc))
             log.error("%s failed: %s", self.title, exc)
+        except Exception as exc:  # a bug: the run is still closed as failed, never left "running"
+            result = Result("failed", error=f"{type(exc).__name__}: {exc}")
+            log.exception("%s failed", self.title)
         self._finish(run_id, result)
         return result
 

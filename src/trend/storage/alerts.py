@@ -49,14 +49,22 @@ def failing_rules(tx: Tx) -> int:
     return int(tx.execute(select(func.count()).where(alert_rules.c.last_error.is_not(None))).scalar_one())
 
 
-def claim_evaluation(tx: Tx, rule_id: int, minute: int) -> dict[str, Any] | None:
-    """The rule, locked for this transaction, if nobody has evaluated it for ``minute`` yet; replicas
-    that find it locked or done pass it over, so each minute's evaluation happens once."""
-    query = select(alert_rules).where(
+def due_rule(tx: Tx, rule_id: int, minute: int) -> dict[str, Any] | None:
+    """The rule, if nobody has evaluated it for ``minute`` yet."""
+    row = tx.execute(select(alert_rules).where(
         alert_rules.c.id == rule_id,
-        or_(alert_rules.c.last_minute.is_(None), alert_rules.c.last_minute < minute))
-    row = tx.execute(tx.dialect.claim(query)).first()
+        or_(alert_rules.c.last_minute.is_(None), alert_rules.c.last_minute < minute))).first()
     return None if row is None else dict(row._mapping)
+
+
+def claim_evaluation(tx: Tx, rule_id: int, minute: int, seen: int | None) -> bool:
+    """Lock the rule for this transaction, if its last evaluated minute is still ``seen`` (read before
+    its queries ran) and older than ``minute``. Replicas that find it locked or moved pass it over, so
+    each minute's evaluation is recorded once."""
+    last = alert_rules.c.last_minute
+    unmoved = last.is_(None) if seen is None else last == seen
+    query = select(alert_rules.c.id).where(alert_rules.c.id == rule_id, unmoved, or_(last.is_(None), last < minute))
+    return tx.execute(tx.dialect.claim(query)).first() is not None
 
 
 def finish_evaluation(tx: Tx, rule_id: int, minute: int, state: Any) -> None:
@@ -98,17 +106,26 @@ def lease_due(tx: Tx, now: int, lease_ms: int, limit: int, only: str | None = No
     ids = [row.id for row in tx.execute(tx.dialect.claim(query))]
     if not ids:
         return []
+    # The lease's end is also its fence: a later lease of the same delivery ends later.
     tx.execute(update(alert_deliveries).where(d.id.in_(ids)).values(lease_until=now + lease_ms))
     found = tx.execute(select(alert_deliveries, alert_rules.c.url, alert_rules.c.secret)
                        .join(alert_rules, alert_rules.c.id == d.rule_id).where(d.id.in_(ids)))
     return [dict(row._mapping) for row in found]
 
 
-def finish_attempt(tx: Tx, delivery_id: str, *, status: str, attempts: int, next_attempt_at: int,
-                   last_status: int | None, last_error: str | None, delivered_at: int | None) -> None:
-    tx.execute(update(alert_deliveries).where(alert_deliveries.c.id == delivery_id).values(
+def finish_attempt(tx: Tx, delivery_id: str, *, lease: int, status: str, attempts: int, next_attempt_at: int,
+                   last_status: int | None, last_error: str | None, delivered_at: int | None) -> bool:
+    """Record an attempt's outcome, if the delivery is still under the lease it was sent under."""
+    d = alert_deliveries.c
+    return bool(tx.execute(update(alert_deliveries).where(d.id == delivery_id, d.lease_until == lease).values(
         status=status, attempts=attempts, next_attempt_at=next_attempt_at, lease_until=None, last_status=last_status,
-        last_error=last_error, delivered_at=delivered_at))
+        last_error=last_error, delivered_at=delivered_at)).rowcount)
+
+
+def give_back(tx: Tx, delivery_id: str, *, lease: int) -> None:
+    """A lease not used: the delivery is due again at once, for whichever process leases it next."""
+    d = alert_deliveries.c
+    tx.execute(update(alert_deliveries).where(d.id == delivery_id, d.lease_until == lease).values(lease_until=None))
 
 
 def deliveries(tx: Tx, rule_id: int | None = None, limit: int = 100,

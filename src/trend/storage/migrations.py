@@ -118,17 +118,30 @@ def _drop_invisible_characters(tx: Tx) -> None:
 def _add_rule_errors(tx: Tx) -> None:
     """Rules record their last failure. (A SQLite database made before keeps its rule ids as they are
     allocated; deleting a rule cancels its pending deliveries, so a reused id reaches no one.)"""
-    if not tx.conn.dialect.has_table(tx.conn, "alert_rules"):
+    _add_missing_columns(tx, "alert_rules", (("last_error", "TEXT"), ("last_error_at", "BIGINT")))
+
+
+def _add_bucket_failures(tx: Tx) -> None:
+    """Markers remember a failed recompute: when it may be tried again, how often it failed, and why."""
+    _add_missing_columns(tx, "rollup_dirty", (("retry_at", "BIGINT"), ("failures", "INTEGER NOT NULL DEFAULT 0"),
+                                              ("last_error", "TEXT")))
+
+
+def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+    """Columns a newer schema added, only where they are missing (a database created at that version
+    has them, and may still be walked through the steps from an older number)."""
+    if not tx.conn.dialect.has_table(tx.conn, table):
         return  # created below, as it is now
-    present = {column["name"] for column in inspect(tx.conn).get_columns("alert_rules")}
-    for name, kind in (("last_error", "TEXT"), ("last_error_at", "BIGINT")):
+    present = {column["name"] for column in inspect(tx.conn).get_columns(table)}
+    for name, kind in columns:
         if name not in present:
-            tx.exec_driver_sql(f"ALTER TABLE alert_rules ADD COLUMN {name} {kind}")
+            tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
                                                5: _add_data_versions, 6: _version_data_by_day,
-                                               7: _drop_invisible_characters, 8: _add_rule_errors}
+                                               7: _drop_invisible_characters, 8: _add_rule_errors,
+                                               9: _add_bucket_failures}
 
 
 def _drop_unwanted_key_indexes(tx: Tx) -> None:

@@ -29,7 +29,10 @@ from trend.storage.dialects import Capabilities, trend_dialect
 # 4: agg_*.user_events, the bound that lets a ranking by users skip keys.
 # 5: trend_data_versions, which tells a process whether the totals it keeps are still true.
 # 6: those versions per level and day ("1h@20405"): runners of schema 5 would bump only the level's.
-SCHEMA_VERSION = 8
+# 7: keys and segments without invisible characters. 8: alert_rules.last_error and last_error_at.
+# 9: rollup_dirty.retry_at, failures and last_error: a bucket whose recompute fails waits, and the
+#    others go on; runners of schema 8 would retry it first at every run and stall the level.
+SCHEMA_VERSION = 9
 
 metadata = MetaData()
 
@@ -135,6 +138,10 @@ rollup_dirty = Table(
     Column("level", Text, primary_key=True),
     Column("bucket", BigInteger, primary_key=True),
     Column("version", BigInteger, nullable=False),
+    # A bucket whose recompute failed (the database refused its rows) is left until retry_at.
+    Column("retry_at", BigInteger, nullable=True),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
 )
 
 # Every (event, segment) pair ever stored: validates query parameters and fills the dashboard's selectors.

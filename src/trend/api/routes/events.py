@@ -60,7 +60,8 @@ def router(trend: Trend) -> APIRouter:
             result = await run_in_threadpool(trend.ingest, events)
         return Accepted(accepted=result.accepted, duplicates=result.duplicates)
 
-    @api.delete("/v1/users/{user_id}", response_model=ErasedUser, dependencies=[write_access(trend)],
+    # :path, so an id with a "/" in it (sent as is, or as %2F, which the server decodes first) is one id.
+    @api.delete("/v1/users/{user_id:path}", response_model=ErasedUser, dependencies=[write_access(trend)],
                 summary="Erase one person's raw events; every level is recomputed without them (admin)",
                 responses=error_responses(401, 403, 422, 503))
     async def erase_user(user_id: Annotated[str, Path(min_length=1, max_length=128)]) -> ErasedUser:

@@ -10,7 +10,7 @@ from trend.api.errors import trend_router
 from trend.api.models import Health, Probe
 from trend.errors import StorageError
 from trend.service import Trend
-from trend.shapes import cluster_shape
+from trend.shapes import cluster_shape, failing_shape
 
 
 def router(trend: Trend) -> APIRouter:
@@ -24,6 +24,8 @@ def router(trend: Trend) -> APIRouter:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:
             body["lag_seconds"] = await run_in_threadpool(trend.lag_seconds)
+            body["failing_buckets"] = [failing_shape(f, trend.settings.zone)
+                                       for f in await run_in_threadpool(trend.failing_buckets)]
             body["alerts"] = {"failing_rules": await run_in_threadpool(trend.alerts.failing_rules)}
             cluster = await run_in_threadpool(trend.cluster)
             body["database"] = "ok"
@@ -36,8 +38,9 @@ def router(trend: Trend) -> APIRouter:
                 # A node that does not answer fails every read and write that needs its shards.
                 body["database"] = "unavailable"
                 return JSONResponse({"status": "unavailable", **body}, 503)
-        # A rule that fails is the alerts job not doing all of its work: degraded, still serving.
-        healthy = (not trend.settings.worker_enabled or trend.worker_running) and not body["alerts"]["failing_rules"]
+        # A rule or a bucket that fails is a job not doing all of its work: degraded, still serving.
+        healthy = ((not trend.settings.worker_enabled or trend.worker_running) and not body["alerts"]["failing_rules"]
+                   and not body["failing_buckets"])
         return JSONResponse({"status": "ok" if healthy else "degraded", **body}, 200)
 
     # Probes for an orchestrator. Liveness says only that this process answers, so a database outage
