@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests import reaper
 from trend.clock import FakeClock
 from trend.logging import LOGGER_NAME
 from trend.model import from_datetime
@@ -175,6 +176,35 @@ def _server_tests_take_turns(request: pytest.FixtureRequest) -> Iterator[None]:
     with open(_TURNS, "w") as turn:
         fcntl.flock(turn, fcntl.LOCK_EX)
         yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One id for the run, which pytest-xdist's workers inherit: their reports of leftover processes meet.
+    os.environ.setdefault(reaper.RUN_VARIABLE, uuid.uuid4().hex)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture's teardown: kill what the tests left running, name it, and fail the run."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if session.config.pluginmanager.hasplugin("dsession"):  # pytest-xdist's controller: its workers reaped
+        found = sorted(reaper.report_path("*").parent.glob(reaper.report_path("*").name))
+        killed = [line for path in found for line in path.read_text().splitlines()]
+        for path in found:
+            path.unlink(missing_ok=True)
+    else:
+        killed = reaper.reap()
+        if worker is not None:
+            if killed:
+                reaper.report_path(worker).write_text("\n".join(killed) + "\n")
+            return
+    if killed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", f"{len(killed)} process(es) left running by the tests, killed", red=True)
+            for line in killed:
+                reporter.write_line(line)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

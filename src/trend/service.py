@@ -88,7 +88,10 @@ class Trend:
     def _scheduled_jobs(self) -> dict[str, Job]:
         """Scheduled runs pause between buckets (TREND_WORKER_YIELD_RATIO) to leave CPU to the app."""
         ratio = self.settings.worker_yield_ratio
-        jobs: dict[str, Job] = {level.job: partial(self.rollups.runner(level.name).run, ratio) for level in self.levels}
+        # A bucket the database refused waits for its retry time in scheduled runs; runs a person starts
+        # try it again at once (a person may have just removed the cause).
+        jobs: dict[str, Job] = {level.job: partial(self.rollups.runner(level.name).run, ratio, retry_waiting=False)
+                                for level in self.levels}
         jobs[RETENTION_JOB] = self.retention.run
         jobs[ALERTS_JOB] = self.alerts.run
         return jobs

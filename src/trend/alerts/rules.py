@@ -64,11 +64,13 @@ def _check_fields(rule: Mapping[str, Any]) -> None:
     _one_of("window", rule["window"], list(WINDOWS))
     try:
         parts = urlsplit(rule["url"])
-        parts.port  # noqa: B018 - reading it checks it: a ValueError for :99999, :abc
+        port = parts.port  # reading it checks it: a ValueError for :99999, :abc
     except ValueError as exc:
         raise QueryError("url", f"not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise QueryError("url", "expected an http:// or https:// URL with a host")
+    if port == 0:
+        raise QueryError("url", "not a URL: Port out of range 1-65535")
 
 
 def _one_of(field: str, value: Any, choices: Sequence[str]) -> None:

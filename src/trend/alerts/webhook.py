@@ -27,8 +27,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from trend.config import parse_allowed
+from trend.logging import get_logger
 
 T = TypeVar("T")
+log = get_logger("alerts")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known prefix: the last 32 bits are IPv4
@@ -89,8 +91,12 @@ def check_address(url: str, allow: Sequence[Allowed]) -> list[str]:
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if is_internal(address) and not any(entry.admits(address, port) for entry in allow):
-            raise RefusedAddressError(f"{host} resolves to {address}, which is not a public address; the "
-                                      f"delivering process's TREND_ALERT_WEBHOOK_ALLOW must name it (and port {port})")
+            # The address goes to the log only: the message reaches API readers, who must not learn
+            # what the internal DNS answers.
+            log.warning("Alert webhook host %s resolves to %s (port %d), which is not public and not in "
+                        "TREND_ALERT_WEBHOOK_ALLOW", host, address, port)
+            raise RefusedAddressError(f"{host} resolves to an address that is not public; the delivering "
+                                      f"process's TREND_ALERT_WEBHOOK_ALLOW must name it (and port {port})")
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

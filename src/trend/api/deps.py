@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
@@ -52,13 +53,24 @@ def write_access(trend: Trend) -> Any:
     return Depends(check)
 
 
-def is_admin(trend: Trend, authorization: HTTPAuthorizationCredentials | None) -> bool:
-    """Whether a request may see what only the write key shows: always when no write key is set."""
+def is_admin(trend: Trend, authorization: HTTPAuthorizationCredentials | None, request: Request) -> bool:
+    """Whether a request may see what only the write key shows. Without a write key: any program, and
+    this server's own page, but not another site's page (which CORS may let read answers)."""
     key = trend.settings.api_key
     if key is None:
-        return True
+        return not from_another_page(request)
     token = _token(authorization)
     return token is not None and _matches(token, key.get_secret_value())
+
+
+def from_another_page(request: Request) -> bool:
+    """Whether a browser says it sent the request from a page of another origin (``Origin`` other
+    than the request's own Host, or ``Sec-Fetch-Site`` other than same-origin). Programs send neither."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
 
 
 def read_access(trend: Trend) -> Any:

@@ -7,7 +7,8 @@ request can write. Another site's page can make this machine's browser send one,
 * a write (any method but GET, HEAD and OPTIONS) that a browser marks as coming from another site,
   by ``Origin`` or ``Sec-Fetch-Site``, is refused with 403. Programs (curl, httpx, the CLI) send
   neither header and are unaffected. An origin named in ``TREND_CORS_ORIGINS`` (exactly, not ``*``)
-  is trusted to write.
+  is trusted to write, and so is a page of this server itself (its origin is the request's Host);
+  ``TREND_ALLOWED_HOSTS`` patterns (``*``, ``*.example.com``) never make another site's page one.
 
 With a key, a page cannot send it, so the guard is not installed.
 """
@@ -43,9 +44,10 @@ class SameSiteWrites:
 
     def __init__(self, app: ASGIApp, hosts: list[str], origins: list[str]) -> None:
         self.app = app
-        self.hosts = {host.lower() for host in hosts}
+        # Names, not patterns: "*" and "*.example.com" say which Host values are served, never which
+        # pages may write.
+        self.hosts = {host.lower() for host in hosts if "*" not in host}
         self.origins = {origin.lower() for origin in origins if origin != "*"}
-        self.any_host = "*" in self.hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS and self._cross_site(scope):
@@ -66,7 +68,9 @@ class SameSiteWrites:
         parsed = parse_host_header(urlsplit(origin).netloc) if origin != "null" else None
         if parsed is None:
             return True  # "null" (a sandboxed page, a file) or unreadable: never this server
-        return not self.any_host and parsed.host.lower() not in self.hosts
+        if urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+            return False  # this server's own page (the dashboard), under whatever name it was reached
+        return parsed.host.lower() not in self.hosts
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -115,7 +115,9 @@ class IntervalLimit(BaseModel):
 
 
 class Dimensions(BaseModel):
-    events: list[EventSegments]
+    events: list[EventSegments] = Field(description="At most 500 event types, the first by code point, each "
+                                                    "with at most 200 segments")
+    truncated: bool = Field(False, description="Whether some event types or segments were left out")
     intervals: list[str]
     interval_limits: list[IntervalLimit]
     rankings: list[str] = Field(description="What top and rising may rank by (by=)")

@@ -18,6 +18,7 @@ from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database, Pinned, Tx
 from trend.storage.markers import (
+    EVERY_BUCKET,
     Failing,
     any_dirty,
     backlog,
@@ -59,14 +60,17 @@ class LevelRunner:
     def job(self) -> str:
         return self.level.job
 
-    def run(self, yield_ratio: float = 0.0, *, whole_buckets: bool = False) -> RunReport:
+    def run(self, yield_ratio: float = 0.0, *, whole_buckets: bool = False, retry_waiting: bool = True) -> RunReport:
         """Catch up every dirty closed bucket. ``yield_ratio``: after each bucket, pause this many times
         its duration (scheduled runs leave CPU to the app; runs a person starts go flat out).
         ``whole_buckets``: each bucket in one transaction, never in pieces (storage/staged.py), for a
         catch-up with no app writing beside it. A bucket whose recompute the database refuses waits
-        (storage/markers.record_failure), and the run goes on with the next."""
+        (storage/markers.record_failure), and the run goes on with the next; ``retry_waiting`` takes
+        such buckets again at once, even before their retry time."""
         now = self.clock.now_ms()
         cutoff = self.level.closed_cutoff(now)
+        if retry_waiting:
+            now = EVERY_BUCKET
         in_pieces = self.db.dialect.caps.staged_rollups and not whole_buckets
         return self.shell.run(lambda active: self._catch_up(_Pass(active, cutoff, now, in_pieces), yield_ratio),
                               precheck=lambda: self._precheck(cutoff, now))
@@ -246,28 +250,34 @@ class LevelRunner:
             release(tx, self.level.name, bucket, version)
 
     def _in_one_transaction(self, run: _Pass, batch: int) -> list[tuple[int, Recomputed]]:
-        with self.db.write() as tx:
-            claimed = claim_some(tx, self.level.name, run.after, run.cutoff, batch, run.now)
-            if not claimed:
-                return []
-            try:
-                results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
-            except StorageError as exc:
-                if not refused(exc):
-                    raise
-                raise _BucketFailedError(claimed[0][0], exc) from exc  # the transaction rolls back
-            if tx.dialect.caps.release_after_commit:
-                # Released in a transaction after this one: a token meanwhile, so that a marker another
-                # runner released and an ingest made again at the version read is never taken for this.
-                claimed = [(bucket, take(tx, self.level.name, bucket, version) or version)
-                           for bucket, version in claimed]
-            self._finish_buckets(tx, claimed)
-            run.active.beat(tx)
-        if self.db.dialect.caps.release_after_commit:
+        claimed: list[tuple[int, int]] = []
+        try:
+            results = self._recompute_claimed(run, batch, claimed)
+        except StorageError as exc:  # translated as the transaction ended: it rolled back
+            if claimed and refused(exc):
+                raise _BucketFailedError(claimed[0][0], exc) from exc
+            raise
+        if results and self.db.dialect.caps.release_after_commit:
             # The rows are committed on every node now; until this, reads kept answering from raw events.
             with self.db.write() as tx:
                 self._release(tx, claimed)
         return [(bucket, results[bucket]) for bucket, _ in claimed]
+
+    def _recompute_claimed(self, run: _Pass, batch: int, claimed: list[tuple[int, int]]) -> dict[int, Recomputed]:
+        """Claim up to ``batch`` buckets (into ``claimed``) and recompute them in one transaction."""
+        with self.db.write() as tx:
+            claimed.extend(claim_some(tx, self.level.name, run.after, run.cutoff, batch, run.now))
+            if not claimed:
+                return {}
+            results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
+            if tx.dialect.caps.release_after_commit:
+                # Released in a transaction after this one: a token meanwhile, so that a marker another
+                # runner released and an ingest made again at the version read is never taken for this.
+                claimed[:] = [(bucket, take(tx, self.level.name, bucket, version) or version)
+                              for bucket, version in claimed]
+            self._finish_buckets(tx, claimed)
+            run.active.beat(tx)
+        return results
 
 
 def refused(exc: StorageError) -> bool:

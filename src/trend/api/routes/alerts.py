@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
@@ -29,9 +29,9 @@ def router(trend: Trend) -> APIRouter:
 
     @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
              summary="Every rule, without its secret")
-    async def list_alerts(authorization: Authorization = None) -> dict[str, Any]:
+    async def list_alerts(request: Request, authorization: Authorization = None) -> dict[str, Any]:
         found = await run_in_threadpool(trend.alert_rules)
-        full = is_admin(trend, authorization)
+        full = is_admin(trend, authorization, request)
         return {"rules": [rule_shape(rule, trend.settings.zone, full_url=full) for rule in found]}
 
     @api.delete("/v1/alerts/{rule_id}", status_code=204, dependencies=[write_access(trend)],

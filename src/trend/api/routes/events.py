@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from trend.api.body import check_media, event_list, parse_json, read_limited
@@ -67,5 +67,12 @@ def router(trend: Trend) -> APIRouter:
     async def erase_user(user_id: Annotated[str, Path(min_length=1, max_length=128)]) -> ErasedUser:
         erased = await run_in_threadpool(trend.erase_user, user_id)
         return ErasedUser(user_id=user_id, events=erased.events, minutes=erased.minutes)
+
+    # Any id, as a query parameter: a path's "." and ".." segments are resolved before routing.
+    @api.delete("/v1/users", response_model=ErasedUser, dependencies=[write_access(trend)],
+                summary="Erase one person's raw events, the id given as a query parameter (admin)",
+                responses=error_responses(401, 403, 422, 503))
+    async def erase_user_by_query(user_id: Annotated[str, Query(min_length=1, max_length=128)]) -> ErasedUser:
+        return await erase_user(user_id)
 
     return api

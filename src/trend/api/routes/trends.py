@@ -30,6 +30,10 @@ def _cache_headers(trend: Trend) -> dict[str, str]:
     return {"Cache-Control": f"{scope}, max-age={settings.http_max_age}", "Vary": "Accept-Encoding, Authorization"}
 
 
+MAX_EVENTS_SHOWN = 500  # event types in /v1/dimensions, the first by code point
+MAX_SEGMENTS_SHOWN = 200  # segments of each
+
+
 def router(trend: Trend) -> APIRouter:
     api = trend_router(tags=["trends"], dependencies=[read_access(trend)],
                     responses=error_responses(401, 403, 422, 503))
@@ -88,7 +92,11 @@ def router(trend: Trend) -> APIRouter:
              summary="Every event type and its segments, and the series intervals")
     async def dimensions() -> dict[str, Any]:
         known = await run_in_threadpool(trend.dimensions)
-        return {"events": [{"event": event, "segments": segments} for event, segments in known.items()],
+        # Bounded: the dashboard loads this on every visit, and anyone who may write can add event types.
+        shown = list(known.items())[:MAX_EVENTS_SHOWN]
+        truncated = len(known) > MAX_EVENTS_SHOWN or any(len(s) > MAX_SEGMENTS_SHOWN for _, s in shown)
+        return {"events": [{"event": event, "segments": segments[:MAX_SEGMENTS_SHOWN]} for event, segments in shown],
+                "truncated": truncated,
                 "intervals": trend.levels.names, "rankings": measures.rankings(),
                 "interval_limits": [{"interval": level.name, "seconds": level.width // 1000,
                                      "max_points": level.max_points} for level in trend.levels]}
