@@ -142,7 +142,9 @@ class EventValidator:
         segment = self.normalize(raw_segment)
         if len(segment) > SEGMENT_MAX:
             return FieldProblem(position, "segment", f"longer than {SEGMENT_MAX} characters after normalization")
-        return EventRow(ts, event, key, segment, user_id, value, event_id)
+        # An empty id is no id: "" as an idempotency key would make every later event with it a
+        # duplicate, and as a user one more distinct person.
+        return EventRow(ts, event, key, segment, user_id or None, value, event_id or None)
 
     def finish_all(self, fields: Sequence[DecodedEvent], now_ms: int) -> tuple[list[EventRow], list[FieldProblem]]:
         """:meth:`validate_all` for events :func:`fast_batch` decoded: only the checks after the schema."""

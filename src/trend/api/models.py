@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from trend import measures
 from trend.measures import Measure
+from trend.query.windows import WINDOWS
 
 # ISO 8601 with the offset of TREND_TIMEZONE: a str here (the answers are built as text), a date-time
 # in the schema, so generated clients parse it.
@@ -226,14 +227,16 @@ class AlertRuleIn(BaseModel):
     segment: str | None = Field(None, max_length=64)
     by: Literal["count", "users"] = "count"
     condition: Literal["rising", "enters_top", "threshold"]
-    window: str = "15m"
+    window: str = Field("15m", json_schema_extra={"enum": list(WINDOWS)})
     key: str | None = Field(None, max_length=256)
     min_score: float | None = None
     min_count: int | None = Field(None, ge=1, le=10**12)
     top: int | None = Field(None, ge=1, le=100)
     threshold: int | None = Field(None, ge=1, le=10**15)
     url: str = Field(min_length=1, max_length=2048, description="The webhook: http:// or https://")
-    secret: str | None = Field(None, min_length=16, max_length=256, description="HMAC key; made when omitted")
+    secret: str | None = Field(None, min_length=16, max_length=256, description=(
+        "The signing secret, made when omitted: an optional whsec_, then the base64 of at least 16 bytes "
+        "(at least 22 characters of A-Z a-z 0-9 + /, as the Standard Webhooks libraries decode it)"))
     cooldown: str = Field("1h", max_length=32, description="A duration such as 15m, 1h or 1d, at most 365d")
 
 

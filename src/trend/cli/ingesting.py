@@ -55,9 +55,10 @@ def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> No
       ts        ISO-8601 with a zone, or epoch seconds; default now; at most
                 TREND_ACCEPTED_LATENESS (6 days) old and 5 minutes ahead
       segment   up to 64 characters, e.g. a category or a region
-      user_id   up to 128 characters: distinct users are counted from it
+      user_id   up to 128 characters: distinct users are counted from it (empty: none)
       value     a number from -1e15 to 1e15, default 1
       event_id  up to 128 characters: a line sent again with the same id is a duplicate
+                (empty: none)
 
     Unknown fields are an error. A bad line is reported with its number and stores nothing of itself;
     the good lines are stored (all or nothing with --strict)."""

@@ -85,6 +85,40 @@ def _retry_after(response: httpx.Response) -> float | None:
     return float(value) if value.isdigit() else None
 
 
+VALUE_MAX = 1e15  # the server's bound on a value
+_TEXT_LIMITS = {"event": (1, 64), "key": (1, 1024), "segment": (0, 256), "user_id": (0, 128), "event_id": (1, 128)}
+
+
+def local_problem(record: dict[str, Any]) -> str | None:
+    """``field: why`` for an event the server would refuse whatever happens, checked before it is
+    queued; None when it may be sent (the server's answer then judges the rest, such as a key that is
+    empty once normalized)."""
+    for name, (least, most) in _TEXT_LIMITS.items():
+        text = record.get(name)
+        if text is None and name not in ("event", "key"):
+            continue
+        if not isinstance(text, str):
+            return f"{name}: expected a string, got {type(text).__name__}"
+        if not least <= len(text) <= most or "\x00" in text:
+            return f"{name}: expected {least} to {most} characters and no NUL, got {len(text)}"
+        if not text.isascii() and not _encodable(text):
+            return f"{name}: not valid Unicode text (a lone surrogate)"
+    value, ts = record["value"], record["ts"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -VALUE_MAX <= value <= VALUE_MAX:
+        return f"value: expected a number from -1e15 to 1e15, got {value!r}"[:200]
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not -1e11 <= ts <= 1e11:
+        return f"ts: expected epoch seconds, got {ts!r}"[:200]
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class ClientStats:
     """What became of the events given to ``track()``, counted since the client started."""
@@ -93,7 +127,7 @@ class ClientStats:
     delivered: int = 0  # stored by the server, duplicates included: the server has them
     duplicates: int = 0  # of delivered, those the server already had (a retry of a stored batch)
     dropped: int = 0  # refused by track(): the queue was full (the newest event is the one dropped)
-    invalid: int = 0  # refused by the server as invalid (422), never sent again
+    invalid: int = 0  # refused as invalid, by track() itself or by the server (422); never sent again
     failed: int = 0  # given up: retries used up, a refusal such as a wrong key, or unsent at close()
     retries: int = 0  # batches sent again after an error
     last_error: str | None = field(default=None)

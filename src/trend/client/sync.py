@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from trend.client.delivery import ClientStats, Outcome, Verdict, backoff, judge
+from trend.client.delivery import ClientStats, Outcome, Verdict, backoff, judge, local_problem
 from trend.version import __version__
 
 _log = logging.getLogger("trend.client")
@@ -51,6 +51,7 @@ class TrendClient:
         self._http_options: dict[str, Any] = {"headers": headers, "timeout": timeout, "transport": transport}
         self._max_queue = max_queue
         self._stats = ClientStats()
+        self._invalid_kinds: set[str] = set()  # fields whose invalid values were logged once already
         self._closing = False
         self._close_by = float("inf")  # after close()'s timeout, retries stop and the rest is given up
         self._start()
@@ -77,14 +78,18 @@ class TrendClient:
         ``ts`` is epoch seconds, by default now: the event keeps the time it happened, however late it
         is delivered. ``event_id`` is made (a UUID) unless given.
         """
-        if not event or not key:
-            raise ValueError("event and key must not be empty")
         record: Event = {"event": event, "key": key, "ts": time.time() if ts is None else ts,
                          "event_id": event_id or uuid.uuid4().hex, "value": value}
         if segment:
             record["segment"] = segment
         if user_id is not None:
             record["user_id"] = user_id
+        problem = local_problem(record)
+        if problem is not None:
+            # Never raised: an analytics call must not fail the app's request. Counted, logged once per
+            # kind, and handed to on_failure like an event the server refused.
+            self._set_aside(record, problem)
+            return None
         with self._lock:
             if self._closing:
                 self._stats.dropped += 1
@@ -199,6 +204,15 @@ class TrendClient:
                         self._give_up_locked(len(part), outcome.reason)
                     self._report(part, outcome.reason)
                     part = []
+
+    def _set_aside(self, record: Event, problem: str) -> None:
+        with self._lock:
+            self._stats.invalid += 1
+            self._stats.last_error = problem
+            first = problem.partition(":")[0] not in self._invalid_kinds
+            self._invalid_kinds.add(problem.partition(":")[0])
+        _log.log(logging.WARNING if first else logging.DEBUG, "trend: an event was not queued: %s", problem)
+        self._report([record], problem)
 
     def _gone(self) -> bool:
         return self._closing and time.monotonic() >= self._close_by

@@ -147,7 +147,8 @@ class Queries:
                 current = self._filled(points(tx, spans, filters, width), start, end, width, known_from)
                 previous = (self._filled(points(tx, before, filters, width), earlier, start, width, known_from)
                             if before is not None else None)
-                lines.append(Line(one, current, previous))
+                # Named as stored: "Umbrella" asked for is the line of "umbrella", as top lists it.
+                lines.append(Line(None if one is None else self.normalize(one), current, previous))
         return Series(interval, start, end, lines, compare)
 
     @staticmethod

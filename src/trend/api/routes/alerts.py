@@ -17,11 +17,17 @@ from trend.shapes import delivery_shape, rule_shape
 RuleId = Annotated[int, Path(ge=1, le=2**62)]
 
 
+# OpenAPI links: what a client (or a stateful fuzzer) can do next with the rule it just made.
+_RULE_LINKS = {name: {"operationId": operation, "parameters": {"rule_id": "$response.body#/id"}}
+               for name, operation in (("Deliveries", "alert_deliveries"), ("Test", "test_alert"),
+                                       ("Remove", "remove_alert"))}
+
+
 def router(trend: Trend) -> APIRouter:
     api = trend_router(tags=["alerts"], responses=error_responses(401, 403, 503))
 
     @api.post("/v1/alerts", status_code=201, response_model=models.NewAlertRule, dependencies=[write_access(trend)],
-              responses=error_responses(400, 422),
+              responses={**error_responses(400, 422), 201: {"description": "The rule", "links": _RULE_LINKS}},
               summary="Add a rule; the answer is the only one that shows its secret")
     async def add_alert(rule: Annotated[models.AlertRuleIn, Body()]) -> dict[str, Any]:
         added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))

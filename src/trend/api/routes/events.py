@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from trend.api.body import check_media, event_list, parse_json, read_limited
 from trend.api.deps import write_access
@@ -37,6 +38,13 @@ SCHEMAS = {
 _BODY = {"oneOf": [_REF, {"type": "array", "items": _REF}, {"$ref": "#/components/schemas/EventBatch"}]}
 
 
+class _AnyText(PathConvertor):
+    regex = "(?s:.*)"
+
+
+register_url_convertor("trend_any", _AnyText())
+
+
 def router(trend: Trend) -> APIRouter:
     api = trend_router(tags=["events"])
 
@@ -60,8 +68,9 @@ def router(trend: Trend) -> APIRouter:
             result = await run_in_threadpool(trend.ingest, events)
         return Accepted(accepted=result.accepted, duplicates=result.duplicates)
 
-    # :path, so an id with a "/" in it (sent as is, or as %2F, which the server decodes first) is one id.
-    @api.delete("/v1/users/{user_id:path}", response_model=ErasedUser, dependencies=[write_access(trend)],
+    # The whole rest of the path, so an id with a "/" in it (sent as is, or as %2F, which the server
+    # decodes first) is one id, and so is one with a line break (Starlette's :path stops at one).
+    @api.delete("/v1/users/{user_id:trend_any}", response_model=ErasedUser, dependencies=[write_access(trend)],
                 summary="Erase one person's raw events; every level is recomputed without them (admin)",
                 responses=error_responses(401, 403, 422, 503))
     async def erase_user(user_id: Annotated[str, Path(min_length=1, max_length=128)]) -> ErasedUser:
