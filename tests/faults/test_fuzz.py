@@ -55,7 +55,7 @@ def test_api_never_fails_and_matches_its_schema(case: schemathesis.Case[Any]) ->
 
 @pytest.mark.faults
 def test_api_statefully_along_its_links(api_schema: Any) -> None:
-    @api_schema.hook
+    @api_schema.hook  # type: ignore[untyped-decorator]  # the schema comes from a fixture, typed Any
     def map_body(context: schemathesis.HookContext, body: Any) -> Any:
         """Every other rule made here is one the server takes (the stateless test above fuzzes this body
         in full), so that the links have rules to lead to: a receiver that may be called, no secret of
