@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint browser bench clean
+.PHONY: run test check lint browser bench clean
 
 $(BIN)/trend: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ browser:
 # Two workers: most tests wait on a database or a process, so two share the cores well.
 test: lint browser
 	$(BIN)/pytest -n 2
+
+# The edit loop: lint, types and every test that starts no process of its own (no trend server,
+# worker or browser), on SQLite, in under two minutes. `make test` runs everything, on every backend.
+check: lint
+	env -u TREND_TEST_POSTGRES_URL -u TREND_TEST_CITUS_URL $(BIN)/pytest -n 2 -m "not slow" -q
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.run_all

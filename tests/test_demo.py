@@ -21,6 +21,8 @@ from trend.rollup.shell import HOST
 from trend.service import Trend
 from trend.storage.runs import RunRecord, record_run
 
+pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
+
 
 class TestDemo:
     def test_generates_varied_traffic_and_rolls_it_up(self, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

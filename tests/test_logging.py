@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.servers import Served, environment
 from trend.clock import FakeClock
 from trend.model import MINUTE_MS
 from trend.service import Trend
+
+pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
 
 SEOUL = {"TREND_TIMEZONE": "Asia/Seoul", "TREND_LOG_LEVEL": "INFO"}
 

@@ -23,6 +23,8 @@ from tests.servers import Hosted, Served
 from trend.api.app import create_app
 from trend.service import Trend
 
+pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
+
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 
 
@@ -161,6 +163,7 @@ class TestGeneratedClient:
         assert call("readyz").status.value == "ready"
         assert "trend_events_total" in call("metrics")
         assert call("erase_user", user_id="u1").events == 1
+        assert call("erase_user_by_query", user_id="team/b0").events == 0
         rising = models.AlertRuleInCondition("rising")
         rule = call("add_alert", body=models.AlertRuleIn(event="search", condition=rising, url=receiver.url))
         assert [r.id for r in call("list_alerts").rules] == [rule.id]

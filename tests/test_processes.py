@@ -23,6 +23,8 @@ from trend.model import MINUTE_MS
 from trend.service import Trend
 from trend.storage.runs import all_runs
 
+pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
+
 TREND = [sys.executable, "-m", "trend"]
 
 
