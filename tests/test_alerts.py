@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -17,8 +16,9 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from tests.conftest import TrendFactory
+from tests.deadlines import scaled
 from tests.receiver import Receiver
-from tests.servers import EVERY_SECOND, environment
+from tests.servers import EVERY_SECOND, Process, environment
 from trend.alerts import webhook
 from trend.api.app import create_app
 from trend.cli import main
@@ -308,17 +308,14 @@ class TestTwoWorkerProcesses:
             rule = _rising_rule(seed, receiver.url)
         env = environment(database_url, **EVERY_SECOND, TREND_JOBS__ALERTS__SECOND="*",
                           TREND_ALERT_WEBHOOK_ALLOW="127.0.0.1/32")
-        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+        workers = [Process([sys.executable, "-m", "trend", "worker"], env) for _ in range(2)]
         try:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + scaled(60)
             while not receiver.received and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(4)  # more evaluations by both, which must find the minute claimed or the key cooling
         finally:
-            for worker in workers:
-                worker.terminate()
-            errors = [worker.communicate(timeout=30)[1].decode() for worker in workers]
+            errors = [worker.stop() for worker in workers]
         assert all("Traceback" not in error for error in errors), errors
         bodies = receiver.bodies(rule["secret"])
         assert [body["key"] for body in bodies] == ["surge"]

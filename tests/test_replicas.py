@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -12,9 +11,10 @@ import time
 import pytest
 
 from tests.conftest import PROTOCOL_BACKENDS, T0, TrendFactory
+from tests.deadlines import scaled
 from tests.proc_tasks import batch
 from tests.reference import assert_levels_equal, closed_markers, markers, stored_events, table_rows
-from tests.servers import EVERY_SECOND, environment
+from tests.servers import EVERY_SECOND, Process, environment
 from trend.clock import FakeClock, SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
 from trend.storage.events import insert_events
@@ -34,23 +34,24 @@ class TestManyReplicas:
         trend = make_trend(clock=SystemClock())
         trend.db.ensure_schema()
         worker_env = environment(database_url, **EVERY_SECOND)
-        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=worker_env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(3)]
+        workers = [Process([sys.executable, "-m", "trend", "worker"], worker_env) for _ in range(3)]
         ingesters = [subprocess.Popen([sys.executable, "-m", "tests.proc_tasks", "ingest", database_url, str(seed),
                                        "60", "0.1"], env=environment(database_url)) for seed in (21, 22)]
         try:
             for process in ingesters:
-                assert process.wait(120) == 0
-            deadline = time.monotonic() + 60
+                assert process.wait(scaled(120)) == 0
+            deadline = time.monotonic() + scaled(60)
             now = int(time.time() * 1000)
             while closed_markers(trend, now) and time.monotonic() < deadline:
                 time.sleep(0.2)
             converged = not closed_markers(trend, now)
         finally:
-            for process in workers:
-                process.send_signal(signal.SIGTERM)
-            errors = [process.communicate(timeout=30)[1].decode() for process in workers]
-        assert [process.returncode for process in workers] == [0, 0, 0]
+            for process in ingesters:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            errors = [process.stop() for process in workers]
+        assert [process.process.returncode for process in workers] == [0, 0, 0]
         assert all("Traceback" not in error for error in errors), errors
         assert converged, "the workers left closed buckets dirty"
         assert_levels_equal(trend, stored_events(trend), now)

@@ -6,7 +6,6 @@ firing reaches its receiver within 2 minutes, exactly once by delivery id, signe
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +18,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import PROTOCOL_BACKENDS
+from tests.deadlines import scaled
 from tests.receiver import Receiver
-from tests.servers import EVERY_SECOND, environment, free_port
+from tests.servers import EVERY_SECOND, Process, environment, free_port
 from tests.test_alert_isolation import _Dripping
 from trend.service import Trend
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow,
 ENV = {**EVERY_SECOND, "TREND_JOBS__ALERTS__SECOND": "*", "TREND_ALERT_WEBHOOK_ALLOW": "127.0.0.1/32",
        "TREND_ALERT_TIMEOUT_SECONDS": "2", "TREND_ALERT_RETRY_BASE": "1s", "TREND_ALERT_MAX_ATTEMPTS": "3"}
 SETTINGS: dict[str, Any] = {"alert_webhook_allow": ["127.0.0.1/32"], "log_level": "WARNING"}
-DEADLINE_S = 120  # a good firing's delivery, at the latest
+DEADLINE_S = scaled(120)  # a good firing's delivery, at the latest
 
 
 class _Redirecting:
@@ -105,8 +105,7 @@ class TestAlertChaos:
             assert sum(len(group) for group in rules.values()) == 50
         secrets = {int(r["id"]): str(r["secret"]) for group in rules.values() for r in group}
         env = environment(database_url, **ENV)
-        workers = [subprocess.Popen([sys.executable, "-m", "trend", "worker"], env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+        workers = [Process([sys.executable, "-m", "trend", "worker"], env) for _ in range(2)]
         began = time.monotonic()
         try:
             first = {int(r["id"]) for r in rules["good"]}
@@ -128,9 +127,7 @@ class TestAlertChaos:
             second_round_s = _wait(lambda: second <= set(_rule_ids(good)), DEADLINE_S)
             time.sleep(3)  # more evaluations and sends by both workers: none may repeat a delivery
         finally:
-            for worker in workers:
-                worker.terminate()
-            errors = [worker.communicate(timeout=60)[1].decode() for worker in workers]
+            errors = [worker.stop(60) for worker in workers]
             for server in (dripping, erroring, redirecting):
                 server.close()
         total_s = time.monotonic() - began
