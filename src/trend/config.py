@@ -7,6 +7,7 @@ A bad value raises :class:`~trend.errors.ConfigError` naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
@@ -172,6 +173,16 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
+    # Overload (trend/api/admission.py, docs/operations.md): classes of work with their own capacity.
+    admission: bool = True
+    read_concurrency: int = Field(default_factory=lambda: max(2, os.cpu_count() or 2), ge=1, le=256)
+    read_concurrency_per_client: int = Field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2),
+                                             ge=1, le=256)
+    read_queue_per_client: int = Field(default=8, ge=0, le=10_000)
+    read_queue: int = Field(default=64, ge=0, le=100_000)
+    read_queue_wait_ms: int = Field(default=2_000, ge=0, le=60_000)
+    rate_reads: float = Field(default=1_000.0, gt=0, le=1e6)  # a second, per client; bursts of twice that
+    rate_writes: float = Field(default=1_000.0, gt=0, le=1e6)
 
     # The level hierarchy the jobs and retentions are of: LEVELS, or a Trend's own (settings_for).
     hierarchy: ClassVar[Hierarchy] = LEVELS

@@ -79,6 +79,9 @@ class Metrics:
         self.run_seconds = Histogram("trend_job_run_seconds", "Job run durations", ["trend_job"],
                                      registry=self.registry,
                                      buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+        # Overload: each request of a class admitted at once, after a wait, or refused (and why).
+        self.admission = Counter("trend_admission", "Requests by class and what admission did with them",
+                                 ["request_class", "outcome", "reason"], registry=self.registry)
         self._backlog = _BacklogCollector(status, levels, failing_rules)
         self.registry.register(self._backlog)
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
@@ -87,11 +90,20 @@ class Metrics:
                 self.runs.labels(job, outcome)
         for result in ("accepted", "duplicate", "rejected"):
             self.events.labels(result)
+        for request_class in ("reads", "writes"):
+            self.admission.labels(request_class, "admitted", "")
+            self.admission.labels(request_class, "shed", "rate")
+        self.admission.labels("reads", "queued", "")
+        for reason in ("queue_full", "queue_timeout"):
+            self.admission.labels("reads", "shed", reason)
 
     def on_ingest(self, result: IngestResult) -> None:
         self.events.labels("accepted").inc(result.accepted)
         self.events.labels("duplicate").inc(result.duplicates)
         self.events.labels("rejected").inc(result.rejected)
+
+    def on_admission(self, request_class: str, outcome: str, reason: str) -> None:
+        self.admission.labels(request_class, outcome, reason).inc()
 
     def on_report(self, report: RunReport) -> None:
         self.runs.labels(report.job, report.outcome).inc()

@@ -23,11 +23,10 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -89,8 +88,13 @@ def etag(key: Hashable, minute: int, stamp: Hashable) -> str:
     return f'W/"{digest}"'
 
 
+# Runs a computation off the event loop: the reads' own threads (trend/api/admission.py).
+Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
 class SharedAnswers:
-    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str]) -> None:
+    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str], run: Runner) -> None:
+        self._run = run
         self._share_s = share_ms / 1000
         self._stamp = stamp
         self._headers = dict(headers)  # Cache-Control and Vary, the same on every answer
@@ -112,7 +116,7 @@ class SharedAnswers:
         """The answer to ``key`` as a response: 304 to a client that holds it, shared where it may be."""
         minute = at_ms - at_ms % MINUTE_MS
         fresh = self._stamp.fresh()
-        stamp = fresh[0] if fresh is not None else await run_in_threadpool(self._stamp.current)
+        stamp = fresh[0] if fresh is not None else await self._run(self._stamp.current)
         current = etag(key, minute, stamp)
         if current in _tags(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers={**self._headers, "ETag": current})
@@ -134,8 +138,8 @@ class SharedAnswers:
         self._flights[in_flight] = flight
         made = time.monotonic()
         try:
-            shape = await run_in_threadpool(compute)
-            answer = Answer(json.dumps(shape, ensure_ascii=False, separators=(",", ":")).encode(), tag, made)
+            # Encoded on the read's thread too: a large answer's JSON would hold up the event loop.
+            answer = Answer(await self._run(lambda: _encoded(compute())), tag, made)
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: a flight nobody else joined must not warn
@@ -157,6 +161,10 @@ class SharedAnswers:
             return Response(answer.gzipped(), media_type="application/json",
                             headers={**headers, "Content-Encoding": "gzip"})
         return Response(answer.body, media_type="application/json", headers=headers)
+
+
+def _encoded(shape: dict[str, Any]) -> bytes:
+    return json.dumps(shape, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _tags(header: str) -> set[str]:

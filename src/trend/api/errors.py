@@ -52,6 +52,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the refusals a route can answer with."""
     meaning = {400: "Not valid JSON", 401: "No key given", 403: "Wrong key", 404: "Not found",
                413: "Body or batch too large", 415: "Not JSON", 422: "Invalid input",
+               429: "This client's share is used (too many at once, or too many a second): retry after Retry-After",
                503: "Database unavailable or busy, or a conflict it undid: retry after Retry-After"}
     return {code: {"model": ErrorBody, "description": meaning[code]} for code in codes}
 
@@ -64,14 +65,17 @@ def error_body(code: str, message: str, *, index: int | None = None, field: str 
 class ApiError(Exception):
     """Raised by routes for refusals that are not part of the domain error tree (auth, media type)."""
 
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = dict(headers or {})
 
 
 def _api_error(exc: ApiError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(error_body(exc.code, exc.message, field=exc.field), exc.status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return JSONResponse(error_body(exc.code, exc.message, field=exc.field), exc.status,
+                        headers={**headers, **exc.headers})
 
 
 def _invalid_event(exc: EventValidationError) -> JSONResponse:

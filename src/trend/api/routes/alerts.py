@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
+from trend.api.admission import Admission
 from trend.api.deps import Authorization, is_admin, read_access, write_access
 from trend.api.errors import ApiError, error_responses, trend_router
 from trend.service import Trend
@@ -23,7 +24,7 @@ _RULE_LINKS = {name: {"operationId": operation, "parameters": {"rule_id": "$resp
                                        ("Remove", "remove_alert"))}
 
 
-def router(trend: Trend) -> APIRouter:
+def router(trend: Trend, admission: Admission) -> APIRouter:
     api = trend_router(tags=["alerts"], responses=error_responses(401, 403, 503))
 
     @api.post("/v1/alerts", status_code=201, response_model=models.NewAlertRule, dependencies=[write_access(trend)],
@@ -33,10 +34,10 @@ def router(trend: Trend) -> APIRouter:
         added = await run_in_threadpool(lambda: trend.add_alert(**rule.model_dump(exclude_none=True)))
         return rule_shape(added, trend.settings.zone)
 
-    @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend)],
+    @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend), admission.read()],
              summary="Every rule, without its secret")
     async def list_alerts(request: Request, authorization: Authorization = None) -> dict[str, Any]:
-        found = await run_in_threadpool(trend.alert_rules)
+        found = await admission.run(admission.read_pool, trend.alert_rules)
         full = is_admin(trend, authorization, request)
         return {"rules": [rule_shape(rule, trend.settings.zone, full_url=full) for rule in found]}
 
@@ -54,11 +55,12 @@ def router(trend: Trend) -> APIRouter:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
         return delivery_shape(delivery, trend.settings.zone)
 
-    @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries, dependencies=[read_access(trend)],
+    @api.get("/v1/alerts/{rule_id}/deliveries", response_model=models.Deliveries,
+             dependencies=[read_access(trend), admission.read()],
              responses=error_responses(404, 422),
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
     async def alert_deliveries(rule_id: RuleId) -> dict[str, Any]:
-        found = await run_in_threadpool(trend.alert_deliveries, rule_id)
+        found = await admission.run(admission.read_pool, lambda: trend.alert_deliveries(rule_id))
         if found is None:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
         return {"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]}

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
+from trend.api.admission import Admission
 from trend.api.body import check_media, event_list, parse_json, read_limited
 from trend.api.deps import write_access
 from trend.api.errors import error_responses, trend_router
@@ -45,12 +45,13 @@ class _AnyText(PathConvertor):
 register_url_convertor("trend_any", _AnyText())
 
 
-def router(trend: Trend) -> APIRouter:
+def router(trend: Trend, admission: Admission) -> APIRouter:
     api = trend_router(tags=["events"])
 
-    @api.post("/v1/events", status_code=202, response_model=Accepted, dependencies=[write_access(trend)],
+    @api.post("/v1/events", status_code=202, response_model=Accepted,
+              dependencies=[write_access(trend), admission.write()],
               summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic",
-              responses=error_responses(401, 403, 413, 415, 422, 503),
+              responses=error_responses(401, 403, 413, 415, 422, 429, 503),
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}})
     async def ingest_events(request: Request) -> Accepted:
         settings = trend.settings
@@ -62,10 +63,10 @@ def router(trend: Trend) -> APIRouter:
         if decoded is not None:
             if len(decoded) > settings.max_batch_events:
                 raise PayloadTooLargeError("the number of events in one batch", settings.max_batch_events)
-            result = await run_in_threadpool(trend.ingestor.ingest_decoded, decoded)
+            result = await admission.run(admission.write_pool, lambda: trend.ingestor.ingest_decoded(decoded))
         else:
             events = event_list(parse_json(raw), settings.max_batch_events)
-            result = await run_in_threadpool(trend.ingest, events)
+            result = await admission.run(admission.write_pool, lambda: trend.ingest(events))
         return Accepted(accepted=result.accepted, duplicates=result.duplicates)
 
     # The whole rest of the path, so an id with a "/" in it (sent as is, or as %2F, which the server
@@ -74,7 +75,7 @@ def router(trend: Trend) -> APIRouter:
                 summary="Erase one person's raw events; every level is recomputed without them (admin)",
                 responses=error_responses(401, 403, 422, 503))
     async def erase_user(user_id: Annotated[str, Path(min_length=1, max_length=128)]) -> ErasedUser:
-        erased = await run_in_threadpool(trend.erase_user, user_id)
+        erased = await admission.run(admission.write_pool, lambda: trend.erase_user(user_id))
         return ErasedUser(user_id=user_id, events=erased.events, minutes=erased.minutes)
 
     # Any id, as a query parameter: a path's "." and ".." segments are resolved before routing.

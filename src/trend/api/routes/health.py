@@ -1,20 +1,27 @@
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from trend.api.admission import Admission
 from trend.api.errors import trend_router
 from trend.api.models import Health, Probe
 from trend.errors import StorageError
 from trend.service import Trend
 from trend.shapes import cluster_shape, failing_shape
 
+T = TypeVar("T")
 
-def router(trend: Trend) -> APIRouter:
+
+def router(trend: Trend, admission: Admission) -> APIRouter:
     api = trend_router(tags=["health"])
+
+    async def off_loop(call: Callable[[], T]) -> T:
+        """On the probes' own threads: a pool busy with reads never delays a probe."""
+        return await admission.run(admission.probe_pool, call)
 
     @api.get("/healthz", summary="The database (on Citus, every node), the worker, and the oldest dirty bucket's lag",
              response_model=Health,
@@ -23,11 +30,11 @@ def router(trend: Trend) -> APIRouter:
     async def healthz() -> JSONResponse:
         body: dict[str, Any] = {"worker": {"enabled": trend.settings.worker_enabled, "running": trend.worker_running}}
         try:
-            body["lag_seconds"] = await run_in_threadpool(trend.lag_seconds)
+            body["lag_seconds"] = await off_loop(trend.lag_seconds)
             body["failing_buckets"] = [failing_shape(f, trend.settings.zone)
-                                       for f in await run_in_threadpool(trend.failing_buckets)]
-            body["alerts"] = {"failing_rules": await run_in_threadpool(trend.alerts.failing_rules)}
-            cluster = await run_in_threadpool(trend.cluster)
+                                       for f in await off_loop(trend.failing_buckets)]
+            body["alerts"] = {"failing_rules": await off_loop(trend.alerts.failing_rules)}
+            cluster = await off_loop(trend.cluster)
             body["database"] = "ok"
         except StorageError:
             body["database"] = "unavailable"
@@ -55,8 +62,8 @@ def router(trend: Trend) -> APIRouter:
              summary="Readiness: 200 when the database answers, 503 while it (or a Citus node) does not")
     async def readyz() -> JSONResponse:
         try:
-            cluster = await run_in_threadpool(trend.cluster)
-            await run_in_threadpool(trend.ping)  # one round trip: probes come every few seconds
+            cluster = await off_loop(trend.cluster)
+            await off_loop(trend.ping)  # one round trip: probes come every few seconds
         except StorageError:
             return JSONResponse({"status": "unavailable"}, 503)
         if cluster is not None and not cluster.healthy:

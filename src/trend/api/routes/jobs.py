@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from trend.api import models
+from trend.api.admission import Admission
 from trend.api.deps import read_access, write_access
 from trend.api.errors import ApiError, error_responses, trend_router
 from trend.metrics import CONTENT_TYPE
@@ -16,14 +17,14 @@ from trend.service import Trend
 from trend.shapes import jobs_shape, rollup_shape
 
 
-def router(trend: Trend) -> APIRouter:
+def router(trend: Trend, admission: Admission) -> APIRouter:
     api = trend_router(tags=["jobs"], responses=error_responses(401, 403, 503))
 
-    @api.get("/v1/jobs", response_model=models.Jobs, dependencies=[read_access(trend)],
+    @api.get("/v1/jobs", response_model=models.Jobs, dependencies=[read_access(trend), admission.read()],
              summary="The schedule, next run, last run and backlog of each job")
     async def list_jobs() -> dict[str, Any]:
-        statuses = await run_in_threadpool(trend.status)
-        runs = await run_in_threadpool(trend.last_runs)
+        statuses = await admission.run(admission.read_pool, trend.status)
+        runs = await admission.run(admission.read_pool, trend.last_runs)
         return jobs_shape(trend.jobs(), statuses, runs, trend.settings.zone, trend.levels)
 
     @api.post("/v1/jobs/{job}/run", response_model=models.JobRun, dependencies=[write_access(trend)],
@@ -39,7 +40,7 @@ def router(trend: Trend) -> APIRouter:
              response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
-        body = await run_in_threadpool(trend.metrics.render)
+        body = await admission.run(admission.probe_pool, trend.metrics.render)  # a scrape is a probe
         return Response(body, media_type=CONTENT_TYPE)
 
     return api

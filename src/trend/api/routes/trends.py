@@ -7,10 +7,10 @@ the interval and ``by`` choices come from the Trend and the measures, in the rou
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from trend import measures
 from trend.api import models
+from trend.api.admission import Admission
 from trend.api.answers import SharedAnswers, Stamp
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
 from trend.api.errors import error_responses, trend_router
@@ -34,9 +34,9 @@ MAX_EVENTS_SHOWN = 500  # event types in /v1/dimensions, the first by code point
 MAX_SEGMENTS_SHOWN = 200  # segments of each
 
 
-def router(trend: Trend) -> APIRouter:
-    api = trend_router(tags=["trends"], dependencies=[read_access(trend)],
-                    responses=error_responses(401, 403, 422, 503))
+def router(trend: Trend, admission: Admission) -> APIRouter:
+    api = trend_router(tags=["trends"], dependencies=[read_access(trend), admission.read()],
+                    responses=error_responses(401, 403, 422, 429, 503))
     zone = trend.settings.zone
     shapes = models.measure_models()
     # A series interval is one of this Trend's levels, and by= a measure that ranks; anything else is
@@ -46,7 +46,8 @@ def router(trend: Trend) -> APIRouter:
     by_type = Annotated[str, Query(description="the measure to rank by: events, or distinct users",
                                    json_schema_extra={"enum": measures.rankings()})]
 
-    answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend))
+    answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend),
+                            lambda call: admission.run(admission.read_pool, call))
     trend.after_write.append(answers.written)
 
     @api.get("/v1/series", response_model=shapes.series, responses=_CACHED,
@@ -91,7 +92,7 @@ def router(trend: Trend) -> APIRouter:
     @api.get("/v1/dimensions", response_model=models.Dimensions,
              summary="Every event type and its segments, and the series intervals")
     async def dimensions() -> dict[str, Any]:
-        known = await run_in_threadpool(trend.dimensions)
+        known = await admission.run(admission.read_pool, trend.dimensions)
         # Bounded: the dashboard loads this on every visit, and anyone who may write can add event types.
         shown = list(known.items())[:MAX_EVENTS_SHOWN]
         truncated = len(known) > MAX_EVENTS_SHOWN or any(len(s) > MAX_SEGMENTS_SHOWN for _, s in shown)

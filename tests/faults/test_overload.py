@@ -1,0 +1,74 @@
+"""One client floods a real ``trend serve`` with expensive reads; another client's writes, probes and
+cheap reads still get through in time, and the flood is answered or refused with ``Retry-After``,
+never left hanging. Limits come from bench/overload.py's measurements (docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from bench.overload import SECOND_CLIENT, seed
+
+from tests.deadlines import scaled
+from tests.servers import Served
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+THREADS = 24
+SECONDS = 8
+
+
+def _flood(url: str, stop: threading.Event, seen: Counter[str], rng: random.Random) -> None:
+    with httpx.Client(base_url=url, timeout=scaled(30)) as http:
+        while not stop.is_set():
+            try:
+                answer = http.get("/v1/top", params={"event": "bulk", "by": "users", "window": "7d",
+                                                     "limit": rng.randrange(1, 101)})
+            except httpx.TransportError as exc:
+                seen[type(exc).__name__] += 1
+                continue
+            if answer.status_code in (429, 503) and "retry-after" not in answer.headers:
+                seen[f"{answer.status_code} without Retry-After"] += 1
+            seen[str(answer.status_code)] += 1
+
+
+class TestOverload:
+    def test_another_clients_writes_and_probes_get_through_a_flood(self, database_url: str) -> None:
+        seed(database_url, keys=5_000, people=2_000, events=60_000, days=0.5)
+        server = Served(database_url, "--no-worker")
+        stop = threading.Event()
+        flood: Counter[str] = Counter()
+        flooders = [threading.Thread(target=_flood, args=(server.url, stop, flood, random.Random(n)))
+                    for n in range(THREADS)]
+        took: dict[str, list[float]] = {"write": [], "readyz": [], "livez": [], "cheap read": []}
+        failed: Counter[str] = Counter()
+        try:
+            for thread in flooders:
+                thread.start()
+            time.sleep(1)  # the flood fills the reads' places first
+            transport = httpx.HTTPTransport(local_address=SECOND_CLIENT)  # another client: another address
+            with httpx.Client(base_url=server.url, timeout=scaled(30), transport=transport) as http:
+                ends = time.monotonic() + SECONDS
+                while time.monotonic() < ends:
+                    for name, call in (("write", lambda: http.post("/v1/events", json={"event": "search", "key": "p"})),
+                                       ("readyz", lambda: http.get("/readyz")), ("livez", lambda: http.get("/livez")),
+                                       ("cheap read", lambda: http.get("/v1/top", params={"event": "search"}))):
+                        began = time.perf_counter()
+                        if call().status_code >= 300:
+                            failed[name] += 1
+                        took[name].append(time.perf_counter() - began)
+                    time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in flooders:
+                thread.join(scaled(60))
+            server.stop()
+        assert failed == Counter(), failed
+        for name, bound in (("write", 1.0), ("readyz", 1.0), ("livez", 1.0), ("cheap read", 2.0)):
+            assert max(took[name]) <= scaled(bound), (name, sorted(took[name])[-5:])
+        assert set(flood) <= {"200", "429", "503"}, flood  # nothing timed out, dropped or unexplained
+        assert flood["429"] > 0, flood  # the flood was shed, cheaply, before any database work
+        assert flood["200"] > 0, flood  # and still served within its share
