@@ -195,19 +195,50 @@ def ref_series(events: Iterable[Mapping[str, Any]], event: str, key: str | None,
 
 
 def ref_rising(events: Iterable[Mapping[str, Any]], event: str, segment: str | None, start: int, end: int,
-               baseline: int, min_count: int, by: str = "count") -> list[tuple[str, int, float]]:
-    """(key, value of ``by``, score) of the keys that rise (score above 0), by score, then value, then key."""
+               baseline: int, min_count: int, by: str = "count", score: str = "poisson"
+               ) -> list[tuple[str, int, float]]:
+    """(key, value of ``by``, score) of the keys that rise (score above 0), by score, then value, then
+    key; each score as docs/queries.md defines it, written out here."""
     events = list(events)
     width = end - start
     current = ref_counts(events, event, segment, start, end, by)
     history = [ref_counts(events, event, segment, start - n * width, end - n * width, by)
                for n in range(1, baseline + 1)]
+    candidates = {key: count for key, count in current.items() if count >= min_count}
+    pasts = {key: [h.get(key, 0) for h in history] for key in candidates}
+    if score == "zscore":
+        return _ref_zscores(candidates, pasts)
+    scored = []
+    totals = [sum(p[n] for p in pasts.values()) for n in range(baseline)]  # of every candidate
+    now_total = sum(candidates.values())
+    for key, count in candidates.items():
+        own = pasts[key]
+        others_now = now_total - count
+        others = [total - mine for total, mine in zip(totals, own, strict=True)]
+        if sum(others) == 0 or others_now == 0:
+            q, ratio = 1 / (baseline + 1), None
+        else:
+            q, ratio = others_now / (others_now + sum(others)), sum(own) / sum(others)
+        n = count + sum(own)
+        # The deviance of Binomial(n, q) at count, signed as count against n·q.
+        deviance = 2 * sum(x * math.log(x / expected) for x, expected in ((count, n * q), (n - count, n * (1 - q)))
+                           if x > 0)
+        signed = math.copysign(math.sqrt(max(deviance, 0.0)), count - n * q)
+        dispersion = 1.0
+        if ratio is not None and sum(own) > 0:
+            wobble = sum((b - ratio * o) ** 2 for b, o in zip(own, others, strict=True))
+            dispersion = max(1.0, wobble / sum(max(ratio * o, 1.0) for o in others))
+        if signed > 0:
+            scored.append((key, count, signed / math.sqrt(dispersion)))
+    return sorted(scored, key=lambda item: (-item[2], -item[1], item[0]))
+
+
+def _ref_zscores(candidates: Mapping[str, int], pasts: Mapping[str, list[int]]) -> list[tuple[str, int, float]]:
+    """``(c - μ) / max(σ, √μ, 1)``, in exact rationals: the order of equal scores is the documented
+    tie-break, not float noise."""
     scored: list[tuple[str, int, Fraction]] = []
-    for key, count in current.items():
-        if count < min_count:
-            continue
-        past = [h.get(key, 0) for h in history]
-        # Exact rationals: the order of equal scores is the documented tie-break, not float noise.
+    for key, count in candidates.items():
+        past = pasts[key]
         mean = Fraction(sum(past), len(past))
         variance = sum(((p - mean) ** 2 for p in past), Fraction(0)) / len(past)
         signed_square = (count - mean) * abs(count - mean) / max(variance, mean, Fraction(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from tests.reference import ref_rising, ref_top
 from trend.clock import FakeClock
 from trend.errors import QueryError
 from trend.model import HOUR_MS, MINUTE_MS
-from trend.ranking import rising_ranked, rising_score, score_order
+from trend.rising import Score, rising_ranked, zscore, zscore_order
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
@@ -67,25 +68,28 @@ class TestTop:
             trend.top("search", window="2h")
 
 
-class TestRising:
+class TestRisingByZScore:
+    """``score=zscore``, the score of earlier releases, kept so alert thresholds can be migrated."""
+
     def test_score_with_an_empty_baseline(self) -> None:
-        """No history: μ = σ = 0, so z = c / max(0, 0, 1) = c, and growth = 100 (c + 1 - 1)."""
-        assert rising_score(5, [0] * 12) == (0.0, 0.0, 5.0, 500.0)
+        """No history: μ = σ = 0, so z = c / max(0, 0, 1) = c; a breakout, with no growth."""
+        rise = zscore(5, [0] * 12)
+        assert (rise.expected, rise.spread, rise.score, rise.growth_pct, rise.breakout) == (0.0, 0.0, 5.0, None, True)
 
     def test_score_uses_the_largest_of_sigma_sqrt_mu_and_one(self) -> None:
-        mean, spread, score, growth = rising_score(100, [25] * 4)
-        assert (mean, spread) == (25.0, 0.0)
-        assert score == pytest.approx(75 / 5)  # √25 = 5 beats σ = 0
-        assert growth == pytest.approx(100 * (101 / 26 - 1))
-        _, spread, score, _ = rising_score(30, [0, 20, 0, 20])
-        assert spread == 10.0
-        assert score == pytest.approx(20 / 10)
+        rise = zscore(100, [25] * 4)
+        assert (rise.expected, rise.spread) == (25.0, 0.0)
+        assert rise.score == pytest.approx(75 / 5)  # √25 = 5 beats σ = 0
+        assert rise.growth_pct == pytest.approx(100 * (101 / 26 - 1))
+        other = zscore(30, [0, 20, 0, 20])
+        assert other.spread == 10.0
+        assert other.score == pytest.approx(20 / 10)
 
     def test_bursting_key_ranks_first_and_min_count_filters(self, trend: Trend) -> None:
         for n in range(1, 7):  # six 15m windows of steady traffic before the current one
             _events(trend, {"steady": 10, "burst": 1}, T0 - n * 15 * MINUTE_MS)
         _events(trend, {"steady": 11, "burst": 12, "tiny": 2}, T0)
-        rising = trend.rising("search", window="15m", baseline=6, min_count=5)
+        rising = trend.rising("search", window="15m", baseline=6, min_count=5, score="zscore")
         assert [i.key for i in rising.items] == ["burst", "steady"]
         burst = rising.items[0]
         assert (burst.count, burst.baseline) == (12, 1.0)
@@ -97,16 +101,16 @@ class TestRising:
         for n in range(1, 7):
             _events(trend, {"falling": 40, "flat": 10, "up": 5}, T0 - n * 15 * MINUTE_MS)
         _events(trend, {"falling": 20, "flat": 10, "up": 9}, T0)
-        rising = trend.rising("search", window="15m", baseline=6, min_count=5)
+        rising = trend.rising("search", window="15m", baseline=6, min_count=5, score="zscore")
         assert [i.key for i in rising.items] == ["up"]  # "falling" (growth -50 %) and "flat" are not listed
-        assert all(i.score > 0 and i.growth_pct > 0 for i in rising.items)
+        assert all(i.score > 0 and (i.growth_pct or 0) > 0 for i in rising.items)
 
     def test_equal_scores_tie_exactly_and_go_to_the_higher_count(self, trend: Trend) -> None:
         """docs/queries.md, rising: 20 against a baseline (0, 0, 5) and 12 against (0, 0, 3) both score
         exactly √60.5. In floating point the second came out 4e-16 higher and ranked first."""
         _events(trend, {"b": 5, "a": 3}, T0 - 15 * MINUTE_MS)
         _events(trend, {"b": 20, "a": 12}, T0)
-        rising = trend.rising("search", window="15m", baseline=3, min_count=1)
+        rising = trend.rising("search", window="15m", baseline=3, min_count=1, score="zscore")
         assert [(i.key, i.count) for i in rising.items] == [("b", 20), ("a", 12)]
         assert rising.items[0].score == rising.items[1].score == math.sqrt(60.5)
 
@@ -114,10 +118,63 @@ class TestRising:
         """Rising sorts by floats first, then puts each run of equal floats in exact order. With one
         baseline window, a = 2⁶⁰+1 against 0 orders as (2⁶⁰+1)² and b = 2⁶¹+4 against 4 as (2⁶⁰)²:
         the same double, so by floats alone b would win on its higher count."""
-        scored = rising_ranked({"a": 2**60 + 1, "b": 2**61 + 4}, [{"b": 4}], 1)
-        assert [item[0] for item in scored] == ["a", "b"]
-        assert score_order(2**60 + 1, [0]) > score_order(2**61 + 4, [4])
-        assert float(score_order(2**60 + 1, [0])) == float(score_order(2**61 + 4, [4]))
+        scored = rising_ranked({"a": 2**60 + 1, "b": 2**61 + 4}, [{"b": 4}], 1, Score.ZSCORE)
+        assert [rise.key for rise in scored] == ["a", "b"]
+        assert zscore_order(2**60 + 1, [0]) > zscore_order(2**61 + 4, [4])
+        assert float(zscore_order(2**60 + 1, [0])) == float(zscore_order(2**61 + 4, [4]))
+
+
+def _surge_with_bursts(trend: Trend, rng: random.Random, *, surge: float) -> list[str]:
+    """12 windows of 15 minutes of a long tail (300 keys, Zipf), then one where the whole stream is
+    ``surge`` times as busy and three ordinary keys take four times their share on top: those three."""
+    keys = [f"k{n:03d}" for n in range(300)]
+    weights = [1 / (n + 1) ** 1.1 for n in range(300)]
+    planted = ["k012", "k020", "k031"]
+    for window in range(12, -1, -1):
+        volume = 3_000 * (surge if window == 0 else 1)
+        counts = dict.fromkeys(keys, 0)
+        for key in rng.choices(keys, weights, k=int(volume)):
+            counts[key] += 1
+        if window == 0:
+            for key in planted:
+                counts[key] = int(counts[key] * 4)
+        _events(trend, {k: c for k, c in counts.items() if c}, T0 - window * 15 * MINUTE_MS)
+    return planted
+
+
+class TestRisingByShare:
+    """``score=poisson``, the default: a key's share of the stream against its share before
+    (trend/rising.py, docs/queries.md), computed exactly from exact counts."""
+
+    @pytest.mark.parametrize("surge", [1.0, 5.0, 0.2])
+    def test_keys_that_burst_are_first_in_steady_traffic_a_surge_and_a_drop(self, trend: Trend,
+                                                                            surge: float) -> None:
+        planted = _surge_with_bursts(trend, random.Random(7), surge=surge)
+        rising = trend.rising("search", window="15m", baseline=12, limit=10)
+        assert sorted(i.key for i in rising.items[:3]) == planted
+        assert rising.score == "poisson"
+
+    def test_under_a_surge_the_z_score_puts_the_biggest_keys_first_and_the_share_does_not(
+            self, trend: Trend) -> None:
+        """What the share score is for: the biggest keys did not change their share in a ×5 surge."""
+        planted = _surge_with_bursts(trend, random.Random(7), surge=5.0)
+        by_z = trend.rising("search", window="15m", baseline=12, limit=3, score="zscore")
+        assert sorted(i.key for i in by_z.items) != planted
+        assert {"k000", "k001"} & {i.key for i in by_z.items}
+
+    def test_a_key_without_history_is_a_breakout_with_no_growth(self, trend: Trend) -> None:
+        for n in range(1, 13):
+            _events(trend, {"steady": 10}, T0 - n * 15 * MINUTE_MS)
+        _events(trend, {"steady": 10, "new": 20}, T0)
+        [new] = [i for i in trend.rising("search", window="15m").items if i.key == "new"]
+        assert new.breakout
+        assert new.growth_pct is None
+
+    def test_a_short_list_says_how_many_keys_min_count_kept_out(self, trend: Trend) -> None:
+        _events(trend, {"a": 1, "b": 2, "c": 4, "d": 9}, T0)
+        rising = trend.rising("search", window="15m", min_count=5)
+        assert [i.key for i in rising.items] == ["d"]
+        assert rising.below_min_count == 3
 
 
 class TestManyKeys:

@@ -211,10 +211,14 @@ class Trend:
                                                          limit=limit, by=by))
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
-               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
+               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count",
+               score: str = "poisson") -> Rising:
+        """Keys that rise now against the ``baseline`` windows before, by ``score``: ``poisson`` (the
+        default: the key's share of the stream, so a surge of everybody moves no key) or ``zscore``
+        (the key against its own past only); docs/queries.md has both."""
         return self.db.retrying(lambda: self.queries.rising(
             event, segment=segment, window=window, baseline=baseline, min_count=min_count, at_ms=at_ms, limit=limit,
-            by=by))
+            by=by, score=score))
 
     # -- alerts (docs/alerts.md) --
 

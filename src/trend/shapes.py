@@ -111,10 +111,12 @@ def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "window": rising.window, "at": isoformat(rising.at, zone), "start": isoformat(rising.start, zone),
         "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows, "by": rising.by,
+        "score": rising.score, "min_count": rising.min_count, "below_min_count": rising.below_min_count,
         "baseline_partial": rising.baseline_partial,
         "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "baseline": round(i.baseline, 6),
-                   "stddev": round(i.stddev, 6), "score": round(i.score, 6), "growth_pct": round(i.growth_pct, 3),
-                   "baseline_partial": i.baseline_partial}
+                   "stddev": round(i.stddev, 6), "score": round(i.score, 6),
+                   "growth_pct": None if i.growth_pct is None else round(i.growth_pct, 3),
+                   "breakout": i.breakout, "baseline_partial": i.baseline_partial}
                   for i in rising.items],
     }
 

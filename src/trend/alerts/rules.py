@@ -19,14 +19,20 @@ CONDITIONS = ("rising", "enters_top", "threshold")
 MAX_COOLDOWN_MS = 365 * 86_400_000
 MAX_SCORE = 1e6
 DEFAULTS: dict[str, Any] = {"segment": None, "by": "count", "window": "15m", "key": None, "min_score": None,
-                            "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None}
+                            "min_count": None, "top": None, "threshold": None, "cooldown": "1h", "secret": None,
+                            "score": None}
+# A rising rule's default min_score for each score: about one false alarm a day or fewer on a stream of
+# 2,000 keys with no burst (bench/rising_quality.py, docs/benchmarks.md).
+DEFAULT_MIN_SCORE = {"poisson": 5.0, "zscore": 3.0}
+SCORES = tuple(DEFAULT_MIN_SCORE)
 
 
 def checked_rule(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The stored fields of a rule from what a person gave, or a QueryError naming the field.
 
-    ``rising`` fires for keys whose z-score reaches ``min_score`` (default 3) with at least
-    ``min_count`` (default 5); ``enters_top`` for keys that enter the top ``top``; ``threshold`` when
+    ``rising`` fires for keys whose ``score`` (poisson, the default; or zscore, the score of earlier
+    releases) reaches ``min_score`` (default 5 for poisson, 3 for zscore) with at least ``min_count``
+    (default 5); ``enters_top`` for keys that enter the top ``top``; ``threshold`` when
     ``key``'s value over the window crosses ``threshold`` upwards."""
     unknown = set(spec) - {*DEFAULTS, "name", "event", "condition", "url"}
     if unknown:
@@ -79,7 +85,9 @@ def _one_of(field: str, value: Any, choices: Sequence[str]) -> None:
 
 
 def _rising(rule: dict[str, Any]) -> None:
-    score = rule["min_score"] if rule["min_score"] is not None else 3.0
+    rule["score"] = rule["score"] or "poisson"
+    _one_of("score", rule["score"], SCORES)
+    score = rule["min_score"] if rule["min_score"] is not None else DEFAULT_MIN_SCORE[rule["score"]]
     try:
         score = float(score)
     except (TypeError, ValueError):

@@ -143,9 +143,12 @@ class Alerts:
     def _fired(self, rule: Mapping[str, Any], now: int, previous: Any) -> tuple[list[Firing], Any]:
         common = {"segment": rule["segment"], "window": rule["window"], "at_ms": now, "by": rule["by"]}
         if rule["condition"] == "rising":
-            rising = self.queries.rising(rule["event"], min_count=rule["min_count"], limit=100, **common)
+            rising = self.queries.rising(rule["event"], min_count=rule["min_count"], limit=100,
+                                         score=rule.get("score") or "zscore", **common)
             return [Firing(i.key, {"count": i.count, "users": i.users, "score": round(i.score, 3),
-                                   "growth_pct": round(i.growth_pct, 1), "baseline": round(i.baseline, 3)})
+                                   "score_kind": rising.score, "breakout": i.breakout,
+                                   "growth_pct": None if i.growth_pct is None else round(i.growth_pct, 1),
+                                   "baseline": round(i.baseline, 3)})
                     for i in rising.items if i.score >= rule["min_score"]], None
         if rule["condition"] == "enters_top":
             top = self.queries.top(rule["event"], limit=rule["top"], **common)

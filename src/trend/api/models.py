@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from trend import measures
 from trend.measures import Measure
 from trend.query.windows import WINDOWS
+from trend.rising import Score
+
+SCORES = [score.value for score in Score]
+_SCORE_ENUM: dict[str, Any] = {"enum": SCORES}
 
 # ISO 8601 with the offset of TREND_TIMEZONE: a str here (the answers are built as text), a date-time
 # in the schema, so generated clients parse it.
@@ -53,10 +57,11 @@ class RisingItem(BaseModel):
     key: str
     count: int
     users: int | None
-    baseline: float
-    stddev: float
+    baseline: float = Field(description="What the baseline windows lead one to expect now (zscore: their mean)")
+    stddev: float = Field(description="The noise the score divides by")
     score: float
-    growth_pct: float
+    growth_pct: float | None = Field(description="Against baseline; null for a breakout")
+    breakout: bool = Field(False, description="Nothing in the baseline windows: new, or back after all of them")
     baseline_partial: bool = Field(description="The baseline reaches back before the oldest data held")
 
 
@@ -96,6 +101,11 @@ def _measure_models(spec: tuple[Measure, ...]) -> MeasureModels:
                        items=(list[TopItem], ...))
     rising = create_model("Rising", window=(str, ...), at=(Time, ...), start=(Time, ...), end=(Time, ...),
                           baseline_windows=(int, ...), by=by, baseline_partial=(bool, ...),
+                          score=(str, Field(description="How keys were scored", json_schema_extra=_SCORE_ENUM)),
+                          min_count=(int, ...),
+                          below_min_count=(int | None, Field(description=(
+                              "When fewer than limit keys are listed: how many keys have events now but fewer than "
+                              "min_count"))),
                           items=(list[RisingItem], ...))
     return MeasureModels(series, top, rising)
 
@@ -216,9 +226,10 @@ class Health(BaseModel):
 
 
 class AlertRuleIn(BaseModel):
-    """A rule. ``rising``: keys whose z-score reaches ``min_score`` (default 3) with at least ``min_count``
-    (default 5); ``enters_top``: keys entering the top ``top``; ``threshold``: ``key``'s value over the
-    window crossing ``threshold`` upwards. Each fires for a key at most once per ``cooldown``."""
+    """A rule. ``rising``: keys whose ``score`` reaches ``min_score`` (default 5 for poisson, 3 for
+    zscore) with at least ``min_count`` (default 5); ``enters_top``: keys entering the top ``top``;
+    ``threshold``: ``key``'s value over the window crossing ``threshold`` upwards. Each fires for a key
+    at most once per ``cooldown``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -229,8 +240,10 @@ class AlertRuleIn(BaseModel):
     condition: Literal["rising", "enters_top", "threshold"]
     window: str = Field("15m", json_schema_extra={"enum": list(WINDOWS)})
     key: str | None = Field(None, max_length=256)
-    min_score: float | None = None
+    min_score: float | None = Field(None, description="rising: the score to reach (5 for poisson, 3 for zscore)")
     min_count: int | None = Field(None, ge=1, le=10**12)
+    score: str | None = Field(None, json_schema_extra=_SCORE_ENUM,
+                              description="rising: poisson (the default) or zscore (the score of earlier releases)")
     top: int | None = Field(None, ge=1, le=100)
     threshold: int | None = Field(None, ge=1, le=10**15)
     url: str = Field(min_length=1, max_length=2048, description="The webhook: http:// or https://")
@@ -251,6 +264,7 @@ class AlertRule(BaseModel):
     key: str | None
     min_score: float | None
     min_count: int | None
+    score: str | None = Field(None, description="A rising rule's score (poisson or zscore)")
     top: int | None
     threshold: int | None
     url: str = Field(description="The webhook; only its scheme and host unless the request holds the admin key "

@@ -11,7 +11,7 @@ from trend.errors import QueryError, listed
 from trend.measures import Measure
 from trend.query.plan import Planner
 from trend.query.windows import Window, checked_time, interval_ms, series_range, window_ms
-from trend.ranking import rising_ranked
+from trend.rising import Score, rising_ranked
 from trend.storage.engine import Database, Tx
 from trend.storage.events import history_start, known_dimensions
 from trend.storage.markers import markers_between
@@ -85,12 +85,13 @@ class RisingItem:
     key: str
     count: int
     users: int | None
-    baseline: float  # μ: the mean of the ranked measure over the baseline windows
-    stddev: float  # σ: their population standard deviation
+    baseline: float  # what the baseline leads one to expect now (zscore: the baseline windows' mean)
+    stddev: float  # the noise the score divides by (zscore: the baseline's standard deviation)
     score: float
-    growth_pct: float
+    growth_pct: float | None  # against ``baseline``; None for a breakout
     # The baseline windows reach back before the oldest data trend holds: μ is not a real history.
     baseline_partial: bool = False
+    breakout: bool = False  # nothing in the baseline windows: new, or back after all of them
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,17 @@ class Rising:
     by: str
     items: list[RisingItem]
     baseline_partial: bool = False  # see RisingItem
+    score: str = Score.POISSON.value  # how items were scored (trend/rising.py)
+    min_count: int = 5
+    # When fewer than ``limit`` keys are listed: keys with events now but fewer than min_count.
+    below_min_count: int | None = None
+
+
+def _scoring(score: str) -> Score:
+    try:
+        return Score(score)
+    except ValueError:
+        raise QueryError("score", f"expected one of {', '.join(s.value for s in Score)}; got {score!r}") from None
 
 
 def _ranking(by: str) -> Measure:
@@ -199,10 +211,12 @@ class Queries:
                 "users": int(figures.get(USERS.column) or 0) if users_known else None}
 
     def rising(self, event: str, *, segment: str | None = None, window: str = "15m", baseline: int = 12,
-               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count") -> Rising:
-        """Keys that rise (a z-score above 0) by z-score of the measure ``by`` against the ``baseline``
-        windows before; ``min_count`` applies to that measure."""
+               min_count: int = 5, at_ms: int | None = None, limit: int = 10, by: str = "count",
+               score: str = Score.POISSON.value) -> Rising:
+        """Keys that rise (a score above 0) by ``score`` (trend/rising.py) of the measure ``by`` against
+        the ``baseline`` windows before; ``min_count`` applies to that measure."""
         measure = _ranking(by)
+        scoring = _scoring(score)
         now = self.clock.now_ms()
         at = now if at_ms is None else checked_time("at", at_ms)
         current = Window.ending_at(at, window_ms(window))
@@ -216,16 +230,21 @@ class Queries:
             candidates = replace(filters, keys=sorted(values))
             past = tagged_totals(tx, [planner.cover(w.start, w.end) for w in history], candidates,
                                  measure) if values else []
-            # Only what rises: a key at or below its own baseline is not "rising", whatever its rank.
-            scored = [item for item in rising_ranked(values, past, baseline) if item[4] > 0][:limit]
-            shown = measures_by_key(tx, spans, replace(filters, keys=[item[0] for item in scored]), [COUNT, USERS])
+            # Only what rises: a key at or below its baseline is not "rising", whatever its rank.
+            scored = [rise for rise in rising_ranked(values, past, baseline, scoring) if rise.score > 0][:limit]
+            shown = measures_by_key(tx, spans, replace(filters, keys=[rise.key for rise in scored]), [COUNT, USERS])
             users_known = current.start >= users_since(tx)
             oldest = history_start(tx)
+            # A short list says how many keys min_count kept out; a full one needs no such look.
+            below = (len(ranked_keys(tx, spans, filters, measure, at_least=1)) - len(values)
+                     if len(scored) < limit else None)
         partial = oldest is None or oldest > history[-1].start
-        items = [RisingItem(rank, key, shown[key][COUNT.column], shown[key][USERS.column] if users_known else None,
-                            mean, spread, score, growth, partial)
-                 for rank, (key, _value, mean, spread, score, growth) in enumerate(scored, start=1)]
-        return Rising(window, at, current.start, current.end, baseline, by, items, partial)
+        items = [RisingItem(rank, rise.key, shown[rise.key][COUNT.column],
+                            shown[rise.key][USERS.column] if users_known else None, rise.expected, rise.spread,
+                            rise.score, rise.growth_pct, partial, rise.breakout)
+                 for rank, rise in enumerate(scored, start=1)]
+        return Rising(window, at, current.start, current.end, baseline, by, items, partial, scoring.value, min_count,
+                      below)
 
     def _filters(self, event: str, segment: str | None, keys: Sequence[str] | None = None) -> Filters:
         # PostgreSQL refuses NUL in text, and no stored value holds one: refuse it before any SQL.

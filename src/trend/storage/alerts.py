@@ -13,7 +13,7 @@ from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
 from trend.storage.tx import Tx
 
 RULE_FIELDS = ("name", "event", "segment", "by", "condition", "window", "key", "min_score", "min_count", "top",
-               "threshold", "url", "secret", "cooldown_ms")
+               "threshold", "url", "secret", "cooldown_ms", "score")
 
 
 def insert_rule(tx: Tx, fields: Mapping[str, Any], now: int) -> int:

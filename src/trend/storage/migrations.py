@@ -122,20 +122,24 @@ def _add_rule_errors(tx: Tx) -> None:
 
 
 def _add_bucket_failures(tx: Tx) -> None:
-    """Markers remember a failed recompute: when it may be tried again, how often it failed, and why."""
+    """Markers remember a failed recompute: when it may be tried again, how often it failed, and why.
+    Rising rules name their score; those made before keep the z-score their thresholds were set for."""
     _add_missing_columns(tx, "rollup_dirty", (("retry_at", "BIGINT"), ("failures", "INTEGER NOT NULL DEFAULT 0"),
                                               ("last_error", "TEXT")))
+    if _add_missing_columns(tx, "alert_rules", (("score", "TEXT"),)):
+        tx.exec_driver_sql("UPDATE alert_rules SET score = 'zscore' WHERE condition = 'rising'")
 
 
-def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...]) -> None:
+def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...]) -> bool:
     """Columns a newer schema added, only where they are missing (a database created at that version
-    has them, and may still be walked through the steps from an older number)."""
+    has them, and may still be walked through the steps from an older number); whether any was."""
     if not tx.conn.dialect.has_table(tx.conn, table):
-        return  # created below, as it is now
+        return False  # created below, as it is now
     present = {column["name"] for column in inspect(tx.conn).get_columns(table)}
-    for name, kind in columns:
-        if name not in present:
-            tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    missing = [(name, kind) for name, kind in columns if name not in present]
+    for name, kind in missing:
+        tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    return bool(missing)
 
 
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,

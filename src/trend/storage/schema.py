@@ -31,7 +31,8 @@ from trend.storage.dialects import Capabilities, trend_dialect
 # 6: those versions per level and day ("1h@20405"): runners of schema 5 would bump only the level's.
 # 7: keys and segments without invisible characters. 8: alert_rules.last_error and last_error_at.
 # 9: rollup_dirty.retry_at, failures and last_error: a bucket whose recompute fails waits, and the
-#    others go on; runners of schema 8 would retry it first at every run and stall the level.
+#    others go on; runners of schema 8 would retry it first at every run and stall the level. And
+#    alert_rules.score: rising rules made before keep the z-score they were made with.
 SCHEMA_VERSION = 9
 
 metadata = MetaData()
@@ -205,6 +206,8 @@ alert_rules = Table(
     Column("window", Text, nullable=False),
     Column("key", Text, nullable=True),
     Column("min_score", Float(precision=53), nullable=True),
+    # How a rising rule scores keys (trend/rising.py); rules made before the choice score as they did.
+    Column("score", Text, nullable=True),
     Column("min_count", BigInteger, nullable=True),
     Column("top", Integer, nullable=True),
     Column("threshold", BigInteger, nullable=True),

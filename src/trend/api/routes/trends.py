@@ -77,17 +77,23 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
             lambda: top_shape(trend.top(event, segment=segment, window=window, at_ms=when, limit=limit, by=by), zone))
 
     @api.get("/v1/rising", response_model=shapes.rising, responses=_CACHED,
-             summary="Keys by z-score against the windows before, with growth %")
+             summary="Keys rising against the windows before, by their share of the stream (or z-score)")
     async def rising(request: Request, event: Event, segment: Segment = None, window: WindowName = "15m",
                      baseline: Annotated[int, Query(ge=1, le=48)] = 12,
-                     min_count: Annotated[int, Query(ge=1, le=1_000_000)] = 5, at: Time = None,
-                     limit: Limit = 10, by: by_type = "count") -> Response:
+                     min_count: Annotated[int, Query(ge=1, le=1_000_000, description=(
+                         "Only keys with at least this much now are scored: a few events are noise"))] = 5,
+                     at: Time = None, limit: Limit = 10, by: by_type = "count",
+                     score: Annotated[Literal["poisson", "zscore"], Query(description=(
+                         "poisson (the default): the key's share of the stream against its share before; "
+                         "zscore: the key against its own past, as earlier releases scored"))] = "poisson",
+                     ) -> Response:
         at_ms = optional_time(trend, "at", at)
         when = at_ms if at_ms is not None else trend.clock.now_ms()
         return await answers.respond(
-            request, ("rising", event, segment, window, baseline, min_count, at_ms, limit, by), when,
+            request, ("rising", event, segment, window, baseline, min_count, at_ms, limit, by, score), when,
             lambda: rising_shape(trend.rising(event, segment=segment, window=window, baseline=baseline,
-                                              min_count=min_count, at_ms=when, limit=limit, by=by), zone))
+                                              min_count=min_count, at_ms=when, limit=limit, by=by, score=score),
+                                 zone))
 
     @api.get("/v1/dimensions", response_model=models.Dimensions,
              summary="Every event type and its segments, and the series intervals")
