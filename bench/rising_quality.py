@@ -1,7 +1,8 @@
 """How well each rising score finds real bursts: synthetic streams with bursts of known size and time.
 
 A long tail of ``--keys`` keys (Zipf 1.1) sends events minute by minute, each a Poisson draw around its
-share of the stream's volume. The volume has a daily cycle and a weekly one, and the streams differ:
+share of the stream's volume; each key's share also swings by up to half over a day, at hours of its
+own. The volume has a daily cycle and a weekly one, and the streams differ:
 
 * ``steady``: the cycles only;
 * ``ramp``: the volume grows ×5 over the two hours that end with the burst;
@@ -85,6 +86,9 @@ def stream(kind: str, keys: int, planted_count: int, factor: float, rng: np.rand
     shares /= shares.sum()
     rng.shuffle(shares[30:])  # key indices are not ranks beyond the head
     rates = np.outer(shares, volume(minutes, kind, burst_start, rng, base))
+    # Each key's own day: its share swings by up to half around its mean, at its own hours.
+    amplitude, phase = rng.uniform(0, 0.5, keys), rng.uniform(0, 1, keys)
+    rates *= 1 + amplitude[:, None] * np.sin(2 * np.pi * (np.arange(minutes)[None, :] / DAY - phase[:, None]))
     new_keys = {int(k) for k in rng.choice(np.arange(100, keys), size=max(1, keys // 200), replace=False)}
     for key in new_keys:  # absent until a random minute
         rates[key, : int(rng.integers(minutes // 4, minutes - 2 * WINDOW))] = 0

@@ -174,8 +174,13 @@ class TestQueryCommands:
         code, out, _ = _run("series", "--event", "search", "--key", "coat", "--interval", "1h", "--json")
         assert code == 0
         assert sum(p["count"] for p in json.loads(out)["points"]) == 3
-        code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1", "--json")
+        code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1", "--json",
+                            "--score", "zscore")
         assert [i["key"] for i in json.loads(out)["items"]] == ["우산", "coat"]
+        code, out, _ = _run("rising", "--event", "search", "--window", "15m", "--min-count", "1", "--json")
+        shape = json.loads(out)
+        assert shape["score"] == "poisson"
+        assert {i["key"]: (i["breakout"], i["growth_pct"]) for i in shape["items"]}["우산"] == (True, None)
 
     def test_titles_name_the_segment_and_a_short_history_hides_growth(self, seeded: str) -> None:
         _code, out, _ = _run("top", "--event", "search", "--segment", "kr")
@@ -229,7 +234,7 @@ class TestWording:
         code, out, _ = _run("alerts", "list")
         text = " ".join(out.split())
         assert code == 0
-        for shown in ("score ≥ 4.5", "count ≥ 5", "우산 crosses 50", "enters top 3", "kr"):
+        for shown in ("poisson ≥ 4.5", "count ≥ 5", "우산 crosses 50", "enters top 3", "kr"):
             assert shown in text, shown
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -64,9 +65,16 @@ class TestShapes:
         assert refused.json()["error"]["field"] == "at"
 
     def test_rising(self, client: TestClient) -> None:
-        body = client.get("/v1/rising", params={"event": "search", "window": "5m", "min_count": 2}).json()
-        got = [(i["rank"], i["key"], i["count"], i["baseline"], i["score"], i["growth_pct"]) for i in body["items"]]
-        assert got == [(1, "우산", 3, 0.0, 3.0, 300.0), (2, "coat", 2, 0.0, 2.0, 200.0)]
+        """Two keys with no history: breakouts, whose growth is not a number. By z-score, as earlier
+        releases: z = c; by the default score, the deviance of Binomial(c, 1/13) at c (no other key has
+        a history, so each is compared with its own baseline's 12 windows): √(2·c·ln 13)."""
+        params = {"event": "search", "window": "5m", "min_count": 2}
+        body = client.get("/v1/rising", params=params).json()
+        got = [(i["rank"], i["key"], i["count"], i["baseline"], i["growth_pct"], i["breakout"]) for i in body["items"]]
+        assert got == [(1, "우산", 3, 0.0, None, True), (2, "coat", 2, 0.0, None, True)]
+        assert [i["score"] for i in body["items"]] == pytest.approx([math.sqrt(2 * c * math.log(13)) for c in (3, 2)])
+        by_z = client.get("/v1/rising", params={**params, "score": "zscore"}).json()
+        assert [(i["key"], i["score"]) for i in by_z["items"]] == [("우산", 3.0), ("coat", 2.0)]
 
     def test_display_zone(self, make_trend: TrendFactory) -> None:
         trend = make_trend(timezone="Asia/Seoul")

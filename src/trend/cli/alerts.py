@@ -38,12 +38,16 @@ def alerts() -> None:
 @click.option("--condition", required=True, type=click.Choice(["rising", "enters_top", "threshold"]))
 @click.option("--window", type=window_choice, default="15m", show_default=True)
 @click.option("--key", default=None, help="threshold: the key watched.")
-@click.option("--min-score", type=float, default=None, help="rising: the z-score to reach (default 3).")
+@click.option("--score", type=click.Choice(["poisson", "zscore"]), default=None,
+              help="rising: how keys are scored (default poisson; zscore as earlier releases did).")
+@click.option("--min-score", type=float, default=None,
+              help="rising: the score to reach (default 5 for poisson, 3 for zscore).")
 @click.option("--min-count", type=click.IntRange(1), default=None, help="rising: at least this many (default 5).")
 @click.option("--top", type=click.IntRange(1, 100), default=None, help="enters_top: the size of the top.")
 @click.option("--threshold", type=click.IntRange(1), default=None, help="threshold: the value to cross.")
 @click.option("--url", required=True, help="The webhook: http:// or https://.")
-@click.option("--secret", default=None, help="The HMAC key (16+ characters); made when omitted.")
+@click.option("--secret", default=None,
+              help="The signing secret: whsec_ (optional) and the base64 of at least 16 bytes; made when omitted.")
 @click.option("--cooldown", default="1h", show_default=True, help="The least time between two firings per key.")
 @json_option
 @handles_errors
@@ -83,7 +87,7 @@ def alerts_list(as_json: bool) -> None:
 def _condition_text(rule: dict[str, Any]) -> str:
     """The condition with what it compares: every figure that decides when the rule fires."""
     if rule["condition"] == "rising":
-        return f"rising: score ≥ {rule['min_score']:g}, count ≥ {rule['min_count']}"
+        return f"rising: {rule.get('score') or 'zscore'} ≥ {rule['min_score']:g}, count ≥ {rule['min_count']}"
     if rule["condition"] == "enters_top":
         return f"enters top {rule['top']}"
     return f"threshold: {rule['key']} crosses {rule['threshold']}"

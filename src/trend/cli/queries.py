@@ -12,6 +12,7 @@ from trend.cli.common import (
     at_option,
     by_option,
     console,
+    counted,
     err_console,
     event_option,
     handles_errors,
@@ -70,35 +71,49 @@ def _hint_when_empty(items: list[Any], event: str) -> None:
 @click.option("--window", type=window_choice, default="15m", show_default=True)
 @click.option("--baseline", default=12, show_default=True, type=click.IntRange(1, 48),
               help="How many windows before the current one form the baseline.")
-@click.option("--min-count", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--min-count", default=5, show_default=True, type=click.IntRange(1),
+              help="Only keys with at least this many (events, or people with --by users) in the window are "
+                   "scored: a few events are noise.")
+@click.option("--score", type=click.Choice(["poisson", "zscore"]), default="poisson", show_default=True,
+              help="poisson: a key's share of the stream against its share before, so a surge of everybody "
+                   "moves no key; zscore: a key against its own past only, as earlier releases scored.")
 @at_option
 @limit_option
 @by_option
 @json_option
 @handles_errors
-def rising(event: str, segment: str | None, window: str, baseline: int, min_count: int, at: str | None,
-           limit: int, by: str, as_json: bool) -> None:
-    """Keys rising fastest against their own recent past."""
+def rising(event: str, segment: str | None, window: str, baseline: int, min_count: int, score: str,
+           at: str | None, limit: int, by: str, as_json: bool) -> None:
+    """Keys rising fastest against the windows before (docs/queries.md has the formulas)."""
     with open_trend() as trend:
         result = trend.rising(event, segment=segment, window=window, baseline=baseline, min_count=min_count,
-                              at_ms=optional_time("--at", at), limit=limit, by=by)
+                              at_ms=optional_time("--at", at), limit=limit, by=by, score=score)
         shape = rising_shape(result, trend.settings.zone)
     if as_json:
         print_json(shape)
         return
-    table = Table("rank", "key", "count", "users", "baseline", "score", "growth %",
+    table = Table("rank", "key", "count", "users", "expected", "score", "growth %",
                   title=f"rising {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
-        # As the dashboard: a growth against a baseline older than the data is against zeros that are
-        # not history (+85600 %), so it is not shown.
-        growth = "–" if item["baseline_partial"] else f"{item['growth_pct']:+.0f}"
         table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]),
-                      f"{item['baseline']:.1f}", f"{item['score']:.2f}", growth)
+                      f"{item['baseline']:.1f}", f"{item['score']:.2f}", _growth(item))
     console.print(table)
     if shape["baseline_partial"]:
         console.print(f"Less history than the {shape['baseline_windows']} windows of the baseline: scores compare "
                       "with what there is, growth is not shown.", highlight=False)
-    _hint_when_empty(shape["items"], event)
+    if shape["below_min_count"]:
+        console.print(f"{counted(shape['below_min_count'], 'more key')} with {event} events now, fewer than "
+                      f"{min_count} each: too few to score (--min-count).", highlight=False)
+    elif not shape["items"]:
+        _hint_when_empty(shape["items"], event)
+
+
+def _growth(item: dict[str, Any]) -> str:
+    """As the dashboard: a key with nothing in its baseline is a breakout, and a growth against a
+    baseline older than the data is against zeros that are not history (+85600 %): not shown."""
+    if item["breakout"]:
+        return "breakout"
+    return "–" if item["baseline_partial"] or item["growth_pct"] is None else f"{item['growth_pct']:+.0f}"
 
 
 @click.command()

@@ -251,12 +251,14 @@
     const rows = rising.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
-      // A baseline older than the data held is made of zeros that are not history: a growth
-      // against it (+1836400%) says nothing, so it is not shown (docs/queries.md, rising).
-      const growth = item.baseline_partial ? "–"
+      // A key with nothing in its baseline is a breakout: a growth against zero (+70100%) says
+      // nothing. Nor does one against a baseline older than the data held, which is made of zeros
+      // that are not history (docs/queries.md, rising).
+      const growth = item.breakout ? "Breakout" : item.baseline_partial || item.growth_pct === null ? "–"
         : `${item.growth_pct >= 0 ? "+" : ""}${Math.round(item.growth_pct)}%`;
-      const growthCell = cell(growth, "num");
-      if (item.baseline_partial) growthCell.title = "Not enough history for a baseline yet";
+      const growthCell = cell(growth, item.breakout ? "num breakout" : "num");
+      if (item.breakout) growthCell.title = "Nothing in the baseline windows: new, or back after all of them";
+      else if (item.baseline_partial) growthCell.title = "Not enough history for a baseline yet";
       tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"), growthCell,
         cell(compareButton(item.key)));
       return tr;
@@ -264,10 +266,15 @@
     replaceRows($("rising"), rows, JSON.stringify([rising.items, state.key, state.compare]),
       "Nothing rising right now", 5);
     const note = $("rising-note");
-    note.hidden = !rising.baseline_partial;
-    note.textContent = rising.baseline_partial
-      ? `Less history than the ${rising.baseline_windows} windows of the baseline: scores compare with what there is, growth is not shown.`
-      : "";
+    const notes = [];
+    if (rising.baseline_partial) {
+      notes.push(`Less history than the ${rising.baseline_windows} windows of the baseline: scores compare with what there is, growth is not shown.`);
+    }
+    if (rising.below_min_count) {
+      notes.push(`${rising.below_min_count} more ${rising.below_min_count === 1 ? "key has" : "keys have"} events now, fewer than ${rising.min_count} each: too few to score.`);
+    }
+    note.hidden = notes.length === 0;
+    note.textContent = notes.join(" ");
   }
 
   function renderJobs(jobs) {
@@ -450,7 +457,7 @@
 
   function describeRule(rule) {
     const scope = `${rule.event}${rule.segment ? "/" + rule.segment : ""}, ${rule.window}, by ${rule.by}`;
-    if (rule.condition === "rising") return `rising: score ≥ ${rule.min_score}, count ≥ ${rule.min_count} (${scope})`;
+    if (rule.condition === "rising") return `rising: ${rule.score || "zscore"} ≥ ${rule.min_score}, count ≥ ${rule.min_count} (${scope})`;
     if (rule.condition === "enters_top") return `enters the top ${rule.top} (${scope})`;
     return `${rule.key} crosses ${rule.threshold} (${scope})`;
   }
