@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     # PostgreSQL's users sketches. auto: postgresql-hll where the server has it, else DataSketches in
     # trend's process; on: insist on postgresql-hll; off: always in trend's process.
     hll: Literal["auto", "on", "off"] = "auto"
+    # Citus: the longest a writer or a run waits at the commit barrier before giving up (a retry).
+    citus_barrier_timeout: DurationMs = 5_000
+    # PostgreSQL: server-side prepared statements (psycopg's); off behind a pooler in transaction mode,
+    # such as pgbouncer's pool_mode=transaction, where a connection's statements are not its own.
+    postgres_prepared_statements: bool = True
     # Webhook receivers on addresses that are not public are refused unless listed here: comma-separated
     # addresses or networks, each with a port or not, e.g. 127.0.0.1:9000,10.0.0.0/8. Read by the
     # process that delivers (trend serve or trend worker), when it sends.

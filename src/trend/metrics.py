@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -24,16 +24,18 @@ from trend.ingest import IngestResult
 from trend.model import Hierarchy
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import OUTCOMES, RunReport
+from trend.storage.dialects import BarrierWaits
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _BacklogCollector(Collector):
     def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy,
-                 failing_rules: Callable[[], int]) -> None:
+                 failing_rules: Callable[[], int], barrier: Callable[[], BarrierWaits | None] | None = None) -> None:
         self._status = status
         self._levels = levels
         self._failing_rules = failing_rules
+        self._barrier = barrier
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("trend_database_up", "1 when the database answered this scrape")
@@ -63,6 +65,17 @@ class _BacklogCollector(Collector):
         yield failing_buckets
         yield lag
         yield width
+        if self._barrier is not None:
+            waits = self._barrier()
+            if waits is not None:
+                longest = GaugeMetricFamily("trend_citus_barrier_longest_wait_seconds",
+                                            "The longest a run of this process waited at Citus's commit barrier")
+                longest.add_metric([], waits.longest_s)
+                yield longest
+                timeouts = CounterMetricFamily("trend_citus_barrier_timeouts",
+                                               "Runs of this process that gave up waiting at the commit barrier")
+                timeouts.add_metric([], waits.timeouts)
+                yield timeouts
         failing = GaugeMetricFamily("trend_alert_rules_failing", "Alert rules whose last evaluation failed")
         failing.add_metric([], self._failing_rules())
         yield failing
@@ -70,7 +83,8 @@ class _BacklogCollector(Collector):
 
 class Metrics:
     def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy, jobs: Sequence[str],
-                 failing_rules: Callable[[], int] = lambda: 0) -> None:
+                 failing_rules: Callable[[], int] = lambda: 0,
+                 barrier: Callable[[], BarrierWaits | None] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.events = Counter("trend_events", "Events by ingest result", ["result"], registry=self.registry)
         # "trend_job", not "job": Prometheus sets "job" on every target and would rename ours "exported_job".
@@ -82,7 +96,7 @@ class Metrics:
         # Overload: each request of a class admitted at once, after a wait, or refused (and why).
         self.admission = Counter("trend_admission", "Requests by class and what admission did with them",
                                  ["request_class", "outcome", "reason"], registry=self.registry)
-        self._backlog = _BacklogCollector(status, levels, failing_rules)
+        self._backlog = _BacklogCollector(status, levels, failing_rules, barrier)
         self.registry.register(self._backlog)
         # Every series exists from the start, so increase(...[5m]) sees a job's first failure.
         for job in jobs:

@@ -74,14 +74,17 @@ class Database:
 
     def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
                  sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold",
-                 citus: str = "auto", hll: str = "auto") -> None:
+                 citus: str = "auto", hll: str = "auto", citus_barrier_timeout_ms: int = 5_000,
+                 prepared_statements: bool = True) -> None:
         self.url = normalize_url(url)
         self.levels = levels
         self.key_normalization = key_normalization
         self.citus = citus
+        self._barrier_timeout_ms = citus_barrier_timeout_ms
         parsed = make_url(self.url)
         self.dialect: Dialect = DIALECTS[parsed.get_backend_name()](hll)
         self.dialect.check_url(parsed)
+        self.dialect.prepared_statements = prepared_statements
         self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
         self._reader = self.dialect.reader(self.engine)
         self._prober = self.dialect.prober(self.engine)
@@ -141,14 +144,20 @@ class Database:
                 with translate_errors(), self._writer.begin() as conn:
                     self.dialect.lock_schema(conn)
                     self._open(conn)
-                    create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization)
-                    self.dialect.before_commit(conn)
+                    own = self.dialect.own_schema(conn)
+                    if own is not None:  # tables looked up and made in that schema, whatever else the path holds
+                        conn.execution_options(schema_translate_map={None: own})
+                    if create_or_migrate(Tx(conn, self.dialect, self.levels), self.key_normalization):
+                        # Only a change takes Citus's commit barrier: a start-up that changes nothing must not
+                        # queue behind a run waiting for a hung committer.
+                        self.dialect.before_commit(conn)
                 self._schema_ready = True
 
     def _open(self, conn: Connection) -> None:
         """The dialect this database needs (Citus's, where it has the extension: TREND_CITUS), and
         what the database can do, probed once."""
-        self.dialect = for_database(self.dialect, conn, self.citus)
+        self.dialect = for_database(self.dialect, conn, self.citus, self.dialect.prepared_statements)
+        self.dialect.barrier_timeout_ms = self._barrier_timeout_ms
         self.dialect.attach(self.engine)
         self.dialect.caps = self.dialect.probe(conn)
 

@@ -55,7 +55,7 @@ def _add_users(tx: Tx) -> None:
     tx.exec_driver_sql("DROP INDEX IF EXISTS fact_events_rollup")
     ROLLUP_INDEX.create(tx.conn, checkfirst=True)  # only where the index is declared for the backend
     for level in tx.levels:
-        if tx.conn.dialect.has_table(tx.conn, level.table):
+        if _has_table(tx, level.table):
             tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN users_sketch {sketch}")
     _mark_minutes_with_raw_events(tx)
     oldest_raw = tx.execute(select(func.min(fact_events.c.minute))).scalar()
@@ -71,7 +71,7 @@ def _add_user_events(tx: Tx) -> None:
     not the exact figure, but never below the row's distinct users, which is all a ranking needs of
     it; buckets whose raw events are kept are marked, so the runs make them exact."""
     for level in tx.levels:
-        if tx.conn.dialect.has_table(tx.conn, level.table):
+        if _has_table(tx, level.table):
             tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN user_events BIGINT NOT NULL DEFAULT 0")
             tx.exec_driver_sql(f"UPDATE {level.table} SET user_events = count")
     _mark_minutes_with_raw_events(tx)
@@ -133,9 +133,9 @@ def _add_bucket_failures(tx: Tx) -> None:
 def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...]) -> bool:
     """Columns a newer schema added, only where they are missing (a database created at that version
     has them, and may still be walked through the steps from an older number); whether any was."""
-    if not tx.conn.dialect.has_table(tx.conn, table):
+    if not _has_table(tx, table):
         return False  # created below, as it is now
-    present = {column["name"] for column in inspect(tx.conn).get_columns(table)}
+    present = {column["name"] for column in inspect(tx.conn).get_columns(table, schema=_own_schema(tx))}
     missing = [(name, kind) for name, kind in columns if name not in present]
     for name, kind in missing:
         tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
@@ -154,6 +154,18 @@ def _drop_unwanted_key_indexes(tx: Tx) -> None:
     for level in tx.levels:
         if not tx.dialect.caps.has_key_index(level):
             tx.exec_driver_sql(f"DROP INDEX IF EXISTS {level.table}_key")
+
+
+def _own_schema(tx: Tx) -> str | None:
+    """The schema trend's tables live in (PostgreSQL: the first of search_path; Database.ensure_schema
+    maps table names to it), None where the backend has no schemas."""
+    translated: dict[str | None, str] = tx.conn.get_execution_options().get("schema_translate_map") or {}
+    return translated.get(None)
+
+
+def _has_table(tx: Tx, name: str) -> bool:
+    """Whether trend's own schema holds the table; another schema on the search path does not count."""
+    return bool(inspect(tx.conn).has_table(name, schema=_own_schema(tx)))
 
 
 def _get(tx: Tx, name: str) -> str | None:
@@ -181,9 +193,11 @@ def users_since(tx: Tx) -> int:
     return tx.lasting.users_since
 
 
-def create_or_migrate(tx: Tx, key_normalization: str) -> int:
+def create_or_migrate(tx: Tx, key_normalization: str) -> bool:
+    """Create the tables, or migrate them to this release; whether the stored schema changed (a
+    migration may mark buckets, which Citus's commit barrier must then cover)."""
     stored = None
-    if tx.conn.dialect.has_table(tx.conn, schema_meta.name):
+    if _has_table(tx, schema_meta.name):
         stored = _get(tx, "version")
     if stored is None:
         metadata.create_all(tx.conn, tables=[*BASE_TABLES, *level_tables(tx.levels)], checkfirst=True)
@@ -191,7 +205,7 @@ def create_or_migrate(tx: Tx, key_normalization: str) -> int:
         _put(tx, "version", str(SCHEMA_VERSION))
         _put(tx, KEY_NORMALIZATION, key_normalization)
         _put(tx, USERS_SINCE, "0")
-        return SCHEMA_VERSION
+        return True
     version = int(stored)
     if version > SCHEMA_VERSION:
         raise StorageError(
@@ -207,7 +221,7 @@ def create_or_migrate(tx: Tx, key_normalization: str) -> int:
     if version != SCHEMA_VERSION:
         _put(tx, "version", str(SCHEMA_VERSION))
     _check_key_normalization(tx, key_normalization)
-    return SCHEMA_VERSION
+    return version != SCHEMA_VERSION
 
 
 def _check_key_normalization(tx: Tx, wanted: str) -> None:

@@ -7,13 +7,13 @@ from sqlalchemy import Connection
 
 from trend.errors import ConfigError
 from trend.logging import get_logger
-from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, chunked, trend_dialect
-from trend.storage.dialects.citus import CitusDialect, has_citus, has_worker_nodes, is_distributed
+from trend.storage.dialects.base import CHUNK, BarrierWaits, Capabilities, Dialect, chunked, trend_dialect
+from trend.storage.dialects.citus import CitusDialect, has_citus, has_worker_nodes, is_distributed, local_group
 from trend.storage.dialects.postgres import PostgresDialect
 from trend.storage.dialects.sqlite import WRITE_POLL_S, SQLiteDialect
 
-__all__ = ["CHUNK", "DIALECTS", "WRITE_POLL_S", "Capabilities", "CitusDialect", "Dialect", "PostgresDialect",
-           "SQLiteDialect", "chunked", "for_database", "trend_dialect"]
+__all__ = ["CHUNK", "DIALECTS", "WRITE_POLL_S", "BarrierWaits", "Capabilities", "CitusDialect", "Dialect",
+           "PostgresDialect", "SQLiteDialect", "chunked", "for_database", "trend_dialect"]
 
 log = get_logger("storage")
 
@@ -21,7 +21,7 @@ log = get_logger("storage")
 DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect, "citus": CitusDialect}
 
 
-def for_database(dialect: Dialect, conn: Connection, citus: str) -> Dialect:
+def for_database(dialect: Dialect, conn: Connection, citus: str, prepared_statements: bool = True) -> Dialect:
     """The dialect the opened database needs. TREND_CITUS: ``auto`` takes Citus's where a PostgreSQL
     database has the extension; ``on`` insists; ``off`` keeps plain tables, and refuses tables that
     are distributed already (plain-table code would not keep event_ids unique there)."""
@@ -40,7 +40,16 @@ def for_database(dialect: Dialect, conn: Connection, citus: str) -> Dialect:
             raise ConfigError("TREND_CITUS", "is on, but the database has no citus extension "
                                              "(CREATE EXTENSION citus, on a server that has Citus installed)")
         return dialect
+    group = local_group(conn)
+    if group != 0:
+        # Citus syncs its metadata to the workers, so the distributed tables answer there too; but the
+        # markers, run records and schema would be made on the worker, where the coordinator's runners
+        # never see them: events stored there would never be rolled up.
+        raise ConfigError("TREND_DATABASE_URL", f"names a Citus worker node (group {group}), not the "
+                                                "coordinator: trend's markers and run records live on the "
+                                                "coordinator, where their row locks work; connect to it")
     chosen = DIALECTS["citus"](dialect.hll)
+    chosen.prepared_statements = prepared_statements
     if not has_worker_nodes(conn):
         log.warning("Citus has no worker nodes: every shard stays on the coordinator, which pays Citus's costs "
                     "and spreads nothing; add one with SELECT citus_add_node(host, port)")

@@ -13,6 +13,7 @@ Storage functions ask their transaction's dialect (``tx.dialect``), never a back
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -102,6 +103,11 @@ class Connector(ABC):
 
     def lock_schema(self, conn: Connection) -> None:
         """Keep two processes from creating or migrating tables at once."""
+
+    def own_schema(self, conn: Connection) -> str | None:
+        """The schema trend's tables are made and found in, when the backend has schemas; a
+        ConfigError when there is none to use."""
+        return None
 
     def probe(self, conn: Connection) -> Capabilities:
         """What this database can do, read once before trend's tables (extensions, for one)."""
@@ -250,6 +256,27 @@ class Dialect(Connector, Writer, Vocabulary):
         self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
         # The class's capabilities until the database is probed (Database.ensure_schema).
         self.caps = self.CAPABILITIES
+        # TREND_CITUS_BARRIER_TIMEOUT: the longest a writer or a run waits at Citus's commit barrier.
+        self.barrier_timeout_ms = 5_000
+        self.barrier = BarrierWaits()
+        # TREND_POSTGRES_PREPARED_STATEMENTS: off behind a pooler in transaction mode.
+        self.prepared_statements = True
+
+
+class BarrierWaits:
+    """How long runs waited at a commit barrier in this process, and how often a wait timed out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waits = 0
+        self.longest_s = 0.0
+        self.timeouts = 0
+
+    def waited(self, seconds: float, timed_out: bool) -> None:
+        with self._lock:
+            self.waits += 1
+            self.longest_s = max(self.longest_s, seconds)
+            self.timeouts += timed_out
 
 
 def trend_dialect(sqlalchemy_dialect: Any) -> Dialect | None:

@@ -5,10 +5,12 @@ closes the two-phase-commit window."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from trend.storage.dialects.base import CHUNK, Capabilities, chunked
 from trend.storage.dialects.postgres import PostgresDialect
@@ -82,6 +84,10 @@ class CitusDialect(PostgresDialect):
         # The commit barrier's shared side (docs/architecture.md, "The two-phase-commit window"). Taken
         # last, so the transaction waits for nothing once it holds it. PostgreSQL releases locks after
         # the commit callbacks, where Citus sends COMMIT PREPARED: until then, a run's barrier waits.
+        # Within TREND_CITUS_BARRIER_TIMEOUT: a run queued behind a hung committer costs a writer a
+        # retry (503), never a frozen cluster. The setting is the transaction's, and this is its last
+        # statement.
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.barrier_timeout_ms)}")
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_BARRIER})")
 
     def before_recompute(self, conn: Connection) -> None:
@@ -89,13 +95,22 @@ class CitusDialect(PostgresDialect):
         self.wait_for_committing_writers(conn)
         self.recover_prepared(conn)
 
-    @staticmethod
-    def wait_for_committing_writers(conn: Connection) -> None:
+    def wait_for_committing_writers(self, conn: Connection) -> None:
         """The barrier's exclusive side: once it is granted, every writer that could have committed the
         claimed markers on the coordinator has committed its rows on the workers too. Taken and dropped
-        at once, so it holds up writers no longer than the wait itself."""
-        conn.exec_driver_sql(f"SELECT pg_advisory_lock({_BARRIER})")
+        at once, so it holds up writers no longer than the wait itself, and given up after
+        TREND_CITUS_BARRIER_TIMEOUT (the run fails, its buckets stay marked for the next one): writers
+        queue behind a waiting run, so a run must not wait for ever on a committer that hangs."""
+        began = time.perf_counter()
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(self.barrier_timeout_ms)}")
+        try:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_BARRIER})")
+        except DBAPIError:
+            self.barrier.waited(time.perf_counter() - began, timed_out=True)
+            raise
+        self.barrier.waited(time.perf_counter() - began, timed_out=False)
         conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_BARRIER})")
+        conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
 
     @staticmethod
     def recover_prepared(conn: Connection) -> None:
@@ -121,6 +136,12 @@ def is_distributed(conn: Connection) -> bool:
     """Whether this schema's fact_events is a Citus distributed table."""
     return conn.exec_driver_sql("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass('fact_events')"
                                 ).first() is not None
+
+
+def local_group(conn: Connection) -> int:
+    """This node's group: 0 on the coordinator."""
+    found = conn.exec_driver_sql("SELECT groupid FROM pg_dist_local_group").scalar()
+    return 0 if found is None else int(found)
 
 
 def has_worker_nodes(conn: Connection) -> bool:

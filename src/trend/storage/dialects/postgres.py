@@ -45,7 +45,10 @@ class PostgresDialect(Dialect):
     _STAGING = "trend_ingest_staging"
 
     def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
-        engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+        # psycopg prepares a statement on the server after its fifth run; behind a pooler in transaction
+        # mode the next transaction may meet another connection, where it was never prepared.
+        options = {} if self.prepared_statements else {"connect_args": {"prepare_threshold": None}}
+        engine = create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, **options)
         self.attach(engine)
         return engine
 
@@ -88,6 +91,26 @@ class PostgresDialect(Dialect):
 
     def lock_schema(self, conn: Connection) -> None:
         conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7715001)")
+
+    def own_schema(self, conn: Connection) -> str | None:
+        # Statements name trend's tables without a schema, so search_path decides which they are, and
+        # the commit barrier is keyed by current_schema(): the tables must be the first schema's. With
+        # search_path=X,public, X empty and public holding trend's tables, X's writers once used
+        # public's tables under X's barrier, which public's runners never wait for: refused.
+        current, elsewhere = conn.exec_driver_sql(
+            "SELECT current_schema(), (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid = to_regclass('trend_schema'))").one()
+        if current is None:
+            raise ConfigError("TREND_DATABASE_URL", "no schema of its search_path exists: trend makes its tables in "
+                                                    "the first one (create it, or name one that exists)")
+        if elsewhere is not None and elsewhere != current:
+            raise ConfigError("TREND_DATABASE_URL", f"its search_path reaches trend's tables in schema {elsewhere!r}, "
+                                                    f"but its first schema, {current!r}, has none: trend keeps its "
+                                                    f"tables and locks in the first schema. Put {elsewhere!r} first "
+                                                    f"to use that deployment (options=-csearch_path={elsewhere},...), "
+                                                    f"or create trend's tables in {current!r} by starting with "
+                                                    f"search_path={current} alone once")
+        return str(current)
 
     def probe(self, conn: Connection) -> Capabilities:
         # The sketch column's type follows: hll, or bytea holding DataSketches' bytes (sketch_type).
