@@ -7,6 +7,8 @@ for ``--seconds``. The second client (127.0.0.2) every 0.3 s: one event ``POST /
 /readyz``, and a cheap ``GET /v1/top?event=search``. Reported: the second client's p50/p99/max and
 failures, the flood's answers by status (and whether each refusal had ``Retry-After``), its timeouts
 and dropped connections, and the server's RSS before, at its peak during, and 5 s after the flood.
+Before the flood, what must not change without one: a hot ``top`` under ``hey -c 32`` and HTTP
+ingest in batches of 500.
 
 ``--before-src DIR`` runs the same against the code in DIR (a checkout's ``src``, e.g. of the
 commit before) side by side, on data made the same way by that code.
@@ -33,6 +35,7 @@ import httpx
 from tests.servers import Process, environment, free_port, wait_until_up
 
 from bench.common import machine, parser, percentile
+from bench.http_ingest import _hey
 
 SECOND_CLIENT = "127.0.0.2"
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +133,37 @@ def run(url: str, pid: int, threads: int, seconds: float) -> Seen:
     return seen
 
 
+def without_flood(address: str, seconds: float) -> dict[str, float]:
+    """What admission must not change when nobody floods: a hot top list under ``hey -c 32`` (one
+    client), and events a second from four threads posting batches of 500."""
+    rate, p50, p99 = _hey(f"{address}/v1/top?event=search&window=1h", seconds, 32)
+    stored = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def post() -> None:
+        nonlocal stored
+        with httpx.Client(base_url=address, timeout=30) as http:
+            while not stop.is_set():
+                now = time.time()
+                answer = http.post("/v1/events", json=[{"event": "search", "key": f"q{n % 50}", "ts": now - 60}
+                                                       for n in range(500)])
+                if answer.status_code == 202:
+                    with lock:
+                        stored += 500
+
+    posters = [threading.Thread(target=post) for _ in range(4)]
+    began = time.monotonic()
+    for thread in posters:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in posters:
+        thread.join(60)
+    return {"hot_top_rps": round(rate), "hot_top_p50_ms": p50, "hot_top_p99_ms": p99,
+            "ingest_events_per_s": round(stored / (time.monotonic() - began))}
+
+
 def _serve(url: str, src: str | None, env: dict[str, str]) -> tuple[Process, str]:
     port = free_port()
     extra = {"PYTHONPATH": f"{src}:{ROOT}"} if src else {}
@@ -171,6 +205,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=400_000)
     p.add_argument("--threads", type=int, default=48)
     p.add_argument("--seconds", type=float, default=45)
+    p.add_argument("--quiet-seconds", type=float, default=10, help="each measure without a flood")
     p.add_argument("--seed-only", default=None, help="(internal) seed the database at this URL and stop")
     args = p.parse_args()
     if args.seed_only:
@@ -185,7 +220,9 @@ def main() -> None:
                        check=True, cwd=ROOT, env={**os.environ, **extra})
         process, address = _serve(url, src, {})
         try:
-            results.append(_report(name, run(address, process.process.pid, args.threads, args.seconds)))
+            quiet = without_flood(address, args.quiet_seconds)
+            results.append({**_report(name, run(address, process.process.pid, args.threads, args.seconds)),
+                            "without_flood": quiet})
         finally:
             process.stop()
     print(json.dumps({"machine": machine(), "backend": args.backend, "threads": args.threads,

@@ -186,8 +186,8 @@ class Settings(BaseSettings):
     read_queue_per_client: int = Field(default=8, ge=0, le=10_000)
     read_queue: int = Field(default=64, ge=0, le=100_000)
     read_queue_wait_ms: int = Field(default=2_000, ge=0, le=60_000)
-    rate_reads: float = Field(default=1_000.0, gt=0, le=1e6)  # a second, per client; bursts of twice that
-    rate_writes: float = Field(default=1_000.0, gt=0, le=1e6)
+    rate_reads: float = Field(default=5_000.0, gt=0, le=1e6)  # a second, per client; bursts of twice that
+    rate_writes: float = Field(default=5_000.0, gt=0, le=1e6)
 
     # The level hierarchy the jobs and retentions are of: LEVELS, or a Trend's own (settings_for).
     hierarchy: ClassVar[Hierarchy] = LEVELS

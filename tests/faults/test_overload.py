@@ -72,3 +72,25 @@ class TestOverload:
         assert set(flood) <= {"200", "429", "503"}, flood  # nothing timed out, dropped or unexplained
         assert flood["429"] > 0, flood  # the flood was shed, cheaply, before any database work
         assert flood["200"] > 0, flood  # and still served within its share
+
+    def test_a_hot_shared_read_is_never_refused_however_many_ask_at_once(self, database_url: str) -> None:
+        """One app server asking the same top list for all its page views is one client: the answer is
+        shared, so it takes no read's place, and none of 32 at once is refused."""
+        seed(database_url, keys=500, people=100, events=5_000, days=0.2)
+        server = Served(database_url, "--no-worker")
+        statuses: Counter[str] = Counter()
+
+        def ask() -> None:
+            with httpx.Client(base_url=server.url, timeout=scaled(30)) as http:
+                for _ in range(40):
+                    statuses[str(http.get("/v1/top", params={"event": "bulk", "window": "1h"}).status_code)] += 1
+
+        try:
+            askers = [threading.Thread(target=ask) for _ in range(32)]
+            for thread in askers:
+                thread.start()
+            for thread in askers:
+                thread.join(scaled(120))
+        finally:
+            server.stop()
+        assert statuses == Counter({"200": 32 * 40})

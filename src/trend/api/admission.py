@@ -4,11 +4,13 @@ others, the writes, or the probes (docs/operations.md, "Overload").
 * **Probes** (``/livez``, ``/readyz``, ``/healthz``, ``/metrics``) are never queued or refused, and
   run on threads of their own: a busy pool of reads never delays them.
 * **Writes** (ingest, erasure) run on threads of their own too, which reads cannot take.
-* **Reads** run on at most ``TREND_READ_CONCURRENCY`` threads at once. One client holds at most
-  ``TREND_READ_CONCURRENCY_PER_CLIENT`` of them; beyond that its reads wait in a short queue of its
-  own (``TREND_READ_QUEUE_PER_CLIENT``, ``TREND_READ_QUEUE_WAIT_MS``), and beyond the queue they are
-  refused at once with 429 and ``Retry-After``, before any database work. A read that waited its
-  whole time gets 503 and ``Retry-After``. Other clients keep the rest of the threads.
+* **Reads** that compute an answer run on at most ``TREND_READ_CONCURRENCY`` threads at once. One
+  client holds at most ``TREND_READ_CONCURRENCY_PER_CLIENT`` of them; beyond that its reads wait in a
+  short queue of its own (``TREND_READ_QUEUE_PER_CLIENT``, ``TREND_READ_QUEUE_WAIT_MS``), and beyond
+  the queue they are refused at once with 429 and ``Retry-After``, before any database work. A read
+  that waited its whole time gets 503 and ``Retry-After``. Other clients keep the rest of the
+  threads. A read answered from a shared answer (trend/api/answers.py) takes no place: it costs
+  nothing to give again.
 * Each client also has a token bucket per class (``TREND_RATE_READS``, ``TREND_RATE_WRITES`` a
   second, bursts of twice that): a request without a token is refused with 429 at once.
 
@@ -26,6 +28,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -222,11 +225,15 @@ class Admission:
             self._refuse(kind, ShedError(429, "rate", wait, f"more {kind} a second than this client may make; "
                                                        "retry after Retry-After"))
 
-    async def enter_read(self, client: str) -> None:
-        """Take a read's place (see :class:`FairGate`); a refusal is a :class:`ShedError`."""
+    @asynccontextmanager
+    async def reading(self, request: Request) -> AsyncIterator[None]:
+        """Hold a read's place around work that reads the database (see :class:`FairGate`); a refusal is
+        a :class:`ShedError`. Answers that are shared or cached take no place: they cost nothing to
+        give again, so a hot top list under any number of requests of one client is never refused."""
         if not self.enabled:
+            yield
             return
-        self.check_rate("reads", client)
+        client = client_of(request, self._keyed)
         queued = not self._gate._may_hold(client)
         try:
             admitted = await self._gate.acquire(client, self._wait_s)
@@ -234,12 +241,12 @@ class Admission:
             self._refuse("reads", refused)
         if not admitted:
             self._refuse("reads", ShedError(503, "queue_timeout", self._wait_s,
-                                       "the server is busy with reads; retry after Retry-After"))
+                                            "the server is busy with reads; retry after Retry-After"))
         self._counted("reads", "queued" if queued else "admitted", "")
         self._logs["reads"].settle()
-
-    def leave_read(self, client: str) -> None:
-        if self.enabled:
+        try:
+            yield
+        finally:
             self._gate.release(client)
 
     def _refuse(self, kind: str, refusal: ShedError) -> None:
@@ -247,17 +254,11 @@ class Admission:
         self._logs[kind].shed(refusal.reason)
         raise refusal
 
-
     def read(self) -> Any:
-        """A route dependency: the request holds a read's place while it runs (or is refused)."""
+        """A route dependency: the client's read rate, checked before anything else."""
 
-        async def admitted(request: Request) -> AsyncIterator[None]:
-            client = client_of(request, self._keyed)
-            await self.enter_read(client)
-            try:
-                yield
-            finally:
-                self.leave_read(client)
+        async def admitted(request: Request) -> None:
+            self.check_rate("reads", client_of(request, self._keyed))
 
         return Depends(admitted)
 

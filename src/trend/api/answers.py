@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,11 +91,14 @@ def etag(key: Hashable, minute: int, stamp: Hashable) -> str:
 
 # Runs a computation off the event loop: the reads' own threads (trend/api/admission.py).
 Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
+# Holds a read's place while an answer is computed (trend/api/admission.py): shared answers need none.
+Gate = Callable[[Request], AbstractAsyncContextManager[None]]
 
 
 class SharedAnswers:
-    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str], run: Runner) -> None:
+    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str], run: Runner, gate: Gate) -> None:
         self._run = run
+        self._gate = gate
         self._share_s = share_ms / 1000
         self._stamp = stamp
         self._headers = dict(headers)  # Cache-Control and Vary, the same on every answer
@@ -120,10 +124,11 @@ class SharedAnswers:
         current = etag(key, minute, stamp)
         if current in _tags(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers={**self._headers, "ETag": current})
-        answer = await self._answer((key, minute), current, compute)
+        answer = await self._answer(request, (key, minute), current, compute)
         return self._response(request, answer)
 
-    async def _answer(self, key: Hashable, tag: str, compute: Callable[[], dict[str, Any]]) -> Answer:
+    async def _answer(self, request: Request, key: Hashable, tag: str, compute: Callable[[], dict[str, Any]]
+                      ) -> Answer:
         with self._done_lock:
             found = self._done.get(key)
         if found is not None and time.monotonic() - found.made <= self._share_s:
@@ -138,8 +143,9 @@ class SharedAnswers:
         self._flights[in_flight] = flight
         made = time.monotonic()
         try:
-            # Encoded on the read's thread too: a large answer's JSON would hold up the event loop.
-            answer = Answer(await self._run(lambda: _encoded(compute())), tag, made)
+            async with self._gate(request):
+                # Encoded on the read's thread too: a large answer's JSON would hold up the event loop.
+                answer = Answer(await self._run(lambda: _encoded(compute())), tag, made)
         except BaseException as exc:
             flight.set_exception(exc)
             flight.exception()  # retrieved: a flight nobody else joined must not warn

@@ -37,7 +37,8 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
     @api.get("/v1/alerts", response_model=models.AlertRules, dependencies=[read_access(trend), admission.read()],
              summary="Every rule, without its secret")
     async def list_alerts(request: Request, authorization: Authorization = None) -> dict[str, Any]:
-        found = await admission.run(admission.read_pool, trend.alert_rules)
+        async with admission.reading(request):
+            found = await admission.run(admission.read_pool, trend.alert_rules)
         full = is_admin(trend, authorization, request)
         return {"rules": [rule_shape(rule, trend.settings.zone, full_url=full) for rule in found]}
 
@@ -59,8 +60,9 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
              dependencies=[read_access(trend), admission.read()],
              responses=error_responses(404, 422),
              summary="The rule's deliveries, newest first: status, attempts, the receiver's last status code")
-    async def alert_deliveries(rule_id: RuleId) -> dict[str, Any]:
-        found = await admission.run(admission.read_pool, lambda: trend.alert_deliveries(rule_id))
+    async def alert_deliveries(request: Request, rule_id: RuleId) -> dict[str, Any]:
+        async with admission.reading(request):
+            found = await admission.run(admission.read_pool, lambda: trend.alert_deliveries(rule_id))
         if found is None:
             raise ApiError(404, "unknown_alert", f"no alert rule {rule_id}")
         return {"deliveries": [delivery_shape(d, trend.settings.zone) for d in found]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,9 +22,10 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
 
     @api.get("/v1/jobs", response_model=models.Jobs, dependencies=[read_access(trend), admission.read()],
              summary="The schedule, next run, last run and backlog of each job")
-    async def list_jobs() -> dict[str, Any]:
-        statuses = await admission.run(admission.read_pool, trend.status)
-        runs = await admission.run(admission.read_pool, trend.last_runs)
+    async def list_jobs(request: Request) -> dict[str, Any]:
+        async with admission.reading(request):
+            statuses = await admission.run(admission.read_pool, trend.status)
+            runs = await admission.run(admission.read_pool, trend.last_runs)
         return jobs_shape(trend.jobs(), statuses, runs, trend.settings.zone, trend.levels)
 
     @api.post("/v1/jobs/{job}/run", response_model=models.JobRun, dependencies=[write_access(trend)],

@@ -47,7 +47,7 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
                                    json_schema_extra={"enum": measures.rankings()})]
 
     answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend),
-                            lambda call: admission.run(admission.read_pool, call))
+                            lambda call: admission.run(admission.read_pool, call), admission.reading)
     trend.after_write.append(answers.written)
 
     @api.get("/v1/series", response_model=shapes.series, responses=_CACHED,
@@ -97,8 +97,9 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
 
     @api.get("/v1/dimensions", response_model=models.Dimensions,
              summary="Every event type and its segments, and the series intervals")
-    async def dimensions() -> dict[str, Any]:
-        known = await admission.run(admission.read_pool, trend.dimensions)
+    async def dimensions(request: Request) -> dict[str, Any]:
+        async with admission.reading(request):
+            known = await admission.run(admission.read_pool, trend.dimensions)
         # Bounded: the dashboard loads this on every visit, and anyone who may write can add event types.
         shown = list(known.items())[:MAX_EVENTS_SHOWN]
         truncated = len(known) > MAX_EVENTS_SHOWN or any(len(s) > MAX_SEGMENTS_SHOWN for _, s in shown)
