@@ -5,16 +5,21 @@ bad events are set aside without losing their batch."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.deadlines import scaled
 from tests.receiver import Receiver
 from tests.reference import stored_events
 from tests.servers import Served, free_port
@@ -76,7 +81,8 @@ class TestDelivery:
         assert client.stats.dropped >= 500 - 50 - 10  # the queue, and at most one batch taken from it
         server = Served(database_url, "--no-worker", TREND_PORT=str(port))
         try:
-            assert client.flush(timeout=60)
+            assert not client.flush(timeout=60)  # settled, but not everything was delivered: some dropped
+            assert client.flush(timeout=60)  # nothing lost since that flush
         finally:
             client.close()
             server.stop()
@@ -94,7 +100,7 @@ class TestDelivery:
             client.track("search", "x" * 300)  # longer than a key may be
             client.track("search", "ok", segment="s" * 100)  # longer than a segment may be
             good += [client.track("view", f"v{n}") for n in range(30)]
-            assert client.flush(timeout=30)
+            assert not client.flush(timeout=30)  # two were not delivered
         finally:
             client.close()
             server.stop()
@@ -112,7 +118,7 @@ class TestDelivery:
                 assert right.flush(10)
             wrong = TrendClient(server.url, api_key="wrong", flush_interval=0.01, max_retries=5)
             wrong.track("search", "k")
-            assert wrong.flush(10)
+            assert not wrong.flush(10)  # settled at once (no retry), and not delivered
             wrong.close()
         finally:
             server.stop()
@@ -139,13 +145,114 @@ class TestDelivery:
         client = TrendClient(strange.url.removesuffix("/hook"), flush_interval=0.01, max_retries=0)
         try:
             client.track("search", "a")
-            assert client.flush(10)
+            assert not client.flush(10)
             client.track("search", "b")
-            assert client.flush(10)  # the thread outlived the first batch's error
+            assert not client.flush(10)  # the thread outlived the first batch's error
         finally:
             client.close()
             strange.close()
         assert (client.stats.failed, client.stats.delivered) == (2, 0)
+
+
+class TestPackingAndModes:
+    def test_a_script_that_exits_without_close_still_sends_what_it_queued(self, database_url: str) -> None:
+        """PostHog's and Segment's clients flush at exit; this one did not, and the events were lost."""
+        server = Served(database_url, "--no-worker")
+        script = ("import sys; from trend.client import TrendClient\n"
+                  "client = TrendClient(sys.argv[1], flush_interval=60)\n"
+                  "for n in range(3): client.track('search', f'exit-{n}')\n")
+        try:
+            done = subprocess.run([sys.executable, "-c", script, server.url], capture_output=True, text=True,
+                                  timeout=scaled(60))
+        finally:
+            server.stop()
+        assert done.returncode == 0, done.stderr
+        with Trend(database_url=database_url, worker_enabled=False) as trend:
+            assert sorted(e["key"] for e in stored_events(trend)) == ["exit-0", "exit-1", "exit-2"]
+
+    def test_batches_are_gzipped_and_the_server_unpacks_them(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker")
+        try:
+            with TrendClient(server.url, flush_interval=0.01) as client:
+                ids = [client.track("search", f"k{n % 9}", user_id=f"u{n}") for n in range(300)]
+                assert client.flush(30)
+            assert client.compress  # the server took them packed
+            bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")  # 64 MiB of JSON in about 64 KiB
+            answer = httpx.post(f"{server.url}/v1/events", content=bomb,
+                                headers={"content-type": "application/json", "content-encoding": "gzip"})
+            broken = httpx.post(f"{server.url}/v1/events", content=b"\x1f\x8b not gzip",
+                                headers={"content-type": "application/json", "content-encoding": "gzip"})
+        finally:
+            server.stop()
+        assert set(_stored_ids(database_url)) == set(ids)
+        assert answer.status_code == 413
+        assert broken.status_code == 422
+
+    def test_a_server_that_cannot_unpack_gets_plain_json_from_then_on(self) -> None:
+        """A server of a release before gzip answers a packed body with 422 invalid_json."""
+        plain = _PlainOnly()
+        client = TrendClient(plain.url, flush_interval=0.01, max_retries=0)
+        try:
+            client.track("search", "a")
+            assert client.flush(10)
+            client.track("search", "b")
+            assert client.flush(10)
+        finally:
+            client.close()
+            plain.close()
+        assert client.stats.delivered == 2
+        assert client.compress is False
+        assert plain.packed == 1  # the first only: then plain
+
+    def test_sync_mode_sends_before_track_returns(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker")
+        try:
+            client = TrendClient(server.url, sync_mode=True)
+            event_id = client.track("search", "now")
+            stored = _stored_ids(database_url)
+            client.close()
+        finally:
+            server.stop()
+        assert stored == {event_id: 1}
+
+    def test_disabled_sends_nothing_and_never_fails(self) -> None:
+        client = TrendClient(f"http://127.0.0.1:{free_port()}", disabled=True)
+        assert client.track("search", "k") is None
+        assert client.close(1)
+        assert client.stats.queued == client.stats.failed == 0
+
+
+class _PlainOnly:
+    """A server of an older release: 422 invalid_json to a gzipped body, 202 to plain JSON."""
+
+    def __init__(self) -> None:
+        self.packed = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                answer: dict[str, Any]
+                if self.headers.get("Content-Encoding") == "gzip":
+                    owner.packed += 1
+                    status, answer = 422, {"error": {"code": "invalid_json", "message": "not JSON"}}
+                else:
+                    status, answer = 202, {"accepted": len(json.loads(body)), "duplicates": 0}
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps(answer).encode())
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class TestImport:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,6 +49,27 @@ async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
                     return
     except (TimeoutError, ClientDisconnect):
         return
+
+
+def unpacked(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body as sent (``Content-Encoding: gzip``, which trend.client uses, or none), unpacked
+    within the same ``limit`` as a plain body: a small body that unpacks to gigabytes (a bomb) is a
+    413 after ``limit`` bytes, never held whole. Another encoding is a 415."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return raw
+    if encoding != "gzip":
+        raise ApiError(415, "unsupported_media_type", f"Content-Encoding {encoding!r}: send gzip or none")
+    unpacker = zlib.decompressobj(wbits=31)  # gzip's header and trailer
+    try:
+        body = unpacker.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(422, "invalid_body", f"the body is not valid gzip: {exc}") from None
+    if len(body) > limit:
+        raise PayloadTooLargeError("the unpacked request body", limit)
+    if not unpacker.eof:
+        raise ApiError(422, "invalid_body", "the body is not valid gzip: it ends early")
+    return body
 
 
 def check_media(content_type: str | None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import gzip
+import json
 import logging
 import os
 import queue
@@ -36,15 +39,19 @@ class TrendClient:
 
     def __init__(self, base_url: str, *, api_key: str | None = None, batch_size: int = 500,
                  flush_interval: float = 0.5, max_queue: int = 10_000, max_retries: int = 10,
-                 timeout: float = 10.0, on_failure: OnFailure | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 max_retry_seconds: float = 300.0, timeout: float = 10.0, on_failure: OnFailure | None = None,
+                 compress: bool = True, sync_mode: bool = False, disabled: bool = False,
+                 exit_timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ValueError("batch_size must be 1 to 10000 (the server's TREND_MAX_BATCH_EVENTS default)")
-        if flush_interval <= 0 or max_queue < 1 or max_retries < 0 or timeout <= 0:
-            raise ValueError("flush_interval and timeout must be positive, max_queue at least 1, max_retries >= 0")
+        if flush_interval <= 0 or max_queue < 1 or max_retries < 0 or timeout <= 0 or max_retry_seconds < 0:
+            raise ValueError("flush_interval and timeout must be positive, max_queue at least 1, max_retries and "
+                             "max_retry_seconds >= 0")
         self.url = base_url.rstrip("/") + "/v1/events"
         self.batch_size, self.flush_interval, self.max_retries = batch_size, flush_interval, max_retries
+        self.max_retry_seconds = max_retry_seconds
         self.on_failure = on_failure
+        self.compress, self.sync_mode, self.disabled = compress, sync_mode, disabled
         headers = {"User-Agent": f"trend-client/{__version__}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -52,6 +59,7 @@ class TrendClient:
         self._max_queue = max_queue
         self._stats = ClientStats()
         self._invalid_kinds: set[str] = set()  # fields whose invalid values were logged once already
+        self._dropping = False  # logged when drops start, and again once the queue has room
         self._closing = False
         self._close_by = float("inf")  # after close()'s timeout, retries stop and the rest is given up
         self._start()
@@ -59,15 +67,24 @@ class TrendClient:
         # empty, with a thread of its own (the parent sends what it had queued).
         method = weakref.WeakMethod(self._start)
         os.register_at_fork(after_in_child=lambda: _call_if_alive(method))
+        # A script that ends without close() still sends what it queued, for at most exit_timeout.
+        self.exit_timeout = exit_timeout
+        atexit.register(_call_if_alive, weakref.WeakMethod(self._at_exit))
+
+    def _at_exit(self) -> None:
+        if not self._closing:
+            self.close(self.exit_timeout)
 
     def _start(self) -> None:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)  # notified when events are delivered or given up
         self._unsettled = 0  # queued and not yet delivered or given up
+        self._losses_reported = self._losses  # failed + invalid + dropped, as the last flush saw them
         self._wake = threading.Event()  # flush() and close(): send now, without waiting for the interval
         self._queue: queue.Queue[Event] = queue.Queue(self._max_queue)
         self._thread = threading.Thread(target=self._run, name="trend-client", daemon=True)
-        self._thread.start()
+        if not self.sync_mode and not self.disabled:
+            self._thread.start()
 
     # -- the app's side --
 
@@ -84,6 +101,8 @@ class TrendClient:
             record["segment"] = segment
         if user_id is not None:
             record["user_id"] = user_id
+        if self.disabled:
+            return None
         problem = local_problem(record)
         if problem is not None:
             # Never raised: an analytics call must not fail the app's request. Counted, logged once per
@@ -94,34 +113,61 @@ class TrendClient:
             if self._closing:
                 self._stats.dropped += 1
                 return None
-            try:
-                self._queue.put_nowait(record)
-            except queue.Full:
-                self._stats.dropped += 1
-                return None
-            self._stats.queued += 1
-            self._unsettled += 1
+            if self.sync_mode:
+                self._stats.queued += 1
+                self._unsettled += 1
+            else:
+                try:
+                    self._queue.put_nowait(record)
+                except queue.Full:
+                    self._stats.dropped += 1
+                    first = not self._dropping
+                    self._dropping = True
+                    if first:
+                        _log.warning("trend: the queue is full (%d events): new events are dropped until it has "
+                                     "room (stats.dropped counts them)", self._max_queue)
+                    return None
+                self._stats.queued += 1
+                self._unsettled += 1
+                if self._dropping:
+                    self._dropping = False
+                    _log.info("trend: the queue has room again; %d events were dropped in all", self._stats.dropped)
+        if self.sync_mode:
+            # Scripts and tests: sent now, on the caller's thread, retried as in the background.
+            with httpx.Client(**self._http_options) as http:
+                self._send(http, [record])
         return str(record["event_id"])
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send what is queued now and wait until each event is delivered or given up: True when
-        nothing is left unsettled, False when ``timeout`` seconds passed first."""
+        """Send what is queued now and wait until each event is delivered or given up. True only when
+        every one was delivered: False when ``timeout`` seconds passed first, or when any event since
+        the last flush was given up (failed, invalid or dropped: ``stats`` and ``on_failure`` say which)."""
+        with self._lock:
+            lost_before = self._losses
         self._wake.set()
         with self._settled:
-            return self._settled.wait_for(lambda: self._unsettled == 0, timeout)
+            settled = self._settled.wait_for(lambda: self._unsettled == 0, timeout)
+            lost = self._losses != lost_before or self._losses != self._losses_reported
+            self._losses_reported = self._losses
+        return settled and not lost
+
+    @property
+    def _losses(self) -> int:
+        return self._stats.failed + self._stats.invalid + self._stats.dropped
 
     def close(self, timeout: float = 30.0) -> bool:
         """Stop taking events, send what is queued (for at most ``timeout`` seconds), stop the thread.
-        What could not be sent by then counts as failed. True when everything was delivered or given up
-        in time."""
+        What could not be sent by then counts as failed. True only when every event since the last
+        flush was delivered, in time."""
         with self._lock:
             self._closing = True
             self._close_by = time.monotonic() + timeout
-        drained = self.flush(timeout)
+        delivered = self.flush(timeout)
         self._wake.set()
-        # A send in progress ends within the HTTP timeout, and the thread gives up the rest.
-        self._thread.join(timeout=self._http_options["timeout"] + 1.0)
-        return drained
+        if self._thread.is_alive():
+            # A send in progress ends within the HTTP timeout, and the thread gives up the rest.
+            self._thread.join(timeout=self._http_options["timeout"] + 1.0)
+        return delivered
 
     @property
     def stats(self) -> ClientStats:
@@ -165,15 +211,29 @@ class TrendClient:
             self._wake.clear()
         return batch
 
+    def _post(self, http: httpx.Client, part: list[Event]) -> httpx.Response:
+        """One POST, gzipped unless the server has said it cannot take that (a release before it could
+        answers 415 or 422 invalid_json): then once more as plain JSON, and plain from then on."""
+        body = json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode()
+        if self.compress:
+            response = http.post(self.url, content=gzip.compress(body, compresslevel=5),
+                                 headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+            if response.status_code not in (415, 422) or _error_code(response) not in _NO_GZIP:
+                return response
+            self.compress = False
+            _log.warning("trend: the server does not take gzip bodies; sending them plain from now on")
+        return http.post(self.url, content=body, headers={"Content-Type": "application/json"})
+
     def _send(self, http: httpx.Client, batch: list[Event]) -> None:
         """Deliver ``batch``, retrying, splitting and dropping invalid events as the server answers."""
         pending = [batch]
         while pending:
             part = pending.pop()
             attempt = 0
+            first_try = time.monotonic()
             while part:
                 try:
-                    outcome = judge(http.post(self.url, json=part))
+                    outcome = judge(self._post(http, part))
                 except httpx.TransportError as exc:
                     outcome = Outcome(Verdict.RETRY, reason=f"{type(exc).__name__}: {exc}")
                 except Exception as exc:  # a strange answer, an event that is not JSON: never the thread's end
@@ -181,6 +241,8 @@ class TrendClient:
                     outcome = Outcome(Verdict.FAIL, reason=f"{type(exc).__name__}: {exc}")
                 if outcome.verdict is Verdict.DELIVERED:
                     self._settle(len(part), delivered=len(part), duplicates=outcome.duplicates)
+                    with self._lock:
+                        self._stats.last_error = None  # delivering again: the outage is over
                     part = []
                 elif outcome.verdict is Verdict.SPLIT and len(part) > 1:
                     pending += [part[: len(part) // 2], part[len(part) // 2:]]
@@ -190,7 +252,8 @@ class TrendClient:
                     part = [e for i, e in enumerate(part) if i not in outcome.invalid]
                     self._settle(len(bad), invalid=len(bad))
                     self._report(bad, outcome.reason)
-                elif outcome.verdict is Verdict.RETRY and attempt < self.max_retries and not self._gone():
+                elif (outcome.verdict is Verdict.RETRY and attempt < self.max_retries and not self._gone()
+                      and time.monotonic() - first_try < self.max_retry_seconds):
                     attempt += 1
                     with self._lock:
                         self._stats.retries += 1
@@ -255,6 +318,19 @@ class TrendClient:
                 self.on_failure(events, reason)
             except Exception:  # the app's callback must not stop the sending
                 _log.exception("trend: the on_failure callback failed")
+
+
+# What a server that cannot unpack a gzip body answers: before this release, invalid_json (it read
+# the packed bytes as text); an unknown encoding, unsupported_media_type.
+_NO_GZIP = frozenset({"invalid_json", "unsupported_media_type"})
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 def _call_if_alive(method: weakref.WeakMethod[Callable[[], None]]) -> None:

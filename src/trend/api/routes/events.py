@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from trend.api.admission import Admission
-from trend.api.body import check_media, event_list, parse_json, read_limited
+from trend.api.body import check_media, event_list, parse_json, read_limited, unpacked
 from trend.api.deps import write_access
 from trend.api.errors import error_responses, trend_router
 from trend.api.models import Accepted, ErasedUser
@@ -52,18 +52,21 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
               dependencies=[write_access(trend), admission.write()],
               summary="Ingest one event, an array, or {\"events\": [...]}; a batch is atomic",
               responses=error_responses(401, 403, 413, 415, 422, 429, 503),
+              description="The body may be sent with Content-Encoding: gzip (trend.client does); it is unpacked "
+                          "within the same size limit, and one that unpacks past it is a 413.",
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY}}}})
     async def ingest_events(request: Request) -> Accepted:
         settings = trend.settings
-        raw = await read_limited(request, settings.max_body_bytes)
+        raw = unpacked(await read_limited(request, settings.max_body_bytes), request.headers.get("content-encoding"),
+                       settings.max_body_bytes)
         check_media(request.headers.get("content-type"))
         # A batch that is plainly valid is decoded and checked in msgspec; any other body takes the
         # full check, which names what is wrong. The database call blocks: off the event loop.
-        decoded = fast_batch(raw)
-        if decoded is not None:
-            if len(decoded) > settings.max_batch_events:
+        fields = fast_batch(raw)
+        if fields is not None:
+            if len(fields) > settings.max_batch_events:
                 raise PayloadTooLargeError("the number of events in one batch", settings.max_batch_events)
-            result = await admission.run(admission.write_pool, lambda: trend.ingestor.ingest_decoded(decoded))
+            result = await admission.run(admission.write_pool, lambda: trend.ingestor.ingest_decoded(fields))
         else:
             events = event_list(parse_json(raw), settings.max_batch_events)
             result = await admission.run(admission.write_pool, lambda: trend.ingest(events))
