@@ -153,6 +153,11 @@ class TestGeneratedClient:
         assert call("ingest_events", body=batch).accepted == 2
         assert call("ingest_events", body=[models.Event(event="view", key="k")]).accepted == 1
         assert [(i.key, i.count) for i in call("top", event="search").items] == [("boots", 2), ("우산", 1)]
+        # Choices are plain strings, and times a datetime or the other forms as text.
+        assert [i.key for i in call("top", event="search", window="1h", by="users").items] == ["boots", "우산"]
+        ranged = call("series", event="search", interval="5m", start=datetime.fromtimestamp(now - 3600).astimezone(),
+                      end="now")
+        assert sum(p.count for p in ranged.points) == 3
         assert call("rising", event="search", min_count=1).by.value == "count"
         assert sum(p.count for p in call("series", event="search").points) == 3
         assert {d.event for d in call("dimensions").events} == {"search", "view"}

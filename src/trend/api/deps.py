@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
+from pydantic import SecretStr, WithJsonSchema
 
 from trend.api.errors import ApiError
 from trend.errors import QueryError
@@ -98,5 +98,9 @@ def optional_time(trend: Trend, name: str, text: str | None) -> int | None:
 Event = Annotated[str, Query(min_length=1, max_length=64, description="the event type, e.g. search")]
 Segment = Annotated[str | None, Query(max_length=64, description="one segment; omit for all, summed")]
 Limit = Annotated[int, Query(ge=1, le=100)]
+# A date-time for generated clients (a datetime object), or the other forms as text.
 Time = Annotated[str | None, Query(description="ISO-8601 with a zone, epoch seconds, now, or now-<duration> "
-                                               "such as now-2h")]
+                                               "such as now-2h"),
+                 WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"},
+                                           {"type": "string", "description": "epoch seconds, now, or now-2h"},
+                                           {"type": "null"}]})]

@@ -14,10 +14,18 @@ from trend.api.admission import Admission
 from trend.api.answers import SharedAnswers, Stamp
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
 from trend.api.errors import error_responses, trend_router
+from trend.query.windows import WINDOWS
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
 
-WindowName = Literal["5m", "15m", "1h", "6h", "24h", "7d"]
+
+def _one_of(choices: list[str], description: str) -> Any:
+    """A query parameter that takes one of ``choices``: a string with a pattern, not an enum, so a
+    generated client takes ``window="1h"`` as it is (openapi-python-client makes enums it cannot name)."""
+    return Query(pattern=f"^({'|'.join(choices)})$", description=f"{description}: {', '.join(choices)}")
+
+
+WindowName = Annotated[str, _one_of(list(WINDOWS), "the window, ending at `at`")]
 _CACHED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: the If-None-Match ETag is the current one (same parameters, minute and data)"}}
 
@@ -41,10 +49,8 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
     shapes = models.measure_models()
     # A series interval is one of this Trend's levels, and by= a measure that ranks; anything else is
     # a QueryError (422) from the query itself.
-    interval_type = Annotated[str, Query(description="a rollup level",
-                                         json_schema_extra={"enum": trend.levels.names})]
-    by_type = Annotated[str, Query(description="the measure to rank by: events, or distinct users",
-                                   json_schema_extra={"enum": measures.rankings()})]
+    interval_type = Annotated[str, _one_of(trend.levels.names, "a rollup level")]
+    by_type = Annotated[str, _one_of(measures.rankings(), "the measure to rank by: events, or distinct users")]
 
     answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend),
                             lambda call: admission.run(admission.read_pool, call), admission.reading)
@@ -83,7 +89,7 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
                      min_count: Annotated[int, Query(ge=1, le=1_000_000, description=(
                          "Only keys with at least this much now are scored: a few events are noise"))] = 5,
                      at: Time = None, limit: Limit = 10, by: by_type = "count",
-                     score: Annotated[Literal["poisson", "zscore"], Query(description=(
+                     score: Annotated[str, _one_of(["poisson", "zscore"], (
                          "poisson (the default): the key's share of the stream against its share before; "
                          "zscore: the key against its own past, as earlier releases scored"))] = "poisson",
                      ) -> Response:
