@@ -314,4 +314,8 @@ class TestCliTest:
         receiver.answers = [500]
         assert CliRunner().invoke(main, ["alerts", "test", str(rule_id)]).exit_code == 1
         assert CliRunner().invoke(main, ["alerts", "test", str(rule_id)]).exit_code == 0
+        # The failed test was answered to the person who asked: it is not left to be sent again later.
+        shown = json.loads(CliRunner().invoke(main, ["alerts", "deliveries", str(rule_id), "--json"]).stdout)
+        assert sorted(d["status"] for d in shown["deliveries"]) == ["delivered", "failed"]
+        assert len(receiver.received) == 2
 

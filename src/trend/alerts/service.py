@@ -294,7 +294,8 @@ class Alerts:
         attempts = int(delivery["attempts"]) + 1
         if sent.ok:
             status, next_at, delivered = "delivered", now, now
-        elif attempts >= self.policy.max_attempts or sent.final:
+        elif attempts >= self.policy.max_attempts or sent.final or delivery["test"]:
+            # A test delivery is answered to the person who asked: it is never sent again later.
             status, next_at, delivered = "failed", now, None
             log.warning("Alert delivery %s failed for good after %d attempts: %s", delivery["id"], attempts,
                         sent.error)

@@ -61,7 +61,15 @@ def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> No
                 (empty: none)
 
     Unknown fields are an error. A bad line is reported with its number and stores nothing of itself;
-    the good lines are stored (all or nothing with --strict)."""
+    the good lines are stored (all or nothing with --strict).
+
+    \b
+    The summary: "6 accepted, 1 duplicate, 5 rejected (stored)": accepted lines are stored, a
+    duplicate repeats an event_id already stored, rejected lines are bad; "(stored)" says the good
+    lines were kept, "(rolled back)" that --strict kept none.
+    Exit status: 0 every line was good; 1 some lines were bad (the good ones are stored, unless
+    --strict); 2 the command itself is wrong (an option, a file that cannot be read); 3 the database
+    failed part-way (the message says which lines are stored, and --resume goes on)."""
     regular = path != "-" and os.path.isfile(path)
     if resume and not regular:
         raise InputError("--resume needs a file: a stream keeps no place to go on from")
