@@ -68,7 +68,7 @@ class TestShapes:
         """Two keys with no history: breakouts, whose growth is not a number. By z-score, as earlier
         releases: z = c; by the default score, the deviance of Binomial(c, 1/13) at c (no other key has
         a history, so each is compared with its own baseline's 12 windows): √(2·c·ln 13)."""
-        params = {"event": "search", "window": "5m", "min_count": 2}
+        params: dict[str, str | int] = {"event": "search", "window": "5m", "min_count": 2}
         body = client.get("/v1/rising", params=params).json()
         got = [(i["rank"], i["key"], i["count"], i["baseline"], i["growth_pct"], i["breakout"]) for i in body["items"]]
         assert got == [(1, "우산", 3, 0.0, None, True), (2, "coat", 2, 0.0, None, True)]

@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -52,10 +53,12 @@ class TestOverload:
             transport = httpx.HTTPTransport(local_address=SECOND_CLIENT)  # another client: another address
             with httpx.Client(base_url=server.url, timeout=scaled(30), transport=transport) as http:
                 ends = time.monotonic() + SECONDS
+                calls: list[tuple[str, Callable[[], httpx.Response]]] = [
+                    ("write", lambda: http.post("/v1/events", json={"event": "search", "key": "p"})),
+                    ("readyz", lambda: http.get("/readyz")), ("livez", lambda: http.get("/livez")),
+                    ("cheap read", lambda: http.get("/v1/top", params={"event": "search"}))]
                 while time.monotonic() < ends:
-                    for name, call in (("write", lambda: http.post("/v1/events", json={"event": "search", "key": "p"})),
-                                       ("readyz", lambda: http.get("/readyz")), ("livez", lambda: http.get("/livez")),
-                                       ("cheap read", lambda: http.get("/v1/top", params={"event": "search"}))):
+                    for name, call in calls:
                         began = time.perf_counter()
                         if call().status_code >= 300:
                             failed[name] += 1
