@@ -175,7 +175,7 @@ Index("job_runs_running", job_runs.c.job, sqlite_where=job_runs.c.outcome == "ru
 
 # Per level, a number that only grows: bumped in every transaction that rewrites or deletes the
 # level's rows (a recompute, retention). Totals a process computed from clean buckets stay true while
-# the versions of their levels are unchanged (storage/totals_cache.py).
+# the versions of their levels are unchanged (storage/kept.py).
 data_versions = Table(
     "trend_data_versions",
     metadata,
