@@ -115,9 +115,14 @@ def read_lines(stream: IO[str], fmt: str) -> Iterator[Line]:
     return _csv(stream) if fmt == "csv" else _jsonl(stream)
 
 
-def detect_format(path: str, fmt: str) -> str:
+def detect_format(path: str, fmt: str, stream: IO[str] | None = None) -> str:
+    """``--format``, or from the file's name; standard input has none, so its first line tells: JSON
+    Lines begin with ``{``, a CSV header does not."""
     if fmt != "auto":
         return fmt
+    if path == "-" and stream is not None and hasattr(stream, "buffer"):
+        head = stream.buffer.peek(1024)[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
+        return "jsonl" if not head or head.startswith(b"{") else "csv"
     return "csv" if path.lower().endswith(".csv") else "jsonl"
 
 
@@ -345,15 +350,16 @@ def _die_with(parent: int) -> None:
 def open_text(path: str, stdin: IO[str]) -> IO[str]:
     """The file at ``path`` (``-``: standard input, through a duplicate of its descriptor, which the
     reading child keeps open); a path that cannot be read is an InputError naming it. Bytes that are
-    not UTF-8 are kept as surrogates, for the line that holds them to be reported (:func:`_is_utf8`)."""
+    not UTF-8 are kept as surrogates, for the line that holds them to be reported (:func:`_is_utf8`);
+    a byte-order mark at the start (Excel's CSV has one) is not part of the first line."""
     if path == "-":
         try:
             descriptor = stdin.fileno()
         except (AttributeError, OSError, ValueError):
             return stdin  # no descriptor: read as it is, in this process
-        return open(os.dup(descriptor), encoding="utf-8", errors="surrogateescape", newline="")
+        return open(os.dup(descriptor), encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -72,11 +72,12 @@ def _check_fields(rule: Mapping[str, Any]) -> None:
         parts = urlsplit(rule["url"])
         port = parts.port  # reading it checks it: a ValueError for :99999, :abc
     except ValueError as exc:
-        raise QueryError("url", f"not a URL: {exc}") from None
+        problem = "the port must be a number from 1 to 65535" if "ort" in str(exc) else str(exc)
+        raise QueryError("url", f"not a URL: {problem}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise QueryError("url", "expected an http:// or https:// URL with a host")
     if port == 0:
-        raise QueryError("url", "not a URL: Port out of range 1-65535")
+        raise QueryError("url", "not a URL: the port must be a number from 1 to 65535")
 
 
 def _one_of(field: str, value: Any, choices: Sequence[str]) -> None:

@@ -106,6 +106,9 @@ def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]
     host = parts.hostname or ""
     literal = f"[{address}]" if ":" in address else address
     netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    user_info, at, _ = parts.netloc.rpartition("@")
+    if at:  # https://user:password@host/: sent as Basic authorization, as the URL asks
+        netloc = f"{user_info}@{netloc}"
     shown_host = parts.netloc.rpartition("@")[2]  # never the userinfo
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     return parts._replace(netloc=netloc).geturl(), {"Host": shown_host}, extensions
@@ -131,9 +134,10 @@ def signing_key(secret: str) -> bytes:
     anyone could sign with an empty key."""
     try:
         key = base64.b64decode(secret.removeprefix("whsec_") + "==")
-    except ValueError:  # binascii.Error, or a character outside ASCII
+    except ValueError as exc:  # binascii.Error, or a character outside ASCII
+        why = "it holds characters outside ASCII" if "ASCII" in str(exc) else str(exc).rstrip(".")
         raise UnusableSecretError(
-            "not base64: a secret is whsec_ (optional) and the base64 of at least 16 bytes, "
+            f"not base64 ({why}): a secret is whsec_ (optional) and the base64 of at least 16 bytes, "
             "e.g. whsec_ and 24 characters of A-Z, a-z, 0-9, + and /; omit it to have one made") from None
     if len(key) < MIN_KEY_BYTES:
         raise UnusableSecretError(

@@ -224,6 +224,8 @@ class Admission:
         if wait:
             self._refuse(kind, ShedError(429, "rate", wait, f"more {kind} a second than this client may make; "
                                                        "retry after Retry-After"))
+        if kind == "writes":  # reads are counted when they take a place (reading), or not at all (shared)
+            self._counted(kind, "admitted", "")
 
     @asynccontextmanager
     async def reading(self, request: Request) -> AsyncIterator[None]:

@@ -12,6 +12,8 @@ The rules (docs/queries.md, "Shared answers"):
   parameters, minute and current stamp gets 304 without any read: the items are the same.
 * The change stamp is read at most every :data:`STAMP_MS`, and at once after this process stores
   events, so another process's write shows within that long.
+* Under overload, when admission refuses to compute an answer anew, the last one of the same
+  parameters stands in if it is at most :data:`STALE_S` old: it says its own ``at``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from trend.api.errors import ApiError
 from trend.model import MINUTE_MS
 
 # How stale a change stamp may be when it decides a 304; this process's own writes renew it at once.
@@ -38,6 +41,8 @@ STAMP_MS = 100
 # Answers at least this large go out gzipped to clients that accept it.
 GZIP_BYTES = 1_024
 _KEPT = 256
+# Under overload, a shared answer this recent stands in for a renewal that was refused.
+STALE_S = 10.0
 
 
 @dataclass
@@ -133,6 +138,17 @@ class SharedAnswers:
             found = self._done.get(key)
         if found is not None and time.monotonic() - found.made <= self._share_s:
             return found
+        try:
+            return await self._renewed(request, key, tag, compute)
+        except ApiError as refused:
+            # Overload refused the renewal (trend/api/admission.py): a hot answer many share must not
+            # turn into a refusal for all of them. The last one, if recent, says its own ``at``.
+            if refused.status in (429, 503) and found is not None and time.monotonic() - found.made <= STALE_S:
+                return found
+            raise
+
+    async def _renewed(self, request: Request, key: Hashable, tag: str, compute: Callable[[], dict[str, Any]]
+                       ) -> Answer:
         generation = self._generation
         # A flight begun before this process's last write is not joined: a client reads its own writes.
         in_flight = (key, generation)

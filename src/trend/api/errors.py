@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -98,7 +99,11 @@ def _bad_query(exc: QueryError) -> JSONResponse:
 def _bad_request(exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"][1:]) or None
-    return JSONResponse(error_body("invalid_parameter", f"{field}: {first['msg']}", field=field), 422)
+    message = first["msg"]
+    choices = re.fullmatch(r"\^\(([^()]*)\)\$", str((first.get("ctx") or {}).get("pattern", "")))
+    if first.get("type") == "string_pattern_mismatch" and choices:  # a choice (routes/trends.py, _one_of)
+        message = f"expected one of {', '.join(choices.group(1).split('|'))}; got {first.get('input')!r}"
+    return JSONResponse(error_body("invalid_parameter", f"{field}: {message}", field=field), 422)
 
 
 def _storage(exc: StorageError) -> JSONResponse:

@@ -37,7 +37,9 @@ def _progress(stream: IO[str], path: str, enabled: bool) -> Iterator[Callable[[i
 
 @click.command()
 @click.argument("path")
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto", show_default=True,
+              help="auto: CSV for a PATH ending in .csv; for standard input, JSON Lines when the first line "
+                   "begins with {, else CSV.")
 @click.option("--strict", is_flag=True, help="All or nothing: one bad line stores nothing.")
 @click.option("--resume", is_flag=True,
               help="Go on after the last line an earlier ingest of this file stored (the database keeps it per "
@@ -77,7 +79,8 @@ def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> No
     try:
         with open_trend() as trend, _progress(stream, path, err_console.is_terminal and not as_json) as progress:
             try:
-                result = ingest_stream(trend, stream, detect_format(path, fmt), strict=strict, on_progress=progress,
+                result = ingest_stream(trend, stream, detect_format(path, fmt, stream), strict=strict,
+                                       on_progress=progress,
                                        source=Source.of(path) if regular else None, resume=resume)
             except IngestStoppedError as exc:
                 _ingest_stopped(exc, path if regular else None, as_json)

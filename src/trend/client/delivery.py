@@ -29,6 +29,7 @@ class Outcome:
     accepted: int = 0
     duplicates: int = 0
     invalid: frozenset[int] = frozenset()  # positions in the batch, for DROP_INVALID
+    reasons: dict[int, str] = field(default_factory=dict)  # each invalid position's own reason
     reason: str = ""
     retry_after: float | None = None
 
@@ -45,9 +46,9 @@ def judge(response: httpx.Response) -> Outcome:
     if status == 413:
         return Outcome(Verdict.SPLIT, reason=reason)
     if status == 422:
-        invalid = _positions(response)
-        if invalid:
-            return Outcome(Verdict.DROP_INVALID, invalid=invalid, reason=reason)
+        reasons = _reasons(response)
+        if reasons:
+            return Outcome(Verdict.DROP_INVALID, invalid=frozenset(reasons), reasons=reasons, reason=reason)
     return Outcome(Verdict.FAIL, reason=reason)
 
 
@@ -72,12 +73,14 @@ def _message(response: httpx.Response) -> str:
     return str(_error(response).get("message", response.reason_phrase))[:300]
 
 
-def _positions(response: httpx.Response) -> frozenset[int]:
-    """The batch positions a 422 names: every listed problem's, or the first error's."""
+def _reasons(response: httpx.Response) -> dict[int, str]:
+    """The batch positions a 422 names, each with its own ``422 field: message``: every listed
+    problem's, or the first error's."""
     error = _error(response)
-    listed = [p.get("index") for p in error.get("problems", []) if isinstance(p, dict)] or [error.get("index")]
+    listed = [p for p in error.get("problems", []) if isinstance(p, dict)] or [error]
     # A list that stops at its cap may leave bad events unnamed; they fail the next try, and are named then.
-    return frozenset(i for i in listed if isinstance(i, int))
+    return {p["index"]: f"422 {p.get('field') or 'event'}: {p.get('message', '')}"[:300]
+            for p in listed if isinstance(p.get("index"), int)}
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -131,7 +131,7 @@ class TrendClient:
                 self._unsettled += 1
                 if self._dropping:
                     self._dropping = False
-                    _log.info("trend: the queue has room again; %d events were dropped in all", self._stats.dropped)
+                    _log.warning("trend: the queue has room again; %d events were dropped in all", self._stats.dropped)
         if self.sync_mode:
             # Scripts and tests: sent now, on the caller's thread, retried as in the background.
             with httpx.Client(**self._http_options) as http:
@@ -248,10 +248,11 @@ class TrendClient:
                     pending += [part[: len(part) // 2], part[len(part) // 2:]]
                     part = []
                 elif outcome.verdict is Verdict.DROP_INVALID:
-                    bad = [e for i, e in enumerate(part) if i in outcome.invalid]
+                    bad = [(e, outcome.reasons[i]) for i, e in enumerate(part) if i in outcome.invalid]
                     part = [e for i, e in enumerate(part) if i not in outcome.invalid]
                     self._settle(len(bad), invalid=len(bad))
-                    self._report(bad, outcome.reason)
+                    for reason in dict.fromkeys(why for _, why in bad):  # one call per reason, events in order
+                        self._report([e for e, why in bad if why == reason], reason)
                 elif (outcome.verdict is Verdict.RETRY and attempt < self.max_retries and not self._gone()
                       and time.monotonic() - first_try < self.max_retry_seconds):
                     attempt += 1

@@ -97,12 +97,22 @@ class PostgresDialect(Dialect):
         # the commit barrier is keyed by current_schema(): the tables must be the first schema's. With
         # search_path=X,public, X empty and public holding trend's tables, X's writers once used
         # public's tables under X's barrier, which public's runners never wait for: refused.
-        current, elsewhere = conn.exec_driver_sql(
+        current, elsewhere, path, user = conn.exec_driver_sql(
             "SELECT current_schema(), (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.oid = to_regclass('trend_schema'))").one()
+            "WHERE c.oid = to_regclass('trend_schema')), current_setting('search_path'), current_user").one()
         if current is None:
             raise ConfigError("TREND_DATABASE_URL", "no schema of its search_path exists: trend makes its tables in "
                                                     "the first one (create it, or name one that exists)")
+        first = next((part.strip().strip('"') for part in str(path).split(",") if part.strip()), None)
+        if first == "$user" and current == user:
+            first = current  # the user's own schema exists, and comes first
+        elif first == "$user":
+            first = next((part.strip().strip('"') for part in str(path).split(",")[1:] if part.strip()), None)
+        if first is not None and first != current:
+            # PostgreSQL passes over a schema that does not exist: a misspelt one would put trend's
+            # tables in the next, another deployment's or public, without a word.
+            raise ConfigError("TREND_DATABASE_URL", f"the first schema of its search_path, {first!r}, does not "
+                                                    f"exist (trend would use {current!r}); create it, or fix its name")
         if elsewhere is not None and elsewhere != current:
             raise ConfigError("TREND_DATABASE_URL", f"its search_path reaches trend's tables in schema {elsewhere!r}, "
                                                     f"but its first schema, {current!r}, has none: trend keeps its "
