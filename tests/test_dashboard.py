@@ -288,7 +288,7 @@ class TestAlertsAndReadKey:
         row = page.locator("#alerts tbody tr").first
         expect(row.locator("td").first).to_have_text("surges")
         expect(row).to_contain_text("enters the top 3 (search, 1h, by count)")
-        expect(row).to_contain_text("pending (test)")
+        expect(row).to_contain_text("failed (test)")
         page.close()
 
     def test_the_page_asks_for_the_read_key_and_sends_it(self, browser: Browser, tmp_path: Path) -> None:
@@ -459,7 +459,7 @@ class TestOnDemoData:
         expect(page.locator("#rising-note")).to_be_hidden()  # the demo's history fills the baseline
         growth = page.locator("#rising tbody tr td:nth-child(4)").all_text_contents()
         assert growth
-        assert all(re.fullmatch(r"\+\d+%", text) for text in growth), growth  # only keys that rise
+        assert all(re.fullmatch(r"\+\d+%|Breakout", text) for text in growth), growth  # only keys that rise
         page.screenshot(path=str(SHOTS / "dashboard-desktop.png"), full_page=True)
         page.locator("#top tbody button.key").first.click()
         expect(page.locator("#key-ranks tbody tr")).to_have_count(8, timeout=WAIT_MS)

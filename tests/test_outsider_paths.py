@@ -277,7 +277,7 @@ class TestErasure:
             assert [e["user_id"] for e in stored_events(trend)] == ["x"]
 
 
-def _ingest_process(database_url: str, *arguments: str, stdin: Any) -> subprocess.CompletedProcess[bytes]:
+def _ingest_process(database_url: str, *arguments: str, stdin: Any = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "trend", "ingest", *arguments], stdin=stdin, capture_output=True,
                           env=environment(database_url), timeout=scaled(60))
 
@@ -320,6 +320,22 @@ class TestStandardInput:
         result = json.loads(done.stdout)
         assert (result["accepted"], [e["line"] for e in result["errors"]]) == (2, [2])
         assert b"Traceback" not in done.stderr
+
+
+class TestByteOrderMarks:
+    def test_a_csv_saved_by_excel_and_a_csv_on_standard_input(self, database_url: str, tmp_path: Path) -> None:
+        """Before: the mark made the header's first column unknown (exit 2); a CSV piped in was read as
+        JSON Lines, every line refused."""
+        path = tmp_path / "excel.csv"
+        path.write_bytes(b"\xef\xbb\xbfevent,key\r\nsearch,bom\r\n")
+        done = _ingest_process(database_url, str(path), "--json", stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stdout + done.stderr
+        piped = _piped(database_url, b"event,key\nsearch,piped\n")
+        assert piped.returncode == 0, piped.stdout + piped.stderr
+        lines = _piped(database_url, b'\xef\xbb\xbf{"event": "search", "key": "marked"}\n')
+        assert lines.returncode == 0, lines.stdout + lines.stderr
+        with _trend(database_url) as trend:
+            assert sorted(e["key"] for e in stored_events(trend)) == ["bom", "marked", "piped"]
 
 
 class TestSmallerHoles:

@@ -254,10 +254,12 @@
       // A key with nothing in its baseline is a breakout: a growth against zero (+70100%) says
       // nothing. Nor does one against a baseline older than the data held, which is made of zeros
       // that are not history (docs/queries.md, rising).
-      const growth = item.breakout ? "Breakout" : item.baseline_partial || item.growth_pct === null ? "–"
+      // A short history first: with less data than the baseline, a key is not new, only unknown.
+      const breakout = item.breakout && !item.baseline_partial;
+      const growth = breakout ? "Breakout" : item.baseline_partial || item.growth_pct === null ? "–"
         : `${item.growth_pct >= 0 ? "+" : ""}${Math.round(item.growth_pct)}%`;
-      const growthCell = cell(growth, item.breakout ? "num breakout" : "num");
-      if (item.breakout) growthCell.title = "Nothing in the baseline windows: new, or back after all of them";
+      const growthCell = cell(growth, breakout ? "num breakout" : "num");
+      if (breakout) growthCell.title = "Nothing in the baseline windows: new, or back after all of them";
       else if (item.baseline_partial) growthCell.title = "Not enough history for a baseline yet";
       tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.score.toFixed(2), "num"), growthCell,
         cell(compareButton(item.key)));
