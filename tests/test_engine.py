@@ -84,7 +84,17 @@ class TestOtherProcessWriters:
     def test_a_writer_gets_in_a_gap_that_sqlites_back_off_sleeps_through(self, tmp_path: Path) -> None:
         """Regression: SQLite's busy handler tries at 1, 3, 8, 18, 33, 53 … ms, so a writer that came
         while another process held the lock missed a 10 ms gap at 40 ms and waited for the next one."""
-        path = tmp_path / "gap.db"
+        # A busy machine may not run the writer's thread within the 10 ms gap: up to three tries. A
+        # writer that polls like SQLite's handler misses the gap every time, so one is proof enough.
+        waits: list[float] = []
+        while len(waits) < 3 and not any(wait < 1.0 for wait in waits):
+            waits.append(self._wait_through_a_gap(tmp_path / f"gap{len(waits)}.db"))
+        assert min(waits) < 1.0, waits
+
+    @staticmethod
+    def _wait_through_a_gap(path: Path) -> float:
+        """How long a write waited while another connection held the lock, let go for 10 ms after 40
+        ms, and took it again for 1.5 s."""
         db = Database(f"sqlite:///{path}")
         db.ensure_schema()
         held = threading.Event()
@@ -112,7 +122,7 @@ class TestOtherProcessWriters:
         finally:
             holder.join(10)
             db.dispose()
-        assert waited < 1.0, waited
+        return waited
 
     def test_a_writer_that_never_gets_the_lock_fails_after_the_busy_timeout(self, tmp_path: Path) -> None:
         path = tmp_path / "timeout.db"
