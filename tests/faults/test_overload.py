@@ -8,7 +8,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -36,38 +37,47 @@ def _flood(url: str, stop: threading.Event, seen: Counter[str], rng: random.Rand
             seen[str(answer.status_code)] += 1
 
 
+@contextmanager
+def _flooding(url: str) -> Iterator[Counter[str]]:
+    """:data:`THREADS` threads of one client flooding ``url`` with expensive reads, for the block; the
+    answers they got, by status."""
+    stop = threading.Event()
+    flood: Counter[str] = Counter()
+    flooders = [threading.Thread(target=_flood, args=(url, stop, flood, random.Random(n))) for n in range(THREADS)]
+    for thread in flooders:
+        thread.start()
+    try:
+        yield flood
+    finally:
+        stop.set()
+        for thread in flooders:
+            thread.join(scaled(60))
+
+
 class TestOverload:
     def test_another_clients_writes_and_probes_get_through_a_flood(self, database_url: str) -> None:
         seed(database_url, keys=5_000, people=2_000, events=60_000, days=0.5)
         server = Served(database_url, "--no-worker")
-        stop = threading.Event()
-        flood: Counter[str] = Counter()
-        flooders = [threading.Thread(target=_flood, args=(server.url, stop, flood, random.Random(n)))
-                    for n in range(THREADS)]
         took: dict[str, list[float]] = {"write": [], "readyz": [], "livez": [], "cheap read": []}
         failed: Counter[str] = Counter()
         try:
-            for thread in flooders:
-                thread.start()
-            time.sleep(1)  # the flood fills the reads' places first
-            transport = httpx.HTTPTransport(local_address=SECOND_CLIENT)  # another client: another address
-            with httpx.Client(base_url=server.url, timeout=scaled(30), transport=transport) as http:
-                ends = time.monotonic() + SECONDS
-                calls: list[tuple[str, Callable[[], httpx.Response]]] = [
-                    ("write", lambda: http.post("/v1/events", json={"event": "search", "key": "p"})),
-                    ("readyz", lambda: http.get("/readyz")), ("livez", lambda: http.get("/livez")),
-                    ("cheap read", lambda: http.get("/v1/top", params={"event": "search"}))]
-                while time.monotonic() < ends:
-                    for name, call in calls:
-                        began = time.perf_counter()
-                        if call().status_code >= 300:
-                            failed[name] += 1
-                        took[name].append(time.perf_counter() - began)
-                    time.sleep(0.2)
+            with _flooding(server.url) as flood:
+                time.sleep(1)  # the flood fills the reads' places first
+                transport = httpx.HTTPTransport(local_address=SECOND_CLIENT)  # another client: another address
+                with httpx.Client(base_url=server.url, timeout=scaled(30), transport=transport) as http:
+                    calls: list[tuple[str, Callable[[], httpx.Response]]] = [
+                        ("write", lambda: http.post("/v1/events", json={"event": "search", "key": "p"})),
+                        ("readyz", lambda: http.get("/readyz")), ("livez", lambda: http.get("/livez")),
+                        ("cheap read", lambda: http.get("/v1/top", params={"event": "search"}))]
+                    ends = time.monotonic() + SECONDS
+                    while time.monotonic() < ends:
+                        for name, call in calls:
+                            began = time.perf_counter()
+                            if call().status_code >= 300:
+                                failed[name] += 1
+                            took[name].append(time.perf_counter() - began)
+                        time.sleep(0.2)
         finally:
-            stop.set()
-            for thread in flooders:
-                thread.join(scaled(60))
             server.stop()
         assert failed == Counter(), failed
         for name, bound in (("write", 1.0), ("readyz", 1.0), ("livez", 1.0), ("cheap read", 2.0)):
@@ -81,10 +91,6 @@ class TestOverload:
         overload refuses the renewal, the last answer stands in. Before: 2,585 of 2,878 refused."""
         seed(database_url, keys=5_000, people=2_000, events=60_000, days=0.5)
         server = Served(database_url, "--no-worker")
-        stop = threading.Event()
-        flood: Counter[str] = Counter()
-        flooders = [threading.Thread(target=_flood, args=(server.url, stop, flood, random.Random(n)))
-                    for n in range(THREADS)]
         hot: Counter[str] = Counter()
         # Within one minute: the list of a new minute has no last answer to stand in for it.
         second = time.time() % 60
@@ -93,17 +99,13 @@ class TestOverload:
         try:
             with httpx.Client(base_url=server.url, timeout=scaled(30)) as http:
                 http.get("/v1/top", params={"event": "bulk", "window": "1h"})  # the widget's list, once
-                for thread in flooders:
-                    thread.start()
-                ends = time.monotonic() + SECONDS
-                while time.monotonic() < ends:
-                    hot[str(http.get("/v1/top", params={"event": "bulk", "window": "1h"}).status_code)] += 1
-                    time.sleep(0.05)
+                with _flooding(server.url) as flood:
+                    ends = time.monotonic() + SECONDS
+                    while time.monotonic() < ends:
+                        hot[str(http.get("/v1/top", params={"event": "bulk", "window": "1h"}).status_code)] += 1
+                        time.sleep(0.05)
                 metrics = http.get("/metrics").text
         finally:
-            stop.set()
-            for thread in flooders:
-                thread.join(scaled(60))
             server.stop()
         assert flood["429"] > 0, flood  # the client was being shed all along
         assert set(hot) == {"200"}, hot

@@ -111,7 +111,7 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
 def _growth(item: dict[str, Any]) -> str:
     """As the dashboard: a key with nothing in its baseline is a breakout, and a growth against a
     baseline older than the data is against zeros that are not history (+85600 %): not shown."""
-    if item["baseline_partial"] or item["growth_pct"] is None and not item["breakout"]:
+    if item["baseline_partial"] or (item["growth_pct"] is None and not item["breakout"]):
         return "–"  # a short history: a key is not new, only unknown
     return "breakout" if item["breakout"] else f"{item['growth_pct']:+.0f}"
 
