@@ -99,7 +99,7 @@ class TokenBuckets:
             return (1 - bucket.tokens) / self.rate
 
 
-@dataclass
+@dataclass(eq=False)  # each waiter is itself: removed from the queue by identity
 class _Waiter:
     client: str
     ready: asyncio.Future[None]
