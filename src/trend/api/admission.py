@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -121,13 +121,13 @@ class FairGate:
     def in_use(self) -> int:
         return sum(self.held.values())
 
-    def _may_hold(self, client: str) -> bool:
+    def may_hold(self, client: str) -> bool:
         return self.in_use < self.limit and self.held.get(client, 0) < self.per_client
 
     async def acquire(self, client: str, wait_s: float) -> bool:
         """Hold a place (True), or say why not: False after waiting ``wait_s``; :class:`ShedError` at once when
         the client's queue (or the whole queue) is full."""
-        if self._may_hold(client) and not any(w.client == client for w in self.waiting):
+        if self.may_hold(client) and not any(w.client == client for w in self.waiting):
             self.held[client] = self.held.get(client, 0) + 1
             return True
         queued = sum(1 for w in self.waiting if w.client == client)
@@ -236,7 +236,7 @@ class Admission:
             yield
             return
         client = client_of(request, self._keyed)
-        queued = not self._gate._may_hold(client)
+        queued = not self._gate.may_hold(client)
         try:
             admitted = await self._gate.acquire(client, self._wait_s)
         except ShedError as refused:
@@ -251,7 +251,7 @@ class Admission:
         finally:
             self._gate.release(client)
 
-    def _refuse(self, kind: str, refusal: ShedError) -> None:
+    def _refuse(self, kind: str, refusal: ShedError) -> NoReturn:
         self._counted(kind, "shed", refusal.reason)
         self._logs[kind].shed(refusal.reason)
         raise refusal
