@@ -7,6 +7,9 @@ Screenshots at desktop and phone width are saved on every run, to the folder pri
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import itertools
 import json
 import os
 import re
@@ -32,7 +35,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 SCRIPT_KEY = "<script>alert(1)</script>"
-WINDOW_SECONDS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
+WINDOW_SECONDS = {"5m": 300, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
 SHOTS = Path(os.environ.get("TREND_SCREENSHOTS", "screenshots")).resolve()
 # How long the page may take to show what a test waits for: 20 s on an idle machine, more on a busy one.
 WAIT_MS = scaled(20) * 1000
@@ -92,6 +95,23 @@ def demo_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def _lines(page: Page, chart: str) -> list[dict[str, object]]:
     drawn: list[dict[str, object]] = json.loads(page.locator(f"#{chart}").get_attribute("data-lines") or "[]")
     return drawn
+
+
+def _values(page: Page, chart: str) -> dict[str, list[float]]:
+    """The values each key's line draws, by key."""
+    keys = (page.locator(f"#{chart}").get_attribute("data-keys") or "").split("\u241f")
+    values: list[list[float]] = json.loads(page.locator(f"#{chart}").get_attribute("data-values") or "[]")
+    return dict(zip(keys, values, strict=False))
+
+
+def _download(page: Page, button: str) -> tuple[str, list[list[str]]]:
+    """The file a CSV button saves: its name, and its rows as a spreadsheet would read them."""
+    with page.expect_download() as started:
+        page.click(button)
+    download = started.value
+    raw = Path(download.path()).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the byte-order mark that makes Excel read UTF-8
+    return download.suggested_filename, list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
 
 
 def _keys(page: Page, table: str) -> list[str]:
@@ -169,7 +189,8 @@ class TestDashboard:
             page = browser.new_page()
             page.goto(f"{server.url}/")
             expect(page.locator("#empty")).to_be_visible()
-            expect(page.locator("#empty")).to_contain_text("trend demo")
+            # The command as typed after `make run`, which puts trend in .venv, not on the PATH.
+            expect(page.locator("#empty")).to_contain_text(".venv/bin/trend demo")
             expect(page.locator("#top tbody")).to_contain_text("No events in this window")
             expect(page.locator("#error")).to_be_hidden()
             page.close()
@@ -206,6 +227,9 @@ class TestChartSpan:
     @pytest.mark.parametrize(("window", "interval", "drawn", "points"), [
         ("24h", "1m", "1m", 1440), ("6h", "5m", "5m", 72), ("1h", "1m", "1m", 60),
         ("7d", "1m", "5m", 2016),  # 10,080 minutes are more than a series may hold: the finest that fits
+        # auto, the default: the finest interval that draws the window in at most 200 points.
+        ("5m", "auto", "1m", 5), ("1h", "auto", "1m", 60), ("6h", "auto", "5m", 72), ("24h", "auto", "1h", 24),
+        ("7d", "auto", "1h", 168),
     ])
     def test_the_chart_spans_the_window_at_the_interval(self, browser: Browser, served: Served, window: str,
                                                         interval: str, drawn: str, points: int) -> None:
@@ -217,8 +241,12 @@ class TestChartSpan:
         start = datetime.fromisoformat(chart.get_attribute("data-start") or "")
         end = datetime.fromisoformat(chart.get_attribute("data-end") or "")
         assert end - start == timedelta(seconds=WINDOW_SECONDS[window])
-        assert start <= datetime.now(UTC) - timedelta(seconds=WINDOW_SECONDS[window]) + timedelta(minutes=5)
-        if drawn == interval:
+        # The last bucket is the one in progress: the window starts at most one bucket after now - window.
+        bucket = timedelta(minutes={"1m": 1, "5m": 5, "1h": 60}[drawn])
+        assert start <= datetime.now(UTC) - timedelta(seconds=WINDOW_SECONDS[window]) + bucket
+        if interval == "auto":
+            expect(page.locator("#interval option:checked")).to_have_text(f"auto ({drawn})")
+        if drawn == interval or interval == "auto":
             expect(page.locator("#chart-note")).to_be_hidden()
         else:
             expect(page.locator("#chart-note")).to_contain_text(f"Shown at {drawn}")
@@ -296,9 +324,18 @@ class TestAlertsAndReadKey:
         _seed(url)
         server = Served(url, "--no-worker", TREND_READ_KEY="reader-secret-1234")
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(f"{server.url}/?refresh=1")
             expect(page.locator("#auth")).to_be_visible()
+            # Before any key was given the prompt is all there is: no red banner about a missing header.
+            expect(page.locator("#error")).to_be_hidden()
+            prompt = page.locator("#auth label > span")
+            expect(prompt).to_have_text("This trend needs its read key (TREND_READ_KEY)")
+            line_height = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#auth label > span'))"
+                                        ".lineHeight) || 20")
+            box = prompt.bounding_box()
+            assert box is not None
+            assert box["height"] < 1.5 * line_height, box  # one line, not three
             page.fill("#auth-key", "not-the-key")
             page.click("#auth button")
             expect(page.locator("#error")).to_contain_text("not valid", timeout=WAIT_MS)
@@ -321,6 +358,79 @@ class TestChartAxis:
         assert labels
         assert all(re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", label) for label in labels), labels
         page.close()
+
+
+class TestMeasureAxis:
+    def test_the_chart_draws_and_names_the_measure_the_lists_rank_by(self, browser: Browser, served: Served) -> None:
+        """delta: 8 events from one person. By count its line sums to 8; by users no bucket holds more than 1."""
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?window=1h")
+        chart = page.locator("#chart")
+        expect(chart).to_have_attribute("data-y-label", "events")
+        assert sum(_values(page, "chart")["delta"]) == 8
+        page.select_option("#by", "users")
+        expect(chart).to_have_attribute("data-y-label", "users")
+        delta = _values(page, "chart")["delta"]
+        assert max(delta) == 1
+        assert sum(_values(page, "chart")["베타"]) == 20  # 20 people, one event each
+        page.close()
+
+
+class TestLookupAndExport:
+    def test_any_key_can_be_looked_up_as_typed(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 1200})
+        page.goto(f"{served.url}/")
+        expect(page.locator("#top tbody button.key").first).to_have_text("alpha")
+        page.fill("#lookup-key", "  ALPHA ")
+        page.press("#lookup-key", "Enter")
+        # Shown as stored, as the lists name it: the server's normalization, not the page's.
+        expect(page.locator("#key-title")).to_have_text("Key: alpha")
+        expect(page.locator("#key-stats")).to_contain_text("Rank 1 by count over the last 1h · 30 events")
+        assert "key=alpha" in page.url
+        page.fill("#lookup-key", "nobody/searched this")
+        page.click("#lookup button")
+        expect(page.locator("#key-title")).to_have_text("Key: nobody/searched this")
+        expect(page.locator("#key-stats")).to_have_text("Not in the top 100 by count over the last 1h")
+        expect(page.locator("#key-chart")).to_have_attribute("data-keys", "nobody/searched this")
+        assert sum(_values(page, "key-chart")["nobody/searched this"]) == 0
+        page.close()
+
+    def test_the_lists_and_the_chart_download_as_csv_that_spreadsheets_read_safely(
+            self, browser: Browser, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'csv.db'}"
+        counts = {'=hyperlink("http://evil.example")': 6, "-2+3": 5, "a,b": 4, 'say "hi"': 3, "우산": 2}
+        now = time.time()
+        with Trend(database_url=url, worker_enabled=False, log_level="WARNING") as trend:
+            trend.ingest([{"event": "search", "key": key, "ts": now - 600, "user_id": f"{key}-{n}"}
+                          for key, count in counts.items() for n in range(count)])
+            trend.rollup()
+        server = Served(url, "--no-worker")
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{server.url}/")
+            expect(page.locator("#top tbody button.key")).to_have_count(5)
+            expect(page.locator("#chart")).to_have_attribute("data-points", "60")
+            name, top = _download(page, "#top-csv")
+            assert re.fullmatch(r"trend-top-search-1h-count-\d{8}T\d{4}Z\.csv", name), name
+            # A spreadsheet runs a cell that starts with = + - @ as a formula: those keys are kept as text.
+            safe = {key: f"'{key}" if key[0] in "=+-@" else key for key in counts}
+            assert top == [["rank", "key", "count", "users", "rank_change", "new"]] + [
+                [str(rank), safe[key], str(count), str(count), "", "true"]
+                for rank, (key, count) in enumerate(counts.items(), start=1)]
+            _, series = _download(page, "#chart-csv")
+            assert series[0] == ["bucket_start", *safe.values()]
+            assert len(series) == 1 + 60
+            totals = [sum(int(row[column]) for row in series[1:]) for column in range(1, 6)]
+            assert totals == list(counts.values())
+            starts = [datetime.fromisoformat(row[0]) for row in series[1:]]  # bucket starts, in UTC
+            assert all(later - earlier == timedelta(minutes=1) for earlier, later in itertools.pairwise(starts))
+            assert starts[-1] == datetime.now(UTC).replace(second=0, microsecond=0) or \
+                starts[-1] == datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+            _, rising = _download(page, "#rising-csv")
+            assert rising[0][:3] == ["rank", "key", "count"]
+            page.close()
+        finally:
+            server.stop()
 
 
 class TestLabels:

@@ -15,17 +15,21 @@
   const FIELDS = ["event", "segment", "window", "interval", "by", "tz", "key"];
   const state = {
     event: query.get("event") || "", segment: query.get("segment") || "", window: query.get("window") || "1h",
-    interval: query.get("interval") || "1m", tz: query.get("tz") || browserZone, key: query.get("key") || "",
+    interval: query.get("interval") || "auto", tz: query.get("tz") || browserZone, key: query.get("key") || "",
     by: query.get("by") || "count",  // checked against the server's choices in loadDimensions
   };
   state.compare = query.getAll("compare").slice(0, 5);
   const MAX_COMPARED = 5;
   const WINDOW_SECONDS = { "5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
+  // "auto" draws a window in about this many points at most: a day at 1m would be 1,440 spikes.
+  const AUTO_POINTS = 200;
   const refreshSeconds = Math.max(1, Number(query.get("refresh")) || 5);
   const charts = {};  // container id → { plot, signature }
   let intervalLimits = {};  // interval → { seconds, max_points }, from /v1/dimensions
   let intervalOrder = [];
   let ranksCache = { signature: "", at: 0, ranks: [] };
+  // What the tables and the chart show now, for the CSV buttons: exactly what is on the screen.
+  const shown = { top: null, rising: null, chart: null };
   let timer = null;
   // The refresh in flight: a newer one aborts its requests, so a superseded answer is never drawn.
   let inFlight = null;
@@ -232,6 +236,7 @@
   }
 
   function renderTop(top) {
+    shown.top = top;
     $("top-range").textContent = formatRange(top.start, top.end);
     const rows = top.items.map((item) => {
       const tr = document.createElement("tr");
@@ -247,6 +252,7 @@
   }
 
   function renderRising(rising) {
+    shown.rising = rising;
     $("rising-range").textContent = formatRange(rising.start, rising.end);
     const rows = rising.items.map((item) => {
       const tr = document.createElement("tr");
@@ -295,11 +301,17 @@
     replaceRows($("jobs"), rows, JSON.stringify([jobs.jobs, state.tz]), "No jobs", 6);
   }
 
+  // The interval "auto" stands for: the finest that draws the window in at most AUTO_POINTS points.
+  function autoInterval(seconds) {
+    const readable = (name) => intervalLimits[name] && seconds / intervalLimits[name].seconds <= AUTO_POINTS;
+    return intervalOrder.find(readable) || intervalOrder[intervalOrder.length - 1] || "1m";
+  }
+
   // The series request for the Window selector: the window ending with the bucket in progress, at the
   // chosen interval, or the finest one that can draw the whole window (a series has a point limit).
   function chartRange() {
     const seconds = WINDOW_SECONDS[state.window] || 3600;
-    let interval = state.interval;
+    let interval = state.interval === "auto" ? autoInterval(seconds) : state.interval;
     const fits = (name) => intervalLimits[name] && seconds / intervalLimits[name].seconds <= intervalLimits[name].max_points;
     if (!fits(interval)) interval = intervalOrder.find(fits) || interval;
     const width = (intervalLimits[interval] ? intervalLimits[interval].seconds : 60) * 1000;
@@ -322,7 +334,7 @@
     return [closed, open];
   }
 
-  function draw(containerId, times, lines, range) {
+  function draw(containerId, times, lines, range, yLabel) {
     const container = $(containerId);
     container.dataset.keys = lines.filter((line) => !line.extra).map((line) => line.label).join("\u241f");
     container.dataset.interval = range.interval;
@@ -349,7 +361,9 @@
     container.dataset.lines = JSON.stringify(lines.map((line) =>
       ({ label: line.label, color: line.color, width: line.width || 2, dash: line.dash || null })));
     container.dataset.openValues = JSON.stringify(lines.map((line) => line.values[line.values.length - 1] ?? null));
-    const signature = JSON.stringify([series.map((one) => one.label), range.interval, state.tz]);
+    container.dataset.values = JSON.stringify(lines.map((line) => line.values));
+    container.dataset.yLabel = yLabel;
+    const signature = JSON.stringify([series.map((one) => one.label), range.interval, state.tz, yLabel]);
     if (entry && entry.signature === signature) {
       entry.plot.setData(data);
       return;
@@ -366,7 +380,7 @@
       // uPlot's own time labels use a 12-hour clock; the tables use 24 hours, so the axis does too.
       axes: [{ values: (_u, splits, _axis, _space, step) => axisLabels(splits, step, container),
         incrs: X_STEPS.filter((step) => step >= (intervalLimits[range.interval] || { seconds: 60 }).seconds) },
-      { label: "count" }],
+      { label: yLabel }],
     }, data, container);
     // The legend names each line once: the dashed "in progress" parts share their line's colour.
     const rows = [...plot.root.querySelectorAll(".u-legend .u-series")];
@@ -387,18 +401,23 @@
     $("chart-title").textContent = state.compare.length ? "Series: compared keys" : "Series: top 5";
     renderCompared();
     const range = chartRange();
-    showNote(range.interval !== state.interval
+    showNote(state.interval !== "auto" && range.interval !== state.interval
       ? `Shown at ${range.interval}: a ${state.window} window has too many ${state.interval} points for one chart.` : "");
     if (!keys.length) {
-      draw("chart", [], [], range);
+      draw("chart", [], [], range, "");
+      shown.chart = null;
     } else {
       const body = await api("v1/series", { event: state.event, key: keys, segment: state.segment,
         interval: range.interval, start: range.start, end: range.end });
       const found = lineOf(body);
       const times = found[0].points.map((point) => new Date(point.t).getTime() / 1000);
       const colors = colorsFor(found.map((line) => line.key));
-      draw("chart", times, found.map((line) => ({
-        label: line.key, color: colors.get(line.key), values: line.points.map((point) => point.count) })), range);
+      // The chart draws what the lists rank by: a ranking by users charts users.
+      const measure = state.by;
+      const lines = found.map((line) => ({
+        label: line.key, color: colors.get(line.key), values: line.points.map((point) => point[measure]) }));
+      draw("chart", times, lines, range, measure === "count" ? "events" : measure);
+      shown.chart = { times, lines, measure, interval: range.interval };
     }
     $("chart").dataset.window = state.window;  // what the chart shows now: tests and tools read it
   }
@@ -412,6 +431,12 @@
     const body = await api("v1/series", { event: state.event, key: state.key, segment: state.segment,
       interval: range.interval, start: range.start, end: range.end, compare: "previous" });
     const [line] = lineOf(body);
+    if (line.key && line.key !== state.key) {
+      // A key looked up as typed ("Umbrella") is shown as stored ("umbrella"), as the lists name it.
+      state.key = line.key;
+      saveState();
+      $("key-title").textContent = `Key: ${state.key}`;
+    }
     const times = line.points.map((point) => new Date(point.t).getTime() / 1000);
     draw("key-chart", times, [
       { label: state.key, color: colorsFor([state.key]).get(state.key), width: 3,
@@ -422,7 +447,7 @@
       // the count, and a solid line would hide the count's beneath it.
       { label: "users", color: "#5f6368", width: 2, dash: [5, 4], split: false, extra: true,
         values: line.points.map((point) => point.users) },
-    ], range);
+    ], range, "events · users");
     const ranks = await rankOverTime();
     const now = ranks[ranks.length - 1];
     $("key-stats").textContent = now && now.rank
@@ -503,8 +528,9 @@
     fillSelect($("by"), rankings.map((name) => [name, name[0].toUpperCase() + name.slice(1)]), state.by);
     intervalLimits = Object.fromEntries(limits.map((one) => [one.interval, one]));
     // The rollup levels are the intervals: the server's hierarchy decides the choices.
-    if (!intervals.includes(state.interval)) state.interval = intervals[0];
-    fillSelect($("interval"), intervals.map((name) => [name, name]), state.interval);
+    if (state.interval !== "auto" && !intervals.includes(state.interval)) state.interval = "auto";
+    const automatic = autoInterval(WINDOW_SECONDS[state.window] || 3600);
+    fillSelect($("interval"), [["auto", `auto (${automatic})`], ...intervals.map((name) => [name, name])], state.interval);
     $("empty").hidden = events.length > 0;
     const names = events.map((item) => item.event);
     if (!names.includes(state.event)) state.event = names.includes("search") ? "search" : (names[0] || "");
@@ -528,6 +554,64 @@
       }));
     }
     select.value = value;
+  }
+
+  // CSV as spreadsheets read it (RFC 4180). A text cell that a spreadsheet would run as a formula
+  // (=, +, -, @, a tab or a carriage return first) is kept as text with a leading apostrophe.
+  function csvCell(value, isText) {
+    if (value === null || value === undefined) return "";
+    let text = String(value);
+    if (isText && /^[=+\-@\t\r]/.test(text)) text = "'" + text;
+    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  }
+
+  function csvOf(header, rows, textColumns) {
+    const lines = [header, ...rows].map((row, r) =>
+      row.map((value, c) => csvCell(value, r === 0 || textColumns.includes(c))).join(","));
+    return lines.join("\r\n") + "\r\n";
+  }
+
+  function download(name, text) {
+    // A byte-order mark, so that Excel reads the keys as UTF-8 (Korean keys included).
+    const url = URL.createObjectURL(new Blob(["\ufeff" + text], { type: "text/csv;charset=utf-8" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+
+  function csvName(what) {
+    const stamp = new Date().toISOString().slice(0, 16).replace(/[-:]/g, "");
+    const parts = [what, state.event, state.segment, state.window, state.by].filter((part) => part);
+    return `trend-${parts.join("-").replace(/[^\p{L}\p{N}._-]+/gu, "_")}-${stamp}Z.csv`;
+  }
+
+  function exportTop() {
+    if (!shown.top) return;
+    const rows = shown.top.items.map((item) => [item.rank, item.key, item.count, item.users,
+      item.is_new ? "" : item.rank_change, item.is_new]);
+    download(csvName("top"), csvOf(["rank", "key", "count", "users", "rank_change", "new"], rows, [1]));
+  }
+
+  function exportRising() {
+    if (!shown.rising) return;
+    const rows = shown.rising.items.map((item) => [item.rank, item.key, item.count, item.users, item.baseline,
+      item.score, item.growth_pct, item.breakout]);
+    download(csvName("rising"), csvOf(["rank", "key", "count", "users", "baseline", "score", "growth_pct", "breakout"],
+      rows, [1]));
+  }
+
+  // One row per bucket (its start, in UTC), one column per key; the last row is the bucket in progress.
+  function exportChart() {
+    const chart = shown.chart;
+    if (!chart) return;
+    const header = ["bucket_start", ...chart.lines.map((line) => line.label)];
+    const rows = chart.times.map((ts, i) => [new Date(ts * 1000).toISOString(), ...chart.lines.map((line) => line.values[i])]);
+    // The header names the keys; the cells below are numbers.
+    download(csvName(`series-${chart.measure}-${chart.interval}`), csvOf(header, rows, []));
   }
 
   function setLoading(on) {
@@ -563,8 +647,10 @@
       $("updated").textContent = formatTime(new Date().toISOString());
     } catch (error) {
       if (controller.signal.aborted) return;  // superseded: the newer refresh draws, and says so
+      const asked = error instanceof AuthError && !sessionStorage.getItem(KEY_STORE);
+      // Before any key was given, the prompt says all there is to say; a key refused is an error.
       $("error").textContent = `Could not refresh: ${error.message}. Showing the last data; retrying.`;
-      $("error").hidden = false;
+      $("error").hidden = asked;
       if (error instanceof AuthError) $("auth").hidden = false;
     } finally {
       if (inFlight === controller) {
@@ -601,6 +687,17 @@
       saveState();
       refresh(true);
     });
+    $("lookup").addEventListener("submit", (e) => {
+      e.preventDefault();
+      const key = $("lookup-key").value.trim();
+      if (!key) return;
+      state.key = key;
+      saveState();
+      refresh(true).then(() => { if (state.key) $("key-view").scrollIntoView({ block: "start" }); });
+    });
+    $("top-csv").addEventListener("click", exportTop);
+    $("rising-csv").addEventListener("click", exportRising);
+    $("chart-csv").addEventListener("click", exportChart);
     $("auth").addEventListener("submit", (e) => {
       e.preventDefault();
       sessionStorage.setItem(KEY_STORE, $("auth-key").value);
