@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/trend: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[server]'
 	touch $@
 
 $(VENV)/.test-deps: $(BIN)/trend

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trend.extras import missing_server_part
 from trend.version import __version__
 
 if TYPE_CHECKING:
@@ -18,7 +19,13 @@ def __getattr__(name: str) -> Any:
     # Loaded on first use: an app that imports only trend.client, to send events, never loads the
     # database layers (SQLAlchemy, the drivers, the scheduler).
     if name == "Trend":
-        from trend.service import Trend
+        try:
+            from trend.service import Trend
+        except ModuleNotFoundError as error:
+            message = missing_server_part(error)
+            if message is None:
+                raise
+            raise ImportError(f"trend.Trend: {message}", name=error.name) from error
 
         Trend.router_builder = _build_router
         return Trend
