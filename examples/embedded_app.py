@@ -1,9 +1,10 @@
-"""An existing FastAPI app that embeds trend: the original deployment, without its hand-started worker.
+"""An existing FastAPI app that embeds trend, with the rollup worker started by the app's lifespan.
 
     TREND_DATABASE_URL=sqlite:///shop.db uvicorn examples.embedded_app:app
 
 The app records searches, shows what is popular next to its own results, and mounts trend's API
-under /trend (so /trend/v1/top, /trend/v1/events, /trend/metrics ...).
+under /trend (so /trend/v1/top, /trend/v1/events, /trend/metrics ...). Its /openapi.json holds
+trend's operations and schemas, also when dumped without starting the app (``app.openapi()``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from trend import Trend
+from trend.api.app import mount
 
 trend = Trend()  # settings from TREND_* variables
 
@@ -27,7 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="shop", lifespan=lifespan)
-app.include_router(trend.router, prefix="/trend")
+mount(app, trend, prefix="/trend")  # or app.include_router(trend.router, prefix="/trend")
 
 
 @app.get("/search")

@@ -4,6 +4,7 @@ of a live server and gets typed answers: the schema is complete and true."""
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 import time
@@ -16,10 +17,12 @@ from unittest.mock import ANY
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.deadlines import scaled
 from tests.receiver import Receiver
-from tests.servers import Hosted, Served
+from tests.servers import Hosted, Served, environment
 from trend.api.app import create_app
 from trend.service import Trend
 
@@ -43,9 +46,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 @contextmanager
-def generated_client(schema_url: str, folder: Path, package: str) -> Iterator[Any]:
-    """The package openapi-python-client makes from the schema at ``schema_url``, imported."""
-    (folder / "openapi.json").write_text(httpx.get(schema_url).text)
+def generated_client(schema: str, folder: Path, package: str) -> Iterator[Any]:
+    """The package openapi-python-client makes from ``schema`` (the text of an /openapi.json), imported."""
+    (folder / "openapi.json").write_text(schema)
     (folder / "config.yml").write_text("post_hooks: []\n")
     result = subprocess.run([str(GENERATOR), "generate", "--path", "openapi.json", "--meta", "none",
                              "--config", "config.yml"], cwd=folder, capture_output=True, text=True, timeout=120)
@@ -63,7 +66,7 @@ def generated_client(schema_url: str, folder: Path, package: str) -> Iterator[An
 class TestGeneratedClient:
     def test_a_generated_client_calls_every_endpoint(self, served: Served, receiver: Receiver,
                                                      tmp_path: Path) -> None:
-        with generated_client(f"{served.url}/openapi.json", tmp_path, "trend_client") as trend_client:
+        with generated_client(httpx.get(f"{served.url}/openapi.json").text, tmp_path, "trend_client") as trend_client:
             self._call_everything(served, receiver, tmp_path, trend_client)
 
     def test_an_app_that_embeds_trend_publishes_the_events_body(self, tmp_path: Path) -> None:
@@ -71,7 +74,7 @@ class TestGeneratedClient:
         the events operation (it was skipped, its body referring to schemas nobody defined)."""
         host = Hosted(f"sqlite:///{tmp_path / 'shop.db'}")
         try:
-            with generated_client(f"{host.url}/openapi.json", tmp_path, "shop_client") as shop_client:
+            with generated_client(httpx.get(f"{host.url}/openapi.json").text, tmp_path, "shop_client") as shop_client:
                 models = importlib.import_module("shop_client.models")
                 ingest = importlib.import_module("shop_client.api.events.ingest_events")
                 top = importlib.import_module("shop_client.api.trends.top")
@@ -84,6 +87,31 @@ class TestGeneratedClient:
                     assert isinstance(answer.at, datetime)  # times are date-times in the schema
         finally:
             host.stop()
+
+    def test_a_schema_dumped_without_starting_the_host_app_is_complete(self, tmp_path: Path) -> None:
+        """As a build step does it: import the app, call app.openapi(), generate a client from that."""
+        dump = "import json; from examples.embedded_app import app; print(json.dumps(app.openapi()))"
+        ran = subprocess.run([sys.executable, "-c", dump], capture_output=True, text=True, timeout=scaled(60),
+                             cwd=Path(__file__).resolve().parents[1],
+                             env=environment(f"sqlite:///{tmp_path / 'shop.db'}"))
+        assert ran.returncode == 0, ran.stderr
+        schema = json.loads(ran.stdout)
+        assert {"Event", "EventBatch"} <= set(schema["components"]["schemas"])
+        with generated_client(ran.stdout, tmp_path, "shop_client"):
+            models = importlib.import_module("shop_client.models")
+            ingest = importlib.import_module("shop_client.api.events.ingest_events")
+            body = models.EventBatch(events=[models.Event(event="search", key="k")]).to_dict()
+            assert {name: body["events"][0][name] for name in ("event", "key")} == {"event": "search", "key": "k"}
+            assert callable(ingest.sync)
+
+    def test_include_router_completes_the_host_schema_when_the_app_starts(self, tmp_path: Path) -> None:
+        with Trend(database_url=f"sqlite:///{tmp_path / 'h.db'}", worker_enabled=False) as trend:
+            host = FastAPI(title="host")
+            host.include_router(trend.router, prefix="/trend")
+            with TestClient(host) as client:
+                schema = client.get("/openapi.json").json()
+            assert {"Event", "EventBatch"} <= set(schema["components"]["schemas"])
+            assert "/trend/v1/events" in schema["paths"]
 
     def test_the_schema_reads_well_for_client_generators(self, served: Served) -> None:
         schema = httpx.get(f"{served.url}/openapi.json").json()

@@ -50,7 +50,7 @@ DurationMs = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class JobSettings(BaseModel):
-    """One scheduled job: on/off and the cron fields the original options used."""
+    """One scheduled job: on/off and the cron fields the seed's options used."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     jobs: dict[str, JobSettings] = Field(default_factory=dict, validate_default=True)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_prefix: str = "[트렌드]"
-    # seed: the original line format; json: one JSON object per line (serve and worker under a log shipper).
+    # seed: the line format the seed logged (docs/architecture.md); json: one JSON object a line, for log shippers.
     log_format: Literal["seed", "json"] = "seed"
     accepted_lateness: DurationMs = 6 * DAY_MS
     # Keyed by raw and level name: TREND_RETENTION__5M=90d.

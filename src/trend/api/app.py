@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from trend.api import keyless
 from trend.api.errors import install_error_handlers
 from trend.api.router import build_router
-from trend.api.routes import docs
+from trend.api.routes import docs, events
 from trend.config import Settings
 from trend.service import Trend
 from trend.version import __version__
@@ -21,11 +21,8 @@ Trend.router_builder = build_router
 
 
 def create_app(settings: Settings | None = None, *, trend: Trend | None = None) -> FastAPI:
-    """Build the app around ``trend`` (or a new one from ``settings``).
-
-    The worker starts with the app when ``TREND_WORKER_ENABLED`` is true, replacing the seed's
-    ``aggregation_worker.start()`` in ``main.py``.
-    """
+    """Build the app around ``trend`` (or a new one from ``settings``); the worker starts with the app
+    when ``TREND_WORKER_ENABLED`` is true."""
     owned = trend is None
     service = trend if trend is not None else Trend(settings)
 
@@ -51,3 +48,15 @@ def create_app(settings: Settings | None = None, *, trend: Trend | None = None) 
     install_error_handlers(app)
     app.include_router(service.router)
     return app
+
+
+def mount(app: FastAPI, trend: Trend, prefix: str = "") -> None:
+    """Include ``trend``'s API in an app of your own under ``prefix``, its /openapi.json complete at once.
+
+    ``app.include_router(trend.router, prefix=prefix)`` serves the same API, but the events body's
+    named schemas (``Event``, ``EventBatch``) reach the app's schema only when the app starts (the
+    router's lifespan): a script that calls ``app.openapi()`` without starting the app, to dump the
+    schema at build time, gets them only through this.
+    """
+    app.include_router(trend.router, prefix=prefix)
+    docs.add_schemas(app, events.SCHEMAS)
