@@ -171,6 +171,22 @@ class TestPackingAndModes:
         with Trend(database_url=database_url, worker_enabled=False) as trend:
             assert sorted(e["key"] for e in stored_events(trend)) == ["exit-0", "exit-1", "exit-2"]
 
+    def test_debug_shows_each_delivery_on_standard_error_and_is_quiet_without_it(self, database_url: str) -> None:
+        server = Served(database_url, "--no-worker")
+        script = ("import sys; from trend.client import TrendClient\n"
+                  "client = TrendClient(sys.argv[1], debug=sys.argv[2] == 'on')\n"
+                  "client.track('search', 'a'); client.track('search', 'b', event_id='same')\n"
+                  "client.track('search', 'b', event_id='same')\n"
+                  "assert client.close(30)\n")
+        try:
+            runs = {mode: subprocess.run([sys.executable, "-c", script, server.url, mode], capture_output=True,
+                                         text=True, timeout=scaled(60)) for mode in ("on", "off")}
+        finally:
+            server.stop()
+        assert all(run.returncode == 0 for run in runs.values()), [run.stderr for run in runs.values()]
+        assert "DEBUG trend.client: trend: delivered 3 events (1 duplicates) after 0 retries" in runs["on"].stderr
+        assert runs["off"].stderr == ""
+
     def test_batches_are_gzipped_and_the_server_unpacks_them(self, database_url: str) -> None:
         server = Served(database_url, "--no-worker")
         try:

@@ -26,6 +26,15 @@ Event = dict[str, Any]
 OnFailure = Callable[[Sequence[Event], str], None]
 
 
+def _log_everything() -> None:
+    """``debug=True``: the client's log at DEBUG, shown on standard error unless the app shows it already."""
+    _log.setLevel(logging.DEBUG)
+    if not _log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        _log.addHandler(handler)
+
+
 class TrendClient:
     """Send events to a trend server without ever blocking the caller.
 
@@ -41,7 +50,7 @@ class TrendClient:
                  flush_interval: float = 0.5, max_queue: int = 10_000, max_retries: int = 10,
                  max_retry_seconds: float = 300.0, timeout: float = 10.0, on_failure: OnFailure | None = None,
                  compress: bool = True, sync_mode: bool = False, disabled: bool = False,
-                 exit_timeout: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+                 exit_timeout: float = 5.0, debug: bool = False, transport: httpx.BaseTransport | None = None) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ValueError("batch_size must be 1 to 10000 (the server's TREND_MAX_BATCH_EVENTS default)")
         if flush_interval <= 0 or max_queue < 1 or max_retries < 0 or timeout <= 0 or max_retry_seconds < 0:
@@ -56,6 +65,8 @@ class TrendClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._http_options: dict[str, Any] = {"headers": headers, "timeout": timeout, "transport": transport}
+        if debug:
+            _log_everything()
         self._max_queue = max_queue
         self._stats = ClientStats()
         self._invalid_kinds: set[str] = set()  # fields whose invalid values were logged once already
@@ -240,6 +251,8 @@ class TrendClient:
                     _log.exception("trend: a batch could not be sent")
                     outcome = Outcome(Verdict.FAIL, reason=f"{type(exc).__name__}: {exc}")
                 if outcome.verdict is Verdict.DELIVERED:
+                    _log.debug("trend: delivered %d events (%d duplicates) after %d retries", len(part),
+                               outcome.duplicates, attempt)
                     self._settle(len(part), delivered=len(part), duplicates=outcome.duplicates)
                     with self._lock:
                         self._stats.last_error = None  # delivering again: the outage is over
