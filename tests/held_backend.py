@@ -27,6 +27,7 @@ COMMIT_WINDOW = ("CoordinatedRemoteTransactionsCommit", "CurrentCoordinatedTrans
 
 class GdbHold:
     def __init__(self, pid: int, function: str, condition: str) -> None:
+        self.pid = pid
         if shutil.which("gdb") is None:
             pytest.fail("the commit-window tests hold a database backend with gdb (Debian: gdb)")
         self._gdb = subprocess.Popen(["gdb", "-q", "-nx", "-p", str(pid)], stdin=subprocess.PIPE,
@@ -34,7 +35,9 @@ class GdbHold:
         self._output: list[str] = []
         self._seen = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
-        self._send("set pagination off", "set confirm off", f"break {function} if {condition}", "continue")
+        # The server's own signals go straight through: a crash restart's SIGQUIT must end the backend.
+        self._send("set pagination off", "set confirm off", "handle SIGQUIT SIGTERM SIGUSR1 SIGUSR2 nostop noprint pass",
+                   f"break {function} if {condition}", "continue")
         self._wait_for("Continuing.", 60)  # the breakpoint is in and the backend runs again
         self.held = False
 
@@ -85,13 +88,13 @@ class Holds:
     def __init__(self, holds: list[GdbHold]) -> None:
         self._holds = holds
 
-    def wait_until_held(self, timeout: float = 30) -> None:
-        """Until one of the backends has stopped at the function."""
+    def wait_until_held(self, timeout: float = 30) -> int:
+        """Until one of the backends has stopped at the function; its process id."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for hold in self._holds:
                 if hold.reached(0.05):
-                    return
+                    return hold.pid
         raise AssertionError("no backend reached the breakpoint")
 
 

@@ -74,6 +74,11 @@ class DatabaseUnavailableError(StorageError):
     """The database could not be reached; the operation may succeed later."""
 
 
+class CommitOutcomeUnknownError(DatabaseUnavailableError):
+    """The connection was lost during COMMIT and the database could not be asked, in time, whether the
+    transaction committed: it may be stored. Sent again with the same event ids, a batch is stored once."""
+
+
 class NodeConnectionLostError(DatabaseUnavailableError):
     """A Citus coordinator's connection to a node failed: the node is down, or it restarted and the
     connection the session had cached to it is dead. The transaction rolled back."""

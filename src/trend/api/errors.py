@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from trend.errors import (
     LISTED_AT_MOST,
+    CommitOutcomeUnknownError,
     DatabaseUnavailableError,
     EventValidationError,
     PayloadTooLargeError,
@@ -108,6 +109,9 @@ def _bad_request(exc: RequestValidationError) -> JSONResponse:
 
 def _storage(exc: StorageError) -> JSONResponse:
     log.error("storage error: %s", exc)
+    if isinstance(exc, CommitOutcomeUnknownError):
+        # The batch may be stored: sent again, only events with an event_id are stored once.
+        return JSONResponse(error_body("commit_outcome_unknown", str(exc)), 503, headers={"Retry-After": "5"})
     if isinstance(exc, DatabaseUnavailableError):
         return JSONResponse(error_body("database_unavailable", "the database is unavailable; retry later"), 503,
                             headers={"Retry-After": "5"})

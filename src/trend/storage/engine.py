@@ -18,7 +18,13 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from trend.errors import DatabaseUnavailableError, NodeConnectionLostError, StorageError, TransactionAbortedError
+from trend.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseUnavailableError,
+    NodeConnectionLostError,
+    StorageError,
+    TransactionAbortedError,
+)
 from trend.model import LEVELS, Hierarchy
 from trend.storage.dialects import DIALECTS, Dialect, chunked, for_database
 from trend.storage.migrations import create_or_migrate
@@ -69,6 +75,11 @@ class FairLock:
                 self._turns.notify_all()
 
 
+# How long a write whose COMMIT lost its connection asks the database what became of it.
+COMMIT_CHECK_SECONDS = 30.0
+COMMIT_CHECK_PAUSE_S = 0.2
+
+
 class Database:
     """One database, shared by threads. Use :meth:`write`, :meth:`read` and :meth:`probe` for transactions."""
 
@@ -97,12 +108,47 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction: committed on success, rolled back on any error."""
+        """A write transaction: committed on success, rolled back on any error.
+
+        A connection lost during COMMIT leaves its outcome unknown to the client, though the database
+        knows it: where the backend can tell (:meth:`Dialect.commit_status`), it is asked, so a batch
+        that was stored is reported stored, and one that was not is a plain DatabaseUnavailableError.
+        """
         self.ensure_schema()
-        with self.write_turn(), translate_errors(), self._writer.begin() as conn:
-            yield Tx(conn, self.dialect, self.levels)
-            self.dialect.before_commit(conn)
+        transaction_id: str | None = None
+        with self.write_turn(), translate_errors():
+            try:
+                with self._writer.begin() as conn:
+                    yield Tx(conn, self.dialect, self.levels)
+                    self.dialect.before_commit(conn)
+                    transaction_id = self.dialect.transaction_id(conn)
+            except OperationalError:
+                # Failed before COMMIT was sent (no id yet), or COMMIT failed and the database says the
+                # transaction was rolled back: the error as it is (a retry may follow; nothing was stored).
+                if transaction_id is None or not self._committed_after_all(transaction_id):
+                    raise
         self.dialect.committed()
+
+    def _committed_after_all(self, transaction_id: str) -> bool:
+        """Whether a transaction whose COMMIT failed committed after all; CommitOutcomeUnknownError if
+        the database could not be asked within COMMIT_CHECK_SECONDS (a crashed server is back in
+        seconds, once its recovery has settled every transaction)."""
+        deadline = time.monotonic() + COMMIT_CHECK_SECONDS
+        while True:
+            status: str | None = None
+            try:
+                with self._prober.connect() as conn:
+                    status = self.dialect.commit_status(conn, transaction_id)
+            except DBAPIError:
+                pass  # still unreachable, or still recovering
+            if status in ("committed", "aborted"):
+                return status == "committed"
+            if time.monotonic() >= deadline:
+                raise CommitOutcomeUnknownError(
+                    "the database connection was lost while committing and the database could not be asked whether "
+                    f"it committed within {COMMIT_CHECK_SECONDS:.0f} s: the batch may be stored; send it again "
+                    "only with event_id set on every event")
+            time.sleep(COMMIT_CHECK_PAUSE_S)
 
     def write_turn(self) -> AbstractContextManager[None]:
         """Where writers are serialized, wait for this process's turn, first come first served."""

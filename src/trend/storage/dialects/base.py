@@ -122,6 +122,15 @@ class Connector(ABC):
     def committed(self) -> None:
         """After each write transaction has committed."""
 
+    def transaction_id(self, conn: Connection) -> str | None:
+        """The write transaction's id, read just before its COMMIT, where the backend can say later
+        whether a transaction committed (:meth:`commit_status`); None where it cannot."""
+        return None
+
+    def commit_status(self, conn: Connection, transaction_id: str) -> str | None:
+        """"committed", "aborted" or "in progress" for a transaction whose COMMIT lost its connection."""
+        return None
+
     @contextmanager
     def erasing(self, conn: Connection) -> Iterator[None]:
         """Around an erasure's deletes, in its transaction: make them overwrite what they delete."""

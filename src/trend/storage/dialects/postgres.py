@@ -59,6 +59,15 @@ class PostgresDialect(Dialect):
     ROLLUP_SETTINGS: ClassVar[tuple[tuple[str, str], ...]] = (("max_parallel_workers_per_gather", "0"),
                                                               ("work_mem", "64MB"))
 
+    # PostgreSQL 13+: the id taken before COMMIT names the transaction after a crash too, and
+    # pg_xact_status reads its fate from the commit log (what a client that lost COMMIT's answer asks).
+    def transaction_id(self, conn: Connection) -> str | None:
+        return str(conn.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+
+    def commit_status(self, conn: Connection, transaction_id: str) -> str | None:
+        status = conn.exec_driver_sql("SELECT pg_xact_status(%s::xid8)", (transaction_id,)).scalar_one()
+        return None if status is None else str(status)
+
     def before_recompute(self, conn: Connection) -> None:
         for name, value in self.ROLLUP_SETTINGS:
             conn.exec_driver_sql(f"SET LOCAL {name} = '{value}'")
