@@ -36,7 +36,8 @@ class GdbHold:
         self._seen = threading.Condition()
         threading.Thread(target=self._read, daemon=True).start()
         # The server's own signals go straight through: a crash restart's SIGQUIT must end the backend.
-        self._send("set pagination off", "set confirm off", "handle SIGQUIT SIGTERM SIGUSR1 SIGUSR2 nostop noprint pass",
+        self._send("set pagination off", "set confirm off",
+                   "handle SIGQUIT SIGTERM SIGUSR1 SIGUSR2 nostop noprint pass",
                    f"break {function} if {condition}", "continue")
         self._wait_for("Continuing.", 60)  # the breakpoint is in and the backend runs again
         self.held = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -90,7 +91,9 @@ class TestDelivery:
         assert stats.delivered == stats.queued == 500 - stats.dropped
         assert set(_stored_ids(database_url)) == {i for i in ids if i is not None}
 
-    def test_invalid_events_are_set_aside_and_the_rest_of_the_batch_is_stored(self, database_url: str) -> None:
+    def test_invalid_events_are_set_aside_and_the_rest_of_the_batch_is_stored(
+            self, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.WARNING, logger="trend.client")
         server = Served(database_url, "--no-worker")
         refused: list[tuple[Sequence[dict[str, Any]], str]] = []
         client = TrendClient(server.url, batch_size=100, flush_interval=5,
@@ -110,6 +113,25 @@ class TestDelivery:
         # Each with its own reason, naming its field.
         assert sorted(why.split(":")[0] for _, why in refused) == ["422 key", "422 segment"]
         assert set(_stored_ids(database_url)) == set(good)
+        # The server's refusals are logged too, once per field, as track()'s own are.
+        logged = sorted(r.getMessage() for r in caplog.records if r.name == "trend.client")
+        assert len(logged) == 2
+        assert logged[0].startswith("trend: the server refused 1 events: 422 key: "), logged
+        assert logged[1].startswith("trend: the server refused 1 events: 422 segment: "), logged
+
+    @pytest.mark.parametrize("number", [10**5000, -(10**5000), 2**64 + 1], ids=["1e5000", "-1e5000", "2**64+1"])
+    def test_track_never_raises_on_the_largest_integers(self, number: int) -> None:
+        refused: list[str] = []
+        client = TrendClient("http://127.0.0.1:9", on_failure=lambda _events, why: refused.append(why))
+        try:
+            assert client.track("search", "k", value=number) is None
+            assert client.track("search", "k", ts=number) is None
+        finally:
+            client.close(1)
+        assert client.stats.invalid == 2
+        bits = f"an integer of {number.bit_length()} bits"
+        assert refused == [f"value: expected a number from -1e15 to 1e15, got {bits}",
+                           f"ts: expected epoch seconds, got {bits}"]
 
     def test_the_api_key_is_sent_and_a_wrong_one_fails_without_retrying(self, database_url: str) -> None:
         server = Served(database_url, "--no-worker", TREND_API_KEY="s3cret-key")
@@ -227,10 +249,13 @@ class TestPackingAndModes:
             client = TrendClient(server.url, sync_mode=True)
             event_id = client.track("search", "now")
             stored = _stored_ids(database_url)
+            refused = client.track("search", "   ")  # empty once normalized: the server refuses it
             client.close()
         finally:
             server.stop()
         assert stored == {event_id: 1}
+        assert refused is None  # in sync mode an id means the server has the event
+        assert client.stats.invalid == 1
 
     def test_disabled_sends_nothing_and_never_fails(self) -> None:
         client = TrendClient(f"http://127.0.0.1:{free_port()}", disabled=True)

@@ -92,3 +92,5 @@ class TestClientOnlyInstall:
         assert ran.returncode == 1
         assert "ImportError: trend.Trend: this part of trend needs the server's packages" in ran.stderr, ran.stderr
         assert "pip install 'trend[server]'" in ran.stderr
+        ran = _run(client_venv, "python", "-c", "from trend.api.app import mount")  # the README's embedding
+        assert "ImportError: trend.api: this part of trend needs the server's packages" in ran.stderr, ran.stderr

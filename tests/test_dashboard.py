@@ -252,6 +252,14 @@ class TestChartSpan:
             expect(page.locator("#chart-note")).to_contain_text(f"Shown at {drawn}")
         page.close()
 
+    def test_an_interval_coarser_than_the_window_says_so(self, browser: Browser, served: Served) -> None:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{served.url}/?window=5m&interval=1h")
+        expect(page.locator("#chart")).to_have_attribute("data-points", "1")
+        expect(page.locator("#chart-note")).to_have_text(
+            "Each 1h point holds more than the 5m window the lists rank: choose a finer interval, or auto.")
+        page.close()
+
     def test_the_bucket_in_progress_is_drawn_apart(self, browser: Browser, served: Served) -> None:
         """The last point is the current minute: its line is split off (dashed), and named once in the legend."""
         page = browser.new_page(viewport={"width": 1280, "height": 900})

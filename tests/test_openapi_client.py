@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from tests.deadlines import scaled
 from tests.receiver import Receiver
 from tests.servers import Hosted, Served, environment
-from trend.api.app import create_app
+from trend.api.app import create_app, mount
 from trend.service import Trend
 
 pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
@@ -112,6 +112,9 @@ class TestGeneratedClient:
                 schema = client.get("/openapi.json").json()
             assert {"Event", "EventBatch"} <= set(schema["components"]["schemas"])
             assert "/trend/v1/events" in schema["paths"]
+            mounted = FastAPI(title="mounted")
+            mount(mounted, trend, prefix="/trend/")  # a trailing slash, as people type it
+            assert "/trend/v1/events" in mounted.openapi()["paths"]
 
     def test_the_schema_reads_well_for_client_generators(self, served: Served) -> None:
         schema = httpx.get(f"{served.url}/openapi.json").json()

@@ -58,5 +58,5 @@ def mount(app: FastAPI, trend: Trend, prefix: str = "") -> None:
     router's lifespan): a script that calls ``app.openapi()`` without starting the app, to dump the
     schema at build time, gets them only through this.
     """
-    app.include_router(trend.router, prefix=prefix)
+    app.include_router(trend.router, prefix=prefix.rstrip("/"))  # "/trend/" as "/trend", and "/" as none
     docs.add_schemas(app, events.SCHEMAS)

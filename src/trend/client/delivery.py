@@ -108,10 +108,22 @@ def local_problem(record: dict[str, Any]) -> str | None:
             return f"{name}: not valid Unicode text (a lone surrogate)"
     value, ts = record["value"], record["ts"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not -VALUE_MAX <= value <= VALUE_MAX:
-        return f"value: expected a number from -1e15 to 1e15, got {value!r}"[:200]
+        return f"value: expected a number from -1e15 to 1e15, got {_shown(value)}"
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not -1e11 <= ts <= 1e11:
-        return f"ts: expected epoch seconds, got {ts!r}"[:200]
+        return f"ts: expected epoch seconds, got {_shown(ts)}"
     return None
+
+
+def _shown(given: Any) -> str:
+    """``given`` as a reason may show it: short, and never an error (Python refuses to turn an int of
+    more than 4,300 digits into text)."""
+    if isinstance(given, int) and not isinstance(given, bool) and given.bit_length() > 64:
+        return f"an integer of {given.bit_length()} bits"
+    try:
+        text = repr(given)
+    except Exception:
+        text = f"a {type(given).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _encodable(text: str) -> bool:

@@ -144,9 +144,11 @@ class TrendClient:
                     self._dropping = False
                     _log.warning("trend: the queue has room again; %d events were dropped in all", self._stats.dropped)
         if self.sync_mode:
-            # Scripts and tests: sent now, on the caller's thread, retried as in the background.
+            # Scripts and tests: sent now, on the caller's thread, retried as in the background; the
+            # id only if the server has the event.
             with httpx.Client(**self._http_options) as http:
-                self._send(http, [record])
+                if not self._send(http, [record]):
+                    return None
         return str(record["event_id"])
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -235,8 +237,10 @@ class TrendClient:
             _log.warning("trend: the server does not take gzip bodies; sending them plain from now on")
         return http.post(self.url, content=body, headers={"Content-Type": "application/json"})
 
-    def _send(self, http: httpx.Client, batch: list[Event]) -> None:
-        """Deliver ``batch``, retrying, splitting and dropping invalid events as the server answers."""
+    def _send(self, http: httpx.Client, batch: list[Event]) -> int:
+        """Deliver ``batch``, retrying, splitting and dropping invalid events as the server answers;
+        how many events the server has now."""
+        delivered = 0
         pending = [batch]
         while pending:
             part = pending.pop()
@@ -254,6 +258,7 @@ class TrendClient:
                     _log.debug("trend: delivered %d events (%d duplicates) after %d retries", len(part),
                                outcome.duplicates, attempt)
                     self._settle(len(part), delivered=len(part), duplicates=outcome.duplicates)
+                    delivered += len(part)
                     with self._lock:
                         self._stats.last_error = None  # delivering again: the outage is over
                     part = []
@@ -265,7 +270,9 @@ class TrendClient:
                     part = [e for i, e in enumerate(part) if i not in outcome.invalid]
                     self._settle(len(bad), invalid=len(bad))
                     for reason in dict.fromkeys(why for _, why in bad):  # one call per reason, events in order
-                        self._report([e for e, why in bad if why == reason], reason)
+                        refused = [e for e, why in bad if why == reason]
+                        self._log_invalid(f"the server refused {len(refused)} events: {reason}", reason)
+                        self._report(refused, reason)
                 elif (outcome.verdict is Verdict.RETRY and attempt < self.max_retries and not self._gone()
                       and time.monotonic() - first_try < self.max_retry_seconds):
                     attempt += 1
@@ -281,15 +288,23 @@ class TrendClient:
                         self._give_up_locked(len(part), outcome.reason)
                     self._report(part, outcome.reason)
                     part = []
+        return delivered
 
     def _set_aside(self, record: Event, problem: str) -> None:
         with self._lock:
             self._stats.invalid += 1
             self._stats.last_error = problem
-            first = problem.partition(":")[0] not in self._invalid_kinds
-            self._invalid_kinds.add(problem.partition(":")[0])
-        _log.log(logging.WARNING if first else logging.DEBUG, "trend: an event was not queued: %s", problem)
+        self._log_invalid(f"an event was not queued: {problem}", problem)
         self._report([record], problem)
+
+    def _log_invalid(self, message: str, reason: str) -> None:
+        """At WARNING the first time a field is at fault, at DEBUG after: a stream of bad events must
+        not flood the app's log."""
+        field = reason.removeprefix("422 ").partition(":")[0]
+        with self._lock:
+            first = field not in self._invalid_kinds
+            self._invalid_kinds.add(field)
+        _log.log(logging.WARNING if first else logging.DEBUG, "trend: %s", message)
 
     def _gone(self) -> bool:
         return self._closing and time.monotonic() >= self._close_by

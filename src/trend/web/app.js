@@ -401,8 +401,14 @@
     $("chart-title").textContent = state.compare.length ? "Series: compared keys" : "Series: top 5";
     renderCompared();
     const range = chartRange();
-    showNote(state.interval !== "auto" && range.interval !== state.interval
-      ? `Shown at ${range.interval}: a ${state.window} window has too many ${state.interval} points for one chart.` : "");
+    const bucket = intervalLimits[range.interval] ? intervalLimits[range.interval].seconds : 60;
+    let note = "";
+    if (state.interval !== "auto" && range.interval !== state.interval) {
+      note = `Shown at ${range.interval}: a ${state.window} window has too many ${state.interval} points for one chart.`;
+    } else if (bucket > range.seconds) {
+      note = `Each ${range.interval} point holds more than the ${state.window} window the lists rank: choose a finer interval, or auto.`;
+    }
+    showNote(note);
     if (!keys.length) {
       draw("chart", [], [], range, "");
       shown.chart = null;
@@ -649,7 +655,8 @@
       if (controller.signal.aborted) return;  // superseded: the newer refresh draws, and says so
       const asked = error instanceof AuthError && !sessionStorage.getItem(KEY_STORE);
       // Before any key was given, the prompt says all there is to say; a key refused is an error.
-      $("error").textContent = `Could not refresh: ${error.message}. Showing the last data; retrying.`;
+      const kept = $("updated").textContent !== "never" ? "Showing the last data; retrying." : "Retrying.";
+      $("error").textContent = `Could not refresh: ${error.message}. ${kept}`;
       $("error").hidden = asked;
       if (error instanceof AuthError) $("auth").hidden = false;
     } finally {
