@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trend.config import load_settings, parse_duration
+from trend.config import JobSettings, load_settings, parse_duration
 from trend.errors import ConfigError
 from trend.model import DAY_MS, HOUR_MS
 
@@ -68,3 +68,28 @@ class TestSettings:
         assert parse_duration(" 2h ") == 2 * HOUR_MS
         with pytest.raises(ValueError, match="duration"):
             parse_duration("6 days")
+
+
+class TestCronFields:
+    @pytest.mark.parametrize(("field", "top"), [("second", 59), ("minute", 59), ("hour", 23)])
+    def test_a_cron_field_is_accepted_exactly_when_the_scheduler_accepts_it(self, field: str, top: int) -> None:
+        """Plain forms are checked without loading APScheduler; the verdict must be the scheduler's."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        def scheduler_takes(value: str) -> bool:
+            try:
+                CronTrigger(**{field: value}, timezone="UTC")
+            except ValueError:
+                return False
+            return True
+
+        def settings_take(value: str) -> bool:
+            try:
+                JobSettings.model_validate({field: value})
+            except ValueError:
+                return False
+            return True
+
+        values = ["*", "00", "07", "-1", "+1", " 1", "*/00", "*/05", "1-5", "abc", "*/x", ""]
+        values += [str(n) for n in range(top + 20)] + [f"*/{n}" for n in range(top + 20)]
+        assert [v for v in values if scheduler_takes(v) != settings_take(v)] == []

@@ -62,6 +62,13 @@ class JobSettings(BaseModel):
     @field_validator("second", "minute", "hour")
     @classmethod
     def _cron_field_parses(cls, value: str, info: ValidationInfo) -> str:
+        # "*", "*/5" and a number in range, the defaults' forms, need no parser: a process that only
+        # reads (the CLI) then never loads APScheduler. Anything else is parsed as the worker would.
+        top = 23 if info.field_name == "hour" else 59
+        step = value.removeprefix("*/")
+        if value == "*" or (step.isascii() and step.isdigit() and
+                            (0 < int(step) <= top if value.startswith("*/") else int(step) <= top)):
+            return value
         from apscheduler.triggers.cron import CronTrigger
 
         try:

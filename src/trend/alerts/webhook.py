@@ -21,13 +21,14 @@ import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from trend.config import parse_allowed
 from trend.logging import get_logger
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 log = get_logger("alerts")
@@ -179,6 +180,8 @@ async def send(url: str, secret: str, body: str, delivery_id: str, allow: Sequen
         signing_key(secret)
     except UnusableSecretError as exc:  # a rule stored before secrets were checked: it can never sign
         return Sent(False, None, f"the rule's secret cannot sign: {exc}", final=True)
+    import httpx  # here, not at the top: a process that never delivers never loads it (50-100 ms)
+
     try:
         async with asyncio.timeout(timeout_s):
             addresses = await asyncio.to_thread(check_address, url, allow)
@@ -220,6 +223,8 @@ async def _post_to_first_that_connects(client: httpx.AsyncClient, url: str, addr
                                        headers: dict[str, str]) -> httpx.Response:
     """Each checked address in turn, as a client tries a host's addresses; only a refused
     connection moves on to the next."""
+    import httpx
+
     for index, address in enumerate(addresses):
         target, host, extensions = pinned(url, address)
         request = client.build_request("POST", target, content=payload, headers={**headers, **host},

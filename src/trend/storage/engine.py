@@ -6,6 +6,7 @@ Every difference between backends lives in :mod:`trend.storage.dialects`; this m
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -13,7 +14,6 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TypeVar
 
-import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -264,8 +264,12 @@ def translate_errors() -> Iterator[None]:
         # or busy timeout, a full disk. Anything else (bad data, a constraint) is never "unavailable".
         line = _first_line(exc)
         raise _translated(exc.orig, line, isinstance(exc, OperationalError) and not _statements_fault(line)) from exc
-    # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
-    except psycopg.Error as exc:
+    # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped. psycopg
+    # is looked up, not imported: only a PostgreSQL engine loads it, and only it can raise its errors.
+    except Exception as exc:
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
         raise _translated(exc, _first_line_of(exc), isinstance(exc, psycopg.OperationalError)) from exc
 
 

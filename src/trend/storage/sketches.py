@@ -14,12 +14,23 @@ hashed values themselves (its LIST and SET modes), so counts up to a few hundred
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import datasketches
-
 LG_K = 14
-_TYPE = datasketches.tgt_hll_type.HLL_8
+
+
+@functools.cache
+def _ds() -> Any:
+    """DataSketches, loaded when the first sketch is made: with numpy it costs 50-100 ms at start-up,
+    which a process that never counts users (a CLI read by count, a client) should not pay."""
+    import datasketches
+
+    return datasketches
+
+
+def _hll_type() -> Any:
+    return _ds().tgt_hll_type.HLL_8
 
 
 class Distinct:
@@ -34,15 +45,15 @@ class Distinct:
         if value is None:
             return
         if self._sketch is None:
-            self._sketch = datasketches.hll_sketch(LG_K, _TYPE)
+            self._sketch = _ds().hll_sketch(LG_K, _hll_type())
         self._sketch.update(str(value))
 
     def merge(self, blob: bytes | None) -> None:
         if blob is None:
             return
         if self._union is None:
-            self._union = datasketches.hll_union(LG_K)
-        self._union.update(datasketches.hll_sketch.deserialize(bytes(blob)))
+            self._union = _ds().hll_union(LG_K)
+        self._union.update(_ds().hll_sketch.deserialize(bytes(blob)))
 
     def _result(self) -> Any:
         if self._union is None:
@@ -50,7 +61,7 @@ class Distinct:
         if self._sketch is not None:
             self._union.update(self._sketch)
             self._sketch = None
-        return self._union.get_result(_TYPE)
+        return self._union.get_result(_hll_type())
 
     def blob(self) -> bytes | None:
         """The serialized sketch; None when nothing was added."""
@@ -68,7 +79,7 @@ class _SketchOf:
     so a value costs no Python frame: the users of a 1M-event minute are most of its rollup's time."""
 
     def __init__(self) -> None:
-        self._sketch = datasketches.hll_sketch(LG_K, _TYPE)
+        self._sketch = _ds().hll_sketch(LG_K, _hll_type())
         self.step = self._sketch.update
 
     def finalize(self) -> bytes:
@@ -84,7 +95,7 @@ class _UnionOf(Distinct):
 
 def estimate(blob: bytes | None) -> int:
     """The number of distinct users a sketch holds, rounded; 0 for no sketch."""
-    return 0 if blob is None else round(datasketches.hll_sketch.deserialize(blob).get_estimate())
+    return 0 if blob is None else round(_ds().hll_sketch.deserialize(blob).get_estimate())
 
 
 def register(dbapi_connection: Any) -> None:

@@ -9,16 +9,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING
 
 from trend.config import JobSettings, Settings
 from trend.logging import get_logger
 from trend.model import ALERTS_JOB, Hierarchy
 from trend.rollup.shell import OVERLAP_WARNING, RunReport
+
+# APScheduler is loaded when a worker starts (about 80 ms): a CLI read or a process with the worker
+# off never pays for it.
+if TYPE_CHECKING:
+    from apscheduler.events import JobEvent
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
 
 log = get_logger("worker")
 
@@ -27,6 +30,8 @@ Job = Callable[[], RunReport | list[RunReport]]
 
 
 def trigger_for(job: JobSettings) -> CronTrigger:
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger(second=job.second, minute=job.minute, hour=job.hour, timezone=UTC)
 
 
@@ -55,6 +60,10 @@ class Worker:
     def start(self) -> None:
         if self.running:
             return
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self.stopping.clear()
         scheduler = BackgroundScheduler(
             # Rollups keep the seed's pool; alerts wait on other people's servers, so they get a thread
@@ -116,6 +125,8 @@ class Worker:
 
     @staticmethod
     def _on_event(event: JobEvent) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+
         if event.code == EVENT_JOB_MAX_INSTANCES:
             log.warning(OVERLAP_WARNING)
         elif event.code == EVENT_JOB_MISSED:
