@@ -55,6 +55,15 @@ def private_postgres(name: str, port: int) -> Iterator[str]:
         _drop(name)
 
 
+@contextmanager
+def private_postgres_when_tested(name: str, port: int) -> Iterator[str]:
+    """:func:`private_postgres` where the PostgreSQL tests run (TREND_TEST_POSTGRES_URL), else a skip."""
+    if os.environ.get("TREND_TEST_POSTGRES_URL") is None:
+        pytest.skip("TREND_TEST_POSTGRES_URL is not set: the PostgreSQL tests need PostgreSQL installed")
+    with private_postgres(name, port) as url:
+        yield url
+
+
 class PrivateCitus:
     """A Citus cluster of the tests' own: a coordinator on ``base_port`` and two workers on the next
     ports (PostgreSQL clusters ``<name>0..2``). Each test takes a database of its own in it."""

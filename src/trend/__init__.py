@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trend.extras import missing_server_part
+from trend.extras import server_part_missing
 from trend.version import __version__
 
 if TYPE_CHECKING:
@@ -22,10 +22,7 @@ def __getattr__(name: str) -> Any:
         try:
             from trend.service import Trend
         except ModuleNotFoundError as error:
-            message = missing_server_part(error)
-            if message is None:
-                raise
-            raise ImportError(f"trend.Trend: {message}", name=error.name) from error
+            server_part_missing("trend.Trend", error)
 
         Trend.router_builder = _build_router
         return Trend

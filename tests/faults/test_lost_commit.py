@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tests.clusters import PrivateCitus, private_postgres
-from tests.conftest import POSTGRES_URL, TrendFactory, worker_port
+from tests.clusters import PrivateCitus, private_postgres_when_tested
+from tests.conftest import TrendFactory, worker_port
 from tests.deadlines import scaled
 from tests.held_backend import held_at
 from tests.reference import stored_events
@@ -39,9 +39,7 @@ BEFORE_THE_RECORD, AFTER_THE_RECORD = "XactLogCommitRecord", "TransactionIdCommi
 
 @pytest.fixture
 def private_url() -> Iterator[str]:
-    if POSTGRES_URL is None:
-        pytest.skip("TREND_TEST_POSTGRES_URL is not set: the PostgreSQL tests need PostgreSQL installed")
-    with private_postgres(PRIVATE, PORT) as url:
+    with private_postgres_when_tested(PRIVATE, PORT) as url:
         yield url
 
 

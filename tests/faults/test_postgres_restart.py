@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.clusters import pg_ctl, private_postgres
-from tests.conftest import POSTGRES_URL, TrendFactory, worker_port
+from tests.clusters import pg_ctl, private_postgres_when_tested
+from tests.conftest import TrendFactory, worker_port
 from tests.reference import assert_levels_equal, closed_markers, stored_events
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
@@ -28,9 +28,7 @@ PRIVATE = f"trendrestart{PORT}"
 
 @pytest.fixture
 def private_url() -> Iterator[str]:
-    if POSTGRES_URL is None:
-        pytest.skip("TREND_TEST_POSTGRES_URL is not set: the PostgreSQL tests need PostgreSQL installed")
-    with private_postgres(PRIVATE, PORT) as url:
+    with private_postgres_when_tested(PRIVATE, PORT) as url:
         yield url
 
 
