@@ -638,15 +638,18 @@
       const choices = loadDimensions();
       const hasEvents = known || await choices;
       const params = { event: state.event, segment: state.segment, window: state.window, by: state.by };
-      const [top, rising, jobs] = hasEvents
-        ? await Promise.all([api("v1/top", params), api("v1/rising", params), api("v1/jobs"), choices])
-        : [{ items: [], start: null, end: null }, { items: [], start: null, end: null }, await api("v1/jobs")];
+      const none = { items: [], start: null, end: null };
+      const topAnswer = hasEvents ? api("v1/top", params) : Promise.resolve(none);
+      // The chart waits only for the top list (its keys): rising, the jobs and the choices load beside it.
+      const rest = Promise.all([hasEvents ? api("v1/rising", params) : none, api("v1/jobs"), choices]);
+      rest.catch(() => {});  // awaited below: an early failure is reported there, once
+      const top = await topAnswer;
       renderTop(top);
-      renderRising(rising);
-      renderJobs(jobs);
-      // The chart first: it is what a changed choice is waiting for; the rest follows.
       await renderChart(top.items);
       if (byUser === true) setLoading(false);
+      const [rising, jobs] = await rest;
+      renderRising(rising);
+      renderJobs(jobs);
       await Promise.all([renderKeyView(), renderAlerts()]);
       $("error").hidden = true;
       $("auth").hidden = true;
