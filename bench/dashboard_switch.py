@@ -71,7 +71,8 @@ def main() -> None:
                                                      args=["--no-sandbox", "--disable-gpu"])
                 pages = {}
                 for name, server in servers.items():
-                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    # The page's CSP forbids eval, which wait_for_function uses; the app runs the same.
+                    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
                     page.goto(f"{server.url}/?window=1h&refresh=3600")
                     page.wait_for_function("document.getElementById('chart').dataset.window === '1h'", timeout=60_000)
                     page.evaluate(WATCH)
@@ -86,12 +87,15 @@ def main() -> None:
                 server.stop()
     print(f"{machine()}; {args.events:,} events over a day, 20,000 keys; {args.repeat} switches to each window, "
           "in turn on the two servers; medians in ms\n")
-    print("| switch to | before | this checkout | ratio |\n|---|---|---|---|")
+    # The first switch to a window finds nothing kept in the server's caches; later ones find its answers.
+    print("| switch to | first: before | first: this | later: before | later: this | later ratio |")
+    print("|---|---|---|---|---|---|")
     for window in WINDOWS:
-        old, new = (statistics.median(times[name][window]) for name in servers)
-        print(f"| {window} | {old:.0f} | {new:.0f} | {new / old:.2f} |")
-    old, new = (statistics.median([t for w in WINDOWS for t in times[name][w]]) for name in servers)
-    print(f"| all | {old:.0f} | {new:.0f} | {new / old:.2f} |")
+        first = [times[name][window][0] for name in servers]
+        old, new = (statistics.median(times[name][window][1:] or times[name][window]) for name in servers)
+        print(f"| {window} | {first[0]:.0f} | {first[1]:.0f} | {old:.0f} | {new:.0f} | {new / old:.2f} |")
+    old, new = (statistics.median([t for w in WINDOWS for t in times[name][w][1:]] or [0.0]) for name in servers)
+    print(f"| all | | | {old:.0f} | {new:.0f} | {new / old:.2f} |")
 
 
 if __name__ == "__main__":
