@@ -5,7 +5,7 @@ of keys, from many people, rolled up. Timed in the page: from the select's chang
 chart's ``data-window`` naming the new window. Medians and ratios.
 
     git worktree add /tmp/before <commit>
-    python -m bench.dashboard_switch --before /tmp/before/src [--events 300000] [--repeat 10]
+    python -m bench.dashboard_switch --before /tmp/before/src [--before-query interval=1m] [--events 300000]
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--before", required=True, help="the src folder of the code to compare with")
     p.add_argument("--events", type=int, default=300_000)
+    p.add_argument("--before-query", default="", help="more of the query string for the page on the other "
+                   "checkout, e.g. interval=1m, the default before interval auto")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/switch.db"
@@ -73,7 +75,8 @@ def main() -> None:
                 for name, server in servers.items():
                     # The page's CSP forbids eval, which wait_for_function uses; the app runs the same.
                     page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-                    page.goto(f"{server.url}/?window=1h&refresh=3600")
+                    extra = f"&{args.before_query}" if name == "before" and args.before_query else ""
+                    page.goto(f"{server.url}/?window=1h&refresh=3600{extra}")
                     page.wait_for_function("document.getElementById('chart').dataset.window === '1h'", timeout=60_000)
                     page.evaluate(WATCH)
                     pages[name] = page
