@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import tempfile
 import time
@@ -84,3 +85,15 @@ def empty_log(trend: Trend) -> None:
 def server_url(args: argparse.Namespace) -> str:
     """The server a bench's ``--backend`` names: PostgreSQL's or the Citus coordinator's URL."""
     return str(args.citus_url if args.backend == "citus" else args.postgres_url)
+
+
+def fill_a_day_of_searches(url: str, events: int, seed: int = 1) -> None:
+    """A day of searches over a long tail of 20,000 keys (Pareto 1.1), from 50,000 people, rolled up."""
+    rng = random.Random(seed)
+    now = time.time()
+    with Trend(database_url=url, worker_enabled=False, log_level="WARNING") as trend:
+        for start in range(0, events, 10_000):
+            trend.ingest([{"event": "search", "key": f"k{int(rng.paretovariate(1.1)) % 20_000}",
+                           "ts": now - rng.random() * 86_000, "user_id": f"u{rng.randrange(50_000)}"}
+                          for _ in range(min(10_000, events - start))])
+        trend.rollup()

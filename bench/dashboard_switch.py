@@ -10,16 +10,13 @@ chart's ``data-window`` naming the new window. Medians and ratios.
 
 from __future__ import annotations
 
-import random
 import statistics
 import tempfile
-import time
 
 from playwright.sync_api import Page, sync_playwright
 from tests.servers import Served
 
-from bench.common import machine, parser
-from trend.service import Trend
+from bench.common import fill_a_day_of_searches, machine, parser
 
 WINDOWS = ("24h", "6h", "1h", "7d")
 WATCH = """() => {
@@ -33,17 +30,6 @@ WATCH = """() => {
     }
   }).observe(chart, { attributes: true, attributeFilter: ['data-window'] });
 }"""
-
-
-def _fill(url: str, events: int) -> None:
-    rng = random.Random(2)
-    now = time.time()
-    with Trend(database_url=url, worker_enabled=False, log_level="WARNING") as trend:
-        for start in range(0, events, 20_000):
-            trend.ingest([{"event": "search", "key": f"k{int(rng.paretovariate(1.1)) % 20_000}",
-                           "ts": now - rng.random() * 90_000, "user_id": f"u{rng.randrange(50_000)}"}
-                          for _ in range(min(20_000, events - start))])
-        trend.rollup()
 
 
 def _switch(page: Page, window: str) -> float:
@@ -63,7 +49,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/switch.db"
-        _fill(url, args.events)
+        fill_a_day_of_searches(url, args.events)
         servers = {"before": Served(url, "--no-worker", PYTHONPATH=args.before),
                    "this checkout": Served(url, "--no-worker")}
         times: dict[str, dict[str, list[float]]] = {name: {w: [] for w in WINDOWS} for name in servers}

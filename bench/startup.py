@@ -10,7 +10,6 @@ so that both meet the same machine; medians and ratios.
 from __future__ import annotations
 
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -18,25 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import machine, parser
-from trend.service import Trend
+from bench.common import fill_a_day_of_searches, machine, parser
 
 HERE = str(Path(__file__).resolve().parents[1] / "src")
 FIRST_READ = ("import sys, time; t = time.perf_counter(); from trend import Trend; "
               "trend = Trend(worker_enabled=False); made = time.perf_counter(); trend.top('search', window='24h'); "
               "print(1000 * (made - t), 1000 * (time.perf_counter() - made))")
-
-
-def _fill(url: str, events: int) -> None:
-    """A day of searches over a long tail of keys, from many people, rolled up."""
-    rng = random.Random(1)
-    now = time.time()
-    with Trend(database_url=url, worker_enabled=False, log_level="WARNING") as trend:
-        for start in range(0, events, 10_000):
-            trend.ingest([{"event": "search", "key": f"k{int(rng.paretovariate(1.1)) % 20_000}",
-                           "ts": now - rng.random() * 86_000, "user_id": f"u{rng.randrange(50_000)}"}
-                          for _ in range(min(10_000, events - start))])
-        trend.rollup()
 
 
 def main() -> None:
@@ -46,7 +32,7 @@ def main() -> None:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/startup.db"
-        _fill(url, args.events)
+        fill_a_day_of_searches(url, args.events)
         trees = {"before": args.before, "this checkout": HERE}
         times: dict[str, dict[str, list[float]]] = {name: {"import + Trend()": [], "first top 24h": [],
                                                            "trend top (CLI, wall)": []} for name in trees}
