@@ -152,7 +152,7 @@ def trend_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFi
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests configure trend explicitly; stray TREND_* variables must not leak in."""
     for name in list(os.environ):
-        if name.startswith("TREND_") and name not in ("TREND_TEST_POSTGRES_URL", "TREND_TEST_CITUS_URL"):
+        if name.startswith("TREND_") and not name.startswith("TREND_TEST_"):
             monkeypatch.delenv(name)
 
 

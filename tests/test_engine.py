@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import TrendFactory
-from trend.errors import StorageError
+from trend.errors import ConfigError, StorageError
 from trend.storage import checkpoints
-from trend.storage.engine import Database, normalize_url
+from trend.storage.engine import Database
 from trend.storage.schema import SCHEMA_VERSION
 
 
@@ -38,10 +38,19 @@ class TestSchema:
 
 
 class TestUrls:
-    def test_postgresql_means_psycopg_3(self) -> None:
-        assert normalize_url("postgresql://u@h:5432/db") == "postgresql+psycopg://u@h:5432/db"
-        assert normalize_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-        assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
+    @pytest.mark.parametrize(("given", "driver"), [("postgresql://u@h:5432/db", "postgresql+psycopg"),
+                                                   ("postgres://u@h/db", "postgresql+psycopg"),
+                                                   ("POSTGRESQL://u@h/db", "postgresql+psycopg")])
+    def test_postgresql_means_psycopg_3(self, given: str, driver: str) -> None:
+        db = Database(given)  # no connection is made until the first transaction
+        try:
+            assert db.engine.url.drivername == driver
+        finally:
+            db.dispose()
+
+    def test_a_url_no_backend_takes_is_refused_naming_the_setting(self) -> None:
+        with pytest.raises(ConfigError, match=r"TREND_DATABASE_URL.*expected sqlite:///PATH or postgresql://"):
+            Database("oracle://u@h/db")
 
     def test_in_memory_sqlite_is_refused_with_a_reason(self) -> None:
         with pytest.raises(StorageError, match="in-memory"):
@@ -126,7 +135,7 @@ class TestOtherProcessWriters:
 
     def test_a_writer_that_never_gets_the_lock_fails_after_the_busy_timeout(self, tmp_path: Path) -> None:
         path = tmp_path / "timeout.db"
-        db = Database(f"sqlite:///{path}", sqlite_busy_timeout_ms=200)
+        db = Database(f"sqlite:///{path}", options={"sqlite_busy_timeout_ms": 200})
         db.ensure_schema()
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")

@@ -1,9 +1,17 @@
-"""The package's imports form no cycle. ``lint-imports`` checks the layers (pyproject.toml), but an
-import inside a function, or one only for type checking, can close a cycle the layers do not see."""
+"""The package's imports form no cycle, and only the dialects know which backend they talk to.
+
+``lint-imports`` checks the layers (pyproject.toml), but an import inside a function, or one only for
+type checking, can close a cycle the layers do not see."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grimp
+
+import trend
+from trend.storage.dialects import DIALECTS
 
 
 class TestImports:
@@ -14,3 +22,78 @@ class TestImports:
                   for imported in graph.find_modules_directly_imported_by(module)
                   if (chain := graph.find_shortest_chain(importer=imported, imported=module))}
         assert cycles == set(), sorted(cycles)
+
+
+# Drivers of every backend trend has, or could be given: only a dialect may import one.
+DRIVERS = {"psycopg", "psycopg2", "psycopg_pool", "asyncpg", "sqlite3", "pysqlite2", "pymysql", "MySQLdb", "mariadb"}
+PACKAGE = Path(trend.__file__).parent
+DIALECT_FOLDER = PACKAGE / "storage" / "dialects"
+
+
+def _backend_words() -> set[str]:
+    """Every name a backend goes by: trend's, SQLAlchemy's, and its URL schemes'."""
+    words = set()
+    for dialect in DIALECTS.values():
+        words |= {dialect.name, *dialect.SQLALCHEMY_NAMES, *(scheme.split("+")[0] for scheme in dialect.URL_SCHEMES)}
+    return words | {"mysql", "mariadb"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string constants that are docstrings: prose may name a backend, code may not."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def backend_mentions(source: str) -> list[str]:
+    """What a module's code says of particular backends: drivers imported, backend names as strings
+    (``"sqlite"``, ``"postgresql+psycopg"``) and SQLAlchemy's backend options (``sqlite_where=``)."""
+    words = _backend_words()
+    tree = ast.parse(source)
+    docstrings = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"line {node.lineno}: imports {name}" for name in names
+                      if name.split(".")[0] in DRIVERS or name.startswith("sqlalchemy.dialects")]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            text = node.value.lower()
+            if any(text in (word, f"{word}:") or text.startswith((f"{word}_", f"{word}+", f"{word}:/"))
+                   for word in words):
+                found.append(f"line {node.lineno}: the string {node.value!r}")
+        elif isinstance(node, ast.keyword) and any(str(node.arg).startswith(f"{word}_") for word in words):
+            found.append(f"line {node.value.lineno}: the option {node.arg}=")
+    return sorted(found)
+
+
+class TestBackendSeam:
+    """Every difference between backends lives in trend/storage/dialects: nothing else imports a
+    driver or names a backend in its code (the settings' own names, such as TREND_SQLITE_BUSY_TIMEOUT_MS,
+    are the user's words, and each dialect reads its own)."""
+
+    def test_no_module_outside_the_dialects_names_a_backend(self) -> None:
+        found = {str(path.relative_to(PACKAGE)): mentions for path in sorted(PACKAGE.rglob("*.py"))
+                 if DIALECT_FOLDER not in path.parents and (mentions := backend_mentions(path.read_text()))}
+        # The one backend a user gets without choosing: the default of TREND_DATABASE_URL.
+        assert found == {"config.py": ["line 135: the string 'sqlite:///trend.db'"]}
+
+    def test_the_check_finds_each_kind_of_mention(self) -> None:
+        """What the check above would say of code that named backends the ways this package once did."""
+        source = '''"""A docstring may say SQLite."""
+import psycopg
+from sqlalchemy.dialects import postgresql
+if url.startswith(("sqlite:", "postgresql+psycopg:")):
+    pass
+if dialect.name == "citus":
+    pass
+Index("x", column, sqlite_where=column.isnot(None))
+'''
+        assert backend_mentions(source) == [
+            "line 2: imports psycopg", "line 3: imports sqlalchemy.dialects",
+            "line 4: the string 'postgresql+psycopg:'", "line 4: the string 'sqlite:'", "line 6: the string 'citus'",
+            "line 8: the option sqlite_where="]

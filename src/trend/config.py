@@ -225,8 +225,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
-            raise ValueError("expected sqlite:///PATH or postgresql://user@host:port/db")
+        from trend.storage.dialects import for_url  # the backends: only once a URL is checked
+
+        for_url(value)  # a ValueError lists the URLs the backends take
         return value
 
     @field_validator("alert_webhook_allow")

@@ -13,6 +13,11 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 MAX_FUTURE_MS = 5 * MINUTE_MS
+# The longest text of an event, in characters: keys and segments after normalization.
+KEY_MAX = 256
+SEGMENT_MAX = 64
+EVENT_MAX = 64
+ID_MAX = 128  # user_id and event_id
 
 
 class EventRow(NamedTuple):

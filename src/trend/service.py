@@ -59,10 +59,7 @@ class Trend:
         # Set by the worker's stop; every run checks it between buckets.
         self.stopping = threading.Event()
         self.db = Database(self.settings.database_url, levels=levels, pool_size=self.settings.worker_threads + 3,
-                           sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
-                           key_normalization=self.settings.key_normalization, citus=self.settings.citus,
-                           hll=self.settings.hll, citus_barrier_timeout_ms=self.settings.citus_barrier_timeout,
-                           prepared_statements=self.settings.postgres_prepared_statements)
+                           key_normalization=self.settings.key_normalization, options=dict(self.settings))
         self.metrics = Metrics(self.status, levels, [*(level.job for level in levels), RETENTION_JOB, ALERTS_JOB],
                                failing_rules=lambda: self.alerts.failing_rules(),
                                barrier=lambda: self.db.dialect.barrier if self.db.dialect.caps.distributed else None)

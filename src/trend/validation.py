@@ -13,14 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from trend.config import parse_duration
 from trend.errors import FieldProblem
-from trend.model import MAX_FUTURE_MS, EventRow, format_duration, from_datetime
+from trend.model import (
+    EVENT_MAX,
+    ID_MAX,
+    KEY_MAX,
+    MAX_FUTURE_MS,
+    SEGMENT_MAX,
+    EventRow,
+    format_duration,
+    from_datetime,
+)
 
 # Checked inside pydantic-core: Python validators per field would halve ingest throughput.
 _NO_NUL = r"^[^\x00]*$"
-KEY_MAX = 256
-SEGMENT_MAX = 64
-EVENT_MAX = 64
-ID_MAX = 128  # user_id and event_id
 NUL_MESSAGE = "must not contain NUL characters"
 NOT_UTF8 = "not valid UTF-8 text"
 # A value's bound: integers up to it are exact in a double, and no sum of them can overflow one (the

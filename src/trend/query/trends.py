@@ -9,6 +9,7 @@ from trend import measures
 from trend.clock import Clock
 from trend.errors import QueryError, listed
 from trend.measures import Measure
+from trend.model import EVENT_MAX
 from trend.query.plan import Planner
 from trend.query.windows import Window, checked_time, interval_ms, series_range, window_ms
 from trend.rising import Score, rising_ranked
@@ -17,7 +18,7 @@ from trend.storage.events import history_start, known_dimensions
 from trend.storage.markers import markers_between
 from trend.storage.migrations import users_since
 from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
-from trend.validation import EVENT_MAX, NUL_MESSAGE
+from trend.validation import NUL_MESSAGE
 
 COUNT, USERS = measures.by_read("count"), measures.by_read("users")
 

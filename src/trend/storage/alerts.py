@@ -84,8 +84,8 @@ def cooling(tx: Tx, rule_id: int, keys: Iterable[str], since: int) -> set[str]:
 
 
 def record_fired(tx: Tx, rule_id: int, key: str, now: int) -> None:
-    upsert = tx.dialect.insert(alert_fired).values(rule_id=rule_id, key=key, fired_at=now)
-    tx.execute(upsert.on_conflict_do_update(index_elements=["rule_id", "key"], set_={"fired_at": now}))
+    tx.execute(tx.dialect.upsert(alert_fired, ["rule_id", "key"], {"fired_at": now},
+                                 rule_id=rule_id, key=key, fired_at=now))
 
 
 def insert_delivery(tx: Tx, delivery_id: str, rule_id: int, key: str | None, body: str, now: int, *,

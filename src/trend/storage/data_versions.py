@@ -35,9 +35,8 @@ def bump(tx: Tx, level: str, start: int | None = None, end: int | None = None) -
     # Also where reads keep no totals (Citus): the change stamp of HTTP answers sees deletions through it.
     names = [level] if start is None or end is None else [level, *partitions(level, start, end)]
     for name in sorted(names):  # one order for every writer, so PostgreSQL cannot deadlock
-        upsert = tx.dialect.insert(data_versions).values(level=name, version=1)
-        tx.execute(upsert.on_conflict_do_update(index_elements=["level"],
-                                                set_={"version": data_versions.c.version + 1}))
+        tx.execute(tx.dialect.upsert(data_versions, ["level"], {"version": data_versions.c.version + 1},
+                                     level=name, version=1))
 
 
 # Moved by every ingest where the newest seq does not follow commit order (PostgreSQL, Citus): what

@@ -5,14 +5,12 @@ Every difference between backends lives in :mod:`trend.storage.dialects`; this m
 
 from __future__ import annotations
 
-import re
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
@@ -20,33 +18,21 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from trend.errors import (
     CommitOutcomeUnknownError,
+    ConfigError,
     DatabaseUnavailableError,
     NodeConnectionLostError,
     StorageError,
     TransactionAbortedError,
 )
 from trend.model import LEVELS, Hierarchy
-from trend.storage.dialects import DIALECTS, Dialect, chunked, for_database
+from trend.storage.dialects import Dialect, Failure, chunked, for_database, for_url
 from trend.storage.migrations import create_or_migrate
 from trend.storage.read_cache import ReadCache
 from trend.storage.tx import Lasting, Tx
 
-__all__ = ["Database", "Tx", "chunked", "normalize_url", "translate_errors"]
+__all__ = ["Database", "Tx", "chunked", "translate_errors"]
 
 T = TypeVar("T")
-# SQLSTATEs of a transaction the database undid to break a deadlock (Citus's distributed deadlock
-# detection included) or a serialization conflict.
-_ABORTED = {"40P01", "40001"}
-# What Citus says when a connection it keeps from the coordinator to a node fails.
-_NODE_CONNECTION = ("failure on connection marked as essential", "connection to the remote node")
-
-
-def normalize_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here; SQLAlchemy alone would pick psycopg2."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
 
 
 class FairLock:
@@ -84,19 +70,19 @@ class Database:
     """One database, shared by threads. Use :meth:`write`, :meth:`read` and :meth:`probe` for transactions."""
 
     def __init__(self, url: str, *, levels: Hierarchy = LEVELS, pool_size: int = 5,
-                 sqlite_busy_timeout_ms: int = 30_000, key_normalization: str = "nfkc_casefold",
-                 citus: str = "auto", hll: str = "auto", citus_barrier_timeout_ms: int = 5_000,
-                 prepared_statements: bool = True) -> None:
-        self.url = normalize_url(url)
+                 key_normalization: str = "nfkc_casefold", options: Mapping[str, Any] | None = None) -> None:
+        """``options``: the settings by name (trend/config.py), of which the backend's dialect reads its own."""
+        try:
+            chosen = for_url(url)
+        except ValueError as exc:
+            raise ConfigError("TREND_DATABASE_URL", str(exc)) from None
+        self.url = chosen.driver_url(url)
         self.levels = levels
         self.key_normalization = key_normalization
-        self.citus = citus
-        self._barrier_timeout_ms = citus_barrier_timeout_ms
         parsed = make_url(self.url)
-        self.dialect: Dialect = DIALECTS[parsed.get_backend_name()](hll)
+        self.dialect: Dialect = chosen(options)
         self.dialect.check_url(parsed)
-        self.dialect.prepared_statements = prepared_statements
-        self.engine = self.dialect.create_engine(parsed, pool_size, sqlite_busy_timeout_ms)
+        self.engine = self.dialect.create_engine(parsed, pool_size)
         self._reader = self.dialect.reader(self.engine)
         self._prober = self.dialect.prober(self.engine)
         self._writer = self.engine.execution_options(trend_write=True)
@@ -116,7 +102,7 @@ class Database:
         """
         self.ensure_schema()
         transaction_id: str | None = None
-        with self.write_turn(), translate_errors():
+        with self.write_turn(), translate_errors(self):
             try:
                 with self._writer.begin() as conn:
                     yield Tx(conn, self.dialect, self.levels)
@@ -158,7 +144,7 @@ class Database:
     def read(self) -> Iterator[Tx]:
         """A read transaction: one snapshot for every statement inside it."""
         self.ensure_schema()
-        with translate_errors(), self._reader.connect() as conn, conn.begin():
+        with translate_errors(self), self._reader.connect() as conn, conn.begin():
             yield Tx(conn, self.dialect, self.levels, self._cache if self.dialect.caps.caches_reads else None,
                      lasting=self._lasting)
 
@@ -167,14 +153,14 @@ class Database:
         """One connection for the transactions of a bucket written in pieces, which share its
         temporary tables (storage/staged.py)."""
         self.ensure_schema()
-        with translate_errors(), self._writer.connect() as conn:
+        with translate_errors(self), self._writer.connect() as conn:
             yield Pinned(self, conn)
 
     @contextmanager
     def probe(self) -> Iterator[Tx]:
         """A connection for a single read statement, which is a snapshot by itself: the cheapest path."""
         self.ensure_schema()
-        with translate_errors(), self._prober.connect() as conn:
+        with translate_errors(self), self._prober.connect() as conn:
             yield Tx(conn, self.dialect, self.levels)
 
     def ping(self) -> None:
@@ -187,7 +173,7 @@ class Database:
             return
         with self._schema_lock:
             if not self._schema_ready:
-                with translate_errors(), self._writer.begin() as conn:
+                with translate_errors(self), self._writer.begin() as conn:
                     self.dialect.lock_schema(conn)
                     self._open(conn)
                     own = self.dialect.own_schema(conn)
@@ -202,8 +188,7 @@ class Database:
     def _open(self, conn: Connection) -> None:
         """The dialect this database needs (Citus's, where it has the extension: TREND_CITUS), and
         what the database can do, probed once."""
-        self.dialect = for_database(self.dialect, conn, self.citus, self.dialect.prepared_statements)
-        self.dialect.barrier_timeout_ms = self._barrier_timeout_ms
+        self.dialect = for_database(self.dialect, conn)
         self.dialect.attach(self.engine)
         self.dialect.caps = self.dialect.probe(conn)
 
@@ -240,7 +225,7 @@ class Pinned:
     def read(self) -> Iterator[Tx]:
         """A snapshot, as :meth:`Database.read` gives, that may also write temporary tables."""
         self._conn.execution_options(trend_write=False)
-        with translate_errors(), self._conn.begin():
+        with translate_errors(self._db), self._conn.begin():
             yield Tx(self._conn, self._db.dialect, self._db.levels)
 
     @contextmanager
@@ -248,58 +233,38 @@ class Pinned:
         """A write transaction, taking its turn as :meth:`Database.write` does."""
         with self._db.write_turn():
             self._conn.execution_options(trend_write=True)
-            with translate_errors(), self._conn.begin():
+            with translate_errors(self._db), self._conn.begin():
                 yield Tx(self._conn, self._db.dialect, self._db.levels)
                 self._db.dialect.before_commit(self._conn)
         self._db.dialect.committed()
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
-    """Driver errors become :class:`StorageError` at the storage boundary."""
+def translate_errors(db: Database) -> Iterator[None]:
+    """Driver errors become :class:`StorageError` at the storage boundary, as the database's dialect
+    (asked when the error arrives: it may have changed once the database was opened) reads them."""
     try:
         yield
     except DBAPIError as exc:
         # OperationalError is the driver's "not your statement's fault": a lost connection, a lock
         # or busy timeout, a full disk. Anything else (bad data, a constraint) is never "unavailable".
-        line = _first_line(exc)
-        raise _translated(exc.orig, line, isinstance(exc, OperationalError) and not _statements_fault(line)) from exc
-    # COPY runs on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped. psycopg
-    # is looked up, not imported: only a PostgreSQL engine loads it, and only it can raise its errors.
+        error = exc.orig if exc.orig is not None else exc
+        raise _translated(db.dialect, error, isinstance(exc, OperationalError)) from exc
+    # A bulk path may run on the driver's connection, below SQLAlchemy, so its errors arrive unwrapped.
     except Exception as exc:
-        psycopg = sys.modules.get("psycopg")
-        if psycopg is None or not isinstance(exc, psycopg.Error):
+        operational = db.dialect.unwrapped_error(exc)
+        if operational is None:
             raise
-        raise _translated(exc, _first_line_of(exc), isinstance(exc, psycopg.OperationalError)) from exc
+        raise _translated(db.dialect, exc, operational) from exc
 
 
-# sqlite3 reports these as OperationalError too, though the statement is at fault, not the database.
-_STATEMENTS_FAULT = ("no such ", "syntax error", "has no column", "user-defined", "misuse", "duplicate column",
-                     "already exists")
+_ERRORS: dict[Failure, type[StorageError]] = {
+    Failure.ABORTED: TransactionAbortedError, Failure.NODE_LOST: NodeConnectionLostError,
+    Failure.UNAVAILABLE: DatabaseUnavailableError, Failure.STATEMENT: StorageError}
 
 
-def _statements_fault(line: str) -> bool:
-    return any(sign in line for sign in _STATEMENTS_FAULT)
-
-
-def _translated(orig: BaseException | None, line: str, unavailable: bool) -> StorageError:
-    if getattr(orig, "sqlstate", None) in _ABORTED:
-        return TransactionAbortedError(f"database error: {line}")
-    if any(sign in line for sign in _NODE_CONNECTION):
-        return NodeConnectionLostError(f"database unavailable: {line}")
-    if unavailable:
-        return DatabaseUnavailableError(f"database unavailable: {line}")
-    return StorageError(f"database error: {line}")
-
-
-def _first_line(exc: DBAPIError) -> str:
-    return _first_line_of(exc.orig) if exc.orig is not None else str(exc)
-
-
-def _first_line_of(exc: BaseException) -> str:
-    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    # Citus says which node failed in the error's context, not in its first line: keep that part.
-    context = getattr(getattr(exc, "diag", None), "context", None) or ""
-    node = re.search(r"while executing command on (\S+)", context)
-    return f"{line} (on node {node.group(1)})" if node and node.group(1) not in line else line
-
+def _translated(dialect: Dialect, error: BaseException, operational: bool) -> StorageError:
+    line = dialect.describe(error)
+    failure = dialect.failure(error, line, operational)
+    prefix = "database error" if failure in (Failure.ABORTED, Failure.STATEMENT) else "database unavailable"
+    return _ERRORS[failure](f"{prefix}: {line}")

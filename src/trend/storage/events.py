@@ -59,8 +59,8 @@ def insert_stored(tx: Tx, rows: Sequence[StoredEvent]) -> Inserted:
 
 def remember_dimensions(tx: Tx, pairs: set[tuple[str, str]]) -> None:
     if pairs:
-        statement = tx.dialect.insert(dimensions).on_conflict_do_nothing()
-        tx.execute(statement, [{"event": event, "segment": segment} for event, segment in sorted(pairs)])
+        tx.execute(tx.dialect.insert_new(dimensions),
+                   [{"event": event, "segment": segment} for event, segment in sorted(pairs)])
 
 
 def known_dimensions(tx: Tx) -> dict[str, list[str]]:

@@ -22,10 +22,8 @@ def mark(tx: Tx, level: str, buckets: Iterable[int]) -> None:
     ordered = sorted(set(buckets))
     if not ordered:
         return
-    statement = tx.dialect.insert(dirty).values(level=level, version=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[dirty.c.level, dirty.c.bucket], set_={"version": dirty.c.version + 1}
-    )
+    statement = tx.dialect.upsert(dirty, ["level", "bucket"], {"version": dirty.c.version + 1},
+                                  level=level, version=1)
     tx.execute(statement, [{"bucket": bucket} for bucket in ordered])
 
 

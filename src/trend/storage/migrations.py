@@ -18,9 +18,11 @@ from trend.storage.events import COLUMNS, remember_dimensions
 from trend.storage.markers import mark
 from trend.storage.schema import (
     BASE_TABLES,
+    JOB_RUNS_RUNNING,
     ROLLUP_INDEX,
     SCHEMA_VERSION,
     Sketch,
+    alert_rules,
     dimensions,
     fact_events,
     level_table,
@@ -35,16 +37,14 @@ KEY_NORMALIZATION = "key_normalization"
 
 
 def _add_heartbeat(tx: Tx) -> None:
-    tx.exec_driver_sql("ALTER TABLE job_runs ADD COLUMN heartbeat_at BIGINT")
-    tx.exec_driver_sql("CREATE INDEX IF NOT EXISTS job_runs_running ON job_runs (job) WHERE outcome = 'running'")
+    _add_column(tx, "job_runs", "heartbeat_at", "BIGINT")
+    JOB_RUNS_RUNNING.create(tx.conn, checkfirst=True)
 
 
 def _mark_minutes_with_raw_events(tx: Tx) -> None:
     """Mark every minute that still has raw events, so the runs recompute it (and its parents)."""
-    # WHERE true: SQLite needs it to tell the upsert's ON CONFLICT from a join.
-    tx.exec_driver_sql(
-        f"INSERT INTO rollup_dirty (level, bucket, version) SELECT DISTINCT '{tx.levels.finest.name}', minute, 1 "
-        "FROM fact_events WHERE true ON CONFLICT (level, bucket) DO UPDATE SET version = rollup_dirty.version + 1")
+    minutes = tx.execute(select(fact_events.c.minute).distinct()).scalars()
+    mark(tx, tx.levels.finest.name, (int(minute) for minute in minutes))
 
 
 def _add_users(tx: Tx) -> None:
@@ -52,11 +52,11 @@ def _add_users(tx: Tx) -> None:
     so the runs recompute them with sketches; older ones keep no sketch and read as ``users: null``."""
     sketch = Sketch().compile(dialect=tx.conn.dialect)
     # SQLite's covering rollup index gains user_id, so the sketch is built without a lookup per event.
-    tx.exec_driver_sql("DROP INDEX IF EXISTS fact_events_rollup")
+    tx.dialect.drop_index(tx.conn, "fact_events", "fact_events_rollup")
     ROLLUP_INDEX.create(tx.conn, checkfirst=True)  # only where the index is declared for the backend
     for level in tx.levels:
         if _has_table(tx, level.table):
-            tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN users_sketch {sketch}")
+            _add_column(tx, level.table, "users_sketch", sketch)
     _mark_minutes_with_raw_events(tx)
     oldest_raw = tx.execute(select(func.min(fact_events.c.minute))).scalar()
     if oldest_raw is None:
@@ -72,8 +72,9 @@ def _add_user_events(tx: Tx) -> None:
     it; buckets whose raw events are kept are marked, so the runs make them exact."""
     for level in tx.levels:
         if _has_table(tx, level.table):
-            tx.exec_driver_sql(f"ALTER TABLE {level.table} ADD COLUMN user_events BIGINT NOT NULL DEFAULT 0")
-            tx.exec_driver_sql(f"UPDATE {level.table} SET user_events = count")
+            _add_column(tx, level.table, "user_events", "BIGINT NOT NULL DEFAULT 0")
+            table = level_table(level)
+            tx.execute(table.update().values(user_events=table.c["count"]))
     _mark_minutes_with_raw_events(tx)
 
 
@@ -127,7 +128,7 @@ def _add_bucket_failures(tx: Tx) -> None:
     _add_missing_columns(tx, "rollup_dirty", (("retry_at", "BIGINT"), ("failures", "INTEGER NOT NULL DEFAULT 0"),
                                               ("last_error", "TEXT")))
     if _add_missing_columns(tx, "alert_rules", (("score", "TEXT"),)):
-        tx.exec_driver_sql("UPDATE alert_rules SET score = 'zscore' WHERE condition = 'rising'")
+        tx.execute(alert_rules.update().where(alert_rules.c.condition == "rising").values(score="zscore"))
 
 
 def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...]) -> bool:
@@ -138,8 +139,13 @@ def _add_missing_columns(tx: Tx, table: str, columns: tuple[tuple[str, str], ...
     present = {column["name"] for column in inspect(tx.conn).get_columns(table, schema=_own_schema(tx))}
     missing = [(name, kind) for name, kind in columns if name not in present]
     for name, kind in missing:
-        tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        _add_column(tx, table, name, kind)
     return bool(missing)
+
+
+def _add_column(tx: Tx, table: str, name: str, kind: str) -> None:
+    """Standard SQL, the same on every backend; ``kind`` is a type and its constraints in the same."""
+    tx.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 MIGRATIONS: dict[int, Callable[[Tx], None]] = {2: _add_heartbeat, 3: _add_users, 4: _add_user_events,
@@ -153,7 +159,7 @@ def _drop_unwanted_key_indexes(tx: Tx) -> None:
     rows are unchanged, and runners of the last release read them just as well (if slower)."""
     for level in tx.levels:
         if not tx.dialect.caps.has_key_index(level):
-            tx.exec_driver_sql(f"DROP INDEX IF EXISTS {level.table}_key")
+            tx.dialect.drop_index(tx.conn, level.table, f"{level.table}_key")
 
 
 def _own_schema(tx: Tx) -> str | None:
@@ -174,8 +180,7 @@ def _get(tx: Tx, name: str) -> str | None:
 
 
 def _put(tx: Tx, name: str, value: str) -> None:
-    statement = tx.dialect.insert(schema_meta).values(name=name, value=value)
-    tx.execute(statement.on_conflict_do_update(index_elements=[schema_meta.c.name], set_={"value": value}))
+    tx.execute(tx.dialect.upsert(schema_meta, ["name"], {"value": value}, name=name, value=value))
 
 
 def stored_version(tx: Tx) -> int:

@@ -34,5 +34,4 @@ def save_progress(tx: Tx, progress: Progress, now_ms: int) -> None:
     values = {"fingerprint": progress.fingerprint, "line": progress.line, "accepted": progress.accepted,
               "duplicates": progress.duplicates, "rejected": progress.rejected, "finished": progress.finished,
               "updated_at": now_ms}
-    statement = tx.dialect.insert(ingest_progress).values(source=progress.source, **values)
-    tx.execute(statement.on_conflict_do_update(index_elements=[ingest_progress.c.source], set_=values))
+    tx.execute(tx.dialect.upsert(ingest_progress, ["source"], values, source=progress.source, **values))

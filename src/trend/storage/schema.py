@@ -21,8 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from trend import measures
-from trend.model import Hierarchy, Level
-from trend.storage.dialects import Capabilities, trend_dialect
+from trend.model import EVENT_MAX, ID_MAX, KEY_MAX, SEGMENT_MAX, Hierarchy, Level
+from trend.storage.dialects import Capabilities, column_type, partial_index, table_options, trend_dialect
 
 # 2: job_runs.heartbeat_at, the lease that tells a live run from a killed one.
 # 3: agg_*.users_sketch, and the key normalization recorded in trend_schema.
@@ -37,27 +37,39 @@ SCHEMA_VERSION = 9
 
 metadata = MetaData()
 
-# SQLite makes only an INTEGER PRIMARY KEY an alias of the rowid, which is what gives ingest order cheaply.
-_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+# Text compared exactly, as Python compares it, on every backend (some compare text without case).
+_TEXT = column_type("text", Text())
+# An autoincrement id, in the type each backend gives one (SQLite's must alias the rowid).
+_SEQ = column_type("seq", BigInteger())
+
+
+def _key(length: int) -> TypeEngine[Any]:
+    """Text that is indexed and compared exactly, code point by code point: at most ``length``
+    characters where a backend must bound what it indexes."""
+    return column_type("key", Text(), length)
+
+
+# Text lengths of indexed columns: keys and segments are stored normalized, within validation's bounds.
+_NAME = 64  # levels, jobs, settings, statuses, delivery ids
+_PATH = 512  # a file ingest's source: its absolute path
 
 fact_events = Table(
     "fact_events",
     metadata,
     Column("seq", _SEQ, primary_key=True, autoincrement=True),
-    Column("event_id", Text, nullable=True),
+    Column("event_id", _key(ID_MAX), nullable=True),
     Column("ts", BigInteger, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("segment", Text, nullable=False, server_default=text("''")),
-    Column("key", Text, nullable=False),
-    Column("user_id", Text, nullable=True),
+    Column("event", _key(EVENT_MAX), nullable=False),
+    Column("segment", _key(SEGMENT_MAX), nullable=False, server_default=text("''")),
+    Column("key", _key(KEY_MAX), nullable=False),
+    Column("user_id", _TEXT, nullable=True),
     Column("value", Float(precision=53), nullable=False, server_default=text("1")),
     Column("received_at", BigInteger, nullable=False),
     # Stored, so the 1m rollup reads one covering index in GROUP BY order (15x faster than a ts range).
     Column("minute", BigInteger, nullable=False),
 )
 # Unique only where set: most events carry no id, and a partial index keeps ingest from paying for them.
-Index("fact_events_event_id", fact_events.c.event_id, unique=True,
-      sqlite_where=fact_events.c.event_id.isnot(None), postgresql_where=fact_events.c.event_id.isnot(None))
+Index("fact_events_event_id", fact_events.c.event_id, unique=True, **partial_index(fact_events.c.event_id.isnot(None)))
 
 
 def _caps(dialect: Dialect) -> Capabilities:
@@ -108,13 +120,13 @@ def level_table(level: Level) -> Table:
         level.table,
         metadata,
         Column("bucket", BigInteger, primary_key=True),
-        Column("event", Text, primary_key=True),
-        Column("segment", Text, primary_key=True),
-        Column("key", Text, primary_key=True),
+        Column("event", _key(EVENT_MAX), primary_key=True),
+        Column("segment", _key(SEGMENT_MAX), primary_key=True),
+        Column("key", _key(KEY_MAX), primary_key=True),
         # A sketch is NULL where no event of the row has a user; every other measure always has a value.
         *(Column(m.column, _TYPES[m.kind], nullable=m.is_sketch) for m in measures.MEASURES),
         # Clustered by its primary key on SQLite: a range of buckets is read without a lookup per row.
-        sqlite_with_rowid=False,
+        **table_options("clustered"),
         info={"measures": measures.MEASURES},
     )
     # A series of one key reads a few rows per bucket through this, not every key of every bucket.
@@ -136,42 +148,41 @@ def level_tables(levels: Hierarchy) -> list[Table]:
 rollup_dirty = Table(
     "rollup_dirty",
     metadata,
-    Column("level", Text, primary_key=True),
+    Column("level", _key(_NAME), primary_key=True),
     Column("bucket", BigInteger, primary_key=True),
     Column("version", BigInteger, nullable=False),
     # A bucket whose recompute failed (the database refused its rows) is left until retry_at.
     Column("retry_at", BigInteger, nullable=True),
     Column("failures", Integer, nullable=False, server_default=text("0")),
-    Column("last_error", Text, nullable=True),
+    Column("last_error", _TEXT, nullable=True),
 )
 
 # Every (event, segment) pair ever stored: validates query parameters and fills the dashboard's selectors.
 dimensions = Table(
     "trend_dimensions",
     metadata,
-    Column("event", Text, primary_key=True),
-    Column("segment", Text, primary_key=True),
+    Column("event", _key(EVENT_MAX), primary_key=True),
+    Column("segment", _key(SEGMENT_MAX), primary_key=True),
 )
 
 job_runs = Table(
     "job_runs",
     metadata,
     Column("id", _SEQ, primary_key=True, autoincrement=True),
-    Column("job", Text, nullable=False),
-    Column("runner", Text, nullable=False),
+    Column("job", _key(_NAME), nullable=False),
+    Column("runner", _TEXT, nullable=False),
     Column("started_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=True),
-    Column("outcome", Text, nullable=False),
+    Column("outcome", _TEXT, nullable=False),
     Column("buckets", Integer, nullable=False, server_default=text("0")),
     Column("rows", BigInteger, nullable=False, server_default=text("0")),
-    Column("error", Text, nullable=True),
+    Column("error", _TEXT, nullable=True),
     # Bumped while the run works; a 'running' record whose heartbeat is old belongs to a dead process.
     Column("heartbeat_at", BigInteger, nullable=True),
 )
 Index("job_runs_latest", job_runs.c.job, job_runs.c.id)
 # The lease check reads the running records of a job on every run: a few rows, never the history.
-Index("job_runs_running", job_runs.c.job, sqlite_where=job_runs.c.outcome == "running",
-      postgresql_where=job_runs.c.outcome == "running")
+JOB_RUNS_RUNNING = Index("job_runs_running", job_runs.c.job, **partial_index(job_runs.c.outcome == "running"))
 
 # Per level, a number that only grows: bumped in every transaction that rewrites or deletes the
 # level's rows (a recompute, retention). Totals a process computed from clean buckets stay true while
@@ -179,15 +190,15 @@ Index("job_runs_running", job_runs.c.job, sqlite_where=job_runs.c.outcome == "ru
 data_versions = Table(
     "trend_data_versions",
     metadata,
-    Column("level", Text, primary_key=True),
+    Column("level", _key(_NAME), primary_key=True),
     Column("version", BigInteger, nullable=False),
 )
 
 schema_meta = Table(
     "trend_schema",
     metadata,
-    Column("name", Text, primary_key=True),
-    Column("value", Text, nullable=False),
+    Column("name", _key(_NAME), primary_key=True),
+    Column("value", _TEXT, nullable=False),
 )
 
 
@@ -198,30 +209,30 @@ alert_rules = Table(
     "alert_rules",
     metadata,
     Column("id", _SEQ, primary_key=True, autoincrement=True),
-    Column("name", Text, nullable=False),
-    Column("event", Text, nullable=False),
-    Column("segment", Text, nullable=True),
-    Column("by", Text, nullable=False),
-    Column("condition", Text, nullable=False),
-    Column("window", Text, nullable=False),
-    Column("key", Text, nullable=True),
+    Column("name", _TEXT, nullable=False),
+    Column("event", _TEXT, nullable=False),
+    Column("segment", _TEXT, nullable=True),
+    Column("by", _TEXT, nullable=False),
+    Column("condition", _TEXT, nullable=False),
+    Column("window", _TEXT, nullable=False),
+    Column("key", _TEXT, nullable=True),
     Column("min_score", Float(precision=53), nullable=True),
     # How a rising rule scores keys (trend/rising.py); rules made before the choice score as they did.
-    Column("score", Text, nullable=True),
+    Column("score", _TEXT, nullable=True),
     Column("min_count", BigInteger, nullable=True),
     Column("top", Integer, nullable=True),
     Column("threshold", BigInteger, nullable=True),
-    Column("url", Text, nullable=False),
-    Column("secret", Text, nullable=False),
+    Column("url", _TEXT, nullable=False),
+    Column("secret", _TEXT, nullable=False),
     Column("cooldown_ms", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("last_minute", BigInteger, nullable=True),
-    Column("last_state", Text, nullable=True),
+    Column("last_state", _TEXT, nullable=True),
     # Why the last evaluation failed, and when; cleared by the next one that succeeds.
-    Column("last_error", Text, nullable=True),
+    Column("last_error", _TEXT, nullable=True),
     Column("last_error_at", BigInteger, nullable=True),
-    # SQLite: ids are never reused, so nothing meant for a deleted rule can reach a new one.
-    sqlite_autoincrement=True,
+    # Ids are never reused, so nothing meant for a deleted rule can reach a new one.
+    **table_options("ids_never_reused"),
 )
 
 # When a rule last fired for a key: the cool-down.
@@ -229,7 +240,7 @@ alert_fired = Table(
     "alert_fired",
     metadata,
     Column("rule_id", BigInteger, primary_key=True),
-    Column("key", Text, primary_key=True),
+    Column("key", _key(KEY_MAX), primary_key=True),
     Column("fired_at", BigInteger, nullable=False),
 )
 
@@ -238,18 +249,18 @@ alert_fired = Table(
 alert_deliveries = Table(
     "alert_deliveries",
     metadata,
-    Column("id", Text, primary_key=True),
+    Column("id", _key(_NAME), primary_key=True),
     Column("rule_id", BigInteger, nullable=False),
-    Column("key", Text, nullable=True),
-    Column("body", Text, nullable=False),
+    Column("key", _TEXT, nullable=True),
+    Column("body", _TEXT, nullable=False),
     Column("test", Integer, nullable=False, server_default=text("0")),
     Column("created_at", BigInteger, nullable=False),
-    Column("status", Text, nullable=False),  # pending, delivered, failed
+    Column("status", _key(_NAME), nullable=False),  # pending, delivered, failed
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", BigInteger, nullable=False),
     Column("lease_until", BigInteger, nullable=True),
     Column("last_status", Integer, nullable=True),  # the receiver's HTTP status, never its body
-    Column("last_error", Text, nullable=True),
+    Column("last_error", _TEXT, nullable=True),
     Column("delivered_at", BigInteger, nullable=True),
 )
 Index("alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_attempt_at)
@@ -260,8 +271,8 @@ Index("alert_deliveries_rule", alert_deliveries.c.rule_id, alert_deliveries.c.cr
 ingest_progress = Table(
     "trend_ingest_progress",
     metadata,
-    Column("source", Text, primary_key=True),  # the file's absolute path
-    Column("fingerprint", Text, nullable=False),  # of its first bytes: a resume of another file is refused
+    Column("source", _key(_PATH), primary_key=True),  # the file's absolute path
+    Column("fingerprint", _TEXT, nullable=False),  # of its first bytes: a resume of another file is refused
     Column("line", BigInteger, nullable=False),  # the last line stored
     Column("accepted", BigInteger, nullable=False),
     Column("duplicates", BigInteger, nullable=False),

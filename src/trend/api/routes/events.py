@@ -11,8 +11,9 @@ from trend.api.deps import write_access
 from trend.api.errors import error_responses, trend_router
 from trend.api.models import Accepted, ErasedUser
 from trend.errors import PayloadTooLargeError
+from trend.model import KEY_MAX, SEGMENT_MAX
 from trend.service import Trend
-from trend.validation import KEY_MAX, SEGMENT_MAX, EventIn, fast_batch
+from trend.validation import EventIn, fast_batch
 
 _EVENT = {**EventIn.model_json_schema(), "title": "Event"}
 # The model stores ts as ms after parsing; the wire form is ISO-8601 with a zone, or epoch seconds.

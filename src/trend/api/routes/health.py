@@ -44,7 +44,7 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
             waits = trend.db.dialect.barrier
             body["cluster"]["barrier"] = {"runs_waited": waits.waits, "longest_wait_seconds": round(waits.longest_s, 3),
                                           "timeouts": waits.timeouts,
-                                          "timeout_seconds": trend.db.dialect.barrier_timeout_ms / 1000}
+                                          "timeout_seconds": waits.timeout_s}
             if not cluster.healthy:
                 # A node that does not answer fails every read and write that needs its shards.
                 body["database"] = "unavailable"

@@ -18,10 +18,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from enum import Enum
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Select, Table, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeEngine
 
@@ -79,11 +79,20 @@ class Capabilities:
         return replace(self, **changes)
 
 
+class Failure(Enum):
+    """What a database error means for the caller (storage/engine.py turns it into a StorageError)."""
+
+    ABORTED = "aborted"  # the database undid the transaction to break a deadlock or conflict: retry it
+    NODE_LOST = "node lost"  # a cluster's connection to one of its nodes failed
+    UNAVAILABLE = "unavailable"  # not the statement's fault: a lost connection, a timeout, a full disk
+    STATEMENT = "statement"  # the statement or its data: never "unavailable"
+
+
 class Connector(ABC):
     """How trend connects to a backend and brackets its transactions."""
 
     @abstractmethod
-    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+    def create_engine(self, url: URL, pool_size: int) -> Engine:
         """The engine; it also records this dialect on SQLAlchemy's (see :func:`trend_dialect`)."""
 
     def attach(self, engine: Engine) -> None:
@@ -113,6 +122,10 @@ class Connector(ABC):
         """What this database can do, read once before trend's tables (extensions, for one)."""
         return self.caps
 
+    def drop_index(self, conn: Connection, table: str, name: str) -> None:
+        """Drop ``table``'s index ``name`` if it exists."""
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """After the tables are created: spread them over nodes, where the backend does that."""
 
@@ -139,6 +152,19 @@ class Connector(ABC):
     def erased(self, engine: Engine) -> None:
         """After an erasure committed: leave no readable copy of the deleted rows, where the backend can."""
 
+    def describe(self, error: BaseException) -> str:
+        """The driver error's message, as one line for a log or an HTTP answer."""
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+    def failure(self, error: BaseException, line: str, operational: bool) -> Failure:
+        """What a driver error means; ``operational``: the driver calls it an OperationalError."""
+        return Failure.UNAVAILABLE if operational else Failure.STATEMENT
+
+    def unwrapped_error(self, error: BaseException) -> bool | None:
+        """For an error that reached storage without SQLAlchemy's wrapping (a bulk path on the driver's
+        own connection): whether the driver calls it operational; None when it is no driver error."""
+        return None
+
     @abstractmethod
     def change_stamp(self, conn: Connection) -> Hashable:
         """A value that changes whenever anything a read could see has changed: equal stamps mean the
@@ -154,8 +180,14 @@ class Writer(ABC):
     """How rows get in, and how runners share the dirty buckets."""
 
     @abstractmethod
-    def insert(self, table: Any) -> postgresql.Insert | sqlite.Insert:
-        """An INSERT that supports ``on_conflict_do_*``."""
+    def upsert(self, table: Table, keys: Sequence[str], updates: Mapping[str, Any], **values: Any) -> Executable:
+        """An INSERT of ``values`` (and of the execute parameters) that, where a row with the same
+        unique ``keys`` exists, sets ``updates`` on that row instead. Column expressions in ``updates``
+        read the existing row (``version + 1``)."""
+
+    @abstractmethod
+    def insert_new(self, table: Table) -> Executable:
+        """An INSERT that skips the rows whose unique key is stored already."""
 
     @abstractmethod
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
@@ -260,16 +292,40 @@ class Dialect(Connector, Writer, Vocabulary):
 
     name: ClassVar[str]
     CAPABILITIES: ClassVar[Capabilities] = Capabilities()
+    # The schemes of the database URLs this backend takes (``postgresql+psycopg``), and one example.
+    URL_SCHEMES: ClassVar[tuple[str, ...]] = ()
+    URL_EXAMPLE: ClassVar[str] = ""
+    # SQLAlchemy's names for the backend: its variants of a type, and its keyword options, use them.
+    SQLALCHEMY_NAMES: ClassVar[tuple[str, ...]] = ()
+    # SQLAlchemy's keyword options for what storage/schema.py asks of a table ("clustered": rows kept in
+    # primary key order; "ids_never_reused": an autoincrement id is never handed out twice).
+    TABLE_OPTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # An index may cover only the rows a WHERE selects; elsewhere it covers every row.
+    PARTIAL_INDEXES: ClassVar[bool] = False
 
-    def __init__(self, hll: str = "auto") -> None:
-        self.hll = hll  # TREND_HLL: auto, on or off; PostgreSQL's choice of sketches
+    @classmethod
+    def driver_url(cls, url: str) -> str:
+        """The URL as SQLAlchemy must see it to load the driver trend uses (schemes are case-blind)."""
+        scheme, separator, rest = url.partition("://")
+        return scheme.lower() + separator + rest
+
+    @classmethod
+    def column_type(cls, role: str, length: int = 0) -> TypeEngine[Any] | None:
+        """The backend's own type for a column of ``role``, None for the portable one. "seq": an
+        autoincrement id; "key": text that is indexed and compared exactly, at most ``length`` characters."""
+        return None
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        # The settings, by name (trend/config.py): each backend reads its own, such as "hll".
+        self.options: Mapping[str, Any] = dict(options or {})
         # The class's capabilities until the database is probed (Database.ensure_schema).
         self.caps = self.CAPABILITIES
-        # TREND_CITUS_BARRIER_TIMEOUT: the longest a writer or a run waits at Citus's commit barrier.
-        self.barrier_timeout_ms = 5_000
         self.barrier = BarrierWaits()
-        # TREND_POSTGRES_PREPARED_STATEMENTS: off behind a pooler in transaction mode.
-        self.prepared_statements = True
+
+    def setting(self, name: str, default: Any) -> Any:
+        """A setting this backend reads, or its default where none was given (a Database made directly)."""
+        value = self.options.get(name)
+        return default if value is None else value
 
 
 class BarrierWaits:
@@ -280,6 +336,7 @@ class BarrierWaits:
         self.waits = 0
         self.longest_s = 0.0
         self.timeouts = 0
+        self.timeout_s = 0.0  # the longest a wait may last, where the backend has a barrier
 
     def waited(self, seconds: float, timed_out: bool) -> None:
         with self._lock:

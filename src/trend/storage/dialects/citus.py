@@ -5,15 +5,19 @@ closes the two-phase-commit window."""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from trend.storage.dialects.base import CHUNK, Capabilities, chunked
+from trend.storage.dialects.base import CHUNK, Capabilities, Failure, chunked
 from trend.storage.dialects.postgres import PostgresDialect
+
+# What Citus says when a connection it keeps from the coordinator to a node fails.
+_NODE_CONNECTION = ("failure on connection marked as essential", "connection to the remote node")
 
 
 class CitusDialect(PostgresDialect):
@@ -24,6 +28,8 @@ class CitusDialect(PostgresDialect):
     """
 
     name = "citus"
+    # Reached by a PostgreSQL URL, and chosen once the database says it has Citus (for_database).
+    URL_SCHEMES: ClassVar[tuple[str, ...]] = ()
     _IDS = "trend_event_ids"
     CAPABILITIES = Capabilities(
         distributed=True,
@@ -38,6 +44,24 @@ class CitusDialect(PostgresDialect):
         # whatever its size: a catch-up recomputes up to this many buckets in one.
         buckets_per_transaction=32,
     )
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        # TREND_CITUS_BARRIER_TIMEOUT: the longest a writer or a run waits at the commit barrier.
+        self.barrier_timeout_ms = int(self.setting("citus_barrier_timeout", 5_000))
+        self.barrier.timeout_s = self.barrier_timeout_ms / 1000
+
+    def describe(self, error: BaseException) -> str:
+        # Citus says which node failed in the error's context, not in its first line: keep that part.
+        line = super().describe(error)
+        context = getattr(getattr(error, "diag", None), "context", None) or ""
+        node = re.search(r"while executing command on (\S+)", context)
+        return f"{line} (on node {node.group(1)})" if node and node.group(1) not in line else line
+
+    def failure(self, error: BaseException, line: str, operational: bool) -> Failure:
+        if any(sign in line for sign in _NODE_CONNECTION):
+            return Failure.NODE_LOST
+        return super().failure(error, line, operational)
 
     def distribute(self, conn: Connection, level_tables: Sequence[str]) -> None:
         """Turn freshly created tables into distributed ones; a no-op when they already are."""

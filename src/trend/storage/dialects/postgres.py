@@ -3,6 +3,7 @@ distinct users in the database where the server has it."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -30,7 +31,12 @@ from trend.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     import psycopg  # loaded with the engine, by SQLAlchemy's driver: never for a SQLite file
-from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, chunked
+from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, Failure, chunked
+from trend.storage.dialects.on_conflict import OnConflictUpserts
+
+# SQLSTATEs of a transaction the database undid to break a deadlock (Citus's distributed deadlock
+# detection included) or a serialization conflict.
+_ABORTED = {"40P01", "40001"}
 
 
 class _Hll(UserDefinedType[Any]):
@@ -42,11 +48,28 @@ class _Hll(UserDefinedType[Any]):
         return "hll"
 
 
-class PostgresDialect(Dialect):
+class PostgresDialect(OnConflictUpserts, Dialect):
     name = "postgresql"
+    insert_of = staticmethod(postgresql.insert)
+    URL_SCHEMES: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "postgresql+psycopg")
+    URL_EXAMPLE = "postgresql://user@host:port/db"
+    SQLALCHEMY_NAMES = ("postgresql",)
+    PARTIAL_INDEXES = True
+
+    @classmethod
+    def driver_url(cls, url: str) -> str:
+        # psycopg 3: SQLAlchemy alone would pick psycopg2 for postgresql://.
+        scheme, _, rest = super().driver_url(url).partition("://")
+        return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else f"{scheme}://{rest}"
     _STAGING = "trend_ingest_staging"
 
-    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.hll = str(self.setting("hll", "auto"))  # TREND_HLL: auto, on or off; the choice of sketches
+        # TREND_POSTGRES_PREPARED_STATEMENTS: off behind a pooler in transaction mode.
+        self.prepared_statements = bool(self.setting("postgres_prepared_statements", True))
+
+    def create_engine(self, url: URL, pool_size: int) -> Engine:
         # psycopg prepares a statement on the server after its fifth run; behind a pooler in transaction
         # mode the next transaction may meet another connection, where it was never prepared.
         options = {} if self.prepared_statements else {"connect_args": {"prepare_threshold": None}}
@@ -69,6 +92,18 @@ class PostgresDialect(Dialect):
     def commit_status(self, conn: Connection, transaction_id: str) -> str | None:
         status = conn.exec_driver_sql("SELECT pg_xact_status(%s::xid8)", (transaction_id,)).scalar_one()
         return None if status is None else str(status)
+
+    def failure(self, error: BaseException, line: str, operational: bool) -> Failure:
+        if getattr(error, "sqlstate", None) in _ABORTED:
+            return Failure.ABORTED
+        return super().failure(error, line, operational)
+
+    def unwrapped_error(self, error: BaseException) -> bool | None:
+        # COPY runs on psycopg's connection. Looked up, not imported: an engine of this dialect loaded it.
+        psycopg = sys.modules.get("psycopg")
+        if psycopg is None or not isinstance(error, psycopg.Error):
+            return None
+        return isinstance(error, psycopg.OperationalError)
 
     def before_recompute(self, conn: Connection) -> None:
         for name, value in self.ROLLUP_SETTINGS:
@@ -189,9 +224,6 @@ class PostgresDialect(Dialect):
 
     def listed_numbers(self, values: Sequence[int]) -> ColumnElement[int]:
         return func.unnest(bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger)))
-
-    def insert(self, table: Any) -> postgresql.Insert:
-        return postgresql.insert(table)
 
     # postgresql-hll: 2^14 registers of 5 bits, explicit then sparse storage for small counts. Without
     # it, the SQL leaves sketches NULL and storage folds them in Python.

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, LargeBinary, create_engine, event, func
+from sqlalchemy import ColumnElement, Connection, Engine, Integer, LargeBinary, create_engine, event, func
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeEngine
@@ -30,15 +30,19 @@ from sqlalchemy.types import TypeEngine
 from trend.errors import ConfigError, StorageError
 from trend.storage import sketches
 from trend.storage.checkpoints import Checkpointer
-from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, chunked
+from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, Failure, chunked
+from trend.storage.dialects.on_conflict import OnConflictUpserts
 
 # How often a SQLite writer asks again for the write lock while another connection holds it: each try
 # costs about 10 µs of CPU.
 WRITE_POLL_S = 0.0005
+_STATEMENTS_FAULT = ("no such ", "syntax error", "has no column", "user-defined", "misuse", "duplicate column",
+                     "already exists")
 
 
-class SQLiteDialect(Dialect):
+class SQLiteDialect(OnConflictUpserts, Dialect):
     name = "sqlite"
+    insert_of = staticmethod(sqlite.insert)
     CAPABILITIES = Capabilities(
         serialized_writers=True,
         # Writers are serialized anyway; a second process's run would only queue for the write lock.
@@ -51,8 +55,22 @@ class SQLiteDialect(Dialect):
         users_sketches="DataSketches HLL, as SQL functions registered on each connection",
     )
 
-    def __init__(self, hll: str = "auto") -> None:
-        super().__init__(hll)
+    URL_SCHEMES = ("sqlite", "sqlite+pysqlite")
+    URL_EXAMPLE = "sqlite:///PATH"
+    SQLALCHEMY_NAMES = ("sqlite",)
+    TABLE_OPTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "clustered": {"sqlite_with_rowid": False}, "ids_never_reused": {"sqlite_autoincrement": True}}
+    PARTIAL_INDEXES = True
+
+    @classmethod
+    def column_type(cls, role: str, length: int = 0) -> TypeEngine[Any] | None:
+        # Only an INTEGER PRIMARY KEY is an alias of the rowid, which is what gives ingest order cheaply.
+        return Integer() if role == "seq" else None
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        # TREND_SQLITE_BUSY_TIMEOUT_MS: how long a writer waits for the file's write lock.
+        self.busy_timeout_ms = int(self.setting("sqlite_busy_timeout_ms", 30_000))
         self._checkpoints: Checkpointer | None = None
 
     def check_url(self, url: URL) -> None:
@@ -64,7 +82,8 @@ class SQLiteDialect(Dialect):
             raise ConfigError("TREND_DATABASE_URL", f"cannot create the SQLite file {url.database}: "
                                                     f"the directory {folder} does not exist")
 
-    def create_engine(self, url: URL, pool_size: int, busy_timeout_ms: int) -> Engine:
+    def create_engine(self, url: URL, pool_size: int) -> Engine:
+        busy_timeout_ms = self.busy_timeout_ms
         engine = create_engine(url, pool_size=pool_size, max_overflow=10)
         self.attach(engine)
 
@@ -90,6 +109,12 @@ class SQLiteDialect(Dialect):
 
         self._checkpoints = Checkpointer(engine)
         return engine
+
+    def failure(self, error: BaseException, line: str, operational: bool) -> Failure:
+        # sqlite3 reports these as OperationalError too, though the statement is at fault, not the database.
+        if operational and any(sign in line for sign in _STATEMENTS_FAULT):
+            return Failure.STATEMENT
+        return super().failure(error, line, operational)
 
     def change_stamp(self, conn: Connection) -> Hashable:
         # One writer at a time: a stored event takes a seq above every earlier one, and every deletion or
@@ -125,9 +150,6 @@ class SQLiteDialect(Dialect):
 
     def listed_numbers(self, values: Sequence[int]) -> ColumnElement[int]:
         return cast(ColumnElement[int], json_values(values))
-
-    def insert(self, table: Any) -> sqlite.Insert:
-        return sqlite.insert(table)
 
     # DataSketches HLL through the functions of storage/sketches.py.
     def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
