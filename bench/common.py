@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pymysql
+from sqlalchemy.engine import make_url
 
 from trend.clock import Clock
 from trend.service import Trend
@@ -47,12 +49,13 @@ def machine() -> str:
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--backend", choices=["sqlite", "postgres", "citus"], default="sqlite")
+    p.add_argument("--backend", choices=["sqlite", "postgres", "citus", "mariadb"], default="sqlite")
     p.add_argument("--postgres-url", default=os.environ.get("TREND_TEST_POSTGRES_URL",
                                                             "postgresql://postgres@127.0.0.1:5432/test"))
     p.add_argument("--citus-url", default=os.environ.get("TREND_TEST_CITUS_URL",
                                                          "postgresql://postgres@127.0.0.1:5450/test"),
                    help="the coordinator of a Citus cluster (scripts/citus-cluster.sh start starts one)")
+    p.add_argument("--mariadb-url", default=os.environ.get("TREND_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test"))
     p.add_argument("--repeat", type=int, default=5)
     return p
 
@@ -64,6 +67,15 @@ def scratch_trend(backend: str, postgres_url: str, clock: Clock) -> Trend:
         path = Path(tempfile.mkdtemp(prefix="trend-bench-")) / "bench.db"
         return Trend(database_url=f"sqlite:///{path}", clock=clock, worker_enabled=False, log_level="WARNING",
                      worker_yield_ratio=0.0)
+    if backend == "mariadb":
+        name = f"bench_{os.getpid()}"
+        server = make_url(postgres_url)
+        with pymysql.connect(host=server.host, port=server.port or 3306, user=server.username,
+                             password=server.password or "", autocommit=True) as admin, admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+            cursor.execute(f"CREATE DATABASE {name}")
+        return Trend(database_url=str(server.set(database=name)), clock=clock, worker_enabled=False,
+                     log_level="WARNING", worker_yield_ratio=0.0)
     schema = f"bench_{os.getpid()}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -83,8 +95,8 @@ def empty_log(trend: Trend) -> None:
 
 
 def server_url(args: argparse.Namespace) -> str:
-    """The server a bench's ``--backend`` names: PostgreSQL's or the Citus coordinator's URL."""
-    return str(args.citus_url if args.backend == "citus" else args.postgres_url)
+    """The server a bench's ``--backend`` names: PostgreSQL's, the Citus coordinator's or MariaDB's URL."""
+    return str({"citus": args.citus_url, "mariadb": args.mariadb_url}.get(args.backend, args.postgres_url))
 
 
 def fill_a_day_of_searches(url: str, events: int, seed: int = 1) -> None:

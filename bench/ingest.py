@@ -18,7 +18,7 @@ import random
 import statistics
 import time
 
-from sqlalchemy import text
+from sqlalchemy import BigInteger, Column, Float, MetaData, Table, Text, text
 from tests.reference import clear_all
 
 from bench.common import machine, parser, scratch_trend, server_url
@@ -57,9 +57,12 @@ def main() -> None:
     rows = [EventRow(ts=round(float(str(e["ts"])) * 1000), event=str(e["event"]), key=str(e["key"]),
                      segment=str(e["segment"]), value=float(str(e["value"])),
                      event_id=str(e["event_id"]) if "event_id" in e else None) for e in events]
+    bare_table = Table("bare_events", MetaData(), Column("ts", BigInteger), Column("event", Text),
+                       Column("segment", Text), Column("key", Text), Column("user_id", Text),
+                       Column("value", Float(precision=53)), Column("event_id", Text),
+                       Column("received_at", BigInteger))
     with trend.db.write() as conn:
-        conn.execute(text("CREATE TABLE bare_events (ts BIGINT, event TEXT, segment TEXT, key TEXT, "
-                          "user_id TEXT, value DOUBLE PRECISION, event_id TEXT, received_at BIGINT)"))
+        bare_table.create(conn.conn)  # in each backend's quoting: key is a reserved word on MariaDB
     bare_columns = ("ts", "event", "segment", "key", "user_id", "value", "event_id", "received_at")
     tuples = [(r.ts, r.event, r.segment, r.key, r.user_id, r.value, r.event_id, NOW) for r in rows]
 

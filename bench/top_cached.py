@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import statistics
 
-from sqlalchemy import text
+from sqlalchemy import func as sql
+from sqlalchemy import select
 
 from bench.common import latencies_ms, machine, parser, percentile, scratch_trend, server_url
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
+from trend.storage.schema import level_table
 
 NOW = 1_763_016_630_000  # 2025-11-13 06:50:30 UTC: the current minute is open
-_BARE = """SELECT key, sum(count) AS n FROM agg_1h WHERE event = 'search' AND bucket >= :start AND bucket < :end
-GROUP BY key ORDER BY n DESC LIMIT 10"""
 
 
 def main() -> None:
@@ -47,9 +47,17 @@ def main() -> None:
     trend.ingest([{"event": "search", "key": f"k{1 + n % 40}", "ts": (end + n * 20) / 1000} for n in range(1500)])
     hour_end = end - end % HOUR_MS
 
+    hours = level_table(trend.levels.by_name["1h"])
+    # SELECT key, sum(count) AS n FROM agg_1h WHERE event = 'search' AND bucket in the 24h GROUP BY key
+    # ORDER BY n DESC LIMIT 10, in each backend's quoting.
+    total = sql.sum(hours.c["count"]).label("n")
+    bare_query = (select(hours.c.key, total).where(hours.c.event == "search", hours.c.bucket >= hour_end - DAY_MS,
+                                                   hours.c.bucket < hour_end)
+                  .group_by(hours.c.key).order_by(total.desc()).limit(10))
+
     def bare() -> None:
         with trend.db.read() as tx:
-            tx.execute(text(_BARE), {"start": hour_end - DAY_MS, "end": hour_end}).all()
+            tx.execute(bare_query).all()
 
     def top() -> object:
         return trend.top("search", window="24h")

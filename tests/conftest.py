@@ -1,5 +1,6 @@
 """One suite, every backend: SQLite always, PostgreSQL when TREND_TEST_POSTGRES_URL is set, and the
-protocol tests on Citus when TREND_TEST_CITUS_URL is set (``PROTOCOL_BACKENDS``).
+protocol tests on Citus when TREND_TEST_CITUS_URL is set and on MariaDB when TREND_TEST_MARIADB_URL is
+(``PROTOCOL_BACKENDS``).
 
 When a variable is set and its server cannot be reached, those tests fail; they never skip.
 """
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pymysql
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests import reaper
 from trend.clock import FakeClock
@@ -26,6 +29,7 @@ from trend.service import Trend
 
 POSTGRES_URL = os.environ.get("TREND_TEST_POSTGRES_URL")
 CITUS_URL = os.environ.get("TREND_TEST_CITUS_URL")
+MARIADB_URL = os.environ.get("TREND_TEST_MARIADB_URL")
 # 2025-11-13 06:51:00 UTC, the bucket in the seed's log lines.
 T0 = 1_763_016_660_000
 assert from_datetime(__import__("datetime").datetime.fromisoformat("2025-11-13T06:51:00+00:00")) == T0
@@ -34,13 +38,15 @@ BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
-# The rollup protocol's tests also run on a three-node Citus cluster.
-PROTOCOL_BACKENDS = [*BACKENDS, pytest.param("citus", id="citus", marks=pytest.mark.citus)]
+# The rollup protocol's tests also run on a three-node Citus cluster, and on MariaDB.
+MARIADB = pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb)
+PROTOCOL_BACKENDS = [*BACKENDS, pytest.param("citus", id="citus", marks=pytest.mark.citus), MARIADB]
 # PostgreSQL without postgresql-hll (TREND_HLL=off): users sketches folded in trend's process.
 PYTHON_SKETCHES = pytest.param("postgres-python-sketches", id="postgres-python-sketches", marks=pytest.mark.postgres)
-SKETCH_BACKENDS = [*BACKENDS, PYTHON_SKETCHES]
+SKETCH_BACKENDS = [*BACKENDS, PYTHON_SKETCHES, MARIADB]
 SERVERS = {"postgres": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL), "citus": ("TREND_TEST_CITUS_URL", CITUS_URL),
-           "postgres-python-sketches": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL)}
+           "postgres-python-sketches": ("TREND_TEST_POSTGRES_URL", POSTGRES_URL),
+           "mariadb": ("TREND_TEST_MARIADB_URL", MARIADB_URL)}
 
 
 def _schema_url(server: str, schema: str) -> str:
@@ -64,6 +70,8 @@ class DatabaseFactory:
         if server is None:
             pytest.skip(f"{variable} is not set: these tests need a server")
         schema = f"t_{uuid.uuid4().hex[:12]}"
+        if self.backend == "mariadb":
+            return self._new_mariadb_database(variable, server, schema)
         try:
             with psycopg.connect(server, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(f"CREATE SCHEMA {schema}")
@@ -72,14 +80,35 @@ class DatabaseFactory:
         self._schemas.append(schema)
         return _schema_url(server, schema)
 
+    def _new_mariadb_database(self, variable: str, server: str, name: str) -> str:
+        """A database of its own on the server (MariaDB's schemas are databases)."""
+        try:
+            with _mariadb(server) as conn, conn.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE {name}")
+        except pymysql.err.OperationalError as exc:
+            pytest.fail(f"{variable} is set but the server cannot be reached: {exc}")
+        self._schemas.append(name)
+        return str(make_url(server).set(database=name))
+
     def cleanup(self) -> None:
         if not self._schemas:
             return
         server = SERVERS[self.backend][1]
         assert server is not None
+        if self.backend == "mariadb":
+            with _mariadb(server) as server_conn, server_conn.cursor() as cursor:
+                for name in self._schemas:
+                    cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+            return
         with psycopg.connect(server, autocommit=True) as conn:
             for schema in self._schemas:
                 conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _mariadb(server: str) -> pymysql.connections.Connection[Any]:
+    url = make_url(server)
+    return pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                           password=url.password or "", connect_timeout=5, autocommit=True)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -76,8 +76,13 @@ class TestProcesses:
         command = [sys.executable, "-m", "tests.proc_tasks"]
         rollers = [subprocess.Popen([*command, "rollup", database_url, "6", "0"]) for _ in range(2)]
         writers = [subprocess.Popen([*command, "ingest", database_url, str(seed), "40"]) for seed in (11, 12)]
-        for process in writers + rollers:
-            assert process.wait(120) == 0
+        try:
+            codes = [process.wait(120) for process in writers + rollers]
+        finally:
+            for process in writers + rollers:  # none outlives the test, whichever failed
+                process.kill()
+                process.wait()
+        assert codes == [0, 0, 0, 0]
         sent: list[dict[str, object]] = []
         for seed in (11, 12):
             rng = random.Random(seed)

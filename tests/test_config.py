@@ -44,7 +44,7 @@ class TestSettings:
             ("TREND_TIMEZONE", "Mars/Olympus"),
             ("TREND_LOG_LEVEL", "LOUD"),
             ("TREND_ACCEPTED_LATENESS", "six days"),
-            ("TREND_DATABASE_URL", "mysql://x"),
+            ("TREND_DATABASE_URL", "oracle://x"),
             ("TREND_RETENTION__RAW", "1d"),
         ],
     )

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from tests.conftest import PYTHON_SKETCHES, T0, TrendFactory
+from tests.conftest import MARIADB, PYTHON_SKETCHES, T0, TrendFactory
 from tests.reference import (
     Reference,
     assert_clean_buckets_equal,
@@ -119,6 +119,16 @@ class TestGroundTruthOnCitus:
     def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
                                                       steps: list[Any]) -> None:
         """The same property on a three-node Citus cluster: distributed events and rollups, local markers."""
+        play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
+
+
+@pytest.mark.parametrize("backend", [MARIADB], indirect=True)
+class TestGroundTruthOnMariaDB:
+    @settings(max_examples=9, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(steps=st.lists(step_strategy, min_size=1, max_size=20))
+    def test_tables_equal_reference_after_any_history(self, make_trend: TrendFactory, clock: FakeClock,
+                                                      steps: list[Any]) -> None:
+        """The same property on MariaDB: InnoDB's row locks, users folded in trend's process."""
         play(make_trend(), clock, steps, settle_ms=2 * HOUR_MS)
 
 

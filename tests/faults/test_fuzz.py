@@ -15,13 +15,20 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from tests.conftest import TrendFactory
+from tests.conftest import BACKENDS, MARIADB, TrendFactory
 from trend.api.app import create_app
 
 EXAMPLES = int(os.environ.get("TREND_FUZZ_EXAMPLES", "40"))
 # Receivers are refused at creation unless public or allowed: loopback is allowed, and nothing listens
 # on the fuzzer's ports, so deliveries fail fast.
 ALLOW = {"alert_webhook_allow": ["127.0.0.1/32"], "alert_timeout_seconds": 1.0}
+
+
+@pytest.fixture(params=[*BACKENDS, MARIADB])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every backend, MariaDB's too: each has its own types, collations and errors to get wrong."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture

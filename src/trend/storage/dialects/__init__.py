@@ -13,6 +13,7 @@ from trend.errors import ConfigError
 from trend.logging import get_logger
 from trend.storage.dialects.base import CHUNK, BarrierWaits, Capabilities, Dialect, Failure, chunked, trend_dialect
 from trend.storage.dialects.citus import CitusDialect, has_citus, has_worker_nodes, is_distributed, local_group
+from trend.storage.dialects.mariadb import MariaDBDialect
 from trend.storage.dialects.postgres import PostgresDialect
 from trend.storage.dialects.sqlite import WRITE_POLL_S, SQLiteDialect
 
@@ -23,7 +24,8 @@ __all__ = ["CHUNK", "DIALECTS", "WRITE_POLL_S", "BarrierWaits", "Capabilities", 
 log = get_logger("storage")
 
 # By SQLAlchemy's backend name; Citus is a PostgreSQL database with the citus extension (for_database).
-DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect, "citus": CitusDialect}
+DIALECTS: dict[str, type[Dialect]] = {"sqlite": SQLiteDialect, "postgresql": PostgresDialect, "citus": CitusDialect,
+                                       "mariadb": MariaDBDialect}
 
 
 def for_url(url: str) -> type[Dialect]:

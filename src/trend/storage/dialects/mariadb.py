@@ -1,0 +1,244 @@
+"""MariaDB 10.6+ and MySQL 8 (InnoDB), through PyMySQL: row locks and ``SKIP LOCKED`` let replicas
+share the work as on PostgreSQL; users sketches are folded in trend's process.
+
+Choices that keep trend's answers exact here:
+
+* Text is stored with a binary collation that does not pad (``utf8mb4_nopad_bin`` on MariaDB,
+  ``utf8mb4_0900_bin`` on MySQL): MySQL's usual collations fold case and ignore trailing spaces, so
+  ``'a' = 'A '`` would merge two keys, and erasing ``Bob`` would erase ``bob``. Binary order is
+  code point order, as in Python.
+* Writes run at READ COMMITTED, as PostgreSQL's do: a marker's version is read as committed, and
+  InnoDB takes no gap locks that would make concurrent ingests deadlock.
+* DDL commits implicitly, so the schema lock is a named lock (``GET_LOCK``) held by the session,
+  released when its connection goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    Executable,
+    Select,
+    String,
+    Table,
+    bindparam,
+    column,
+    create_engine,
+    event,
+    literal,
+    literal_column,
+    null,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from trend.errors import StorageError
+from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, Failure, chunked
+
+# Error numbers of a transaction InnoDB undid (a deadlock) or gave up on (a lock wait timeout).
+_ABORTED = {1213, 1205}
+_DUPLICATE_KEY = 1062
+_SCHEMA_LOCK = "trend_schema"
+_SCHEMA_LOCK_WAIT_S = 60
+
+
+def _exact_collation(dialect: Any) -> str:
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
+class ExactText(TypeDecorator[str]):
+    """Text compared byte for byte, trailing spaces and case included; ``length`` characters at most
+    where it is indexed (InnoDB indexes at most 3,072 bytes of a key), else unbounded."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int = 0) -> None:
+        super().__init__()
+        self.length = length
+
+    def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+        collation = _exact_collation(dialect)
+        if self.length:
+            return cast(TypeEngine[Any], mysql.VARCHAR(self.length, charset="utf8mb4", collation=collation))
+        return cast(TypeEngine[Any], mysql.LONGTEXT(charset="utf8mb4", collation=collation))
+
+
+def _inline(value: Any) -> Any:
+    """An expression with its bound values written into its SQL (``version + 1``); a value as it is."""
+    if not isinstance(value, ColumnElement):
+        return value
+    return literal_column(str(value.compile(dialect=mysql.dialect(), compile_kwargs={"literal_binds": True})))
+
+
+class MariaDBDialect(Dialect):
+    name = "mariadb"
+    URL_SCHEMES: ClassVar[tuple[str, ...]] = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
+    URL_EXAMPLE = "mysql://user@host:port/db"
+    SQLALCHEMY_NAMES = ("mysql", "mariadb")
+    CAPABILITIES = Capabilities(
+        sketches_in_sql=False,
+        users_sketches="DataSketches HLL in trend's process (rollups and reads by users fetch sketches)",
+    )
+
+    @classmethod
+    def driver_url(cls, url: str) -> str:
+        # PyMySQL: pure Python, so MariaDB needs no client library or compiler where trend is installed.
+        scheme, _, rest = super().driver_url(url).partition("://")
+        return f"{scheme.split('+')[0]}+pymysql://{rest}"
+
+    @classmethod
+    def column_type(cls, role: str, length: int = 0) -> TypeEngine[Any] | None:
+        return ExactText(length) if role in ("key", "text") else None
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.collation = "utf8mb4_nopad_bin"
+
+    def create_engine(self, url: URL, pool_size: int) -> Engine:
+        engine = create_engine(url.update_query_dict({"charset": "utf8mb4"}), pool_size=pool_size, max_overflow=10,
+                               pool_pre_ping=True, isolation_level="READ COMMITTED")
+        self.attach(engine)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+            self.collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+            with dbapi_connection.cursor() as cursor:
+                # Strict: a value that does not fit is an error, never silently cut; the connection's text
+                # compares as the columns' does, so a bound key never mixes collations with a column.
+                cursor.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+                cursor.execute(f"SET NAMES utf8mb4 COLLATE {self.collation}")
+                cursor.execute("SET SESSION time_zone = '+00:00'")
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+            if record.info.pop("schema_locked", False):  # a session lock would outlive the transaction
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute("DO RELEASE_LOCK(%s)", (_SCHEMA_LOCK,))
+
+        return engine
+
+    def reader(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="REPEATABLE READ")
+
+    def prober(self, engine: Engine) -> Engine:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def lock_schema(self, conn: Connection) -> None:
+        got = conn.exec_driver_sql("SELECT GET_LOCK(%s, %s)", (_SCHEMA_LOCK, _SCHEMA_LOCK_WAIT_S)).scalar()
+        if got != 1:
+            raise TimeoutError(f"another process held trend's schema lock for {_SCHEMA_LOCK_WAIT_S} s")
+        conn.connection._connection_record.info["schema_locked"] = True
+
+    def drop_index(self, conn: Connection, table: str, name: str) -> None:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name} ON {table}")
+
+    def failure(self, error: BaseException, line: str, operational: bool) -> Failure:
+        number = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        if number in _ABORTED:
+            return Failure.ABORTED
+        return super().failure(error, line, operational)
+
+    def unwrapped_error(self, error: BaseException) -> bool | None:
+        # The bulk paths run on PyMySQL's cursor. Looked up, not imported: an engine of this dialect loaded it.
+        pymysql = sys.modules.get("pymysql")
+        if pymysql is None or not isinstance(error, pymysql.err.Error):
+            return None
+        return isinstance(error, pymysql.err.OperationalError)
+
+    def change_stamp(self, conn: Connection) -> Hashable:
+        # AUTO_INCREMENT does not follow commit order: every ingest moves the data version "events".
+        return conn.exec_driver_sql("SELECT coalesce(sum(version), 0) FROM trend_data_versions").scalar()
+
+    # Upserts: INSERT … ON DUPLICATE KEY UPDATE, which any unique key triggers (trend's tables have one).
+    def upsert(self, table: Table, keys: Sequence[str], updates: Mapping[str, Any], **values: Any) -> Executable:
+        # Expressions inline: PyMySQL's executemany rewrites the VALUES part and cannot bind the rest.
+        inline = {name: _inline(value) for name, value in updates.items()}
+        return mysql.insert(table).values(**values).on_duplicate_key_update(inline)
+
+    def insert_new(self, table: Table) -> Executable:
+        first = next(iter(table.primary_key.columns))
+        return mysql.insert(table).on_duplicate_key_update({first.name: first})  # a no-op where the row exists
+
+    def claim(self, query: Select[Any]) -> Select[Any]:
+        # Replicas share a backlog: a bucket locked by one runner is passed over by the others.
+        return query.with_for_update(skip_locked=True)
+
+    def listed(self, values: Sequence[str]) -> ColumnElement[str]:
+        kind = f"VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE {self.collation}"
+        return cast(ColumnElement[str], self._json_rows(values, kind, String()))
+
+    def listed_numbers(self, values: Sequence[int]) -> ColumnElement[int]:
+        return cast(ColumnElement[int], self._json_rows(values, "BIGINT", BigInteger()))
+
+    @staticmethod
+    def _json_rows(values: Sequence[Any], kind: str, type_: TypeEngine[Any]) -> ColumnElement[Any]:
+        """The values as a one-column table, bound as one JSON parameter however many there are."""
+        rows = text(f"SELECT value FROM JSON_TABLE(:values, '$[*]' COLUMNS (value {kind} PATH '$')) AS listed")
+        rows = rows.bindparams(bindparam("values", json.dumps(list(values)), unique=True))
+        return rows.columns(column("value", type_)).subquery().c.value
+
+    # Sketches are folded in trend's process (storage/python_sketches.py): the SQL leaves them NULL.
+    def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return null()
+
+    def union_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
+        return null()
+
+    def estimate(self, sketch: ColumnElement[Any]) -> ColumnElement[Any]:
+        return literal(0)
+
+    def sketch_type(self) -> TypeEngine[Any]:
+        return mysql.MEDIUMBLOB()
+
+    def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
+                    rows: Sequence[tuple[Any, ...]]) -> None:
+        # PyMySQL's executemany sends an INSERT's rows as multi-row statements, up to max_allowed_packet.
+        if rows:
+            marks = ", ".join(["%s"] * len(columns))
+            names = ", ".join(f"`{name}`" for name in columns)
+            with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.executemany(f"INSERT INTO {table_name} ({names}) VALUES ({marks})", rows)
+
+    def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
+                     rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
+        # Most ids are new: a part goes in as one multi-row INSERT under a savepoint. A part with a
+        # repeat is undone and goes in row by row, each INSERT IGNORE saying whether it stored its row;
+        # a concurrent writer's uncommitted repeat makes it wait, then count as a duplicate.
+        import pymysql  # loaded with the engine: this connection is its
+
+        position = list(columns).index(id_column)
+        marks = ", ".join(["%s"] * len(columns))
+        names = ", ".join(f"`{name}`" for name in columns)
+        stored: set[str] = set()
+        for part in chunked(rows, CHUNK):
+            try:
+                with conn.begin_nested():
+                    self.bulk_insert(conn, table_name, columns, part)
+            except pymysql.err.IntegrityError as exc:
+                if exc.args[0] != _DUPLICATE_KEY:
+                    raise
+                with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                    for row in part:
+                        if cursor.execute(f"INSERT IGNORE INTO {table_name} ({names}) VALUES ({marks})", row):
+                            stored.add(row[position])
+                            continue
+                        # IGNORE passes over any error: only a duplicate id may have been the reason.
+                        cursor.execute("SHOW WARNINGS")
+                        codes = {int(found[1]) for found in cursor.fetchall()}
+                        if codes != {_DUPLICATE_KEY}:
+                            raise StorageError(f"database error: an event was refused (codes {sorted(codes)})") from exc
+            else:
+                stored.update(row[position] for row in part)
+        return stored
