@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, func, literal, literal_column, null, select
+from sqlalchemy import ColumnElement, Table, and_, func, literal, literal_column, null, select
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
@@ -154,9 +154,5 @@ def _fill_sketches(tx: Tx, level: Level, bucket: int) -> None:
             sketch.add(row.item) if below is None else sketch.merge(row.item)
         if not sketches:
             continue
-        c = table.c
-        update = table.update().where(
-            c.bucket == bucket, c.event == bindparam("p_event"), c.segment == bindparam("p_segment"),
-            c.key == bindparam("p_key")).values({measure.column: bindparam("p_sketch")})
-        tx.execute(update, [{"p_event": e, "p_segment": s, "p_key": k, "p_sketch": sketch.blob()}
-                            for (e, s, k), sketch in sketches.items()])
+        tx.dialect.set_column(tx.conn, table, ("bucket", "event", "segment", "key"), measure.column,
+                              [(bucket, e, s, k, sketch.blob()) for (e, s, k), sketch in sketches.items()])

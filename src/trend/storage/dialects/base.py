@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, Executable, Select, Table, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Select, Table, bindparam, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeEngine
 
@@ -212,6 +212,16 @@ class Writer(ABC):
         group without users costs nothing anyway (SQLite's FILTER); a backend where the mere presence of
         the sketch aggregate costs the whole GROUP BY looks."""
         return True
+
+    def set_column(self, conn: Connection, table: Table, keys: Sequence[str], column: str,
+                   rows: Sequence[tuple[Any, ...]]) -> None:
+        """Set ``column`` of existing rows: each of ``rows`` is the values of ``keys``, then the new value."""
+        if not rows:
+            return
+        names = [*keys, column]
+        update = table.update().where(*(table.c[key] == bindparam(f"p_{key}") for key in keys)).values(
+            {column: bindparam(f"p_{column}")})
+        conn.execute(update, [{f"p_{name}": value for name, value in zip(names, row, strict=True)} for row in rows])
 
     def forget_event_ids(self, conn: Connection, before_minute: int) -> int:
         """Drop what the backend keeps of event_ids outside fact_events for events older than a minute."""

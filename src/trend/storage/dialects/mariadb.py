@@ -50,6 +50,7 @@ _ABORTED = {1213, 1205}
 _DUPLICATE_KEY = 1062
 _SCHEMA_LOCK = "trend_schema"
 _SCHEMA_LOCK_WAIT_S = 60
+_LISTED_INLINE = 1_000
 
 
 def _exact_collation(dialect: Any) -> str:
@@ -171,9 +172,33 @@ class MariaDBDialect(Dialect):
         first = next(iter(table.primary_key.columns))
         return mysql.insert(table).on_duplicate_key_update({first.name: first})  # a no-op where the row exists
 
+    def set_column(self, conn: Connection, table: Table, keys: Sequence[str], column: str,
+                   rows: Sequence[tuple[Any, ...]]) -> None:
+        # PyMySQL sends an executemany UPDATE row by row (half of a 1m recompute's time): the values go
+        # into a temporary table as multi-row INSERTs instead, and one UPDATE joins it.
+        if not rows:
+            return
+        staged = f"trend_set_{table.name}"
+        names = ", ".join(f"`{name}`" for name in keys)
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staged} AS SELECT {names}, `{column}` AS item "
+                             f"FROM {table.name} WHERE 1 = 0")
+        conn.exec_driver_sql(f"DELETE FROM {staged}")
+        for part in chunked(rows, CHUNK):
+            self.bulk_insert(conn, staged, [*keys, "item"], part)
+        joined = " AND ".join(f"t.`{name}` = s.`{name}`" for name in keys)
+        conn.exec_driver_sql(f"UPDATE {table.name} AS t JOIN {staged} AS s ON {joined} SET t.`{column}` = s.item")
+
     def claim(self, query: Select[Any]) -> Select[Any]:
         # Replicas share a backlog: a bucket locked by one runner is passed over by the others.
         return query.with_for_update(skip_locked=True)
+
+    def one_of(self, column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
+        # The optimizer does not look into JSON_TABLE: IN of a JSON list walked a whole level instead of
+        # seeking its index by key (3.9 s against 0.1 s for one key's day at 1m). A plain list it does
+        # seek; past a thousand keys the statement would grow with them, and the list is one parameter.
+        if len(values) <= _LISTED_INLINE:
+            return column.in_(list(values))
+        return super().one_of(column, values)
 
     def listed(self, values: Sequence[str]) -> ColumnElement[str]:
         kind = f"VARCHAR(1024) CHARACTER SET utf8mb4 COLLATE {self.collation}"
