@@ -21,7 +21,7 @@ from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, LEVELS_BY_NAME, MINUTE_MS
 from trend.service import Trend
-from trend.storage.markers import backlog
+from trend.storage.shared.markers import backlog
 
 
 def closed_dirty(trend: Trend, now: int) -> int:

@@ -24,7 +24,7 @@ from bench.rollup_minute import fill as fill_minute
 from trend.clock import FakeClock
 from trend.model import DAY_MS, LEVELS_BY_NAME, MINUTE_MS
 from trend.rollup.runner import LevelRunner
-from trend.storage.markers import mark
+from trend.storage.shared.markers import mark
 
 NOW = 1_763_020_800_000  # 2025-11-13 08:00 UTC
 

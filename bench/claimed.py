@@ -24,8 +24,8 @@ from trend.clock import SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
 from trend.rollup.runner import LevelRunner
 from trend.service import Trend
-from trend.storage.markers import claim_next
-from trend.storage.runs import running
+from trend.storage.shared.markers import claim_next
+from trend.storage.write.runs import running
 
 L1M = LEVELS_BY_NAME["1m"]
 

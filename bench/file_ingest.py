@@ -28,7 +28,7 @@ from bench.common import empty_log, machine, parser, scratch_trend, server_url
 from trend.clock import FakeClock
 from trend.file_ingest import CHUNK_LINES, ingest_stream
 from trend.model import MINUTE_MS, floor_to
-from trend.storage.events import COLUMNS, StoredEvent
+from trend.storage.write.events import COLUMNS, StoredEvent
 
 NOW = 1_763_016_660_000
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from trend.model import MINUTE_MS
 from trend.service import Trend
-from trend.storage.events import remember_dimensions
+from trend.storage.write.events import remember_dimensions
 
 _SQLITE = """
 WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :last)

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from trend.api.app import create_app
 from trend.config import load_settings
 from trend.service import Trend
-from trend.storage.events import COLUMNS
+from trend.storage.write.events import COLUMNS
 
 
 def _store(trend: Trend, rows: list[tuple[Any, ...]]) -> None:

@@ -33,7 +33,7 @@ from bench.history import fill
 from trend.clock import SystemClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
 from trend.service import Trend
-from trend.storage.markers import mark
+from trend.storage.shared.markers import mark
 
 
 def _batch(rng: random.Random, now: float, size: int) -> list[dict[str, object]]:

@@ -25,7 +25,7 @@ from bench.common import machine, parser, scratch_trend, server_url
 from trend.clock import FakeClock
 from trend.model import EventRow
 from trend.service import Trend
-from trend.storage.events import COLUMNS
+from trend.storage.write.events import COLUMNS
 
 NOW = 1_763_016_660_000
 

@@ -24,7 +24,7 @@ from trend.clock import FakeClock
 from trend.model import LEVELS_BY_NAME
 from trend.rollup.runner import LevelRunner
 from trend.service import Trend
-from trend.storage.markers import any_dirty, mark
+from trend.storage.shared.markers import any_dirty, mark
 
 MINUTE = 1_763_016_600_000  # 2025-11-13 06:50:00 UTC: its events carry no user
 USERS_MINUTE = MINUTE + 60_000  # 70 % of its events carry a user

@@ -22,7 +22,7 @@ from trend.clock import SystemClock
 from trend.model import DAY_MS, HOUR_MS
 from trend.service import Trend
 from trend.storage.engine import Database, Pinned
-from trend.storage.markers import mark
+from trend.storage.shared.markers import mark
 
 holds: list[float] = []
 

@@ -4,7 +4,7 @@
 plus a live tail (the open minute from raw events). Measured in one run, p50 and p99 of:
 
 * ``top`` 24h, warm: a process that has answered this window before in the same minute, so the
-  totals of the clean rollup buckets are kept (storage/kept.py) and only raw spans are read;
+  totals of the clean rollup buckets are kept (storage/read/kept.py) and only raw spans are read;
 * ``top`` 24h, cold: the clock moves one minute before every request, so the window and its plan
   change and the kept totals never match: every request sums the rollups again;
 * the bare ``SELECT key, sum(count) FROM agg_1h ... GROUP BY key ORDER BY 2 DESC LIMIT 10`` over the
@@ -28,7 +28,7 @@ from bench.common import latencies_ms, machine, parser, percentile, scratch_tren
 from bench.history import fill
 from trend.clock import FakeClock
 from trend.model import DAY_MS, HOUR_MS, MINUTE_MS
-from trend.storage.schema import level_table
+from trend.storage.shared.schema import level_table
 
 NOW = 1_763_016_630_000  # 2025-11-13 06:50:30 UTC: the current minute is open
 

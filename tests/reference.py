@@ -15,8 +15,9 @@ from sqlalchemy import select, text
 from trend import measures
 from trend.model import RAW, Level, floor_to
 from trend.service import Trend
-from trend.storage import data_versions, sketches
-from trend.storage.schema import fact_events, level_table, rollup_dirty
+from trend.storage import sketches
+from trend.storage.shared import data_versions
+from trend.storage.shared.schema import fact_events, level_table, rollup_dirty
 
 GroupKey = tuple[int, str, str, str]  # bucket, event, segment, key
 Measures = tuple[Any, ...]  # one value per measure, in the order of measures.MEASURES

@@ -26,7 +26,7 @@ from trend.config import load_settings
 from trend.errors import ConfigError
 from trend.model import MINUTE_MS
 from trend.service import Trend
-from trend.storage import alerts as store
+from trend.storage.write import alerts as store
 
 ALLOW = {"alert_webhook_allow": ["127.0.0.1/32"], "alert_retry_base": "30s"}
 

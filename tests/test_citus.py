@@ -20,8 +20,8 @@ from trend.errors import ConfigError
 from trend.model import LEVELS, MINUTE_MS
 from trend.rollup import runner
 from trend.service import Trend
-from trend.storage.markers import release
-from trend.storage.rollups import recompute
+from trend.storage.shared.markers import release
+from trend.storage.write.rollups import recompute
 
 on_citus = pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
 

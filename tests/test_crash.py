@@ -15,7 +15,7 @@ from tests.reference import assert_levels_equal, markers, settle, stored_events
 from tests.servers import environment
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
-from trend.storage.runs import all_runs
+from trend.storage.write.runs import all_runs
 
 pytestmark = pytest.mark.slow
 TREND = [sys.executable, "-m", "trend"]

@@ -28,7 +28,7 @@ from playwright.sync_api import Error as PlaywrightError
 from tests.deadlines import scaled
 from tests.servers import Hosted, Served, environment
 from trend.service import Trend
-from trend.storage import alerts as alert_storage
+from trend.storage.write import alerts as alert_storage
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"

@@ -19,7 +19,7 @@ from trend.cli import main
 from trend.demo import KEYWORDS
 from trend.rollup.shell import HOST
 from trend.service import Trend
-from trend.storage.runs import RunRecord, record_run
+from trend.storage.write.runs import RunRecord, record_run
 
 pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
 

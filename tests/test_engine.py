@@ -14,7 +14,7 @@ from tests.conftest import TrendFactory
 from trend.errors import ConfigError, StorageError
 from trend.storage import checkpoints
 from trend.storage.engine import Database
-from trend.storage.schema import SCHEMA_VERSION
+from trend.storage.shared.schema import SCHEMA_VERSION
 
 
 class TestSchema:

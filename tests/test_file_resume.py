@@ -24,7 +24,7 @@ from tests.reference import stored_events
 from tests.servers import environment
 from trend.file_ingest import CHUNK_LINES
 from trend.service import Trend
-from trend.storage.schema import ingest_progress
+from trend.storage.shared.schema import ingest_progress
 
 pytestmark = pytest.mark.slow
 LINES = 12 * CHUNK_LINES

@@ -13,7 +13,7 @@ from tests.reference import markers, stored_events
 from trend.errors import EventValidationError
 from trend.model import DAY_MS, MINUTE_MS
 from trend.service import Trend
-from trend.storage.events import Inserted
+from trend.storage.write.events import Inserted
 
 GOOD = {"event": "search", "key": "우산"}
 

@@ -24,8 +24,8 @@ from tests.servers import Served, environment
 from trend.clock import FakeClock
 from trend.model import LEVELS, MINUTE_MS
 from trend.service import Trend
-from trend.storage import alerts as alert_store
-from trend.storage.schema import fact_events, rollup_dirty
+from trend.storage.shared.schema import fact_events, rollup_dirty
+from trend.storage.write import alerts as alert_store
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from tests.servers import Served, answers, environment, free_port
 from trend.clock import FakeClock
 from trend.model import MINUTE_MS
 from trend.service import Trend
-from trend.storage.runs import all_runs
+from trend.storage.write.runs import all_runs
 
 pytestmark = pytest.mark.slow  # real trend processes: make test, not make check
 

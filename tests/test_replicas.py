@@ -17,10 +17,10 @@ from tests.reference import assert_levels_equal, closed_markers, markers, stored
 from tests.servers import EVERY_SECOND, Process, environment
 from trend.clock import FakeClock, SystemClock
 from trend.model import LEVELS_BY_NAME, MINUTE_MS
-from trend.storage.events import insert_events
-from trend.storage.markers import claim_next, mark, release
-from trend.storage.rollups import recompute
-from trend.storage.runs import all_runs
+from trend.storage.shared.markers import claim_next, mark, release
+from trend.storage.write.events import insert_events
+from trend.storage.write.rollups import recompute
+from trend.storage.write.runs import all_runs
 from trend.validation import EventValidator
 
 pytestmark = pytest.mark.slow

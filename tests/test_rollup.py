@@ -15,7 +15,7 @@ from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS_BY_NAME, MINUTE_MS
 from trend.rollup.shell import OVERLAP_WARNING, guard
 from trend.service import Trend
-from trend.storage.runs import all_runs
+from trend.storage.write.runs import all_runs
 
 L1M, L5M, L1H = (LEVELS_BY_NAME[name] for name in ("1m", "5m", "1h"))
 

@@ -16,7 +16,7 @@ from trend.model import LEVELS_BY_NAME, MINUTE_MS
 from trend.rollup.runner import LevelRunner
 from trend.rollup.shell import HOST, LEASE_MS, OUTCOMES
 from trend.service import Trend
-from trend.storage.runs import RunRecord, all_runs, record_run
+from trend.storage.write.runs import RunRecord, all_runs, record_run
 
 L1M = LEVELS_BY_NAME["1m"]
 

@@ -12,7 +12,7 @@ from trend.clock import FakeClock
 from trend.config import load_settings
 from trend.model import LEVELS
 from trend.service import Trend
-from trend.storage.runs import RunRecord, all_runs
+from trend.storage.write.runs import RunRecord, all_runs
 from trend.worker.scheduler import trigger_for
 
 

@@ -1,4 +1,4 @@
-"""SQLite writes a big bucket in pieces, one short transaction each (storage/staged.py).
+"""SQLite writes a big bucket in pieces, one short transaction each (storage/write/staged.py).
 
 Between two pieces the app may ingest, read, or another runner may take the bucket: each test does
 one of those at a chosen gap, through the connection-level seam ``Pinned.write``, and checks that
@@ -19,11 +19,11 @@ from trend.clock import FakeClock
 from trend.model import LEVELS, MINUTE_MS
 from trend.rollup import runner
 from trend.service import Trend
-from trend.storage import staged
 from trend.storage.engine import Pinned
-from trend.storage.markers import release
-from trend.storage.rollups import recompute
-from trend.storage.schema import rollup_dirty
+from trend.storage.shared.markers import release
+from trend.storage.shared.schema import rollup_dirty
+from trend.storage.write import staged
+from trend.storage.write.rollups import recompute
 
 L1M = LEVELS[0]
 KEYS = 10

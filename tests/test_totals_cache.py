@@ -1,4 +1,4 @@
-"""Reads keep the key totals of clean rollup buckets between requests (storage/kept.py). They
+"""Reads keep the key totals of clean rollup buckets between requests (storage/read/kept.py). They
 must stay exact: a recompute or a retention delete voids them, even when the bucket is clean again
 with other rows by the next read (marker deleted, then back at version 1: the same plan as before)."""
 
@@ -18,8 +18,8 @@ from trend.clock import FakeClock
 from trend.model import HOUR_MS, LEVELS_BY_NAME, MINUTE_MS, Hierarchy
 from trend.ranking import Totals, ranked_with
 from trend.service import Trend
-from trend.storage import data_versions
-from trend.storage.markers import mark
+from trend.storage.shared import data_versions
+from trend.storage.shared.markers import mark
 
 # White-box tests of one backend's way of keeping raw spans.
 ON_SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -24,7 +24,7 @@ from trend.errors import ConfigError
 from trend.model import HOUR_MS, LEVELS, MINUTE_MS
 from trend.service import Trend
 from trend.storage import sketches
-from trend.storage.schema import SCHEMA_VERSION, fact_events, level_table
+from trend.storage.shared.schema import SCHEMA_VERSION, fact_events, level_table
 
 # PostgreSQL twice: with postgresql-hll, and folding sketches in Python as on a server without it.
 pytestmark = pytest.mark.parametrize("backend", SKETCH_BACKENDS, indirect=True)

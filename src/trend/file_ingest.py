@@ -27,8 +27,8 @@ from trend.errors import FieldProblem, InputError, StorageError
 from trend.ingest import IngestResult
 from trend.model import EventRow
 from trend.service import Trend
-from trend.storage.events import StoredEvent, as_stored
-from trend.storage.progress import Progress
+from trend.storage.write.events import StoredEvent, as_stored
+from trend.storage.write.progress import Progress
 from trend.validation import NOT_UTF8, EventIn, EventValidator, split_outcomes
 
 CHUNK_LINES = 5_000

@@ -11,8 +11,8 @@ from trend.clock import Clock
 from trend.errors import EventValidationError, FieldProblem
 from trend.model import EventRow
 from trend.storage.engine import Database, Tx
-from trend.storage.events import Inserted, StoredEvent, as_stored, insert_stored
-from trend.storage.progress import Progress, load_progress, save_progress
+from trend.storage.write.events import Inserted, StoredEvent, as_stored, insert_stored
+from trend.storage.write.progress import Progress, load_progress, save_progress
 from trend.validation import DecodedEvent, EventValidator
 
 

@@ -203,5 +203,5 @@ class Span:
     start: int
     end: int
     # Raw minutes that are closed (dirty, so read from raw): their events change only with their
-    # markers, unlike the open minutes', which every ingest changes (storage/kept.py).
+    # markers, unlike the open minutes', which every ingest changes (storage/read/kept.py).
     settled: bool = False

@@ -22,11 +22,11 @@ from trend.query.trends import Queries, Rising, Series, Top
 from trend.rollup.retention import Retention
 from trend.rollup.service import LevelStatus, Rollups
 from trend.rollup.shell import RunReport
-from trend.storage.cluster import Cluster, cluster_state
 from trend.storage.engine import Database
-from trend.storage.events import Erased, erase_user, newest_minute
-from trend.storage.markers import Failing
-from trend.storage.runs import RunRecord, latest_runs
+from trend.storage.read.cluster import Cluster, cluster_state
+from trend.storage.shared.markers import Failing
+from trend.storage.write.events import Erased, erase_user, newest_minute
+from trend.storage.write.runs import RunRecord, latest_runs
 from trend.validation import NUL_MESSAGE, EventValidator
 from trend.worker.scheduler import Job, JobInfo, Worker
 

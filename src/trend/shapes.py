@@ -16,10 +16,10 @@ from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import RunReport
-from trend.storage.cluster import Cluster
-from trend.storage.markers import Failing
-from trend.storage.reads import Point
-from trend.storage.runs import RunRecord
+from trend.storage.read.cluster import Cluster
+from trend.storage.read.reads import Point
+from trend.storage.shared.markers import Failing
+from trend.storage.write.runs import RunRecord
 from trend.worker.scheduler import JobInfo
 
 

@@ -14,7 +14,7 @@ from tests.conftest import TrendFactory, worker_port
 from tests.reference import assert_levels_equal, closed_markers, stored_events
 from trend.clock import SystemClock
 from trend.model import MINUTE_MS
-from trend.storage.runs import all_runs
+from trend.storage.write.runs import all_runs
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 EVERY_SECOND = {"agg_1m": {"second": "*"}, "agg_5m": {"minute": "*", "second": "*"},

@@ -23,7 +23,7 @@ from trend.errors import ConfigError, DatabaseUnavailableError, StorageError, Tr
 from trend.keys import INVISIBLE_RANGES, has_invisible, normalizer
 from trend.model import MINUTE_MS
 from trend.service import Trend
-from trend.storage import alerts as alert_storage
+from trend.storage.write import alerts as alert_storage
 
 pytestmark = pytest.mark.faults
 

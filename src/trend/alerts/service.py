@@ -29,8 +29,8 @@ from trend.model import ALERTS_JOB, MINUTE_MS, isoformat
 from trend.query.trends import Queries
 from trend.query.windows import Window, window_ms
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
-from trend.storage import alerts as store
 from trend.storage.engine import Database
+from trend.storage.write import alerts as store
 
 log = get_logger("alerts")
 BATCH = 20  # deliveries leased at once

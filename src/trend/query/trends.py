@@ -14,10 +14,10 @@ from trend.query.plan import Planner
 from trend.query.windows import Window, checked_time, interval_ms, series_range, window_ms
 from trend.rising import Score, rising_ranked
 from trend.storage.engine import Database, Tx
-from trend.storage.events import history_start, known_dimensions
-from trend.storage.markers import markers_between
-from trend.storage.migrations import users_since
-from trend.storage.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
+from trend.storage.read.reads import Filters, Point, measures_by_key, points, ranked_keys, tagged_totals
+from trend.storage.shared.markers import markers_between
+from trend.storage.write.events import history_start, known_dimensions
+from trend.storage.write.migrations import users_since
 from trend.validation import NUL_MESSAGE
 
 COUNT, USERS = measures.by_read("count"), measures.by_read("users")

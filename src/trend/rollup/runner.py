@@ -1,7 +1,7 @@
 """One run of one level: skip check, catch-up loop and the seed's log lines, inside a :class:`RunShell`.
 
 Every dirty closed bucket is processed oldest first, each in its own short transaction (on SQLite,
-a few short ones: storage/staged.py), so a run that was missed, misfired or interrupted only delays
+a few short ones: storage/write/staged.py), so a run that was missed, misfired or interrupted only delays
 work: the markers remember what is left.
 """
 
@@ -17,7 +17,7 @@ from trend.logging import LogTime, get_logger
 from trend.model import Level
 from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
 from trend.storage.engine import Database, Pinned, Tx
-from trend.storage.markers import (
+from trend.storage.shared.markers import (
     EVERY_BUCKET,
     Failing,
     any_dirty,
@@ -31,10 +31,10 @@ from trend.storage.markers import (
     release,
     take,
 )
-from trend.storage.migrations import stored_version
-from trend.storage.rollups import Recomputed, recompute_many
-from trend.storage.schema import SCHEMA_VERSION
-from trend.storage.staged import PIECE_PAUSE_S, Staged, stage, still_taken, unstage, write_piece
+from trend.storage.shared.schema import SCHEMA_VERSION
+from trend.storage.write.migrations import stored_version
+from trend.storage.write.rollups import Recomputed, recompute_many
+from trend.storage.write.staged import PIECE_PAUSE_S, Staged, stage, still_taken, unstage, write_piece
 
 log = get_logger("rollup")
 
@@ -63,7 +63,7 @@ class LevelRunner:
     def run(self, yield_ratio: float = 0.0, *, whole_buckets: bool = False, retry_waiting: bool = True) -> RunReport:
         """Catch up every dirty closed bucket. ``yield_ratio``: after each bucket, pause this many times
         its duration (scheduled runs leave CPU to the app; runs a person starts go flat out).
-        ``whole_buckets``: each bucket in one transaction, never in pieces (storage/staged.py), for a
+        ``whole_buckets``: each bucket in one transaction, never in pieces (storage/write/staged.py), for a
         catch-up with no app writing beside it. A bucket whose recompute the database refuses waits
         (storage/markers.record_failure), and the run goes on with the next; ``retry_waiting`` takes
         such buckets again at once, even before their retry time."""
@@ -194,7 +194,7 @@ class LevelRunner:
 
     def _in_pieces(self, run: _Pass) -> list[tuple[int, Recomputed]] | Lost:
         """Take the marker, stage the bucket's rows in a snapshot taken after that, then write them a
-        piece per transaction (storage/staged.py). :class:`Lost` when the marker changed hands, or when
+        piece per transaction (storage/write/staged.py). :class:`Lost` when the marker changed hands, or when
         the database refused the bucket: one transaction then settles it, or sets it aside."""
         with self.db.pinned() as session:
             with session.read() as tx:  # a read first: finding nothing left takes no write lock

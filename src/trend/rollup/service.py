@@ -11,8 +11,8 @@ from trend.model import MINUTE_MS, Hierarchy, floor_to
 from trend.rollup.runner import LevelRunner
 from trend.rollup.shell import RunReport
 from trend.storage.engine import Database, chunked
-from trend.storage.markers import Backlog, Failing, backlog, failing, mark
-from trend.storage.runs import RunRecord, latest_runs
+from trend.storage.shared.markers import Backlog, Failing, backlog, failing, mark
+from trend.storage.write.runs import RunRecord, latest_runs
 
 _MARK_CHUNK = 1_000
 

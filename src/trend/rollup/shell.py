@@ -27,7 +27,7 @@ from trend.clock import Clock
 from trend.errors import StorageError
 from trend.logging import get_logger
 from trend.storage.engine import Database, Tx
-from trend.storage.runs import RunRecord, close_as, finish_run, heartbeat, record_run, running, start_run
+from trend.storage.write.runs import RunRecord, close_as, finish_run, heartbeat, record_run, running, start_run
 
 log = get_logger("rollup")
 

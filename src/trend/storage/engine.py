@@ -26,9 +26,9 @@ from trend.errors import (
 )
 from trend.model import LEVELS, Hierarchy
 from trend.storage.dialects import Dialect, Failure, chunked, for_database, for_url
-from trend.storage.migrations import create_or_migrate
-from trend.storage.read_cache import ReadCache
-from trend.storage.tx import Lasting, Tx
+from trend.storage.shared.read_cache import ReadCache
+from trend.storage.shared.tx import Lasting, Tx
+from trend.storage.write.migrations import create_or_migrate
 
 __all__ = ["Database", "Tx", "chunked", "translate_errors"]
 
@@ -151,7 +151,7 @@ class Database:
     @contextmanager
     def pinned(self) -> Iterator[Pinned]:
         """One connection for the transactions of a bucket written in pieces, which share its
-        temporary tables (storage/staged.py)."""
+        temporary tables (storage/write/staged.py)."""
         self.ensure_schema()
         with translate_errors(self), self._writer.connect() as conn:
             yield Pinned(self, conn)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import Table, func, select
 
 from trend.model import MINUTE_MS, RAW, Level
-from trend.storage import data_versions
 from trend.storage.engine import Database, Tx
-from trend.storage.schema import fact_events, job_runs, level_table, rollup_dirty
+from trend.storage.shared import data_versions
+from trend.storage.shared.schema import fact_events, job_runs, level_table, rollup_dirty
 
 _RUNS_KEPT_MS = 7 * 86_400_000
 

@@ -38,7 +38,7 @@ def for_url(url: str) -> type[Dialect]:
     raise ValueError(f"expected {examples}")
 
 
-# What storage/schema.py asks of every backend at once: its tables are declared before a database is
+# What storage/shared/schema.py asks of every backend at once: its tables are declared before a database is
 # opened, so each backend's own type or option is attached under SQLAlchemy's name for that backend.
 def column_type(role: str, portable: TypeEngine[Any], length: int = 0) -> TypeEngine[Any]:
     """``portable``, with the variant of each backend that has its own type for ``role`` (Dialect.column_type)."""

@@ -46,18 +46,18 @@ class Capabilities:
     serialized_writers: bool = False
     # A level's run works alone: another process's run of it is skipped, not shared.
     exclusive_runs: bool = False
-    # A bucket's rows are staged outside the write lock and written in short pieces (storage/staged.py).
+    # A bucket's rows are staged outside the write lock and written in short pieces (storage/write/staged.py).
     staged_rollups: bool = False
     # Release a bucket's marker only after the transaction that wrote its rows has committed everywhere.
     release_after_commit: bool = False
     # How many dirty buckets of a level one transaction may recompute together: where a transaction
     # has a high fixed cost (Citus's two-phase commit over every shard), a catch-up shares it.
     buckets_per_transaction: int = 1
-    # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/python_sketches.py).
+    # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/read/python_sketches.py).
     sketches_in_sql: bool = True
     # How distinct users are sketched here, as ``trend status`` says it.
     users_sketches: str = ""
-    # Reads keep key totals of clean buckets between requests (storage/kept.py).
+    # Reads keep key totals of clean buckets between requests (storage/read/kept.py).
     caches_reads: bool = True
     # Every stored event gets a seq above every seq committed before it, as long as no event is
     # deleted (SQLite's single writer and rowid); so a read can take just the events since its last.
@@ -72,7 +72,7 @@ class Capabilities:
     distributed: bool = False
 
     def has_key_index(self, level: Level) -> bool:
-        """Whether ``agg_<level>`` has the index by key (storage/schema.py)."""
+        """Whether ``agg_<level>`` has the index by key (storage/shared/schema.py)."""
         return self.fine_key_index or level.width >= HOUR_MS
 
     def but(self, **changes: Any) -> Capabilities:
@@ -307,7 +307,7 @@ class Dialect(Connector, Writer, Vocabulary):
     URL_EXAMPLE: ClassVar[str] = ""
     # SQLAlchemy's names for the backend: its variants of a type, and its keyword options, use them.
     SQLALCHEMY_NAMES: ClassVar[tuple[str, ...]] = ()
-    # SQLAlchemy's keyword options for what storage/schema.py asks of a table ("clustered": rows kept in
+    # SQLAlchemy's keyword options for what storage/shared/schema.py asks of a table ("clustered": rows kept in
     # primary key order; "ids_never_reused": an autoincrement id is never handed out twice).
     TABLE_OPTIONS: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # An index may cover only the rows a WHERE selects; elsewhere it covers every row.

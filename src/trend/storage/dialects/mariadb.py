@@ -214,7 +214,7 @@ class MariaDBDialect(Dialect):
         rows = rows.bindparams(bindparam("values", json.dumps(list(values)), unique=True))
         return rows.columns(column("value", type_)).subquery().c.value
 
-    # Sketches are folded in trend's process (storage/python_sketches.py): the SQL leaves them NULL.
+    # Sketches are folded in trend's process (storage/read/python_sketches.py): the SQL leaves them NULL.
     def sketch_of(self, column: ColumnElement[Any]) -> ColumnElement[Any]:
         return null()
 

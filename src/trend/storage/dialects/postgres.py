@@ -293,7 +293,7 @@ class PostgresDialect(OnConflictUpserts, Dialect):
                        rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
         # COPY into a per-transaction staging table, then ON CONFLICT DO NOTHING, which makes a concurrent
         # repeat wait for the first writer and then count as a duplicate. In the ids' code point order,
-        # as the COPY path writes them (storage/events.py), so two writers never wait on each other.
+        # as the COPY path writes them (storage/write/events.py), so two writers never wait on each other.
         names = ", ".join(columns)
         conn.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {self._STAGING} ON COMMIT DELETE ROWS "
                              f"AS SELECT {names} FROM {table_name} WITH NO DATA")

@@ -9,7 +9,7 @@ Pitfalls handled here (both documented by SQLite and SQLAlchemy):
 * Reads that must agree run in one explicit transaction, which SQLite makes one snapshot.
 * ``BEGIN IMMEDIATE`` asks for the write lock every half millisecond itself. SQLite's busy handler backs
   off to 100 ms between tries, so a writer in another process slept through the short gaps that a
-  rollup written in pieces leaves between them (storage/staged.py).
+  rollup written in pieces leaves between them (storage/write/staged.py).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class SQLiteDialect(OnConflictUpserts, Dialect):
 
     def change_stamp(self, conn: Connection) -> Hashable:
         # One writer at a time: a stored event takes a seq above every earlier one, and every deletion or
-        # rewrite of rows moves a data version (storage/data_versions.py).
+        # rewrite of rows moves a data version (storage/shared/data_versions.py).
         return tuple(conn.exec_driver_sql(
             "SELECT (SELECT max(seq) FROM fact_events), (SELECT coalesce(sum(version), 0) FROM trend_data_versions)"
         ).one())

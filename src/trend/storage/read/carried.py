@@ -18,14 +18,14 @@ from sqlalchemy import func, select
 from trend.measures import Fold, Measure
 from trend.model import RAW, Span
 from trend.ranking import Ranked
-from trend.storage import data_versions
-from trend.storage.read_cache import ReadCache, Sketch
-from trend.storage.read_sql import Filters, stored_since
-from trend.storage.rollups import from_raw
-from trend.storage.schema import fact_events
+from trend.storage.read.read_sql import Filters, stored_since
+from trend.storage.read.sources import Point, TotalsSource
+from trend.storage.shared import data_versions
+from trend.storage.shared.bucket_sql import from_raw
+from trend.storage.shared.read_cache import ReadCache, Sketch
+from trend.storage.shared.schema import fact_events
+from trend.storage.shared.tx import Tx
 from trend.storage.sketches import Distinct
-from trend.storage.sources import Point, TotalsSource
-from trend.storage.tx import Tx
 
 # Past this many keys, the sketches kept for a plan's raw spans start again from the keys shown.
 _MOST_KEPT = 4_096

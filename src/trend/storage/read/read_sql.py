@@ -13,9 +13,9 @@ from sqlalchemy.sql import Subquery
 
 from trend.measures import Measure
 from trend.model import RAW, Span
-from trend.storage.rollups import from_raw
-from trend.storage.schema import dimensions, fact_events, level_table
-from trend.storage.tx import Tx
+from trend.storage.shared.bucket_sql import from_raw
+from trend.storage.shared.schema import dimensions, fact_events, level_table
+from trend.storage.shared.tx import Tx
 
 # Up to this many keys, each branch of a read filters by them itself, which lets it use an index.
 FEW_KEYS = 64

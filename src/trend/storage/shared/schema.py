@@ -186,7 +186,7 @@ JOB_RUNS_RUNNING = Index("job_runs_running", job_runs.c.job, **partial_index(job
 
 # Per level, a number that only grows: bumped in every transaction that rewrites or deletes the
 # level's rows (a recompute, retention). Totals a process computed from clean buckets stay true while
-# the versions of their levels are unchanged (storage/kept.py).
+# the versions of their levels are unchanged (storage/read/kept.py).
 data_versions = Table(
     "trend_data_versions",
     metadata,

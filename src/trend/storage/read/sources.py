@@ -1,9 +1,9 @@
 """Where a read's figures come from: a :class:`TotalsSource`, and the plain one, which asks SQL.
 
-A read composes its source once per transaction (storage/reads.py): the SQL source at the bottom;
-around it, where the backend needs them, sketches folded in Python (storage/python_sketches.py), raw
-totals carried forward by seq (storage/carried.py), and totals kept between reads under a stamp
-(storage/kept.py). Each layer answers what it knows better and hands the rest inward.
+A read composes its source once per transaction (storage/read/reads.py): the SQL source at the bottom;
+around it, where the backend needs them, sketches folded in Python (storage/read/python_sketches.py), raw
+totals carried forward by seq (storage/read/carried.py), and totals kept between reads under a stamp
+(storage/read/kept.py). Each layer answers what it knows better and hands the rest inward.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from trend import measures as all_measures
 from trend.measures import Measure
 from trend.model import Span
 from trend.ranking import Ranked
-from trend.storage.read_cache import Sketch
-from trend.storage.read_sql import Filters, plan_rows
-from trend.storage.rollups import merged, merged_one
-from trend.storage.tx import Tx
+from trend.storage.read.read_sql import Filters, plan_rows
+from trend.storage.shared.bucket_sql import merged, merged_one
+from trend.storage.shared.read_cache import Sketch
+from trend.storage.shared.tx import Tx
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class TotalsSource(Protocol):
 
 
 class SqlSource:
-    """Everything in SQL: one statement per answer, over :func:`~trend.storage.read_sql.plan_rows`.
+    """Everything in SQL: one statement per answer, over :func:`~trend.storage.read.read_sql.plan_rows`.
     Sketch measures only where the backend sketches in SQL; elsewhere the layer above folds them."""
 
     def __init__(self, tx: Tx) -> None:

@@ -1,7 +1,7 @@
 """What reads keep between requests, in a process: each kind in one stamped LRU, whose entries carry
 the stamp they are valid at, so no caller checks validity itself.
 
-The stamps (storage/kept.py and storage/carried.py make them): the data versions of the rows behind
+The stamps (storage/read/kept.py and storage/read/carried.py make them): the data versions of the rows behind
 kept totals, the raw version and newest seq behind raw totals carried forward, and the very objects
 a ranking was made from.
 """

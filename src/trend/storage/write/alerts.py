@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select, update
 
 from trend.storage.dialects import CHUNK, chunked
-from trend.storage.schema import alert_deliveries, alert_fired, alert_rules
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import alert_deliveries, alert_fired, alert_rules
+from trend.storage.shared.tx import Tx
 
 RULE_FIELDS = ("name", "event", "segment", "by", "condition", "window", "key", "min_score", "min_count", "top",
                "threshold", "url", "secret", "cooldown_ms", "score")

@@ -2,7 +2,7 @@
 
 A ``top`` over 24 hours sums tens of thousands of keys over rollup rows that rarely change: only a
 recompute or retention rewrites them, and both move their level's data version for the days they
-touch (storage/data_versions.py). Kept totals are stamped with those versions as the read's own
+touch (storage/shared/data_versions.py). Kept totals are stamped with those versions as the read's own
 snapshot sees them; equal versions mean no row behind them has changed. Only the other spans (open
 minutes, and on SQLite every raw minute) go to the source inside, each time.
 
@@ -22,12 +22,12 @@ from typing import Any
 from trend.measures import Fold, Measure
 from trend.model import MINUTE_MS, RAW, Span
 from trend.ranking import Ranked, Totals, ranked_with, summed
-from trend.storage import data_versions
-from trend.storage.markers import marker_versions
-from trend.storage.read_cache import ReadCache, Same, Sketch
-from trend.storage.read_sql import Filters
-from trend.storage.sources import Point, TotalsSource
-from trend.storage.tx import Tx
+from trend.storage.read.read_sql import Filters
+from trend.storage.read.sources import Point, TotalsSource
+from trend.storage.shared import data_versions
+from trend.storage.shared.markers import marker_versions
+from trend.storage.shared.read_cache import ReadCache, Same, Sketch
+from trend.storage.shared.tx import Tx
 
 _NOTHING: Mapping[str, int] = MappingProxyType({})
 # A kept entry of shown keys' figures starts afresh past this many keys, rather than grow without end.

@@ -1,6 +1,6 @@
 """Exact reads over a read plan's spans: the entry points the queries use.
 
-Each transaction composes its :class:`~trend.storage.sources.TotalsSource` once, from what the
+Each transaction composes its :class:`~trend.storage.read.sources.TotalsSource` once, from what the
 backend can do: SQL at the bottom, users sketches folded in Python where the database has no
 postgresql-hll, raw spans carried forward by seq where inserts are ordered (SQLite), and kept
 totals where the backend keeps them between reads. The entry points below only ask it.
@@ -16,12 +16,12 @@ from trend import measures as all_measures
 from trend.measures import Measure
 from trend.model import Span
 from trend.ranking import Ranked, ranked
-from trend.storage.carried import RawCarried
-from trend.storage.kept import KeptByStamp
-from trend.storage.python_sketches import PythonSketches
-from trend.storage.read_sql import Filters
-from trend.storage.sources import Point, SqlSource, TotalsSource
-from trend.storage.tx import Tx
+from trend.storage.read.carried import RawCarried
+from trend.storage.read.kept import KeptByStamp
+from trend.storage.read.python_sketches import PythonSketches
+from trend.storage.read.read_sql import Filters
+from trend.storage.read.sources import Point, SqlSource, TotalsSource
+from trend.storage.shared.tx import Tx
 
 __all__ = ["Filters", "Point", "measures_by_key", "points", "ranked_keys", "source", "tagged_totals"]
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from trend.storage.schema import job_runs
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import job_runs
+from trend.storage.shared.tx import Tx
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import cast
 
 from sqlalchemy import and_, bindparam, case, func, or_, select
 
-from trend.storage.schema import rollup_dirty as dirty
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import rollup_dirty as dirty
+from trend.storage.shared.tx import Tx
 
 # Tokens lie far above any version an ingest reaches by counting from 1, and below 2**63.
 _TOKEN_FLOOR = 1 << 61

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, CursorResult
 
 from trend.model import Hierarchy
 from trend.storage.dialects import Dialect
-from trend.storage.read_cache import ReadCache
+from trend.storage.shared.read_cache import ReadCache
 
 # The markers of every level in [start, end) of a read, by level: (bucket, version), in bucket order.
 SeenMarkers = tuple[int, int, dict[str, list[tuple[int, int]]]]
@@ -21,11 +21,11 @@ SeenMarkers = tuple[int, int, dict[str, list[tuple[int, int]]]]
 class ReadMemo:
     """Facts one read transaction has read and asks for again: its snapshot cannot change them."""
 
-    versions: dict[str, int] = field(default_factory=dict)  # data versions (storage/data_versions.py)
+    versions: dict[str, int] = field(default_factory=dict)  # data versions (storage/shared/data_versions.py)
     markers: SeenMarkers | None = None  # of markers.markers_between
     newest_seq: int | None = None  # the newest event's seq
     stamps: dict[Hashable, Hashable] = field(default_factory=dict)  # what kept totals are checked against
-    source: Any = None  # the read's TotalsSource, composed once (storage/reads.py)
+    source: Any = None  # the read's TotalsSource, composed once (storage/read/reads.py)
 
 
 @dataclass

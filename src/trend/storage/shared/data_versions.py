@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from trend.model import DAY_MS
-from trend.storage.schema import data_versions
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import data_versions
+from trend.storage.shared.tx import Tx
 
 # Per day: a catch-up of yesterday's buckets leaves the totals that today's reads keep alone.
 PARTITION_MS = DAY_MS

@@ -28,12 +28,13 @@ from sqlalchemy import Column, MetaData, Table, func, literal, literal_column, s
 from sqlalchemy.schema import CreateTable
 
 from trend.model import Level
-from trend.storage import data_versions
 from trend.storage.dialects import WRITE_POLL_S
-from trend.storage.rollups import Recomputed, grouped, row_columns, source_of
-from trend.storage.schema import level_table
-from trend.storage.schema import rollup_dirty as dirty
-from trend.storage.tx import Tx
+from trend.storage.shared import data_versions
+from trend.storage.shared.bucket_sql import grouped, row_columns, source_of
+from trend.storage.shared.schema import level_table
+from trend.storage.shared.schema import rollup_dirty as dirty
+from trend.storage.shared.tx import Tx
+from trend.storage.write.rollups import Recomputed
 
 # Rows per write transaction: 3–10 ms of SQLite's write lock at the median, by level and sketch size.
 PIECE_ROWS = 2_000
@@ -82,7 +83,7 @@ class Staged:
 
 def stage(tx: Tx, level: Level, bucket: int, token: int) -> Staged:
     """Inside a read transaction on a pinned connection, begun after the marker's version became
-    ``token`` (:func:`trend.storage.markers.take`) in a committed transaction: fill its
+    ``token`` (:func:`trend.storage.shared.markers.take`) in a committed transaction: fill its
     temporary table with the bucket's GROUP BY. Writing a temporary table takes no lock on the
     database file."""
     staging = _staging(level)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trend.storage.schema import fact_events, level_table
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import fact_events, level_table
+from trend.storage.shared.tx import Tx
 
 # Citus names the prepared transactions it makes citus_<group>_<pid>_<number>_<n>.
 _PREPARED = "SELECT count(*) FROM pg_prepared_xacts WHERE starts_with(gid, 'citus_') AND database = current_database()"

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from trend.storage.schema import ingest_progress
-from trend.storage.tx import Tx
+from trend.storage.shared.schema import ingest_progress
+from trend.storage.shared.tx import Tx
 
 
 @dataclass(frozen=True)

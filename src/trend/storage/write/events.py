@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, union_all
 
 from trend.model import MINUTE_MS, RAW, EventRow
-from trend.storage import alerts, data_versions
 from trend.storage.dialects import CHUNK, chunked
-from trend.storage.markers import mark
-from trend.storage.schema import dimensions, fact_events, level_table
-from trend.storage.tx import Tx
+from trend.storage.shared import data_versions
+from trend.storage.shared.markers import mark
+from trend.storage.shared.schema import dimensions, fact_events, level_table
+from trend.storage.shared.tx import Tx
+from trend.storage.write import alerts
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def erase_user(tx: Tx, user_id: str) -> Erased:
         alerts.redact_keys(tx, {row.key for row in found})
     mark(tx, tx.levels.finest.name, minutes)
     if deleted:
-        data_versions.bump(tx, RAW)  # a later event may take a deleted seq (storage/carried.py)
+        data_versions.bump(tx, RAW)  # a later event may take a deleted seq (storage/read/carried.py)
     return Erased(events=int(deleted), minutes=len(minutes))
 
 

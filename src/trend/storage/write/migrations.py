@@ -13,10 +13,9 @@ from sqlalchemy import func, inspect, select
 from trend.errors import ConfigError, StorageError
 from trend.keys import has_invisible, normalizer
 from trend.model import RAW
-from trend.storage import data_versions
-from trend.storage.events import COLUMNS, remember_dimensions
-from trend.storage.markers import mark
-from trend.storage.schema import (
+from trend.storage.shared import data_versions
+from trend.storage.shared.markers import mark
+from trend.storage.shared.schema import (
     BASE_TABLES,
     JOB_RUNS_RUNNING,
     ROLLUP_INDEX,
@@ -30,7 +29,8 @@ from trend.storage.schema import (
     metadata,
     schema_meta,
 )
-from trend.storage.tx import Tx
+from trend.storage.shared.tx import Tx
+from trend.storage.write.events import COLUMNS, remember_dimensions
 
 USERS_SINCE = "users_since"
 KEY_NORMALIZATION = "key_normalization"

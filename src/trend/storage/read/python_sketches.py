@@ -14,12 +14,12 @@ from trend import measures as all_measures
 from trend.measures import Measure
 from trend.model import RAW, Span
 from trend.ranking import Ranked, ranked
-from trend.storage.read_cache import Sketch
-from trend.storage.read_sql import Filters, by_source, filtered, ranges
-from trend.storage.schema import fact_events, level_table
+from trend.storage.read.read_sql import Filters, by_source, filtered, ranges
+from trend.storage.read.sources import Point, TotalsSource
+from trend.storage.shared.read_cache import Sketch
+from trend.storage.shared.schema import fact_events, level_table
+from trend.storage.shared.tx import Tx
 from trend.storage.sketches import Distinct
-from trend.storage.sources import Point, TotalsSource
-from trend.storage.tx import Tx
 
 Group = Callable[[int, int, str], Hashable]  # (plan index, bucket, key) → what a sketch is folded by
 
