@@ -146,7 +146,7 @@ class TestGroundTruthWithSketchesInPython:
 FOUR_LEVELS = Hierarchy((*LEVELS, Level("1d", DAY_MS, 5 * MINUTE_MS, Cron(minute="7", hour="0"),
                                         retention=5 * 365 * DAY_MS, chart_span=90 * DAY_MS, max_points=400)))
 # A toy measure: how many of a bucket's events carry an event_id. Adding a measure is one entry too.
-TOY = Measure("event_ids", "integer", Fold.COUNT, "event_id", Fold.SUM, "ids", 0,
+TOY = Measure("event_ids", "integer", Fold.COUNT, "event_id", Fold.SUM, "ids", 0, ranks=True,
               description="Events that carry an event_id")
 four_level_steps = st.one_of(
     st.builds(Ingest, st.lists(event_strategy, min_size=1, max_size=12)),
@@ -203,6 +203,49 @@ class TestAddingALevelAndAMeasure:
         assert [p["ids"] for p in json.loads(shown.stdout)["points"] if p["count"]] == [3]
         table = CliRunner().invoke(main, around, catch_exceptions=False)
         assert "ids" in table.stdout.splitlines()[2]  # the header row
+
+    def test_the_toy_measure_ranks_top_and_rising_everywhere(self, make_trend: TrendFactory, clock: FakeClock,
+                                                             toy_measure: Measure,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+        """Declared with ranks=True, the new measure ranks top and rising through Python, HTTP (its schema
+        too) and the CLI, is offered where by= is (the dashboard fills its choice from /v1/dimensions),
+        and every item carries its value beside count and users."""
+        trend = make_trend()
+        # a: 5 events, 3 with an id; b: 4, all with one; c: 9, none. Users: a has 2, b 1, c 3.
+        sent = ([{"key": "a", "event_id": f"a{n}" if n < 3 else None, "user_id": f"u{n % 2}"} for n in range(5)]
+                + [{"key": "b", "event_id": f"b{n}", "user_id": "u0"} for n in range(4)]
+                + [{"key": "c", "user_id": f"u{n % 3}"} for n in range(9)])
+        trend.ingest([{"event": "search", "ts": (T0 - 120_000) / 1000, **event} for event in sent])
+        trend.rollup()
+        expected = {"a": (5, 2, 3), "b": (4, 1, 4), "c": (9, 3, 0)}  # count, users, ids
+        top = trend.top("search", window="1h", by="ids")
+        assert [(i.key, i.measures["ids"]) for i in top.items] == [("b", 4), ("a", 3)]
+        assert all((i.count, i.users, i.measures["ids"]) == expected[i.key] for i in top.items)
+        by_count = trend.top("search", window="1h")
+        assert [(i.key, i.count, i.users, i.measures["ids"]) for i in by_count.items] == [
+            (key, *expected[key]) for key in ("c", "a", "b")]
+        rising = trend.rising("search", window="15m", baseline=2, min_count=1, by="ids")
+        assert [(i.key, i.measures["ids"]) for i in rising.items] == [("b", 4), ("a", 3)]
+        with TestClient(create_app(trend=trend)) as client:
+            items = client.get("/v1/top", params={"event": "search", "by": "ids"}).json()["items"]
+            risen = client.get("/v1/rising", params={"event": "search", "by": "ids", "baseline": 2,
+                                                      "min_count": 1}).json()["items"]
+            offered = client.get("/v1/dimensions").json()["rankings"]
+            schema = client.get("/openapi.json").json()
+        assert [(i["key"], i["ids"], i["count"], i["users"]) for i in items] == [("b", 4, 4, 1), ("a", 3, 5, 2)]
+        assert [(i["key"], i["ids"]) for i in risen] == [("b", 4), ("a", 3)]
+        assert "ids" in offered
+        by = next(p for p in schema["paths"]["/v1/top"]["get"]["parameters"] if p["name"] == "by")
+        assert "ids" in json.dumps(by["schema"])
+        assert "ids" in schema["components"]["schemas"]["TopItem"]["properties"]
+        assert "ids" in schema["components"]["schemas"]["RisingItem"]["properties"]
+        monkeypatch.setenv("TREND_DATABASE_URL", trend.settings.database_url)
+        asked = ["top", "--event", "search", "--by", "ids", "--at", str(T0 // 1000)]
+        shown = CliRunner().invoke(main, [*asked, "--json"], catch_exceptions=False)
+        assert [(i["key"], i["ids"]) for i in json.loads(shown.stdout)["items"]] == [("b", 4), ("a", 3)]
+        table = CliRunner().invoke(main, asked, catch_exceptions=False)
+        header = next(line for line in table.stdout.splitlines() if "rank" in line and "key" in line)
+        assert header.split("┃")[1:-1] == [f" {name} " for name in ("rank", "key", "count", "users", "ids", "change")]
 
 
 def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:

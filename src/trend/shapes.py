@@ -102,8 +102,8 @@ def top_shape(top: Top, zone: ZoneInfo) -> dict[str, Any]:
     return {
         "window": top.window, "at": isoformat(top.at, zone), "start": isoformat(top.start, zone),
         "end": isoformat(top.end, zone), "by": top.by,
-        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "prev_rank": i.prev_rank,
-                   "rank_change": i.rank_change, "is_new": i.is_new} for i in top.items],
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, **i.measures,
+                   "prev_rank": i.prev_rank, "rank_change": i.rank_change, "is_new": i.is_new} for i in top.items],
     }
 
 
@@ -113,7 +113,8 @@ def rising_shape(rising: Rising, zone: ZoneInfo) -> dict[str, Any]:
         "end": isoformat(rising.end, zone), "baseline_windows": rising.baseline_windows, "by": rising.by,
         "score": rising.score, "min_count": rising.min_count, "below_min_count": rising.below_min_count,
         "baseline_partial": rising.baseline_partial,
-        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, "baseline": round(i.baseline, 6),
+        "items": [{"rank": i.rank, "key": i.key, "count": i.count, "users": i.users, **i.measures,
+                   "baseline": round(i.baseline, 6),
                    "stddev": round(i.stddev, 6), "score": round(i.score, 6),
                    "growth_pct": None if i.growth_pct is None else round(i.growth_pct, 3),
                    "breakout": i.breakout, "baseline_partial": i.baseline_partial}

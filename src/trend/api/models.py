@@ -97,8 +97,13 @@ def _measure_models(spec: tuple[Measure, ...]) -> MeasureModels:
         series=(list[line], Field(description="One line per key asked for")),  # type: ignore[valid-type]
         previous=(PreviousPeriod | None, ...))
     by = (str, Field(json_schema_extra={"enum": [m.read_as for m in spec if m.ranks]}))
+    # Items carry every measure that ranks: count and users by name, any other as a field of its own.
+    ranked = {m.read_as: _point_field(m) for m in spec if m.ranks and m.read_as not in ("count", "users")}
+    top_item = create_model("TopItem", __base__=TopItem, **ranked) if ranked else TopItem  # type: ignore[call-overload]
+    rising_item = (create_model("RisingItem", __base__=RisingItem, **ranked)  # type: ignore[call-overload]
+                   if ranked else RisingItem)
     top = create_model("Top", window=(str, ...), at=(Time, ...), start=(Time, ...), end=(Time, ...), by=by,
-                       items=(list[TopItem], ...))
+                       items=(list[top_item], ...))  # type: ignore[valid-type]
     rising = create_model("Rising", window=(str, ...), at=(Time, ...), start=(Time, ...), end=(Time, ...),
                           baseline_windows=(int, ...), by=by, baseline_partial=(bool, ...),
                           score=(str, Field(description="How keys were scored", json_schema_extra=_SCORE_ENUM)),
@@ -106,7 +111,7 @@ def _measure_models(spec: tuple[Measure, ...]) -> MeasureModels:
                           below_min_count=(int | None, Field(description=(
                               "When fewer than limit keys are listed: how many keys have events now but fewer than "
                               "min_count"))),
-                          items=(list[RisingItem], ...))
+                          items=(list[rising_item], ...))  # type: ignore[valid-type]
     return MeasureModels(series, top, rising)
 
 

@@ -122,8 +122,29 @@ def stop_on_signals(trend: Trend) -> None:
 event_option = click.option("--event", required=True, help="The event type, e.g. search.")
 segment_option = click.option("--segment", default=None, help="One segment; all segments when omitted.")
 limit_option = click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 100))
-by_option = click.option("--by", type=click.Choice(measures.rankings()), default="count", show_default=True,
-                         help="Rank by events (count) or by distinct users (users).")
+class Rankings(click.Choice[str]):
+    """The measures that rank, read when the option is parsed: a measure added to trend/measures.py is
+    offered with the rest."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]  # click.Choice keeps its choices in a plain attribute
+    def choices(self) -> list[str]:
+        return measures.rankings()
+
+    @choices.setter
+    def choices(self, _: object) -> None:
+        pass
+
+
+by_option = click.option("--by", type=Rankings(), default="count", show_default=True,
+                         help="Rank by events (count), by distinct users (users), or by any other measure that ranks.")
+
+
+def other_rankings() -> list[str]:
+    """The measures that rank besides count and users: each is a column of top and rising."""
+    return [name for name in measures.rankings() if name not in ("count", "users")]
 
 
 def users_text(value: int | None) -> str:

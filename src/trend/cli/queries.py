@@ -20,6 +20,7 @@ from trend.cli.common import (
     limit_option,
     open_trend,
     optional_time,
+    other_rankings,
     print_json,
     segment_option,
     users_text,
@@ -46,11 +47,13 @@ def top(event: str, segment: str | None, window: str, at: str | None, limit: int
     if as_json:
         print_json(shape)
         return
-    table = Table("rank", "key", "count", "users", "change",
+    others = other_rankings()
+    table = Table("rank", "key", "count", "users", *others, "change",
                   title=f"top {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
         change = "NEW" if item["is_new"] else f"{item['rank_change']:+d}" if item["rank_change"] else "="
-        table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]), change)
+        table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]),
+                      *(str(item[name]) for name in others), change)
     console.print(table)
     _hint_when_empty(shape["items"], event)
 
@@ -92,11 +95,13 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
     if as_json:
         print_json(shape)
         return
-    table = Table("rank", "key", "count", "users", "expected", "score", "growth %",
+    others = other_rankings()
+    table = Table("rank", "key", "count", "users", *others, "expected", "score", "growth %",
                   title=f"rising {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
         table.add_row(str(item["rank"]), item["key"], str(item["count"]), users_text(item["users"]),
-                      f"{item['baseline']:.1f}", f"{item['score']:.2f}", _growth(item))
+                      *(str(item[name]) for name in others), f"{item['baseline']:.1f}", f"{item['score']:.2f}",
+                      _growth(item))
     console.print(table)
     if shape["baseline_partial"]:
         console.print(f"Less history than the {shape['baseline_windows']} windows of the baseline: scores compare "

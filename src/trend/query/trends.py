@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from trend import measures
 from trend.clock import Clock
@@ -60,6 +61,8 @@ class TopItem:
     count: int
     users: int | None  # None where unknown: buckets from before users were counted
     prev_rank: int | None
+    # Every other measure that ranks (trend/measures.py), by its read name.
+    measures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rank_change(self) -> int | None:
@@ -93,6 +96,7 @@ class RisingItem:
     # The baseline windows reach back before the oldest data trend holds: μ is not a real history.
     baseline_partial: bool = False
     breakout: bool = False  # nothing in the baseline windows: new, or back after all of them
+    measures: dict[str, Any] = field(default_factory=dict)  # as TopItem's
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,16 @@ def _scoring(score: str) -> Score:
         return Score(score)
     except ValueError:
         raise QueryError("score", f"expected one of {', '.join(s.value for s in Score)}; got {score!r}") from None
+
+
+def _rankings() -> list[Measure]:
+    """Every measure that ranks, read when asked: a measure added to trend/measures.py shows up."""
+    return [m for m in measures.MEASURES if m.ranks]
+
+
+def _figures(found: dict[str, Any], shown: Sequence[Measure], users_known: bool) -> dict[str, Any]:
+    """A key's values of ``shown``, by read name, each as a read returns it; users None where unknown."""
+    return {m.read_as: None if m is USERS and not users_known else found.get(m.column, m.empty) for m in shown}
 
 
 def _ranking(by: str) -> Measure:
@@ -185,16 +199,17 @@ class Queries:
             spans = planner.cover(current.start, current.end)
             ranked = ranked_keys(tx, spans, filters, measure, limit=limit)
             before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit)
-            # The other measure of the few keys shown; the ranking read only the one it ranks by.
-            other = USERS if measure is COUNT else COUNT
-            shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), [other])
+            # The other measures of the few keys shown; the ranking read only the one it ranks by.
+            others = [m for m in _rankings() if m is not measure]
+            shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), others)
             users_known = current.start >= users_since(tx)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
-        figures = [{measure.column: value, other.column: shown.get(key, {}).get(other.column, other.empty)}
-                   for key, value in ranked]
-        items = [TopItem(rank, key, figure[COUNT.column], figure[USERS.column] if users_known else None,
-                         prev_ranks.get(key))
-                 for rank, ((key, _), figure) in enumerate(zip(ranked, figures, strict=True), start=1)]
+        items = []
+        for rank, (key, value) in enumerate(ranked, start=1):
+            figures = _figures(shown.get(key, {}), others, users_known)
+            figures[measure.read_as] = value if users_known or measure is not USERS else None
+            items.append(TopItem(rank, key, figures.pop(COUNT.read_as), figures.pop(USERS.read_as),
+                                 prev_ranks.get(key), figures))
         return Top(window, at, current.start, current.end, by, items)
 
     def key_figures(self, event: str, key: str, *, segment: str | None = None, window: str = "1h",
@@ -233,17 +248,19 @@ class Queries:
                                  measure) if values else []
             # Only what rises: a key at or below its baseline is not "rising", whatever its rank.
             scored = [rise for rise in rising_ranked(values, past, baseline, scoring) if rise.score > 0][:limit]
-            shown = measures_by_key(tx, spans, replace(filters, keys=[rise.key for rise in scored]), [COUNT, USERS])
+            shown = measures_by_key(tx, spans, replace(filters, keys=[rise.key for rise in scored]), _rankings())
             users_known = current.start >= users_since(tx)
             oldest = history_start(tx)
             # A short list says how many keys min_count kept out; a full one needs no such look.
             below = (len(ranked_keys(tx, spans, filters, measure, at_least=1)) - len(values)
                      if len(scored) < limit else None)
         partial = oldest is None or oldest > history[-1].start
-        items = [RisingItem(rank, rise.key, shown[rise.key][COUNT.column],
-                            shown[rise.key][USERS.column] if users_known else None, rise.expected, rise.spread,
-                            rise.score, rise.growth_pct, partial, rise.breakout)
-                 for rank, rise in enumerate(scored, start=1)]
+        items = []
+        for rank, rise in enumerate(scored, start=1):
+            figures = _figures(shown.get(rise.key, {}), _rankings(), users_known)
+            items.append(RisingItem(rank, rise.key, figures.pop(COUNT.read_as), figures.pop(USERS.read_as),
+                                    rise.expected, rise.spread, rise.score, rise.growth_pct, partial, rise.breakout,
+                                    figures))
         return Rising(window, at, current.start, current.end, baseline, by, items, partial, scoring.value, min_count,
                       below)
 

@@ -238,13 +238,16 @@
   function renderTop(top) {
     shown.top = top;
     $("top-range").textContent = formatRange(top.start, top.end);
+    // Beside the count: users, or the measure the list ranks by when it is another one.
+    const second = state.by === "count" || state.by === "users" ? "users" : state.by;
+    $("top-second").textContent = second[0].toUpperCase() + second.slice(1);
     const rows = top.items.map((item) => {
       const tr = document.createElement("tr");
       if (item.key === state.key) tr.className = "selected";
       // users is null where it cannot be known (buckets from before users were counted).
-      const users = item.users === null ? "–" : item.users.toLocaleString();
+      const value = item[second] === null ? "–" : item[second].toLocaleString();
       tr.append(cell(String(item.rank)), cell(keyButton(item.key)), cell(item.count.toLocaleString(), "num"),
-        cell(users, "num"), cell(change(item), "num"), cell(compareButton(item.key)));
+        cell(value, "num"), cell(change(item), "num"), cell(compareButton(item.key)));
       return tr;
     });
     replaceRows($("top"), rows, JSON.stringify([top.items, state.key, state.tz, state.compare]),
