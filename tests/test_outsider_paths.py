@@ -322,6 +322,42 @@ class TestStandardInput:
         assert b"Traceback" not in done.stderr
 
 
+    @pytest.mark.parametrize(("text", "said"), [
+        (b'[{"event":"search","key":"x"}]\n', "a JSON array"),
+        (b'x{"event":"search","key":"x"}\n', "neither a JSON object"),
+        (b'\xff{"event":"search","key":"x"}\n{"event":"search","key":"y"}\n', "not valid UTF-8"),
+        ('{"event":"search","key":"x"}\n'.encode("utf-16"), "UTF-16"),
+    ])
+    def test_input_that_is_neither_json_lines_nor_csv_is_refused_not_stored_as_nothing(
+            self, database_url: str, text: bytes, said: str) -> None:
+        """Before: read as a CSV whose header was broken, so as an empty file: "0 accepted", exit 0."""
+        done = _piped(database_url, text)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert said in json.loads(done.stdout)["error"]["message"]
+        assert b"Traceback" not in done.stderr
+        with _trend(database_url) as trend:
+            assert stored_events(trend) == []
+
+
+class TestDatabaseUrls:
+    @pytest.mark.parametrize(("url", "said"), [
+        ("mysql://root@127.0.0.1:3306/", "names no database"),
+        ("mysql://root@127.0.0.1:3306", "names no database"),
+        ("mysql://root@127.0.0.1:3306/trend?foo=bar", "does not take: foo"),
+        ("mysql://root@127.0.0.1:3306/trend?ssl_ca=/no/such/file", "cannot be used to connect"),
+        ("oracle://u@h/db", "expected sqlite:///PATH or postgresql://"),
+    ])
+    def test_a_url_trend_cannot_use_stops_the_command_naming_the_setting(self, url: str, said: str) -> None:
+        """Before: an AssertionError or TypeError from the driver, as a traceback. No server is needed:
+        each is refused before a connection is made."""
+        done = subprocess.run([sys.executable, "-m", "trend", "status"], capture_output=True, text=True,
+                              env=environment(url), timeout=scaled(60))
+        assert done.returncode != 0
+        assert "TREND_DATABASE_URL" in done.stderr, done.stderr
+        assert said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
 class TestByteOrderMarks:
     def test_a_csv_saved_by_excel_and_a_csv_on_standard_input(self, database_url: str, tmp_path: Path) -> None:
         """Before: the mark made the header's first column unknown (exit 2); a CSV piped in was read as

@@ -77,9 +77,10 @@ def _csv_cells(text: str) -> list[str] | None:
 
 def _csv(stream: IO[str]) -> Iterator[Line]:
     lines = enumerate(stream, start=1)
-    header = next((_csv_cells(text) for _, text in lines), None)
-    if header is None:
-        return
+    first = next(lines, None)
+    if first is None:
+        return  # an empty input stores nothing, and says so
+    header = _header(first[1])
     unknown = [name for name in header if name not in _FIELDS]
     if unknown:
         raise InputError(f"line 1: unknown CSV column(s) {', '.join(unknown)}; "
@@ -99,6 +100,22 @@ def _csv(stream: IO[str]) -> Iterator[Line]:
             yield number, FieldProblem(number, "", f"expected {len(header)} cells, got {len(cells)}")
             continue
         yield number, {name: _csv_value(name, cell) for name, cell in zip(header, cells, strict=True) if cell != ""}
+
+
+def _header(text: str) -> list[str]:
+    """The first line's column names; an InputError saying what the input is when it is no CSV header
+    (standard input is taken for CSV whenever its first line is not a JSON object)."""
+    if text.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+        raise InputError("line 1: the text is UTF-16; trend reads UTF-8 (iconv -f UTF-16 -t UTF-8 converts it)")
+    if not _is_utf8(text):
+        raise InputError(f"line 1: {NOT_UTF8}, so neither a JSON object nor a CSV header")
+    if text.lstrip().startswith("["):
+        raise InputError("line 1: a JSON array; trend ingest reads JSON Lines, one object per line "
+                         "(jq -c '.[]' turns an array into them)")
+    cells = _csv_cells(text)
+    if cells is None:
+        raise InputError("line 1: neither a JSON object (JSON Lines start with {) nor a CSV header")
+    return cells
 
 
 def _is_utf8(text: str) -> bool:

@@ -15,6 +15,7 @@ Choices that keep trend's answers exact here:
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Hashable, Mapping, Sequence
@@ -42,7 +43,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from trend.errors import StorageError
+from trend.errors import ConfigError, StorageError
 from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, Failure, chunked
 
 # Error numbers of a transaction InnoDB undid (a deadlock) or gave up on (a lock wait timeout).
@@ -51,6 +52,8 @@ _DUPLICATE_KEY = 1062
 _SCHEMA_LOCK = "trend_schema"
 _SCHEMA_LOCK_WAIT_S = 60
 _LISTED_INLINE = 1_000
+# What SQLAlchemy gathers from the URL into PyMySQL's ssl argument.
+_SSL_PARAMETERS = {"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"}
 
 
 def _exact_collation(dialect: Any) -> str:
@@ -106,10 +109,31 @@ class MariaDBDialect(Dialect):
         super().__init__(options)
         self.collation = "utf8mb4_nopad_bin"
 
+    def check_url(self, url: URL) -> None:
+        if not url.database:
+            raise ConfigError("TREND_DATABASE_URL", "names no database: add one after the port, as in "
+                                                    "mysql://user@host:3306/trend (trend makes its tables in it)")
+        import pymysql  # only to read which parameters its connections take
+
+        known = set(inspect.signature(pymysql.connections.Connection.__init__).parameters) | _SSL_PARAMETERS
+        unknown = sorted(set(url.query) - known - {"self"})
+        if unknown:
+            raise ConfigError("TREND_DATABASE_URL", f"has parameters a MariaDB connection does not take: "
+                                                    f"{', '.join(unknown)}")
+
     def create_engine(self, url: URL, pool_size: int) -> Engine:
         engine = create_engine(url.update_query_dict({"charset": "utf8mb4"}), pool_size=pool_size, max_overflow=10,
                                pool_pre_ping=True, isolation_level="READ COMMITTED")
         self.attach(engine)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.Error:
+                raise  # the server's answer, or no answer: reported as any database error is
+            except (OSError, TypeError, ValueError) as exc:  # what the URL asked for cannot be done
+                raise ConfigError("TREND_DATABASE_URL", f"cannot be used to connect: {exc}") from exc
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
