@@ -58,7 +58,7 @@ class TestIngestCommand:
         assert code == 1
         assert json.loads(out) == {"accepted": 0, "duplicates": 0, "rejected": 1,
                                    "errors": [{"line": 3, "field": "key", "message": "required"}],
-                                   "resumed_after": 0, "last_line": 0}  # rolled back: no line stored
+                                   "resumed_after": 0, "last_line": 0, "ingested_before": False}  # rolled back
         with Trend(database_url=env) as trend:
             assert stored_events(trend) == []
 

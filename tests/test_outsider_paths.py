@@ -339,6 +339,22 @@ class TestStandardInput:
             assert stored_events(trend) == []
 
 
+    def test_a_file_ingested_again_without_resume_is_said_to_count_twice(self, database_url: str,
+                                                                          tmp_path: Path) -> None:
+        path = tmp_path / "day.jsonl"
+        path.write_text('{"event": "search", "key": "a"}\n{"event": "search", "key": "b", "event_id": "b1"}\n')
+        first = _ingest_process(database_url, str(path), "--json", stdin=subprocess.DEVNULL)
+        again = _ingest_process(database_url, str(path), "--json", stdin=subprocess.DEVNULL)
+        resumed = _ingest_process(database_url, str(path), "--resume", "--json", stdin=subprocess.DEVNULL)
+        assert [json.loads(done.stdout)["ingested_before"] for done in (first, again)] == [False, True]
+        assert b"count" not in first.stderr
+        assert b"now count twice" in again.stderr
+        assert (json.loads(again.stdout)["accepted"], json.loads(again.stdout)["duplicates"]) == (1, 1)
+        assert json.loads(resumed.stdout)["accepted"] == 0
+        with _trend(database_url) as trend:
+            assert sorted(e["key"] for e in stored_events(trend)) == ["a", "a", "b"]
+
+
 class TestDatabaseUrls:
     @pytest.mark.parametrize(("url", "said"), [
         ("mysql://root@127.0.0.1:3306/", "names no database"),

@@ -180,6 +180,8 @@ class FileIngestResult(IngestResult):
     resumed_after: int = 0  # lines up to this one were stored by an earlier ingest, and skipped
     last_line: int = 0  # the last line this ingest has stored (or rejected)
     finished_before: bool = False  # --resume of a file whose ingest had finished: nothing to do
+    # Without --resume, a file that begins as one whose ingest finished before: stored again.
+    ingested_before: bool = False
 
 
 class IngestStoppedError(StorageError):
@@ -203,6 +205,9 @@ def ingest_stream(trend: Trend, stream: IO[str], fmt: str, *, strict: bool = Fal
     stores: on two cores the database's work and Python's overlap, which threads cannot do under the GIL."""
     progress = _starting_point(trend, source, resume)
     result = FileIngestResult(resumed_after=progress.line if progress else 0)
+    if source is not None and not resume:
+        earlier = trend.ingestor.load_progress(source.path)
+        result.ingested_before = bool(earlier and earlier.finished and earlier.fingerprint == source.fingerprint)
     result.last_line = result.resumed_after
     if progress is not None and progress.finished:
         result.finished_before = True

@@ -87,9 +87,13 @@ def ingest(path: str, fmt: str, strict: bool, resume: bool, as_json: bool) -> No
     finally:
         if stream is not sys.stdin:
             stream.close()
+    if result.ingested_before:
+        # Events without an event_id were counted a second time: say so, and how not to.
+        click.echo(f"note: {path} was ingested completely before; its events without an event_id now count "
+                   "twice. --resume skips what an earlier ingest of a file stored.", err=True)
     if as_json:
         print_json({**ingest_shape(result, "line"), "resumed_after": result.resumed_after,
-                     "last_line": result.last_line})
+                     "last_line": result.last_line, "ingested_before": result.ingested_before})
     else:
         _print_problems(result)
         if result.finished_before:
