@@ -322,6 +322,7 @@ class TestStandardInput:
         assert b"Traceback" not in done.stderr
 
 
+    @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # refused before any database is asked
     @pytest.mark.parametrize(("text", "said"), [
         (b'[{"event":"search","key":"x"}]\n', "a JSON array"),
         (b'x{"event":"search","key":"x"}\n', "neither a JSON object"),

@@ -85,9 +85,12 @@ class TestRankingStopsEarlyOnlyWhenSafe:
 
 
 class TestAccuracy:
-    def test_every_answer_is_within_bounds_and_small_counts_are_exact(self, trend: Trend, clock: FakeClock) -> None:
+    def test_every_answer_is_within_bounds_and_small_counts_are_exact(self, trend: Trend, clock: FakeClock,
+                                                                      backend: str) -> None:
         """Within max(2, 5%) of the exact count for every key, median relative error <= 2%, exact up to 100,
         with sketches merged from 1m to 5m to 1h and over a window."""
+        if backend == "mariadb":
+            pytest.skip("the sketches are folded in the process exactly as on postgres-python-sketches, tested there")
         rng = random.Random(11)
         sizes = [1, 2, 7, 40, 100, 150, 400, 1_000, 3_000, 8_000, 20_000]
         start = T0 - 3 * HOUR_MS
