@@ -18,7 +18,7 @@ from tests.reference import assert_levels_equal, stored_events
 from trend.clock import FakeClock
 from trend.errors import ConfigError
 from trend.model import LEVELS, MINUTE_MS
-from trend.rollup import runner
+from trend.rollup import writes
 from trend.service import Trend
 from trend.storage.shared.markers import release
 from trend.storage.write.rollups import recompute
@@ -275,7 +275,7 @@ class TestWhatAReadGuarantees:
                     "SELECT count(*) FROM agg_1m WHERE bucket = %s", (bucket,)).scalar() or 0))
             return release(tx, level, bucket, version)
 
-        monkeypatch.setattr(runner, "release", release_seen)
+        monkeypatch.setattr(writes, "release", release_seen)
         trend.rollup("1m")
         assert seen_at_release == [40]
 
@@ -303,7 +303,7 @@ class TestWhatAReadGuarantees:
                         "SELECT version FROM rollup_dirty WHERE level = '1m'").scalar_one() == 1
             return release(tx, level, bucket, version)
 
-        monkeypatch.setattr(runner, "release", release_after_another)
+        monkeypatch.setattr(writes, "release", release_after_another)
         trend.rollup("1m")
         monkeypatch.undo()
         trend.rollup()

@@ -17,7 +17,7 @@ from tests.conftest import T0, TrendFactory
 from tests.reference import Reference, assert_levels_equal, markers, ref_top, table_rows
 from trend.clock import FakeClock
 from trend.model import LEVELS, MINUTE_MS
-from trend.rollup import runner
+from trend.rollup import writes
 from trend.service import Trend
 from trend.storage.engine import Pinned
 from trend.storage.shared.markers import release
@@ -196,7 +196,7 @@ def test_a_marker_released_and_made_again_between_pieces_is_not_released(
         after_stage.append(0)
         return real_stage(*args)
 
-    monkeypatch.setattr(runner, "stage", stage)
+    monkeypatch.setattr(writes, "stage", stage)
 
     def between(_piece: int) -> None:
         if not after_stage:

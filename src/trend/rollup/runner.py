@@ -9,32 +9,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from trend.clock import Clock
-from trend.errors import DatabaseUnavailableError, StorageError, TransactionAbortedError
 from trend.logging import LogTime, get_logger
 from trend.model import Level
-from trend.rollup.shell import ActiveRun, Result, RunReport, RunShell
-from trend.storage.engine import Database, Pinned, Tx
+from trend.rollup.shell import Result, RunReport, RunShell
+from trend.rollup.writes import BucketFailedError, Done, Walk, WriteStrategy, strategy_for
+from trend.storage.engine import Database
 from trend.storage.shared.markers import (
     EVERY_BUCKET,
     Failing,
     any_dirty,
     backlog,
-    claim_next,
-    claim_some,
     clear_failures,
     failing,
-    mark,
     record_failure,
-    release,
-    take,
 )
 from trend.storage.shared.schema import SCHEMA_VERSION
 from trend.storage.write.migrations import stored_version
-from trend.storage.write.rollups import Recomputed, recompute_many
-from trend.storage.write.staged import PIECE_PAUSE_S, Staged, stage, still_taken, unstage, write_piece
 
 log = get_logger("rollup")
 
@@ -71,8 +63,8 @@ class LevelRunner:
         cutoff = self.level.closed_cutoff(now)
         if retry_waiting:
             now = EVERY_BUCKET
-        in_pieces = self.db.dialect.caps.staged_rollups and not whole_buckets
-        return self.shell.run(lambda active: self._catch_up(_Pass(active, cutoff, now, in_pieces), yield_ratio),
+        strategy = strategy_for(self.db, self.level, whole_buckets=whole_buckets)
+        return self.shell.run(lambda active: self._catch_up(Walk(active, cutoff, now), strategy, yield_ratio),
                               precheck=lambda: self._precheck(cutoff, now))
 
     def _precheck(self, cutoff: int, now: int) -> Result | None:
@@ -94,7 +86,7 @@ class LevelRunner:
             return Result("skipped_claimed")
         return None
 
-    def _catch_up(self, run: _Pass, yield_ratio: float) -> Result:
+    def _catch_up(self, run: Walk, strategy: WriteStrategy, yield_ratio: float) -> Result:
         with self.db.read() as tx:
             pending = backlog(tx, self.level.name, run.cutoff)
             run.retried = {f.bucket for f in failing(tx, self.level.name, limit=_RETRIED_AT_MOST)}
@@ -111,7 +103,7 @@ class LevelRunner:
                 stopped = True
                 break
             batch_began = time.perf_counter()
-            done = self._process_next(run, batch, detailed=not summary)
+            done = self._process_next(run, strategy, batch, detailed=not summary)
             if not done and run.failed_now is None:
                 break
             run.failed_now = None
@@ -130,7 +122,7 @@ class LevelRunner:
             log.info("%s aggregation interrupted after %d buckets; the rest stays marked", self.level.name, buckets)
         return Result(outcome, buckets, rows, _failures_text(run.failures))
 
-    def _outcome(self, run: _Pass, buckets: int, stopped: bool) -> str:
+    def _outcome(self, run: Walk, buckets: int, stopped: bool) -> str:
         if stopped:
             with self.db.probe() as tx:
                 if any_dirty(tx, self.level.name, run.cutoff, run.now):
@@ -140,16 +132,13 @@ class LevelRunner:
         # Dirty buckets were found, but every one was held by another runner.
         return "ran" if buckets or stopped else "skipped_claimed"
 
-    def _process_next(self, run: _Pass, batch: int, *, detailed: bool) -> list[tuple[int, Recomputed]]:
+    def _process_next(self, run: Walk, strategy: WriteStrategy, batch: int, *, detailed: bool) -> Done:
         """Recompute the next dirty closed buckets, at most ``batch`` of them; none when none is left,
         or when the next one failed (``run.failed_now``)."""
         began = time.perf_counter()
         try:
-            done = self._in_pieces(run) if run.in_pieces else LOST
-            if isinstance(done, Lost):
-                # Not staged, or an ingest or another runner came between the pieces: one transaction.
-                done = self._in_one_transaction_isolated(run, batch)
-        except _BucketFailedError as failure:
+            done = strategy.write(run, batch)
+        except BucketFailedError as failure:
             self._set_aside(run, failure)
             return []
         if run.retried:
@@ -163,17 +152,7 @@ class LevelRunner:
             line("%s aggregation completed: %d rows in %.2fs", self.level.name, result.rows, seconds)
         return done
 
-    def _in_one_transaction_isolated(self, run: _Pass, batch: int) -> list[tuple[int, Recomputed]]:
-        """:meth:`_in_one_transaction`; when several buckets failed together, the first alone, to find
-        the one the database refuses."""
-        try:
-            return self.db.retrying(lambda: self._in_one_transaction(run, batch))
-        except _BucketFailedError:
-            if batch == 1:
-                raise
-        return self.db.retrying(lambda: self._in_one_transaction(run, 1))
-
-    def _set_aside(self, run: _Pass, failure: _BucketFailedError) -> None:
+    def _set_aside(self, run: Walk, failure: BucketFailedError) -> None:
         """The bucket waits (a minute, doubling up to an hour) and the run goes on after it."""
         now = self.clock.now_ms()
         with self.db.write() as tx:
@@ -185,105 +164,12 @@ class LevelRunner:
             log.error("%s aggregation failed for bucket %s (failure %d, retried after %s): %s", self.level.name,
                       LogTime(failure.bucket), recorded.failures, LogTime(recorded.retry_at), failure.cause)
 
-    def _cleared(self, run: _Pass, buckets: list[int]) -> None:
+    def _cleared(self, run: Walk, buckets: list[int]) -> None:
         recovered = [bucket for bucket in buckets if bucket in run.retried]
         if recovered:
             with self.db.write() as tx:
                 clear_failures(tx, self.level.name, recovered)
             run.retried.difference_update(recovered)
-
-    def _in_pieces(self, run: _Pass) -> list[tuple[int, Recomputed]] | Lost:
-        """Take the marker, stage the bucket's rows in a snapshot taken after that, then write them a
-        piece per transaction (storage/write/staged.py). :class:`Lost` when the marker changed hands, or when
-        the database refused the bucket: one transaction then settles it, or sets it aside."""
-        with self.db.pinned() as session:
-            with session.read() as tx:  # a read first: finding nothing left takes no write lock
-                claimed = claim_next(tx, self.level.name, run.after, run.cutoff, run.now)
-            if claimed is None:
-                return []
-            with session.write() as tx:
-                token = take(tx, self.level.name, *claimed)
-            if token is None:
-                return LOST  # bumped since the read: one transaction settles it
-            try:
-                with session.read() as tx:
-                    staged = stage(tx, self.level, claimed[0], token)
-                return self._write_pieces(session, run.active, staged)
-            except StorageError as exc:
-                if not refused(exc):
-                    raise
-                return LOST
-            finally:
-                # A 1h bucket's staged rows are megabytes: they should not outlive the bucket in the pool.
-                with session.read() as tx:
-                    unstage(tx, self.level)
-
-    def _write_pieces(self, session: Pinned, active: ActiveRun, staged: Staged) -> list[tuple[int, Recomputed]] | Lost:
-        for piece in range(staged.pieces):
-            if piece:
-                time.sleep(PIECE_PAUSE_S)
-            with session.write() as tx:
-                if not still_taken(tx, staged):
-                    log.debug("%s bucket %s changed hands after its stage; recomputing it in one transaction",
-                              self.level.name, LogTime(staged.bucket))
-                    return LOST
-                write_piece(tx, staged, piece)
-                if piece == staged.pieces - 1:
-                    self._finish_buckets(tx, [(staged.bucket, staged.token)])
-                active.beat(tx)
-        return [(staged.bucket, staged.result)]
-
-    def _finish_buckets(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
-        """What every recompute ends with: the buckets' parents are marked, and their markers released."""
-        parents: dict[str, set[int]] = {}
-        for bucket, _ in claimed:
-            parent = tx.levels.parent_bucket(self.level, bucket)
-            if parent is not None:
-                parents.setdefault(parent[0].name, set()).add(parent[1])
-        for level, buckets in parents.items():
-            mark(tx, level, buckets)
-        if not tx.dialect.caps.release_after_commit:
-            self._release(tx, claimed)
-
-    def _release(self, tx: Tx, claimed: list[tuple[int, int]]) -> None:
-        for bucket, version in claimed:
-            release(tx, self.level.name, bucket, version)
-
-    def _in_one_transaction(self, run: _Pass, batch: int) -> list[tuple[int, Recomputed]]:
-        claimed: list[tuple[int, int]] = []
-        try:
-            results = self._recompute_claimed(run, batch, claimed)
-        except StorageError as exc:  # translated as the transaction ended: it rolled back
-            if claimed and refused(exc):
-                raise _BucketFailedError(claimed[0][0], exc) from exc
-            raise
-        if results and self.db.dialect.caps.release_after_commit:
-            # The rows are committed on every node now; until this, reads kept answering from raw events.
-            with self.db.write() as tx:
-                self._release(tx, claimed)
-        return [(bucket, results[bucket]) for bucket, _ in claimed]
-
-    def _recompute_claimed(self, run: _Pass, batch: int, claimed: list[tuple[int, int]]) -> dict[int, Recomputed]:
-        """Claim up to ``batch`` buckets (into ``claimed``) and recompute them in one transaction."""
-        with self.db.write() as tx:
-            claimed.extend(claim_some(tx, self.level.name, run.after, run.cutoff, batch, run.now))
-            if not claimed:
-                return {}
-            results = recompute_many(tx, self.level, [bucket for bucket, _ in claimed])
-            if tx.dialect.caps.release_after_commit:
-                # Released in a transaction after this one: a token meanwhile, so that a marker another
-                # runner released and an ingest made again at the version read is never taken for this.
-                claimed[:] = [(bucket, take(tx, self.level.name, bucket, version) or version)
-                              for bucket, version in claimed]
-            self._finish_buckets(tx, claimed)
-            run.active.beat(tx)
-        return results
-
-
-def refused(exc: StorageError) -> bool:
-    """Whether the database refused the work itself (it would refuse it again), rather than being
-    unreachable or undoing a transaction in a conflict: only such a bucket is set aside."""
-    return not isinstance(exc, DatabaseUnavailableError | TransactionAbortedError)
 
 
 def _failures_text(failures: list[Failing]) -> str | None:
@@ -294,27 +180,6 @@ def _failures_text(failures: list[Failing]) -> str | None:
     return f"bucket {LogTime(first.bucket)} failed{more}: {first.error}"
 
 
-class _BucketFailedError(Exception):
-    def __init__(self, bucket: int, cause: StorageError) -> None:
-        self.bucket = bucket
-        self.cause = cause
-        super().__init__(str(cause))
-
-
-@dataclass
-class _Pass:
-    """One run's walk over the dirty buckets: the cursor moves past each bucket it processed or set
-    aside, so a run visits a bucket at most once."""
-
-    active: ActiveRun
-    cutoff: int
-    now: int
-    in_pieces: bool
-    after: int = -(2**62)
-    retried: set[int] = field(default_factory=set)  # buckets that had failed before this run
-    failures: list[Failing] = field(default_factory=list)
-    failed_now: int | None = None
-
 
 def next_batch(done: int, seconds: float, most: int) -> int:
     """How many buckets the next transaction may take: enough to share its fixed cost, few enough
@@ -323,10 +188,3 @@ def next_batch(done: int, seconds: float, most: int) -> int:
         return 1
     fits = int(done * _BATCH_TARGET_S / max(seconds, 1e-3))
     return max(1, min(most, 2 * done, fits))
-
-
-class Lost:
-    """A staged bucket whose marker changed hands between its pieces."""
-
-
-LOST = Lost()
