@@ -164,6 +164,11 @@ def toy_measure(monkeypatch: pytest.MonkeyPatch) -> Measure:
     return TOY
 
 
+# A real-valued measure that ranks: the sum of the events' values, which may be fractional, 0 or negative.
+REVENUE = Measure("revenue", "real", Fold.SUM, "value", Fold.SUM, "revenue", 0.0, ranks=True,
+                  description="The sum of the events' values")
+
+
 class TestAddingALevelAndAMeasure:
     @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(steps=st.lists(four_level_steps, min_size=1, max_size=20))
@@ -247,6 +252,28 @@ class TestAddingALevelAndAMeasure:
         table = CliRunner().invoke(main, asked, catch_exceptions=False)
         header = next(line for line in table.stdout.splitlines() if "rank" in line and "key" in line)
         assert header.split("┃")[1:-1] == [f" {name} " for name in ("rank", "key", "count", "users", "ids", "change")]
+
+    def test_a_sum_that_ranks_lists_keys_below_one_and_rising_refuses_it(
+            self, make_trend: TrendFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Top by a sum keeps every key with events (0.3, 0 and -150 are values too, not "nothing");
+        rising scores whole counts, so it refuses a sum with a 422 naming by, never a 500."""
+        monkeypatch.setattr(measures, "MEASURES", (*measures.MEASURES, REVENUE))
+        trend = make_trend()
+        values = {"big": [60.0], "frac": [0.1, 0.2], "zero": [0.0], "neg": [-200.0, 50.0]}
+        trend.ingest([{"event": "buy", "key": key, "value": value, "ts": (T0 - 120_000) / 1000}
+                      for key, sums in values.items() for value in sums])
+        trend.rollup()
+        top = trend.top("buy", window="1h", by="revenue")
+        expected = sorted(((key, sum(sums)) for key, sums in values.items()), key=lambda item: (-item[1], item[0]))
+        assert [i.key for i in top.items] == [key for key, _ in expected]
+        assert [i.measures["revenue"] for i in top.items] == pytest.approx([total for _, total in expected])
+        with TestClient(create_app(trend=trend)) as client:
+            refused = client.get("/v1/rising", params={"event": "buy", "by": "revenue"})
+            for score in ("poisson", "zscore"):
+                assert client.get("/v1/rising", params={"event": "buy", "by": "revenue", "score": score}
+                                  ).status_code == 422
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "by"
 
 
 def assert_reads_equal(trend: Trend, reference: Reference, now: int) -> None:

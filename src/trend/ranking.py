@@ -15,7 +15,7 @@ def ranking_order(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def ranked(items: Iterable[tuple[str, int]], at_least: int = 1, limit: int | None = None) -> Ranked:
+def ranked(items: Iterable[tuple[str, int]], at_least: float = 1, limit: int | None = None) -> Ranked:
     """The items with at least ``at_least``, in ranking order, the first ``limit`` of them."""
     found = sorted(((key, value) for key, value in items if value >= at_least), key=ranking_order)
     return found if limit is None else found[:limit]
@@ -58,7 +58,7 @@ def summed(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-def ranked_with(base: Totals, extra: Mapping[str, int], limit: int | None, at_least: int) -> Ranked:
+def ranked_with(base: Totals, extra: Mapping[str, int], limit: int | None, at_least: float) -> Ranked:
     """The ranking of base + extra, exactly, without adding the two up key by key: the keys without
     extra keep base's order, so only the first ``limit`` of them can rank."""
     combined = [(key, base.by_key.get(key, 0) + value) for key, value in extra.items()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +26,8 @@ COUNT, USERS = measures.by_read("count"), measures.by_read("users")
 
 
 MAX_COMPARED_KEYS = 5
+# Below any sum of values trend stores (each value is within ±1e15), and a number every backend binds.
+_EVERY_VALUE = -sys.float_info.max
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,11 @@ class Queries:
             self._check_event(tx, event)
             planner = Planner(tx.levels, markers_between(tx, previous.start, current.end), now)
             spans = planner.cover(current.start, current.end)
-            ranked = ranked_keys(tx, spans, filters, measure, limit=limit)
-            before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit)
+            # A sum of values may be below 1, zero or negative: every key with events ranks by it.
+            floor = 1 if measure.kind != "real" else _EVERY_VALUE
+            ranked = ranked_keys(tx, spans, filters, measure, limit=limit, at_least=floor)
+            before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit,
+                                 at_least=floor)
             # The other measures of the few keys shown; the ranking read only the one it ranks by.
             others = [m for m in _rankings() if m is not measure]
             shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), others)
@@ -232,6 +238,9 @@ class Queries:
         """Keys that rise (a score above 0) by ``score`` (trend/rising.py) of the measure ``by`` against
         the ``baseline`` windows before; ``min_count`` applies to that measure."""
         measure = _ranking(by)
+        if measure.kind == "real":
+            raise QueryError("by", f"rising scores whole counts (events, people); {by} is a sum of values: "
+                                   "rank it with top")
         scoring = _scoring(score)
         now = self.clock.now_ms()
         at = now if at_ms is None else checked_time("at", at_ms)

@@ -50,7 +50,8 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
     # A series interval is one of this Trend's levels, and by= a measure that ranks; anything else is
     # a QueryError (422) from the query itself.
     interval_type = Annotated[str, _one_of(trend.levels.names, "a rollup level")]
-    by_type = Annotated[str, _one_of(measures.rankings(), "the measure to rank by: events, or distinct users")]
+    by_type = Annotated[str, _one_of(measures.rankings(), "the measure to rank by: events (count), distinct users "
+                                                          "(users), or another measure that ranks")]
 
     answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend),
                             lambda call: admission.run(admission.read_pool, call), admission.reading)

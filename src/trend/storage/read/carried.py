@@ -113,7 +113,7 @@ class RawCarried:
         assert filters.keys is not None
         return {key: (upto, added[key].blob() if key in added else by_key[key][1]) for key in filters.keys}
 
-    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: int) -> Ranked:
+    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: float) -> Ranked:
         return self.inner.ranked(spans, filters, by, limit, at_least)
 
     def tagged(self, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[dict[str, int]]:

@@ -61,7 +61,7 @@ class KeptByStamp:
 
     # -- rankings and baselines of every key --
 
-    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: int) -> Ranked:
+    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: float) -> Ranked:
         """Kept totals plus the fresh spans' totals. The ranking itself is kept while both are the very
         objects kept: with hundreds of dirty minutes pending, adding ~10,000 keys of raw totals to the
         kept ones cost more than the rest of the read, and both stay the same until something is stored."""

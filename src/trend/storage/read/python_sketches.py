@@ -64,7 +64,7 @@ class PythonSketches:
         folded = self._folded([spans], filters, measure, _by_key) if spans else {}
         return {str(key): sketch.blob() for key, sketch in folded.items()}
 
-    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: int) -> Ranked:
+    def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None, at_least: float) -> Ranked:
         if not by.is_sketch:
             return self.inner.ranked(spans, filters, by, limit, at_least)
         return ranked(self.totals(spans, filters, by).items(), at_least, limit)

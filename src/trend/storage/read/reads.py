@@ -45,7 +45,7 @@ def source(tx: Tx) -> TotalsSource:
 
 
 def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
-                limit: int | None = None, at_least: int = 1) -> Ranked:
+                limit: int | None = None, at_least: float = 1) -> Ranked:
     """Keys by the measure ``by`` (count or users), highest first, those with at least ``at_least``;
     ties go to the key that sorts first (by code point)."""
     if limit is not None and by.bounded_by is not None:
@@ -77,7 +77,7 @@ def _reachable(bound: int) -> int:
 
 
 def _ranked_within_bound(found: TotalsSource, spans: list[Span], filters: Filters, by: Measure, bound: Measure,
-                         limit: int, at_least: int) -> Ranked:
+                         limit: int, at_least: float) -> Ranked:
     """The ranking by ``by``, computing it only for the keys whose bound could still place them:
     candidates come in descending order of the cheap bound (count), ``by`` is computed for them a batch
     at a time (``limit`` keys, then twice as many each time), and once the ``limit``-th value beats

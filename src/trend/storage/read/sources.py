@@ -51,7 +51,7 @@ class TotalsSource(Protocol):
         """Each key's sketch of ``measure``, not estimated."""
 
     def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
-               at_least: int) -> Ranked:
+               at_least: float) -> Ranked:
         """Keys by ``by``, highest first, those with at least ``at_least``; ties by code point."""
 
     def tagged(self, plans: Sequence[list[Span]], filters: Filters, by: Measure) -> list[dict[str, int]]:
@@ -88,7 +88,7 @@ class SqlSource:
         return {row.key: row.sketch for row in self.tx.execute(query)}
 
     def ranked(self, spans: list[Span], filters: Filters, by: Measure, limit: int | None,
-               at_least: int) -> Ranked:
+               at_least: float) -> Ranked:
         rows = plan_rows(self.tx, [spans], filters, [by])
         if rows is None:
             return []
