@@ -118,9 +118,24 @@ def shown() -> list[Measure]:
     return [m for m in MEASURES if m.shown]
 
 
+def ranking() -> list[Measure]:
+    """The measures that rank (``by``), read when asked: an entry added to MEASURES shows up."""
+    return [m for m in MEASURES if m.ranks]
+
+
 def rankings() -> list[str]:
     """What ``by`` may name: the measures that rank."""
-    return [m.read_as for m in MEASURES if m.ranks]
+    return [m.read_as for m in ranking()]
+
+
+# The measures top and rising items carry as fields of their own; every other one that ranks comes
+# after them (TopItem.measures, a column of the CLI's tables, a field of the API's items).
+ITEM_FIELDS = ("count", "users")
+
+
+def other_rankings() -> list[str]:
+    """The measures that rank besides :data:`ITEM_FIELDS`."""
+    return [name for name in rankings() if name not in ITEM_FIELDS]
 
 
 def columns() -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from trend import measures
-from trend.measures import Measure
+from trend.measures import ITEM_FIELDS, Measure
 from trend.query.windows import WINDOWS
 from trend.rising import Score
 
@@ -98,7 +98,7 @@ def _measure_models(spec: tuple[Measure, ...]) -> MeasureModels:
         previous=(PreviousPeriod | None, ...))
     by = (str, Field(json_schema_extra={"enum": [m.read_as for m in spec if m.ranks]}))
     # Items carry every measure that ranks: count and users by name, any other as a field of its own.
-    ranked = {m.read_as: _point_field(m) for m in spec if m.ranks and m.read_as not in ("count", "users")}
+    ranked = {m.read_as: _point_field(m) for m in spec if m.ranks and m.read_as not in ITEM_FIELDS}
     top_item = create_model("TopItem", __base__=TopItem, **ranked) if ranked else TopItem  # type: ignore[call-overload]
     rising_item = (create_model("RisingItem", __base__=RisingItem, **ranked)  # type: ignore[call-overload]
                    if ranked else RisingItem)

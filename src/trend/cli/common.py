@@ -142,10 +142,6 @@ by_option = click.option("--by", type=Rankings(), default="count", show_default=
                          help="Rank by events (count), by distinct users (users), or by any other measure that ranks.")
 
 
-def other_rankings() -> list[str]:
-    """The measures that rank besides count and users: each is a column of top and rising."""
-    return [name for name in measures.rankings() if name not in ("count", "users")]
-
 
 def users_text(value: int | None) -> str:
     return "-" if value is None else str(value)

@@ -20,7 +20,6 @@ from trend.cli.common import (
     limit_option,
     open_trend,
     optional_time,
-    other_rankings,
     print_json,
     segment_option,
     users_text,
@@ -47,7 +46,7 @@ def top(event: str, segment: str | None, window: str, at: str | None, limit: int
     if as_json:
         print_json(shape)
         return
-    others = other_rankings()
+    others = measures.other_rankings()
     table = Table("rank", "key", "count", "users", *others, "change",
                   title=f"top {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:
@@ -95,7 +94,7 @@ def rising(event: str, segment: str | None, window: str, baseline: int, min_coun
     if as_json:
         print_json(shape)
         return
-    others = other_rankings()
+    others = measures.other_rankings()
     table = Table("rank", "key", "count", "users", *others, "expected", "score", "growth %",
                   title=f"rising {event}{segment_title(segment)} by {by} over {window} to {shape['end']}")
     for item in shape["items"]:

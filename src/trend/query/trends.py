@@ -125,11 +125,6 @@ def _scoring(score: str) -> Score:
         raise QueryError("score", f"expected one of {', '.join(s.value for s in Score)}; got {score!r}") from None
 
 
-def _rankings() -> list[Measure]:
-    """Every measure that ranks, read when asked: a measure added to trend/measures.py shows up."""
-    return [m for m in measures.MEASURES if m.ranks]
-
-
 def _figures(found: dict[str, Any], shown: Sequence[Measure], users_known: bool) -> dict[str, Any]:
     """A key's values of ``shown``, by read name, each as a read returns it; users None where unknown."""
     return {m.read_as: None if m is USERS and not users_known else found.get(m.column, m.empty) for m in shown}
@@ -206,7 +201,7 @@ class Queries:
             before = ranked_keys(tx, planner.cover(previous.start, previous.end), filters, measure, limit=limit,
                                  at_least=floor)
             # The other measures of the few keys shown; the ranking read only the one it ranks by.
-            others = [m for m in _rankings() if m is not measure]
+            others = [m for m in measures.ranking() if m is not measure]
             shown = measures_by_key(tx, spans, replace(filters, keys=[key for key, _ in ranked]), others)
             users_known = current.start >= users_since(tx)
         prev_ranks = {key: rank for rank, (key, _) in enumerate(before, start=1)}
@@ -257,7 +252,8 @@ class Queries:
                                  measure) if values else []
             # Only what rises: a key at or below its baseline is not "rising", whatever its rank.
             scored = [rise for rise in rising_ranked(values, past, baseline, scoring) if rise.score > 0][:limit]
-            shown = measures_by_key(tx, spans, replace(filters, keys=[rise.key for rise in scored]), _rankings())
+            ranking = measures.ranking()
+            shown = measures_by_key(tx, spans, replace(filters, keys=[rise.key for rise in scored]), ranking)
             users_known = current.start >= users_since(tx)
             oldest = history_start(tx)
             # A short list says how many keys min_count kept out; a full one needs no such look.
@@ -266,7 +262,7 @@ class Queries:
         partial = oldest is None or oldest > history[-1].start
         items = []
         for rank, rise in enumerate(scored, start=1):
-            figures = _figures(shown.get(rise.key, {}), _rankings(), users_known)
+            figures = _figures(shown.get(rise.key, {}), ranking, users_known)
             items.append(RisingItem(rank, rise.key, figures.pop(COUNT.read_as), figures.pop(USERS.read_as),
                                     rise.expected, rise.spread, rise.score, rise.growth_pct, partial, rise.breakout,
                                     figures))

@@ -19,6 +19,7 @@ import inspect
 import json
 import sys
 from collections.abc import Hashable, Mapping, Sequence
+from types import ModuleType
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
@@ -39,7 +40,6 @@ from sqlalchemy import (
     null,
     text,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -56,8 +56,17 @@ _LISTED_INLINE = 1_000
 _SSL_PARAMETERS = {"ssl_ca", "ssl_key", "ssl_cert", "ssl_capath", "ssl_cipher", "ssl_check_hostname"}
 
 
-def _exact_collation(dialect: Any) -> str:
-    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+def _mysql() -> ModuleType:
+    """SQLAlchemy's MySQL dialect, imported where a database is MariaDB's: a start-up on another backend
+    does not pay the 20 ms it takes."""
+    from sqlalchemy.dialects import mysql
+
+    return mysql
+
+
+def _exact_collation(mariadb: bool) -> str:
+    """A binary collation that does not pad: MariaDB's and MySQL 8's names for it differ."""
+    return "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
 
 
 class ExactText(TypeDecorator[str]):
@@ -72,7 +81,7 @@ class ExactText(TypeDecorator[str]):
         self.length = length
 
     def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
-        collation = _exact_collation(dialect)
+        collation, mysql = _exact_collation(getattr(dialect, "is_mariadb", False)), _mysql()
         if self.length:
             return cast(TypeEngine[Any], mysql.VARCHAR(self.length, charset="utf8mb4", collation=collation))
         return cast(TypeEngine[Any], mysql.LONGTEXT(charset="utf8mb4", collation=collation))
@@ -82,7 +91,13 @@ def _inline(value: Any) -> Any:
     """An expression with its bound values written into its SQL (``version + 1``); a value as it is."""
     if not isinstance(value, ColumnElement):
         return value
-    return literal_column(str(value.compile(dialect=mysql.dialect(), compile_kwargs={"literal_binds": True})))
+    return literal_column(str(value.compile(dialect=_mysql().dialect(), compile_kwargs={"literal_binds": True})))
+
+
+def _insert_sql(verb: str, table_name: str, columns: Sequence[str]) -> str:
+    """``INSERT INTO t (`a`, `key`) VALUES (%s, %s)``: column names quoted, as key is a reserved word."""
+    names = ", ".join(f"`{name}`" for name in columns)
+    return f"{verb} INTO {table_name} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
 
 
 class MariaDBDialect(Dialect):
@@ -107,7 +122,7 @@ class MariaDBDialect(Dialect):
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.collation = "utf8mb4_nopad_bin"
+        self.collation = _exact_collation(mariadb=True)  # until a connection says which server it is
 
     def check_url(self, url: URL) -> None:
         if not url.database:
@@ -137,8 +152,7 @@ class MariaDBDialect(Dialect):
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
-            self.collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
+            self.collation = _exact_collation("mariadb" in dbapi_connection.get_server_info().lower())
             with dbapi_connection.cursor() as cursor:
                 # Strict: a value that does not fit is an error, never silently cut; the connection's text
                 # compares as the columns' does, so a bound key never mixes collations with a column.
@@ -164,7 +178,7 @@ class MariaDBDialect(Dialect):
         got = conn.exec_driver_sql("SELECT GET_LOCK(%s, %s)", (_SCHEMA_LOCK, _SCHEMA_LOCK_WAIT_S)).scalar()
         if got != 1:
             raise TimeoutError(f"another process held trend's schema lock for {_SCHEMA_LOCK_WAIT_S} s")
-        conn.connection._connection_record.info["schema_locked"] = True
+        conn.connection.info["schema_locked"] = True  # the pool entry's, which the checkin event sees
 
     def drop_index(self, conn: Connection, table: str, name: str) -> None:
         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name} ON {table}")
@@ -190,11 +204,12 @@ class MariaDBDialect(Dialect):
     def upsert(self, table: Table, keys: Sequence[str], updates: Mapping[str, Any], **values: Any) -> Executable:
         # Expressions inline: PyMySQL's executemany rewrites the VALUES part and cannot bind the rest.
         inline = {name: _inline(value) for name, value in updates.items()}
-        return mysql.insert(table).values(**values).on_duplicate_key_update(inline)
+        return cast(Executable, _mysql().insert(table).values(**values).on_duplicate_key_update(inline))
 
     def insert_new(self, table: Table) -> Executable:
         first = next(iter(table.primary_key.columns))
-        return mysql.insert(table).on_duplicate_key_update({first.name: first})  # a no-op where the row exists
+        # A no-op where the row exists.
+        return cast(Executable, _mysql().insert(table).on_duplicate_key_update({first.name: first}))
 
     def set_column(self, conn: Connection, table: Table, keys: Sequence[str], column: str,
                    rows: Sequence[tuple[Any, ...]]) -> None:
@@ -249,16 +264,14 @@ class MariaDBDialect(Dialect):
         return literal(0)
 
     def sketch_type(self) -> TypeEngine[Any]:
-        return mysql.MEDIUMBLOB()
+        return cast(TypeEngine[Any], _mysql().MEDIUMBLOB())
 
     def bulk_insert(self, conn: Connection, table_name: str, columns: Sequence[str],
                     rows: Sequence[tuple[Any, ...]]) -> None:
         # PyMySQL's executemany sends an INSERT's rows as multi-row statements, up to max_allowed_packet.
         if rows:
-            marks = ", ".join(["%s"] * len(columns))
-            names = ", ".join(f"`{name}`" for name in columns)
             with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.executemany(f"INSERT INTO {table_name} ({names}) VALUES ({marks})", rows)
+                cursor.executemany(_insert_sql("INSERT", table_name, columns), rows)
 
     def insert_keyed(self, conn: Connection, table_name: str, columns: Sequence[str],
                      rows: Sequence[tuple[Any, ...]], id_column: str) -> set[str]:
@@ -268,8 +281,7 @@ class MariaDBDialect(Dialect):
         import pymysql  # loaded with the engine: this connection is its
 
         position = list(columns).index(id_column)
-        marks = ", ".join(["%s"] * len(columns))
-        names = ", ".join(f"`{name}`" for name in columns)
+        one_by_one = _insert_sql("INSERT IGNORE", table_name, columns)
         stored: set[str] = set()
         for part in chunked(rows, CHUNK):
             try:
@@ -280,7 +292,7 @@ class MariaDBDialect(Dialect):
                     raise
                 with conn.connection.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
                     for row in part:
-                        if cursor.execute(f"INSERT IGNORE INTO {table_name} ({names}) VALUES ({marks})", row):
+                        if cursor.execute(one_by_one, row):
                             stored.add(row[position])
                             continue
                         # IGNORE passes over any error: only a duplicate id may have been the reason.
