@@ -29,6 +29,11 @@ def _ds() -> Any:
     return datasketches
 
 
+def load() -> None:
+    """Load DataSketches now: a server does it while it starts, so its first read by users does not."""
+    _ds()
+
+
 def _hll_type() -> Any:
     return _ds().tgt_hll_type.HLL_8
 

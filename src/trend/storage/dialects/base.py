@@ -55,6 +55,8 @@ class Capabilities:
     buckets_per_transaction: int = 1
     # Sketch folds are SQL aggregates; where not, storage folds them in Python (storage/read/python_sketches.py).
     sketches_in_sql: bool = True
+    # Sketches are made and merged by DataSketches in trend's process (SQLite's functions are too).
+    sketches_in_process: bool = False
     # How distinct users are sketched here, as ``trend status`` says it.
     users_sketches: str = ""
     # Reads keep key totals of clean buckets between requests (storage/read/kept.py).
@@ -322,7 +324,8 @@ class Dialect(Connector, Writer, Vocabulary):
     @classmethod
     def column_type(cls, role: str, length: int = 0) -> TypeEngine[Any] | None:
         """The backend's own type for a column of ``role``, None for the portable one. "seq": an
-        autoincrement id; "key": text that is indexed and compared exactly, at most ``length`` characters."""
+        autoincrement id; "key": text that is indexed and compared exactly, at most ``length`` characters;
+        "blob": bytes of any length (megabytes)."""
         return None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    LargeBinary,
     Select,
     String,
     Table,
@@ -87,6 +88,16 @@ class ExactText(TypeDecorator[str]):
         return cast(TypeEngine[Any], mysql.LONGTEXT(charset="utf8mb4", collation=collation))
 
 
+class LongBytes(TypeDecorator[bytes]):
+    """Bytes of any length: a plain BLOB holds 64 kB, and the stored window totals of a long tail more."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> TypeEngine[Any]:
+        return cast(TypeEngine[Any], _mysql().LONGBLOB())
+
+
 def _inline(value: Any) -> Any:
     """An expression with its bound values written into its SQL (``version + 1``); a value as it is."""
     if not isinstance(value, ColumnElement):
@@ -107,6 +118,7 @@ class MariaDBDialect(Dialect):
     SQLALCHEMY_NAMES = ("mysql", "mariadb")
     CAPABILITIES = Capabilities(
         sketches_in_sql=False,
+        sketches_in_process=True,
         users_sketches="DataSketches HLL in trend's process (rollups and reads by users fetch sketches)",
     )
 
@@ -118,6 +130,8 @@ class MariaDBDialect(Dialect):
 
     @classmethod
     def column_type(cls, role: str, length: int = 0) -> TypeEngine[Any] | None:
+        if role == "blob":
+            return LongBytes()
         return ExactText(length) if role in ("key", "text") else None
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:

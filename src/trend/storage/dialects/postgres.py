@@ -171,7 +171,7 @@ class PostgresDialect(OnConflictUpserts, Dialect):
     def probe(self, conn: Connection) -> Capabilities:
         # The sketch column's type follows: hll, or bytea holding DataSketches' bytes (sketch_type).
         in_sql = self._use_hll(conn)
-        return self.caps.but(sketches_in_sql=in_sql, users_sketches=(
+        return self.caps.but(sketches_in_sql=in_sql, sketches_in_process=not in_sql, users_sketches=(
             "postgresql-hll, in the database" if in_sql else
             "DataSketches HLL in trend's process: the database has no postgresql-hll "
             "(rollups and reads by users fetch sketches instead of merging them in SQL)"))

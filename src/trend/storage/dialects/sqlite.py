@@ -53,6 +53,7 @@ class SQLiteDialect(OnConflictUpserts, Dialect):
         covering_minute_index=True,
         fine_key_index=False,
         users_sketches="DataSketches HLL, as SQL functions registered on each connection",
+        sketches_in_process=True,
     )
 
     URL_SCHEMES = ("sqlite", "sqlite+pysqlite")

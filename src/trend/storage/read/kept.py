@@ -24,7 +24,7 @@ from trend.model import MINUTE_MS, RAW, Span
 from trend.ranking import Ranked, Totals, ranked_with, summed
 from trend.storage.read.read_sql import Filters
 from trend.storage.read.sources import Point, TotalsSource
-from trend.storage.shared import data_versions
+from trend.storage.shared import data_versions, stored_totals
 from trend.storage.shared.markers import marker_versions
 from trend.storage.shared.read_cache import ReadCache, Same, Sketch
 from trend.storage.shared.tx import Tx
@@ -99,12 +99,22 @@ class KeptByStamp:
 
     def _kept(self, kept: list[Span], filters: Filters, by: Measure, *, bucket_by_bucket: bool = False) -> Totals:
         """Every key's total over ``kept``: kept, or computed and kept."""
-        stamp, entry = self._stamp(kept), (filters.event, filters.segment, by.column, tuple(kept))
+        stamp, entry = self._stamp(kept), self._entry(filters, by, kept)
         found = self.cache.totals.get(entry, stamp)
         if found is None:
-            found = Totals(self._sum_of_parts(kept, filters, by, bucket_by_bucket))
+            found = Totals(self._from_store(kept, filters, by)
+                           or self._sum_of_parts(kept, filters, by, bucket_by_bucket))
             self.cache.totals.put(entry, stamp, found)
         return found
+
+    def _from_store(self, kept: list[Span], filters: Filters, by: Measure) -> Mapping[str, int] | None:
+        """The totals of full hours as the hourly job stored them (storage/shared/stored_totals.py),
+        where it stored these very spans at this snapshot's data versions: a new process's first read
+        of a 24h window reads one row instead of summing every hour's rows."""
+        if not all(span.source == self.tx.levels.top.name for span in kept):
+            return None
+        part = stored_totals.part_name(filters.event, filters.segment, by.column, kept)
+        return stored_totals.load(self.tx, part, data_versions.of_spans(self.tx, kept))
 
     def _sum_of_parts(self, kept: list[Span], filters: Filters, by: Measure, bucket_by_bucket: bool
                       ) -> Mapping[str, int]:
@@ -118,10 +128,25 @@ class KeptByStamp:
             totals = [self._kept(part, filters, by, bucket_by_bucket=source not in (coarsest, RAW))
                       for source, part in parts.items()]
         elif bucket_by_bucket and len(buckets := self._buckets_of(kept)) > 1:
+            self._fetch_missing(buckets, filters, by)
             totals = [self._kept([bucket], filters, by) for bucket in buckets]
         else:
             return self.inner.totals(kept, filters.every_key(), by)
         return summed(part.by_key for part in totals)
+
+    def _fetch_missing(self, buckets: list[Span], filters: Filters, by: Measure) -> None:
+        """The buckets not kept yet, read in one statement and kept: a new process misses every bucket
+        of a window's edges, and one statement each cost a third of its first read."""
+        missing = [bucket for bucket in buckets
+                   if self.cache.totals.get(self._entry(filters, by, [bucket]), self._stamp([bucket])) is None]
+        if len(missing) > 1:
+            found = self.inner.tagged([[bucket] for bucket in missing], filters.every_key(), by)
+            for bucket, totals in zip(missing, found, strict=True):
+                self.cache.totals.put(self._entry(filters, by, [bucket]), self._stamp([bucket]), Totals(totals))
+
+    @staticmethod
+    def _entry(filters: Filters, by: Measure, kept: list[Span]) -> Hashable:
+        return filters.event, filters.segment, by.column, tuple(kept)
 
     def _buckets_of(self, spans: list[Span]) -> list[Span]:
         """``spans`` cut into their level's buckets: a plan merges neighbouring buckets into one span, so
@@ -139,12 +164,9 @@ class KeptByStamp:
         memo = self.tx.memo.stamps
         key = tuple(kept)
         if key not in memo:
-            finest = self.tx.levels.finest.name
-            names = sorted({name for span in kept for name in data_versions.partitions(
-                finest if span.source == RAW else span.source, span.start, span.end)})
             settled = [(span.start, span.end) for span in kept if span.source == RAW]
-            memo[key] = (tuple(data_versions.current(self.tx, names).items()),
-                         marker_versions(self.tx, finest, settled))
+            memo[key] = (data_versions.of_spans(self.tx, kept),
+                         marker_versions(self.tx, self.tx.levels.finest.name, settled))
         return memo[key]
 
     # -- the figures of the few keys a read shows --

@@ -23,7 +23,7 @@ from trend.storage.read.read_sql import Filters
 from trend.storage.read.sources import Point, SqlSource, TotalsSource
 from trend.storage.shared.tx import Tx
 
-__all__ = ["Filters", "Point", "measures_by_key", "points", "ranked_keys", "source", "tagged_totals"]
+__all__ = ["Filters", "Point", "key_totals", "measures_by_key", "points", "ranked_keys", "source", "tagged_totals"]
 
 # Past this many candidates, computing ``by`` for every key costs less than the key lists.
 _MOST_CANDIDATES = 4_096
@@ -52,6 +52,11 @@ def ranked_keys(tx: Tx, spans: list[Span], filters: Filters, by: Measure, *,
         return _ranked_within_bound(source(tx), spans, filters, by, all_measures.by_column(by.bounded_by), limit,
                                     at_least)
     return source(tx).ranked(spans, filters, by, limit, at_least)
+
+
+def key_totals(tx: Tx, spans: list[Span], filters: Filters, by: Measure) -> dict[str, int]:
+    """Every key's total of the additive measure ``by`` over ``spans``, read from the tables."""
+    return dict(source(tx).totals(spans, filters, by))
 
 
 def measures_by_key(tx: Tx, spans: list[Span], filters: Filters, measures: Sequence[Measure]

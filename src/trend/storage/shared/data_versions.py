@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 
-from trend.model import DAY_MS
+from trend.model import DAY_MS, RAW, Span
 from trend.storage.shared.schema import data_versions
 from trend.storage.shared.tx import Tx
 
@@ -61,3 +61,12 @@ def current(tx: Tx, names: Iterable[str]) -> dict[str, int]:
         found = {row.level: int(row.version) for row in tx.execute(query)}
         known.update({name: found.get(name, 0) for name in missing})
     return {name: known[name] for name in names}
+
+
+def of_spans(tx: Tx, spans: Iterable[Span]) -> tuple[tuple[str, int], ...]:
+    """The data versions of every level and day that ``spans`` read, as this snapshot sees them: raw
+    spans by the finest level's (a released marker comes back at version 1; its release moved that)."""
+    finest = tx.levels.finest.name
+    names = sorted({name for span in spans for name in partitions(
+        finest if span.source == RAW else span.source, span.start, span.end)})
+    return tuple(current(tx, names).items())

@@ -194,6 +194,19 @@ data_versions = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+# The key totals of the full hours of the windows reads will ask for in the coming hour, written by
+# the hourly job (query/prepared.py), so a new process's first read does not sum millions of rows
+# (storage/shared/stored_totals.py). ``part`` names the event, measure and spans; ``stamp`` holds the
+# data versions the totals were read at, and a read uses them only while its own are the same.
+stored_totals = Table(
+    "trend_stored_totals",
+    metadata,
+    Column("part", _key(_NAME), primary_key=True),
+    Column("stamp", _TEXT, nullable=False),
+    Column("totals", column_type("blob", LargeBinary()), nullable=False),
+    Column("made_at", BigInteger, nullable=False),
+)
+
 schema_meta = Table(
     "trend_schema",
     metadata,
@@ -283,4 +296,4 @@ ingest_progress = Table(
 
 # Every table but the level tables, which depend on the hierarchy.
 BASE_TABLES: tuple[Table, ...] = (fact_events, rollup_dirty, dimensions, job_runs, data_versions, schema_meta,
-                                  alert_rules, alert_fired, alert_deliveries, ingest_progress)
+                                  alert_rules, alert_fired, alert_deliveries, ingest_progress, stored_totals)

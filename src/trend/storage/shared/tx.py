@@ -25,6 +25,7 @@ class ReadMemo:
     markers: SeenMarkers | None = None  # of markers.markers_between
     newest_seq: int | None = None  # the newest event's seq
     stamps: dict[Hashable, Hashable] = field(default_factory=dict)  # what kept totals are checked against
+    stored: dict[str, str] | None = None  # the stored totals' parts and their stamps (stored_totals.py)
     source: Any = None  # the read's TotalsSource, composed once (storage/read/reads.py)
 
 
