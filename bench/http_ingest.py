@@ -114,10 +114,12 @@ _TOP_BODY = json.dumps({"window": "1h", "at": "2025-11-13T06:51:00+00:00", "item
 
 
 @contextmanager
-def _server(database_url: str) -> Iterator[str]:
+def _server(database_url: str, src: str | None = None) -> Iterator[str]:
+    """The bench app on ``database_url``, serving this checkout's trend or the one in ``src``."""
     port = free_port()
     env = environment(database_url, BENCH_TOP_BODY=_TOP_BODY,
-                      PYTHONPATH=os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
+                      PYTHONPATH=os.pathsep.join([*([src] if src else []), str(Path.cwd()),
+                                                  os.environ.get("PYTHONPATH", "")]))
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.http_apps:app", "--factory",
                                "--port", str(port), "--log-level", "warning"], env=env)
     try:

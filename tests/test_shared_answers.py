@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from tests.conftest import T0, TrendFactory
 from tests.servers import Served
-from trend.api.answers import STAMP_MS
-from trend.api.app import create_app
+from trend.api.answers import STAMP_MS, SharedAnswers
+from trend.api.app import create_app, mount
 from trend.clock import FakeClock
 from trend.model import MINUTE_MS
 from trend.service import Trend
@@ -109,6 +110,81 @@ class TestGzip:
         assert "content-encoding" not in plain.headers
         assert zipped.json() == plain.json()  # httpx decodes it
         assert len(plain.json()["items"]) == 100
+
+
+@pytest.fixture
+def hot_answers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each read was answered before FastAPI parsed it (SharedAnswers.hot)."""
+    seen: list[bool] = []
+    original = SharedAnswers.hot
+
+    def counted(self: SharedAnswers, request: Any) -> Any:
+        answer = original(self, request)
+        seen.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(SharedAnswers, "hot", counted)
+    return seen
+
+
+class TestHotAnswers:
+    """A request with the path and query string of one already answered gets the shared answer before
+    FastAPI parses it: the same answer, with the same checks, and never one from before a write."""
+
+    def test_the_same_answer_and_a_clients_own_write_seen_at_once(self, hot_answers: list[bool], client: TestClient,
+                                                                   clock: FakeClock) -> None:
+        first = client.get("/v1/top", params=TOP)
+        again = client.get("/v1/top", params=TOP)
+        assert hot_answers == [False, True]
+        assert (again.content, again.headers["etag"]) == (first.content, first.headers["etag"])
+        assert client.get("/v1/top", params=TOP, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+        assert client.post("/v1/events", json=_events(1, T0 - 5 * MINUTE_MS)).status_code == 202
+        after = client.get("/v1/top", params=TOP).json()
+        assert after["items"][0] == {**after["items"][0], "key": "key-0000", "count": 2}
+        clock.advance(MINUTE_MS)  # a new minute: a new window, never the last minute's answer
+        moved = client.get("/v1/top", params=TOP).json()
+        assert _epoch_ms(moved["at"]) == T0 + MINUTE_MS
+        # Another query string, an explicit `at` and bad parameters go through FastAPI as before.
+        assert client.get("/v1/top", params={**TOP, "at": str(T0 // 1000)}).status_code == 200
+        assert client.get("/v1/top", params={**TOP, "at": str(T0 // 1000)}).status_code == 200
+        assert client.get("/v1/top", params={**TOP, "limit": "0"}).status_code == 422
+        assert hot_answers[-3:] == [False, False, False]
+
+    def test_an_app_that_mounts_the_router_gets_them_under_its_prefix(self, served_trend: Trend,
+                                                                      hot_answers: list[bool]) -> None:
+        app = FastAPI(lifespan=served_trend.lifespan)
+        mount(app, served_trend, "/trend")
+        with TestClient(app) as host:
+            answers = [host.get("/trend/v1/top", params=TOP) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert hot_answers == [False, True, True]
+        assert answers[2].json() == answers[0].json()
+
+    def test_a_real_server_checks_the_read_rate_and_the_read_key_first(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 't.db'}"
+        with Trend(database_url=url, worker_enabled=False) as writer:
+            writer.ingest(_events(3, int(time.time() * 1000) - 5 * MINUTE_MS))
+        limited = Served(url, "--no-worker", TREND_RATE_READS="5")
+        try:
+            with httpx.Client(base_url=limited.url) as http:
+                codes = [http.get("/v1/top", params=TOP).status_code for _ in range(40)]
+        finally:
+            limited.stop()
+        # A burst of twice the rate, then refusals: a shared answer is no way around the client's rate.
+        assert codes[0] == 200
+        assert 429 in codes
+        assert codes.count(200) <= 15, codes
+        keyed = Served(url, "--no-worker", TREND_READ_KEY="a typed reader key", TREND_API_KEY="a typed writer key!")
+        try:
+            with httpx.Client(base_url=keyed.url) as http:
+                assert http.get("/v1/top", params=TOP,
+                                headers={"Authorization": "Bearer a typed reader key"}).status_code == 200
+                assert http.get("/v1/top", params=TOP).status_code == 401
+                assert http.get("/v1/top", params=TOP, headers={"Authorization": "Bearer wrong"}).status_code == 403
+                assert http.get("/v1/top", params=TOP,
+                                headers={"Authorization": "Bearer a typed writer key!"}).status_code == 200
+        finally:
+            keyed.stop()
 
 
 def _epoch_ms(iso: str) -> int:

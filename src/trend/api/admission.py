@@ -256,6 +256,10 @@ class Admission:
         self._logs[kind].shed(refusal.reason)
         raise refusal
 
+    def check_read(self, request: Request) -> None:
+        """The check of :meth:`read`, for an answer that goes out before the route's dependencies."""
+        self.check_rate("reads", client_of(request, self._keyed))
+
     def read(self) -> Any:
         """A route dependency: the client's read rate, checked before anything else."""
 

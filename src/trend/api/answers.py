@@ -14,6 +14,11 @@ The rules (docs/queries.md, "Shared answers"):
   events, so another process's write shows within that long.
 * Under overload, when admission refuses to compute an answer anew, the last one of the same
   parameters stands in if it is at most :data:`STALE_S` old: it says its own ``at``.
+* A hot answer goes out before FastAPI parses the request (:meth:`SharedAnswers.hot`): a request with
+  the very path and query string of one already answered, asking for the current minute, gets the
+  shared answer that request's parameters lead to, after the same read-rate check. Parsing and
+  checking the parameters again (FastAPI's dependencies) cost more of the event loop than the rest of
+  a hot read, and every answer of a route waits for the event loop.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ STAMP_MS = 100
 # Answers at least this large go out gzipped to clients that accept it.
 GZIP_BYTES = 1_024
 _KEPT = 256
+# The path and query strings remembered for hot answers: a client sending ever new ones evicts only them.
+_QUERIES_KEPT = 1_024
 # Under overload, a shared answer this recent stands in for a renewal that was refused.
 STALE_S = 10.0
 
@@ -101,8 +108,15 @@ Gate = Callable[[Request], AbstractAsyncContextManager[None]]
 
 
 class SharedAnswers:
-    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str], run: Runner, gate: Gate) -> None:
+    def __init__(self, share_ms: int, stamp: Stamp, headers: Mapping[str, str], run: Runner, gate: Gate,
+                 now_ms: Callable[[], int], admit: Callable[[Request], None] | None) -> None:
+        """``admit``: what a hot answer checks before it goes out, as the routes' dependencies would
+        (the client's read rate); None where those are more (a read key): no answer goes out early."""
         self._run = run
+        self._now_ms = now_ms
+        self._admit = admit
+        # (path, query string) of requests without ``at`` → the parameters they were parsed into.
+        self._queries: OrderedDict[tuple[str, bytes], Hashable] = OrderedDict()
         self._gate = gate
         self._share_s = share_ms / 1000
         self._stamp = stamp
@@ -120,9 +134,43 @@ class SharedAnswers:
             self._done.clear()
             self._generation += 1
 
+    def hot(self, request: Request) -> Response | None:
+        """The answer to a request whose path and query string were answered before, if it is shared
+        now: None sends the request on to FastAPI. Only a GET for the current minute (no ``at``)."""
+        if self._admit is None or request.method != "GET":
+            return None
+        with self._done_lock:
+            key = self._queries.get((request.scope["path"], request.scope["query_string"]))
+        if key is None:
+            return None
+        now = self._now_ms()
+        shared = (key, now - now % MINUTE_MS)
+        with self._done_lock:
+            found = self._done.get(shared)
+        if found is None or time.monotonic() - found.made > self._share_s:
+            return None
+        self._admit(request)
+        held = request.headers.get("if-none-match")
+        if held is not None:
+            fresh = self._stamp.fresh()
+            if fresh is None:
+                return None
+            current = etag(key, shared[1], fresh[0])
+            if current in _tags(held):
+                return Response(status_code=304, headers={**self._headers, "ETag": current})
+        return self._response(request, found)
+
     async def respond(self, request: Request, key: Hashable, at_ms: int,
-                      compute: Callable[[], dict[str, Any]]) -> Response:
-        """The answer to ``key`` as a response: 304 to a client that holds it, shared where it may be."""
+                      compute: Callable[[], dict[str, Any]], *, now: bool = False) -> Response:
+        """The answer to ``key`` as a response: 304 to a client that holds it, shared where it may be.
+        ``now``: the request asked for the current minute, so a later one with the same path and
+        query string may be answered by :meth:`hot`."""
+        if now:
+            with self._done_lock:
+                self._queries[(request.scope["path"], request.scope["query_string"])] = key
+                self._queries.move_to_end((request.scope["path"], request.scope["query_string"]))
+                while len(self._queries) > _QUERIES_KEPT:
+                    self._queries.popitem(last=False)
         minute = at_ms - at_ms % MINUTE_MS
         fresh = self._stamp.fresh()
         stamp = fresh[0] if fresh is not None else await self._run(self._stamp.current)

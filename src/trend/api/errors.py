@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -146,6 +147,13 @@ def error_response(exc: Exception) -> JSONResponse:
     return handler(exc)
 
 
+# Routes whose shared answers may go out before FastAPI parses the request (api/answers.py,
+# SharedAnswers.hot), by endpoint: an app that includes the router makes copies of its routes, and
+# each copy keeps the endpoint.
+HOT_ANSWERS: weakref.WeakKeyDictionary[Callable[..., Any], Callable[[Request], Response | None]] = (
+    weakref.WeakKeyDictionary())
+
+
 class TrendRoute(APIRoute):
     """A route that answers its own errors with the error body, so trend's router keeps its error
     contract when an app mounts it without ``create_app``'s handlers (the README's embedding)."""
@@ -155,7 +163,9 @@ class TrendRoute(APIRoute):
 
         async def handle_with_errors(request: Request) -> Response:
             try:
-                return await handle(request)
+                hot = HOT_ANSWERS.get(self.endpoint)
+                answer = hot(request) if hot is not None else None
+                return answer if answer is not None else await handle(request)
             except Exception as exc:
                 return error_response(exc)
 

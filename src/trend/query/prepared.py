@@ -28,6 +28,9 @@ COUNT = measures.by_read("count")
 
 # Windows with full hours to keep: a shorter one is read from its few finer buckets anyway.
 PREPARED_WINDOWS = {name: width for name, width in WINDOWS.items() if width >= 6 * HOUR_MS}
+# A part of more keys than a process keeps in memory (storage/shared/read_cache.py) is not stored:
+# it would not stay kept, and its row would outgrow what a server takes in one statement.
+MOST_KEYS = 200_000
 
 
 def prepare_window_totals(db: Database, now: int) -> int:
@@ -51,8 +54,8 @@ def prepare_window_totals(db: Database, now: int) -> int:
                         wanted[stored_totals.part_name(event, None, COUNT.column, hours)] = (filters, hours)
         stamps = {part: data_versions.of_spans(tx, hours) for part, (_, hours) in wanted.items()}
         ready = stored_totals.current(tx, stamps)
-        made = [(part, stamps[part], key_totals(tx, hours, filters, COUNT))
-                for part, (filters, hours) in wanted.items() if part not in ready]
+        made = [(part, stamps[part], totals) for part, (filters, hours) in wanted.items() if part not in ready
+                if len(totals := key_totals(tx, hours, filters, COUNT)) <= MOST_KEYS]
     with db.write() as tx:
         stored_totals.save(tx, made, now)
         stored_totals.keep_only(tx, wanted)

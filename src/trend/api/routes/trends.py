@@ -13,7 +13,7 @@ from trend.api import models
 from trend.api.admission import Admission
 from trend.api.answers import SharedAnswers, Stamp
 from trend.api.deps import Event, Limit, Segment, Time, optional_time, read_access
-from trend.api.errors import error_responses, trend_router
+from trend.api.errors import HOT_ANSWERS, error_responses, trend_router
 from trend.query.windows import WINDOWS
 from trend.service import Trend
 from trend.shapes import rising_shape, series_shape, top_shape
@@ -53,8 +53,11 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
     by_type = Annotated[str, _one_of(measures.rankings(), "the measure to rank by: events (count), distinct users "
                                                           "(users), or another measure that ranks")]
 
+    # With a read key, an answer goes out only after the routes' own checks of the key: none early.
+    early = None if trend.settings.read_key is not None else admission.check_read
     answers = SharedAnswers(trend.settings.read_share_ms, Stamp(trend.change_stamp), _cache_headers(trend),
-                            lambda call: admission.run(admission.read_pool, call), admission.reading)
+                            lambda call: admission.run(admission.read_pool, call), admission.reading,
+                            trend.clock.now_ms, early)
     trend.after_write.append(answers.written)
 
     @api.get("/v1/series", response_model=shapes.series, responses=_CACHED,
@@ -71,7 +74,8 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
             request, ("series", event, tuple(key or ()), segment, interval, start_ms, end_ms, compare),
             end_ms if end_ms is not None else trend.clock.now_ms(),
             lambda: series_shape(trend.series(event, key=keys, segment=segment, interval=interval,
-                                              start_ms=start_ms, end_ms=end_ms, compare=compare), zone))
+                                              start_ms=start_ms, end_ms=end_ms, compare=compare), zone),
+            now=start_ms is None and end_ms is None)
 
     @api.get("/v1/top", response_model=shapes.top, responses=_CACHED,
              summary="Keys by count or users over a window ending at `at`, with rank change")
@@ -81,7 +85,8 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
         when = at_ms if at_ms is not None else trend.clock.now_ms()
         return await answers.respond(
             request, ("top", event, segment, window, at_ms, limit, by), when,
-            lambda: top_shape(trend.top(event, segment=segment, window=window, at_ms=when, limit=limit, by=by), zone))
+            lambda: top_shape(trend.top(event, segment=segment, window=window, at_ms=when, limit=limit, by=by), zone),
+            now=at_ms is None)
 
     @api.get("/v1/rising", response_model=shapes.rising, responses=_CACHED,
              summary="Keys rising against the windows before, by their share of the stream (or z-score)")
@@ -100,7 +105,7 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
             request, ("rising", event, segment, window, baseline, min_count, at_ms, limit, by, score), when,
             lambda: rising_shape(trend.rising(event, segment=segment, window=window, baseline=baseline,
                                               min_count=min_count, at_ms=when, limit=limit, by=by, score=score),
-                                 zone))
+                                 zone), now=at_ms is None)
 
     @api.get("/v1/dimensions", response_model=models.Dimensions,
              summary="Every event type and its segments, and the series intervals")
@@ -116,4 +121,6 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
                 "interval_limits": [{"interval": level.name, "seconds": level.width // 1000,
                                      "max_points": level.max_points} for level in trend.levels]}
 
+    for endpoint in (series, top, rising):
+        HOT_ANSWERS[endpoint] = answers.hot
     return api
