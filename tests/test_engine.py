@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from tests.conftest import TrendFactory
 from trend.errors import ConfigError, StorageError
-from trend.storage import checkpoints, engine
+from trend.storage import checkpoints
 from trend.storage.engine import Database
 from trend.storage.shared.schema import SCHEMA_VERSION
 
@@ -85,68 +85,6 @@ class TestFairTurns:
             runner.join(10)
             db.dispose()
         assert max(waits) < 0.2, waits
-
-
-class TestPatientPieces:
-    """A staged bucket's pieces (Database.pinned) give way to other writers for a while: during a digest
-    of several levels, an ingest waits for the piece being written, not for a piece of each level."""
-
-    @staticmethod
-    def _queued(db: Database, count: int) -> None:
-        deadline = time.monotonic() + 10
-        while len(db._write_turns._queue) < count:  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the writers did not queue"
-            time.sleep(0.005)
-
-    def _order(self, db: Database, pause_before_ingest: float) -> list[str]:
-        order: list[str] = []
-        release = threading.Event()
-
-        def holder() -> None:
-            with db.write_turn():
-                release.wait(10)
-
-        def piece(name: str) -> None:
-            with db.pinned() as session, session.write():
-                order.append(name)
-
-        def ingest() -> None:
-            with db.write():
-                order.append("ingest")
-
-        threads = [threading.Thread(target=holder)]
-        threads[0].start()
-        self._queued(db, 1)
-        for n, name in enumerate(("1m piece", "5m piece"), start=2):
-            threads.append(threading.Thread(target=piece, args=(name,)))
-            threads[-1].start()
-            self._queued(db, n)
-        time.sleep(pause_before_ingest)
-        threads.append(threading.Thread(target=ingest))
-        threads[-1].start()
-        self._queued(db, 4)
-        release.set()
-        for thread in threads:
-            thread.join(10)
-        return order
-
-    def test_an_ingest_passes_the_pieces_waiting_for_their_turn(self, tmp_path: Path) -> None:
-        db = Database(f"sqlite:///{tmp_path / 'turns.db'}")
-        db.ensure_schema()
-        try:
-            assert self._order(db, 0) == ["ingest", "1m piece", "5m piece"]
-        finally:
-            db.dispose()
-
-    def test_a_piece_that_has_given_way_long_enough_keeps_its_place(self, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(engine, "PATIENCE_S", 0.05)
-        db = Database(f"sqlite:///{tmp_path / 'turns.db'}")
-        db.ensure_schema()
-        try:
-            assert self._order(db, 0.1) == ["1m piece", "5m piece", "ingest"]
-        finally:
-            db.dispose()
 
 
 class TestOtherProcessWriters:

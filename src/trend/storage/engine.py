@@ -36,41 +36,23 @@ __all__ = ["Database", "Tx", "chunked", "translate_errors"]
 T = TypeVar("T")
 
 
-class _Ticket:
-    __slots__ = ("patient", "since")
-
-    def __init__(self, patient: bool) -> None:
-        self.patient = patient
-        self.since = time.monotonic()
-
-
 class FairLock:
-    """A first-come, first-served lock, where patient holders give way to others for a while.
+    """A first-come, first-served lock.
 
     SQLite's busy handler sleeps with growing back-off, so a writer that waits behind a run loses
     every race to the run's next bucket transaction and can wait for the whole backlog. Queuing
-    writers of one process in arrival order bounds an ingest's wait to one bucket. A digest runs
-    several levels at once, each writing a bucket in pieces, so an ingest could still queue behind a
-    piece of each: pieces are patient, and a writer that is not passes those that have waited less
-    than :data:`PATIENCE_S`, so it waits for the one piece being written at most. Past that a piece
-    keeps its place, so a steady stream of ingests cannot hold a digest back for good.
+    writers of one process in arrival order bounds an ingest's wait to one bucket.
     """
 
     def __init__(self) -> None:
         self._turns = threading.Condition()
-        self._queue: deque[_Ticket] = deque()
+        self._queue: deque[object] = deque()
 
     @contextmanager
-    def hold(self, *, patient: bool = False) -> Iterator[None]:
-        ticket = _Ticket(patient)
+    def hold(self) -> Iterator[None]:
+        ticket = object()
         with self._turns:
-            place = len(self._queue)
-            if not patient:
-                # Never before the holder (place 0); before patient tickets that have not waited long.
-                while place > 1 and self._queue[place - 1].patient and \
-                        ticket.since - self._queue[place - 1].since < PATIENCE_S:
-                    place -= 1
-            self._queue.insert(place, ticket)
+            self._queue.append(ticket)
             self._turns.wait_for(lambda: self._queue[0] is ticket)
         try:
             yield
@@ -79,9 +61,6 @@ class FairLock:
                 self._queue.popleft()
                 self._turns.notify_all()
 
-
-# How long a patient writer (a piece of a bucket) gives way to other writers before it keeps its place.
-PATIENCE_S = 1.0
 
 # How long a write whose COMMIT lost its connection asks the database what became of it.
 COMMIT_CHECK_SECONDS = 30.0
@@ -158,10 +137,9 @@ class Database:
                     "only with event_id set on every event")
             time.sleep(COMMIT_CHECK_PAUSE_S)
 
-    def write_turn(self, *, patient: bool = False) -> AbstractContextManager[None]:
-        """Where writers are serialized, wait for this process's turn, first come first served; a
-        ``patient`` writer gives way to the others for a while (:class:`FairLock`)."""
-        return self._write_turns.hold(patient=patient) if self._write_turns is not None else nullcontext()
+    def write_turn(self) -> AbstractContextManager[None]:
+        """Where writers are serialized, wait for this process's turn, first come first served."""
+        return self._write_turns.hold() if self._write_turns is not None else nullcontext()
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -260,9 +238,8 @@ class Pinned:
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
-        """A write transaction, taking its turn as :meth:`Database.write` does; a patient one: a staged
-        bucket's pieces give way to other writers (an ingest) for a while."""
-        with self._db.write_turn(patient=True):
+        """A write transaction, taking its turn as :meth:`Database.write` does."""
+        with self._db.write_turn():
             self._conn.execution_options(trend_write=True)
             with translate_errors(self._db), self._conn.begin():
                 yield Tx(self._conn, self._db.dialect, self._db.levels)
