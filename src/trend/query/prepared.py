@@ -2,7 +2,8 @@
 
 A warm process keeps every key's total over the full hours of a window (storage/read/kept.py) and
 reads only the window's edges; a new one (a restart, a new replica, every CLI call) would sum every
-hour's rows first: about 80 ms for a 24h window of 20,000 keys on SQLite. After each run of the
+hour's rows first: 250 of the 325 ms of a first ``top`` 24h over a week of 10M events and 20,000 keys
+on SQLite (docs/benchmarks.md). After each run of the
 hourly job, the full hours of the windows a ``top`` reads in the coming hour (each named window of
 6 hours or more, and the window before it, which ``top`` ranks against) are summed once per event,
 over every segment, by count, and stored with the data versions they were read at. A read whose
