@@ -57,6 +57,8 @@ class Capabilities:
     sketches_in_sql: bool = True
     # Sketches are made and merged by DataSketches in trend's process (SQLite's functions are too).
     sketches_in_process: bool = False
+    # The database runs in trend's process: a statement costs no round trip to a server.
+    in_process: bool = False
     # How distinct users are sketched here, as ``trend status`` says it.
     users_sketches: str = ""
     # Reads keep key totals of clean buckets between requests (storage/read/kept.py).

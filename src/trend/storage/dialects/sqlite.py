@@ -54,6 +54,7 @@ class SQLiteDialect(OnConflictUpserts, Dialect):
         fine_key_index=False,
         users_sketches="DataSketches HLL, as SQL functions registered on each connection",
         sketches_in_process=True,
+        in_process=True,
     )
 
     URL_SCHEMES = ("sqlite", "sqlite+pysqlite")
