@@ -160,6 +160,7 @@ class TestHotAnswers:
         assert hot_answers == [False, True, True]
         assert answers[2].json() == answers[0].json()
 
+    @pytest.mark.slow
     def test_a_real_server_checks_the_read_rate_and_the_read_key_first(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 't.db'}"
         with Trend(database_url=url, worker_enabled=False) as writer:
