@@ -165,16 +165,23 @@ class TestHotAnswers:
         url = f"sqlite:///{tmp_path / 't.db'}"
         with Trend(database_url=url, worker_enabled=False) as writer:
             writer.ingest(_events(3, int(time.time() * 1000) - 5 * MINUTE_MS))
-        limited = Served(url, "--no-worker", TREND_RATE_READS="5")
+        # Reads need no key here; writes need the write key.
+        limited = Served(url, "--no-worker", TREND_RATE_READS="5", TREND_API_KEY="a typed writer key!")
         try:
             with httpx.Client(base_url=limited.url) as http:
                 codes = [http.get("/v1/top", params=TOP).status_code for _ in range(40)]
+                # A made-up token with each request is the same client, not a new one with a rate of its own.
+                made_up = [http.get("/v1/top", params=TOP, headers={"Authorization": f"Bearer made-up-{n}"})
+                           .status_code for n in range(20)]
+                keyed = http.get("/v1/top", params=TOP, headers={"Authorization": "Bearer a typed writer key!"})
         finally:
             limited.stop()
         # A burst of twice the rate, then refusals: a shared answer is no way around the client's rate.
         assert codes[0] == 200
         assert 429 in codes
         assert codes.count(200) <= 15, codes
+        assert made_up.count(200) <= 2, made_up
+        assert keyed.status_code == 200  # the server's own key is a client of its own
         keyed = Served(url, "--no-worker", TREND_READ_KEY="a typed reader key", TREND_API_KEY="a typed writer key!")
         try:
             with httpx.Client(base_url=keyed.url) as http:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import math
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,13 +60,17 @@ class ShedError(ApiError):
         self.reason = reason
 
 
-def client_of(request: Request, keyed: bool) -> str:
-    """The address the request came from, and on a server with keys the key presented (a digest of
-    it, never the key; a wrong one was refused before this). Without keys, the address alone: any
-    made-up header would otherwise be a new client."""
+def client_of(request: Request, keys: Sequence[str]) -> str:
+    """The address the request came from, and the key presented when it is one of the server's
+    ``keys`` (a digest of it, never the key). Any other header is no client of its own: where reads
+    need no key, a made-up token with each request would otherwise be a new client each time, with a
+    rate of its own."""
     address = request.client.host if request.client is not None else "?"
-    authorization = request.headers.get("authorization", "") if keyed else ""
-    presented = hashlib.blake2b(authorization.encode(), digest_size=6).hexdigest() if authorization else "-"
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    known = scheme.lower() == "bearer" and token and any(hmac.compare_digest(token.encode(), key.encode())
+                                                         for key in keys)
+    presented = hashlib.blake2b(token.encode(), digest_size=6).hexdigest() if known else "-"
     return f"{presented}@{address}"
 
 
@@ -201,7 +206,7 @@ class Admission:
 
     def __init__(self, settings: Settings, counted: Counted) -> None:
         self.enabled = settings.admission
-        self._keyed = settings.api_key is not None or settings.read_key is not None
+        self._keys = [key.get_secret_value() for key in (settings.api_key, settings.read_key) if key is not None]
         self._counted = counted
         self.probe_pool = _pool("probe", PROBE_THREADS)
         self.write_pool = _pool("write", WRITE_THREADS)
@@ -235,7 +240,7 @@ class Admission:
         if not self.enabled:
             yield
             return
-        client = client_of(request, self._keyed)
+        client = client_of(request, self._keys)
         queued = not self._gate.may_hold(client)
         try:
             admitted = await self._gate.acquire(client, self._wait_s)
@@ -258,13 +263,13 @@ class Admission:
 
     def check_read(self, request: Request) -> None:
         """The check of :meth:`read`, for an answer that goes out before the route's dependencies."""
-        self.check_rate("reads", client_of(request, self._keyed))
+        self.check_rate("reads", client_of(request, self._keys))
 
     def read(self) -> Any:
         """A route dependency: the client's read rate, checked before anything else."""
 
         async def admitted(request: Request) -> None:
-            self.check_rate("reads", client_of(request, self._keyed))
+            self.check_rate("reads", client_of(request, self._keys))
 
         return Depends(admitted)
 
@@ -272,7 +277,7 @@ class Admission:
         """A route dependency: the client's write rate, checked before anything is read of the body."""
 
         async def admitted(request: Request) -> None:
-            self.check_rate("writes", client_of(request, self._keyed))
+            self.check_rate("writes", client_of(request, self._keys))
 
         return Depends(admitted)
 
