@@ -173,7 +173,7 @@ class TestHotAnswers:
                 # A made-up token with each request is the same client, not a new one with a rate of its own.
                 made_up = [http.get("/v1/top", params=TOP, headers={"Authorization": f"Bearer made-up-{n}"})
                            .status_code for n in range(20)]
-                keyed = http.get("/v1/top", params=TOP, headers={"Authorization": "Bearer a typed writer key!"})
+                own_key = http.get("/v1/top", params=TOP, headers={"Authorization": "Bearer a typed writer key!"})
         finally:
             limited.stop()
         # A burst of twice the rate, then refusals: a shared answer is no way around the client's rate.
@@ -181,7 +181,7 @@ class TestHotAnswers:
         assert 429 in codes
         assert codes.count(200) <= 15, codes
         assert made_up.count(200) <= 2, made_up
-        assert keyed.status_code == 200  # the server's own key is a client of its own
+        assert own_key.status_code == 200  # the server's own key is a client of its own
         keyed = Served(url, "--no-worker", TREND_READ_KEY="a typed reader key", TREND_API_KEY="a typed writer key!")
         try:
             with httpx.Client(base_url=keyed.url) as http:
