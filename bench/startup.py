@@ -10,6 +10,7 @@ and code from before them reads the same rows without them.
 
     git worktree add /tmp/before <commit>
     python -m bench.startup --before /tmp/before/src [--backend postgres] [--events 2000000] [--repeat 9]
+                            [--days 7]   (bench.history's 3 event types and long tail over 7 days)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.common import fill_a_day_of_searches, machine, parser, scratch_trend, server_url
+from bench.history import fill
 from trend import Trend
 from trend.clock import SystemClock
 
@@ -56,10 +58,15 @@ def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--before", required=True, help="the src folder of the code to compare with")
     p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--days", type=int, default=1, help="more than 1: bench.history's events over that many days")
     args = p.parse_args()
     with scratch_trend(args.backend, server_url(args), SystemClock()) as scratch:
         url = scratch.settings.database_url
-    fill_a_day_of_searches(url, args.events)
+        if args.days > 1:
+            now = int(time.time() * 1000)
+            fill(scratch, args.events, now - args.days * 86_400_000, now)
+    if args.days == 1:
+        fill_a_day_of_searches(url, args.events)
     trees = {"before": args.before, "this checkout": HERE}
     times: dict[str, dict[str, list[float]]] = {name: {what: [] for what in WHAT} for name in trees}
     for _ in range(args.repeat):
@@ -75,7 +82,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "trend", "top", "--event", "search", "--window", "24h"],
                            capture_output=True, env=env, check=True)
             times[name][WHAT[-1]].append(1000 * (time.perf_counter() - began))
-    print(f"{machine()}; {args.backend}, {args.events:,} events over 20,000 keys, {args.repeat} runs each, "
+    print(f"{machine()}; {args.backend}, {args.events:,} events over {args.days} days, {args.repeat} runs each, "
           "alternating; medians in ms\n")
     print("| | before | this checkout | ratio |\n|---|---|---|---|")
     for what in WHAT:
