@@ -6,6 +6,9 @@ type checking, can close a cycle the layers do not see."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import grimp
@@ -22,6 +25,23 @@ class TestImports:
                   for imported in graph.find_modules_directly_imported_by(module)
                   if (chain := graph.find_shortest_chain(importer=imported, imported=module))}
         assert cycles == set(), sorted(cycles)
+
+
+# What a process that reads by count from SQLite never needs: each loads when first used (tens of ms
+# apiece at start-up, which every CLI call and every new replica pays).
+LOADED_WHEN_NEEDED = ["psycopg", "pymysql", "sqlalchemy.dialects.mysql", "apscheduler", "httpx", "datasketches",
+                      "numpy", "fastapi", "uvicorn"]
+
+
+class TestStartUp:
+    def test_a_read_by_count_on_sqlite_loads_no_other_backend_nor_the_worker_nor_http(self, tmp_path: Path) -> None:
+        script = (f"import json, sys; from trend import Trend; "
+                  f"trend = Trend(database_url='sqlite:///{tmp_path / 't.db'}', worker_enabled=False); "
+                  "trend.ingest([{'event': 'search', 'key': 'k'}]); trend.rollup(); "
+                  "trend.series('search', interval='1h'); "
+                  f"print(json.dumps([name for name in {LOADED_WHEN_NEEDED!r} if name in sys.modules]))")
+        loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+        assert json.loads(loaded.stdout) == []
 
 
 # Drivers of every backend trend has, or could be given: only a dialect may import one.
