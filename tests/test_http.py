@@ -100,7 +100,7 @@ class TestWriteKey:
 
 class TestMethodNotAllowed:
     @pytest.mark.parametrize(("method", "path", "allowed"), [
-        ("DELETE", "/v1/top", "GET"), ("PUT", "/v1/events", "POST"), ("PATCH", "/v1/alerts/1", "DELETE"),
+        ("DELETE", "/v1/top", "GET, HEAD"), ("PUT", "/v1/events", "POST"), ("PATCH", "/v1/alerts/1", "DELETE"),
         ("POST", "/livez", "GET, HEAD"), ("PUT", "/v1/alerts", "GET, POST"),
     ])
     def test_a_405_names_every_method_the_path_takes(self, client: TestClient, method: str, path: str,

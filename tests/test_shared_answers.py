@@ -70,6 +70,20 @@ class TestConditionalGet:
         clock.advance(MINUTE_MS)
         assert client.get("/v1/top", params=TOP, headers={"If-None-Match": tag}).status_code == 200
 
+    def test_head_and_if_none_match_star_answer_as_http_says(self, client: TestClient) -> None:
+        """HEAD: GET's status and headers, no body (a cache or monitor checking the ETag). ``*`` in
+        If-None-Match holds any current answer, so a GET gets 304 (RFC 9110, 13.1.2)."""
+        for path, params in (("/v1/top", TOP), ("/v1/series", {"event": "search"}),
+                             ("/v1/rising", {"event": "search", "min_count": "1"})):
+            got = client.get(path, params=params)
+            head = client.head(path, params=params)
+            assert (head.status_code, head.content) == (200, b"")
+            assert head.headers["etag"] == got.headers["etag"]
+            assert head.headers["content-length"] == got.headers["content-length"]
+            assert client.get(path, params=params, headers={"If-None-Match": "*"}).status_code == 304
+        assert client.head("/v1/top", params={**TOP, "limit": "0"}).status_code == 422
+        assert "head" not in client.get("/openapi.json").json()["paths"]["/v1/top"]
+
     def test_other_parameters_are_other_answers(self, client: TestClient) -> None:
         tag = client.get("/v1/top", params=TOP).headers["etag"]
         other = client.get("/v1/top", params={**TOP, "limit": "5"}, headers={"If-None-Match": tag})

@@ -156,7 +156,7 @@ class SharedAnswers:
             if fresh is None:
                 return None
             current = etag(key, shared[1], fresh[0])
-            if current in _tags(held):
+            if _held(held, current):
                 return Response(status_code=304, headers={**self._headers, "ETag": current})
         return self._response(request, found)
 
@@ -175,7 +175,7 @@ class SharedAnswers:
         fresh = self._stamp.fresh()
         stamp = fresh[0] if fresh is not None else await self._run(self._stamp.current)
         current = etag(key, minute, stamp)
-        if current in _tags(request.headers.get("if-none-match", "")):
+        if _held(request.headers.get("if-none-match", ""), current):
             return Response(status_code=304, headers={**self._headers, "ETag": current})
         answer = await self._answer(request, (key, minute), current, compute)
         return self._response(request, answer)
@@ -235,6 +235,13 @@ class SharedAnswers:
 
 def _encoded(shape: dict[str, Any]) -> bytes:
     return json.dumps(shape, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _held(header: str, current: str) -> bool:
+    """Whether an If-None-Match header names the current answer: its ETag, or ``*``, which a GET
+    holds whenever there is an answer at all (RFC 9110, 13.1.2)."""
+    tags = _tags(header)
+    return "*" in tags or current in tags
 
 
 def _tags(header: str) -> set[str]:

@@ -121,6 +121,9 @@ def router(trend: Trend, admission: Admission) -> APIRouter:
                 "interval_limits": [{"interval": level.name, "seconds": level.width // 1000,
                                      "max_points": level.max_points} for level in trend.levels]}
 
-    for endpoint in (series, top, rising):
+    for path, endpoint in (("/v1/series", series), ("/v1/top", top), ("/v1/rising", rising)):
         HOT_ANSWERS[endpoint] = answers.hot
+        # HEAD answers as GET does, without the body (a cache or a monitor checking the ETag), and
+        # stays out of the schema: one operation each.
+        api.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
     return api
