@@ -5,7 +5,14 @@ only a read whose snapshot sees the data versions they were summed at."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +20,13 @@ from sqlalchemy import func, select, text
 
 from tests.conftest import BACKENDS, MARIADB, T0, TrendFactory
 from tests.reference import ref_top, settle
+from tests.servers import environment
+from trend.keys import normalizer
 from trend.model import HOUR_MS, MINUTE_MS
 from trend.service import Trend
 from trend.storage.shared.schema import stored_totals
 
-pytestmark = pytest.mark.parametrize("backend", [*BACKENDS, MARIADB], indirect=True)
+ON_EVERY_BACKEND = pytest.mark.parametrize("backend", [*BACKENDS, MARIADB], indirect=True)
 
 END = T0 + MINUTE_MS  # the end of a window read at T0
 
@@ -63,6 +72,7 @@ def _bump_hour_versions(trend: Trend) -> None:
         tx.execute(text("UPDATE trend_data_versions SET version = version + 1 WHERE level LIKE '1h@%'"))
 
 
+@ON_EVERY_BACKEND
 def test_a_new_process_reads_the_stored_hours_and_only_while_they_are_current(make_trend: TrendFactory) -> None:
     trend = make_trend()
     events: list[dict[str, Any]] = []
@@ -94,6 +104,7 @@ def _with_hours_tenfold(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:10]
 
 
+@ON_EVERY_BACKEND
 def test_late_events_in_a_stored_hour_count_before_and_after_its_recompute(make_trend: TrendFactory) -> None:
     trend = make_trend()
     events: list[dict[str, Any]] = []
@@ -112,6 +123,7 @@ def test_late_events_in_a_stored_hour_count_before_and_after_its_recompute(make_
     assert _top(make_trend()) == _expected(events)
 
 
+@ON_EVERY_BACKEND
 def test_the_scheduled_hourly_job_stores_them_and_keeps_only_the_coming_hours(make_trend: TrendFactory,
                                                                              clock: Any) -> None:
     trend = make_trend()
@@ -129,3 +141,49 @@ def test_the_scheduled_hourly_job_stores_them_and_keeps_only_the_coming_hours(ma
         trend.run_job(level.job)
     assert _stored_parts(trend) == 6
     assert _top(make_trend()) == ref_top(events, "search", None, END + HOUR_MS - 24 * HOUR_MS, END + HOUR_MS, 10)
+
+
+@pytest.mark.slow
+def test_a_new_trend_top_process_after_trend_rollup_reads_them_exactly(tmp_path: Path) -> None:
+    """The path a user takes: events through a pipe into ``trend ingest -``, ``trend rollup``, then a new
+    ``trend top`` process each time. Keys with capitals and '/' count as the server normalizes them."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = environment(url)
+    rng = random.Random(3)
+    now = time.time()
+    head = ["Umbrella/Red", "umbrella/red", "RAIN", "기상", "a/b/c"]
+    events: list[dict[str, Any]] = [{"event": "search", "key": rng.choice(head) if n % 2 else f"tail-{n % 700}",
+                                     "ts": now - rng.uniform(60, 47 * 3600)} for n in range(6_000)]
+    lines = "".join(json.dumps(event) + "\n" for event in events)
+    subprocess.run([sys.executable, "-m", "trend", "ingest", "-"], input=lines, text=True, env=env, check=True,
+                   capture_output=True, timeout=120)
+    normalize = normalizer("nfkc_casefold")
+
+    def top() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """(trend top's items, the ground truth over the window it says)."""
+        shown = json.loads(subprocess.run([sys.executable, "-m", "trend", "top", "--event", "search", "--window",
+                                           "24h", "--json"], env=env, check=True, capture_output=True, text=True,
+                                          timeout=120).stdout)
+        start, end = (int(datetime.fromisoformat(shown[edge]).timestamp() * 1000) for edge in ("start", "end"))
+        counts: dict[str, int] = {}
+        for event in events:
+            if start <= event["ts"] * 1000 < end:
+                counts[normalize(event["key"])] = counts.get(normalize(event["key"]), 0) + 1
+        expected = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:10]
+        return [(item["key"], item["count"]) for item in shown["items"]], expected
+
+    for _ in range(3):  # the stored parts are the hour's: start again if an hour ends between the commands
+        hour = time.time() // 3600
+        subprocess.run([sys.executable, "-m", "trend", "rollup"], env=env, check=True, capture_output=True,
+                       timeout=300)
+        shown, expected = top()
+        assert shown == expected
+        with sqlite3.connect(tmp_path / "cli.db") as db:  # behind trend's back, no data version moved
+            db.execute("UPDATE agg_1h SET count = count * 10")
+        unchanged, _ = top()
+        with sqlite3.connect(tmp_path / "cli.db") as db:
+            db.execute("UPDATE agg_1h SET count = count / 10")
+        if time.time() // 3600 == hour:
+            break
+    # A new process answered from the stored totals, not from the (changed) hours' rows.
+    assert unchanged == expected

@@ -68,8 +68,8 @@ def client_of(request: Request, keys: Sequence[str]) -> str:
     address = request.client.host if request.client is not None else "?"
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
-    known = scheme.lower() == "bearer" and token and any(hmac.compare_digest(token.encode(), key.encode())
-                                                         for key in keys)
+    known = scheme.lower() == "bearer" and bool(token) and any(
+        hmac.compare_digest(token.encode(), key.encode()) for key in keys)
     presented = hashlib.blake2b(token.encode(), digest_size=6).hexdigest() if known else "-"
     return f"{presented}@{address}"
 

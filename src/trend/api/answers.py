@@ -139,14 +139,11 @@ class SharedAnswers:
         now: None sends the request on to FastAPI. Only a GET for the current minute (no ``at``)."""
         if self._admit is None or request.method != "GET":
             return None
+        now = self._now_ms()
         with self._done_lock:
             key = self._queries.get((request.scope["path"], request.scope["query_string"]))
-        if key is None:
-            return None
-        now = self._now_ms()
-        shared = (key, now - now % MINUTE_MS)
-        with self._done_lock:
-            found = self._done.get(shared)
+            shared = (key, now - now % MINUTE_MS)
+            found = None if key is None else self._done.get(shared)
         if found is None or time.monotonic() - found.made > self._share_s:
             return None
         self._admit(request)
@@ -166,9 +163,10 @@ class SharedAnswers:
         ``now``: the request asked for the current minute, so a later one with the same path and
         query string may be answered by :meth:`hot`."""
         if now:
+            asked = (request.scope["path"], request.scope["query_string"])
             with self._done_lock:
-                self._queries[(request.scope["path"], request.scope["query_string"])] = key
-                self._queries.move_to_end((request.scope["path"], request.scope["query_string"]))
+                self._queries[asked] = key
+                self._queries.move_to_end(asked)
                 while len(self._queries) > _QUERIES_KEPT:
                     self._queries.popitem(last=False)
         minute = at_ms - at_ms % MINUTE_MS

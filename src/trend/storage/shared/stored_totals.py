@@ -46,10 +46,8 @@ def load(tx: Tx, part: str, stamp: Stamp) -> dict[str, int] | None:
     """The stored totals of ``part`` if they were summed at ``stamp``, else None."""
     if stored_stamps(tx).get(part) != _stamp_text(stamp):
         return None
-    blob = tx.execute(select(stored_totals.c.totals).where(stored_totals.c.part == part,
-                                                           stored_totals.c.stamp == _stamp_text(stamp))).scalar()
-    if blob is None:
-        return None
+    # The same snapshot as the stamps: the row is still the one whose stamp matched.
+    blob = tx.execute(select(stored_totals.c.totals).where(stored_totals.c.part == part)).scalar_one()
     keys, totals = json.loads(zlib.decompress(bytes(blob)))
     return dict(zip(keys, totals, strict=True))
 
@@ -62,16 +60,15 @@ def current(tx: Tx, wanted: Mapping[str, Stamp]) -> set[str]:
 
 def save(tx: Tx, made: Iterable[tuple[str, Stamp, Mapping[str, int]]], now: int) -> None:
     for part, stamp, totals in made:
-        blob = zlib.compress(json.dumps([list(totals), list(totals.values())], separators=(",", ":")).encode(), 1)
-        tx.execute(tx.dialect.upsert(stored_totals, ["part"], {"stamp": _stamp_text(stamp), "totals": blob,
-                                                               "made_at": now},
-                                     part=part, stamp=_stamp_text(stamp), totals=blob, made_at=now))
+        row = {"stamp": _stamp_text(stamp), "made_at": now, "totals": zlib.compress(
+            json.dumps([list(totals), list(totals.values())], separators=(",", ":")).encode(), 1)}
+        tx.execute(tx.dialect.upsert(stored_totals, ["part"], row, part=part, **row))
 
 
-def keep_only(tx: Tx, parts: Iterable[str]) -> int:
+def keep_only(tx: Tx, parts: Iterable[str]) -> None:
     """Delete every stored part but ``parts``: the windows of an hour ago are never asked for again."""
     wanted = list(parts)
     query = delete(stored_totals)
     if wanted:
         query = query.where(stored_totals.c.part.not_in(wanted))
-    return tx.execute(query).rowcount
+    tx.execute(query)
