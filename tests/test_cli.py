@@ -7,6 +7,7 @@ import shlex
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -32,6 +33,18 @@ NOW = time.time()
 
 def _line(key: str, minutes_ago: float = 30, **extra: object) -> str:
     return json.dumps({"event": "search", "key": key, "ts": NOW - minutes_ago * 60, **extra})
+
+
+def test_every_command_loads_under_its_own_name() -> None:
+    """Commands are imported on use, by name: each name must lead to the command of that name."""
+    context = click.Context(main)
+    names = main.list_commands(context)
+    assert {"top", "serve", "ingest", "erase-user", "alerts"} <= set(names)
+    for name in names:
+        command = main.get_command(context, name)
+        assert command is not None
+        assert command.name == name
+    assert main.get_command(context, "nope") is None
 
 
 class TestIngestCommand:

@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -35,6 +36,29 @@ class TestSchema:
                 newer.ensure_schema()
         finally:
             newer.dispose()
+
+    def test_the_indexes_for_some_rows_only_cover_those_rows_where_the_backend_can(
+            self, make_trend: TrendFactory) -> None:
+        """Declared before any backend is known, a partial index's condition reaches a backend's DDL when
+        that backend opens a database (so a SQLite process never loads PostgreSQL's dialect to declare it)."""
+        trend = make_trend()
+        wanted = {"fact_events_event_id": "event_id IS NOT NULL", "job_runs_running": "'running'"}
+        with trend.db.read() as tx:
+            backend = tx.conn.dialect.name
+            if backend == "sqlite":
+                query = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            elif backend == "postgresql":
+                query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            else:  # MariaDB has no partial indexes: the same ones, over every row
+                query = ("SELECT DISTINCT index_name, '' FROM information_schema.statistics "
+                         "WHERE table_schema = DATABASE()")
+            rows: list[Any] = list(tx.execute(text(query)))
+        made = {str(name): str(sql) for name, sql in rows}
+        for index, condition in wanted.items():
+            assert index in made
+            if backend != "mysql":
+                assert " WHERE " in made[index].upper(), made[index]
+                assert condition in made[index], made[index]
 
 
 class TestUrls:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,19 +30,48 @@ class TestImports:
 
 # What a process that reads by count from SQLite never needs: each loads when first used (tens of ms
 # apiece at start-up, which every CLI call and every new replica pays).
-LOADED_WHEN_NEEDED = ["psycopg", "pymysql", "sqlalchemy.dialects.mysql", "apscheduler", "httpx", "datasketches",
-                      "numpy", "fastapi", "uvicorn"]
+LOADED_WHEN_NEEDED = ["psycopg", "pymysql", "sqlalchemy.dialects.mysql", "sqlalchemy.dialects.postgresql",
+                      "apscheduler", "httpx", "datasketches", "numpy", "fastapi", "uvicorn"]
+# What a process that only reads never needs: the metrics registry is made when something is counted.
+LOADED_WHEN_COUNTED = ["prometheus_client"]
 
 
 class TestStartUp:
-    def test_a_read_by_count_on_sqlite_loads_no_other_backend_nor_the_worker_nor_http(self, tmp_path: Path) -> None:
+    def _loaded(self, database: Path, does: str, modules: list[str]) -> list[str]:
         script = (f"import json, sys; from trend import Trend; "
-                  f"trend = Trend(database_url='sqlite:///{tmp_path / 't.db'}', worker_enabled=False); "
-                  "trend.ingest([{'event': 'search', 'key': 'k'}]); trend.rollup(); "
-                  "trend.series('search', interval='1h'); "
-                  f"print(json.dumps([name for name in {LOADED_WHEN_NEEDED!r} if name in sys.modules]))")
+                  f"trend = Trend(database_url='sqlite:///{database}', worker_enabled=False); {does}; "
+                  f"print(json.dumps([name for name in {modules!r} if name in sys.modules]))")
         loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
-        assert json.loads(loaded.stdout) == []
+        return list(json.loads(loaded.stdout))
+
+    def test_a_read_by_count_on_sqlite_loads_no_other_backend_nor_the_worker_nor_http(self, tmp_path: Path) -> None:
+        does = "trend.ingest([{'event': 'search', 'key': 'k'}]); trend.rollup(); trend.series('search', interval='1h')"
+        assert self._loaded(tmp_path / "t.db", does, LOADED_WHEN_NEEDED) == []
+
+    def test_a_process_that_only_reads_makes_no_metrics_registry(self, tmp_path: Path) -> None:
+        written = "trend.ingest([{'event': 'search', 'key': 'k'}]); trend.rollup()"
+        assert self._loaded(tmp_path / "t.db", written, LOADED_WHEN_COUNTED) == LOADED_WHEN_COUNTED
+        read = "trend.series('search', interval='1h'); trend.top('search', window='1h', by='count')"
+        assert self._loaded(tmp_path / "t.db", read, LOADED_WHEN_COUNTED) == []
+
+
+    def test_a_command_line_top_loads_only_its_own_command(self, tmp_path: Path) -> None:
+        """A real ``trend top`` process: no other command's module, no server, no metrics registry."""
+        Trend = trend.Trend  # noqa: N806
+        with Trend(database_url=f"sqlite:///{tmp_path / 't.db'}", worker_enabled=False) as made:
+            made.ingest([{"event": "search", "key": "k"}])
+        others = ["trend.cli.serving", "trend.cli.demo", "trend.cli.ingesting", "trend.cli.jobs", "trend.cli.alerts",
+                  "trend.worker.scheduler", "trend.alerts.service", "trend.rollup.service", "trend.ingest",
+                  "fastapi", "uvicorn", *LOADED_WHEN_COUNTED]
+        script = ("import atexit, json, sys; "
+                  f"atexit.register(lambda: print(json.dumps([m for m in {others!r} if m in sys.modules]), "
+                  "file=sys.stderr)); from trend.__main__ import main; main()")
+        ran = subprocess.run([sys.executable, "-c", script, "top", "--event", "search", "--json"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "TREND_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"})
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["items"][0]["key"] == "k"
+        assert json.loads(ran.stderr.strip().splitlines()[-1]) == []
 
 
 # Drivers of every backend trend has, or could be given: only a dialect may import one.

@@ -8,31 +8,30 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from trend.alerts.service import Alerts, DeliveryPolicy
-from trend.alerts.webhook import allowed_networks
 from trend.clock import Clock, SystemClock
 from trend.config import Settings, load_settings_of
 from trend.errors import QueryError, StorageError
-from trend.ingest import Ingestor, IngestResult
 from trend.keys import normalizer
 from trend.logging import configure_logging, get_logger
 from trend.metrics import Metrics
 from trend.model import ALERTS_JOB, LEVELS, RETENTION_JOB, Hierarchy
-from trend.query.prepared import prepare_window_totals
+from trend.parts import OnFirstUse
 from trend.query.trends import Queries, Rising, Series, Top
-from trend.rollup.retention import Retention
-from trend.rollup.service import LevelStatus, Rollups
-from trend.rollup.shell import RunReport
 from trend.storage.engine import Database
 from trend.storage.read.cluster import Cluster, cluster_state
-from trend.storage.shared.markers import Failing
 from trend.storage.write.events import Erased, erase_user, newest_minute
 from trend.storage.write.runs import RunRecord, latest_runs
-from trend.validation import NUL_MESSAGE, EventValidator
-from trend.worker.scheduler import Job, JobInfo, Worker
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+    from trend.alerts.service import Alerts
+    from trend.ingest import Ingestor, IngestResult
+    from trend.rollup.retention import Retention
+    from trend.rollup.service import LevelStatus, Rollups
+    from trend.rollup.shell import RunReport
+    from trend.storage.shared.markers import Failing
+    from trend.worker.scheduler import Job, JobInfo, Worker
 
 log = get_logger("rollup")
 R = TypeVar("R")
@@ -71,22 +70,50 @@ class Trend:
         # Called after this process has stored or deleted events: shared HTTP answers read the change
         # stamp again at once instead of within 100 ms (api/answers.py).
         self.after_write: list[Callable[[], None]] = []
-        self.ingestor = Ingestor(self.db, self.clock,
-                                 EventValidator(self.settings.accepted_lateness, self.normalize_key),
-                                 on_ingest=self._ingested)
-        self.rollups = Rollups(self.db, self.clock, self.settings.retention_ms("raw"),
-                               should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
-        kept = {name: self.settings.retention_ms(name) for name in ("raw", *levels.names)}
-        self.retention = Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set,
-                                   on_report=self.metrics.on_report)
         self.queries = Queries(self.db, self.clock, self.normalize_key)
+        self._router: APIRouter | None = None
+
+    # The parts that write, and the worker that runs them, are made (and their modules imported) on first
+    # use: a process that only reads, such as `trend top`, loads none of them.
+
+    @OnFirstUse
+    def ingestor(self) -> Ingestor:
+        from trend.ingest import Ingestor
+        from trend.validation import EventValidator
+
+        return Ingestor(self.db, self.clock, EventValidator(self.settings.accepted_lateness, self.normalize_key),
+                        on_ingest=self._ingested)
+
+    @OnFirstUse
+    def rollups(self) -> Rollups:
+        from trend.rollup.service import Rollups
+
+        return Rollups(self.db, self.clock, self.settings.retention_ms("raw"), should_stop=self.stopping.is_set,
+                       on_report=self.metrics.on_report)
+
+    @OnFirstUse
+    def retention(self) -> Retention:
+        from trend.rollup.retention import Retention
+
+        kept = {name: self.settings.retention_ms(name) for name in ("raw", *self.levels.names)}
+        return Retention(self.db, self.clock, kept, should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
+
+    @OnFirstUse
+    def alerts(self) -> Alerts:
+        from trend.alerts.service import Alerts, DeliveryPolicy
+        from trend.alerts.webhook import allowed_networks
+
         settings = self.settings
         policy = DeliveryPolicy(allowed_networks(settings.alert_webhook_allow), settings.alert_timeout_seconds,
                                 settings.alert_max_attempts, settings.alert_retry_base)
-        self.alerts = Alerts(self.db, self.clock, self.queries, policy, self.settings.zone,
-                             should_stop=self.stopping.is_set, on_report=self.metrics.on_report)
-        self.worker = Worker(self.settings, levels, self._scheduled_jobs(), self.stopping)
-        self._router: APIRouter | None = None
+        return Alerts(self.db, self.clock, self.queries, policy, settings.zone, should_stop=self.stopping.is_set,
+                      on_report=self.metrics.on_report)
+
+    @OnFirstUse
+    def worker(self) -> Worker:
+        from trend.worker.scheduler import Worker
+
+        return Worker(self.settings, self.levels, self._scheduled_jobs(), self.stopping)
 
     def _scheduled_jobs(self) -> dict[str, Job]:
         """Scheduled runs pause between buckets (TREND_WORKER_YIELD_RATIO) to leave CPU to the app."""
@@ -127,6 +154,8 @@ class Trend:
         Only a speed-up: a failure is logged, and reads sum the hours themselves meanwhile."""
         def then_prepare() -> R:
             reports = run()
+            from trend.query.prepared import prepare_window_totals
+
             try:
                 prepare_window_totals(self.db, self.clock.now_ms())
             except StorageError as error:
@@ -170,6 +199,8 @@ class Trend:
         if not user_id or len(user_id) > 128:
             raise QueryError("user_id", "must be 1 to 128 characters")
         if "\x00" in user_id:
+            from trend.validation import NUL_MESSAGE
+
             raise QueryError("user_id", NUL_MESSAGE)
 
         def attempt() -> Erased:
@@ -302,7 +333,8 @@ class Trend:
         self.worker.start()
 
     def stop_worker(self, wait: bool = True) -> None:
-        self.worker.stop(wait=wait)
+        if Trend.worker.made(self):  # a process that never used its worker has none to stop
+            self.worker.stop(wait=wait)
 
     def close(self) -> None:
         self.stop_worker()

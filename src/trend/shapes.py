@@ -6,21 +6,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from trend import measures
-from trend.ingest import IngestResult
 from trend.model import Hierarchy, isoformat
 from trend.query.trends import Rising, Series, Top
-from trend.rollup.service import LevelStatus
-from trend.rollup.shell import RunReport
 from trend.storage.read.cluster import Cluster
 from trend.storage.read.reads import Point
 from trend.storage.shared.markers import Failing
 from trend.storage.write.runs import RunRecord
-from trend.worker.scheduler import JobInfo
+
+if TYPE_CHECKING:  # only annotations: `trend top` loads none of the writing parts
+    from trend.ingest import IngestResult
+    from trend.rollup.service import LevelStatus
+    from trend.rollup.shell import RunReport
+    from trend.worker.scheduler import JobInfo
 
 
 def _time(ms: int | None, zone: ZoneInfo) -> str | None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import httpx
 import pytest
 from click.testing import CliRunner
@@ -18,7 +19,8 @@ from tests.conftest import TrendFactory
 from tests.reference import stored_events
 from tests.servers import Served
 from trend.api.app import create_app
-from trend.cli import check_exposure, main
+from trend.cli import main
+from trend.cli.serving import check_exposure
 from trend.config import load_settings
 from trend.errors import ConfigError
 from trend.logging import LOGGER_NAME
@@ -193,7 +195,9 @@ class TestSecurity:
     def test_serve_binds_to_loopback_by_default_and_refuses_beyond_it_without_a_key(
         self, trend_logs: pytest.LogCaptureFixture
     ) -> None:
-        serve_options = {param.name: param.default for param in main.commands["serve"].params}
+        serve = main.get_command(click.Context(main), "serve")
+        assert serve is not None
+        serve_options = {param.name: param.default for param in serve.params}
         assert serve_options["host"] == "127.0.0.1"
         assert not check_exposure("127.0.0.1", load_settings())
         assert not check_exposure("::1", load_settings())

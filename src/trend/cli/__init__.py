@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from trend.cli.alerts import alerts
 from trend.cli.common import Commands
-from trend.cli.demo import demo
-from trend.cli.ingesting import ingest
-from trend.cli.jobs import backfill, erase_user, rollup, status
-from trend.cli.queries import rising, series, top
-from trend.cli.serving import check_exposure, serve, worker
 from trend.logging import own_process_logging
 
-__all__ = ["check_exposure", "main"]
+__all__ = ["main"]
+
+# Each command's module is imported when that command runs (or ``--help`` lists them all): ``trend top``
+# never loads the server, the demo, file ingest or the progress bars.
+COMMANDS = {
+    "alerts": "trend.cli.alerts:alerts",
+    "backfill": "trend.cli.jobs:backfill",
+    "demo": "trend.cli.demo:demo",
+    "erase-user": "trend.cli.jobs:erase_user",
+    "ingest": "trend.cli.ingesting:ingest",
+    "rising": "trend.cli.queries:rising",
+    "rollup": "trend.cli.jobs:rollup",
+    "series": "trend.cli.queries:series",
+    "serve": "trend.cli.serving:serve",
+    "status": "trend.cli.jobs:status",
+    "top": "trend.cli.queries:top",
+    "worker": "trend.cli.serving:worker",
+}
 
 
-@click.group(cls=Commands)
+class LoadedOnUse(Commands):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LoadedOnUse)
 @click.version_option(package_name="trend")
 def main() -> None:
     """trend: exact, real-time trends from an event stream."""
     own_process_logging()  # this process is trend's: its log format is the output, not the host's
-
-
-for command in (serve, worker, ingest, rollup, backfill, erase_user, status, top, rising, series, demo, alerts):
-    main.add_command(command)

@@ -3,15 +3,23 @@ Citus lives in its class (base.py says what every backend provides)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection
+from sqlalchemy import Connection
 from sqlalchemy.types import TypeEngine
 
 from trend.errors import ConfigError
 from trend.logging import get_logger
-from trend.storage.dialects.base import CHUNK, BarrierWaits, Capabilities, Dialect, Failure, chunked, trend_dialect
+from trend.storage.dialects.base import (
+    CHUNK,
+    BarrierWaits,
+    Capabilities,
+    Dialect,
+    Failure,
+    chunked,
+    partial_index,
+    trend_dialect,
+)
 from trend.storage.dialects.citus import CitusDialect, has_citus, has_worker_nodes, is_distributed, local_group
 from trend.storage.dialects.mariadb import MariaDBDialect
 from trend.storage.dialects.postgres import PostgresDialect
@@ -59,12 +67,6 @@ def table_options(*wanted: str) -> dict[str, Any]:
         for want in wanted:
             options.update(dialect.TABLE_OPTIONS.get(want, {}))
     return options
-
-
-def partial_index(where: ColumnElement[bool]) -> Mapping[str, Any]:
-    """The keyword options of an Index that covers only the rows ``where`` selects, where a backend can."""
-    return {f"{name}_where": where for dialect in DIALECTS.values() if dialect.PARTIAL_INDEXES
-            for name in dialect.SQLALCHEMY_NAMES}
 
 
 def for_database(dialect: Dialect, conn: Connection) -> Dialect:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, Executable, Select, Table, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, Executable, Index, Select, Table, bindparam, func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.types import TypeEngine
 
@@ -31,6 +31,16 @@ from trend.storage import sketches
 
 # Bounded so a huge batch never builds one enormous statement or parameter list.
 CHUNK = 5_000
+# Indexes that cover only some rows, with their condition (storage/shared/schema.py). A backend that can
+# adds the condition to its own options when it opens a database (Connector.attach): naming it on the
+# Index would load the SQLAlchemy dialect of every backend that can, even in a process that uses none.
+_PARTIAL_INDEXES: list[tuple[Index, ColumnElement[bool]]] = []
+
+
+def partial_index(index: Index, where: ColumnElement[bool]) -> Index:
+    """``index``, covering only the rows ``where`` selects on the backends that can (PARTIAL_INDEXES)."""
+    _PARTIAL_INDEXES.append((index, where))
+    return index
 
 
 def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -329,6 +339,13 @@ class Dialect(Connector, Writer, Vocabulary):
         autoincrement id; "key": text that is indexed and compared exactly, at most ``length`` characters;
         "blob": bytes of any length (megabytes)."""
         return None
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        if self.PARTIAL_INDEXES:
+            for index, where in _PARTIAL_INDEXES:
+                for name in self.SQLALCHEMY_NAMES:
+                    index.dialect_options[name]["where"] = where
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         # The settings, by name (trend/config.py): each backend reads its own, such as "hll".

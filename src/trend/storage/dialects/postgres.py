@@ -14,6 +14,7 @@ from sqlalchemy import (
     Engine,
     LargeBinary,
     Select,
+    Table,
     Text,
     any_,
     bindparam,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     func,
     null,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeEngine, UserDefinedType
@@ -31,6 +31,7 @@ from trend.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     import psycopg  # loaded with the engine, by SQLAlchemy's driver: never for a SQLite file
+    from sqlalchemy.dialects import postgresql
 from trend.storage.dialects.base import CHUNK, Capabilities, Dialect, Failure, chunked
 from trend.storage.dialects.on_conflict import OnConflictUpserts
 
@@ -48,13 +49,25 @@ class _Hll(UserDefinedType[Any]):
         return "hll"
 
 
+def _array_of(item: type[TypeEngine[Any]]) -> TypeEngine[Any]:
+    from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine, not with trend
+
+    return postgresql.ARRAY(item)
+
+
 class PostgresDialect(OnConflictUpserts, Dialect):
     name = "postgresql"
-    insert_of = staticmethod(postgresql.insert)
+
     URL_SCHEMES: ClassVar[tuple[str, ...]] = ("postgresql", "postgres", "postgresql+psycopg")
     URL_EXAMPLE = "postgresql://user@host:port/db"
     SQLALCHEMY_NAMES = ("postgresql",)
     PARTIAL_INDEXES = True
+
+    @staticmethod
+    def insert_of(table: Table) -> postgresql.Insert:
+        from sqlalchemy.dialects import postgresql  # loaded with a PostgreSQL engine, not with trend
+
+        return postgresql.insert(table)
 
     @classmethod
     def driver_url(cls, url: str) -> str:
@@ -217,13 +230,13 @@ class PostgresDialect(OnConflictUpserts, Dialect):
 
     def one_of(self, column: ColumnElement[str], values: Sequence[str]) -> ColumnElement[bool]:
         # = ANY of an array is hashed (PostgreSQL 14+) and keeps the branch's own plan.
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(Text)))
+        return column == any_(bindparam(None, list(values), type_=_array_of(Text)))
 
     def listed(self, values: Sequence[str]) -> ColumnElement[str]:
-        return func.unnest(bindparam(None, list(values), type_=postgresql.ARRAY(Text)))
+        return func.unnest(bindparam(None, list(values), type_=_array_of(Text)))
 
     def listed_numbers(self, values: Sequence[int]) -> ColumnElement[int]:
-        return func.unnest(bindparam(None, list(values), type_=postgresql.ARRAY(BigInteger)))
+        return func.unnest(bindparam(None, list(values), type_=_array_of(BigInteger)))
 
     # postgresql-hll: 2^14 registers of 5 bits, explicit then sparse storage for small counts. Without
     # it, the SQL leaves sketches NULL and storage folds them in Python.

@@ -69,7 +69,7 @@ fact_events = Table(
     Column("minute", BigInteger, nullable=False),
 )
 # Unique only where set: most events carry no id, and a partial index keeps ingest from paying for them.
-Index("fact_events_event_id", fact_events.c.event_id, unique=True, **partial_index(fact_events.c.event_id.isnot(None)))
+partial_index(Index("fact_events_event_id", fact_events.c.event_id, unique=True), fact_events.c.event_id.isnot(None))
 
 
 def _caps(dialect: Dialect) -> Capabilities:
@@ -182,7 +182,7 @@ job_runs = Table(
 )
 Index("job_runs_latest", job_runs.c.job, job_runs.c.id)
 # The lease check reads the running records of a job on every run: a few rows, never the history.
-JOB_RUNS_RUNNING = Index("job_runs_running", job_runs.c.job, **partial_index(job_runs.c.outcome == "running"))
+JOB_RUNS_RUNNING = partial_index(Index("job_runs_running", job_runs.c.job), job_runs.c.outcome == "running")
 
 # Per level, a number that only grows: bumped in every transaction that rewrites or deletes the
 # level's rows (a recompute, retention). Totals a process computed from clean buckets stay true while

@@ -1,13 +1,5 @@
-"""Prometheus metrics: run durations and outcomes, backlog and lag per level, ingest counts.
-
-Each ``Trend`` has its own registry, so several can live in one process (tests, embedding).
-Counters are per process; the backlog and lag are read from the database at scrape time, so they
-are the same from every replica.
-
-Under ``uvicorn --workers N`` a scrape reaches one worker process at a time, so per-process counters
-would jump between scrapes. With ``PROMETHEUS_MULTIPROC_DIR`` set (prometheus-client's multiprocess
-mode), every process writes its counters to files there, and a scrape sums them all.
-"""
+"""The Prometheus registry of one ``Trend``: its counters, its histogram, and the gauges read from
+the database at scrape time. Made on first use (trend/metrics/__init__.py)."""
 
 from __future__ import annotations
 
@@ -25,8 +17,6 @@ from trend.model import Hierarchy
 from trend.rollup.service import LevelStatus
 from trend.rollup.shell import OUTCOMES, RunReport
 from trend.storage.dialects import BarrierWaits
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _BacklogCollector(Collector):
@@ -81,7 +71,7 @@ class _BacklogCollector(Collector):
         yield failing
 
 
-class Metrics:
+class Instruments:
     def __init__(self, status: Callable[[], Sequence[LevelStatus]], levels: Hierarchy, jobs: Sequence[str],
                  failing_rules: Callable[[], int] = lambda: 0,
                  barrier: Callable[[], BarrierWaits | None] | None = None) -> None:
