@@ -153,9 +153,9 @@ class Trend:
         """``run`` (of the top level), then the window totals of the coming hour (query/prepared.py).
         Only a speed-up: a failure is logged, and reads sum the hours themselves meanwhile."""
         def then_prepare() -> R:
-            reports = run()
             from trend.query.prepared import prepare_window_totals
 
+            reports = run()
             try:
                 prepare_window_totals(self.db, self.clock.now_ms())
             except StorageError as error:
