@@ -270,8 +270,12 @@ class TestInterfaces:
             assert json.loads(listed.stdout) == client.get("/v1/alerts").json()
             assert json.loads(shown.stdout) == client.get(f"/v1/alerts/{rule['id']}/deliveries").json()
         assert rule["created"].endswith("+00:00")
-        removed = run.invoke(main, ["alerts", "remove", str(rule["id"])], catch_exceptions=False)
+        removed = run.invoke(main, ["alerts", "remove", str(rule["id"]), "--json"], catch_exceptions=False)
         assert removed.exit_code == 0
+        assert json.loads(removed.stdout) == {"id": rule["id"], "removed": True}
+        again = run.invoke(main, ["alerts", "remove", str(rule["id"]), "--json"], catch_exceptions=False)
+        assert again.exit_code == 2
+        assert json.loads(again.stdout)["error"]["message"] == f"no alert rule {rule['id']}"
         assert receiver.bodies(rule["secret"])[0]["test"] is True
 
 

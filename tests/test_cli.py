@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +47,47 @@ def test_every_command_loads_under_its_own_name() -> None:
         assert command is not None
         assert command.name == name
     assert main.get_command(context, "nope") is None
+
+
+def _leaves(group: click.Group, context: click.Context, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None
+        found += _leaves(command, context, (*path, name)) if isinstance(command, click.Group) else [(*path, name)]
+    return found
+
+
+def test_every_command_that_answers_and_exits_takes_json() -> None:
+    """serve and worker run until stopped (their logs take TREND_LOG_FORMAT=json); every other command,
+    the alerts' included, prints its answer as JSON with --json."""
+    context = click.Context(main)
+    lacking = []
+    for path in _leaves(main, context):
+        command: click.Command | None = main
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.get_command(context, name)
+        assert command is not None
+        if not any(param.name == "as_json" for param in command.params):
+            lacking.append(path)
+    assert lacking == [("serve",), ("worker",)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("typed", "hint"), [("tpo", "Did you mean 'top'?"),
+                                             ("erase-usr", "Did you mean 'erase-user'?"),
+                                             ("serv", "(Possible commands: serve, series)")])
+def test_a_mistyped_command_is_told_the_one_it_meant(typed: str, hint: str) -> None:
+    """Through a real ``trend`` process, with and without --json: commands load on use, yet the
+    suggestion comes from all of them."""
+    plain = subprocess.run([sys.executable, "-m", "trend", typed], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 2
+    assert f"No such command '{typed}'. {hint}" in plain.stderr
+    as_json = subprocess.run([sys.executable, "-m", "trend", typed, "--json"], capture_output=True, text=True,
+                             timeout=60)
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["message"] == f"No such command '{typed}'. {hint}"
 
 
 class TestIngestCommand:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import click
@@ -40,6 +41,18 @@ class LoadedOnUse(Commands):
         command = getattr(importlib.import_module(module), name)
         assert isinstance(command, click.Command)
         return command
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as error:
+            # click suggests from the commands it holds, and this group holds none until they are used.
+            close = difflib.get_close_matches(args[0], COMMANDS) if args and args[0] not in COMMANDS else []
+            if not close or "Did you mean" in error.message or "Possible commands" in error.message:
+                raise
+            hint = f"Did you mean {close[0]!r}?" if len(close) == 1 else f"(Possible commands: {', '.join(close)})"
+            raise click.UsageError(f"{error.message} {hint}", ctx) from None
 
 
 @click.group(cls=LoadedOnUse)

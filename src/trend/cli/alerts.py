@@ -95,13 +95,17 @@ def _condition_text(rule: dict[str, Any]) -> str:
 
 @alerts.command("remove")
 @click.argument("rule_id", type=int)
+@json_option
 @handles_errors
-def alerts_remove(rule_id: int) -> None:
+def alerts_remove(rule_id: int, as_json: bool) -> None:
     """Remove a rule."""
     with open_trend() as trend:
         if not trend.remove_alert(rule_id):
             raise InputError(f"no alert rule {rule_id}")
-    console.print(f"alert {rule_id} removed")
+    if as_json:
+        print_json({"id": rule_id, "removed": True})
+    else:
+        console.print(f"alert {rule_id} removed")
 
 
 def _delivery_table(found: list[dict[str, Any]], zone: Any) -> None:
