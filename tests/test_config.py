@@ -46,6 +46,9 @@ class TestSettings:
             ("TREND_ACCEPTED_LATENESS", "six days"),
             ("TREND_DATABASE_URL", "oracle://x"),
             ("TREND_RETENTION__RAW", "1d"),
+            ("TREND_WARM_UP_SECONDS", "-1"),
+            ("TREND_WARM_UP_SECONDS", "nan"),
+            ("TREND_WARM_UP_SECONDS", "1e308"),
         ],
     )
     def test_a_bad_setting_names_its_variable(self, monkeypatch: pytest.MonkeyPatch, variable: str,

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     alert_retry_base: DurationMs = 30_000  # the first retry's wait; each next one doubles, up to 1h
     # Identical reads within this long of each other share one answer (docs/queries.md, "Shared answers").
     read_share_ms: int = Field(default=500, ge=0, le=10_000)
+    # A server's start-up reads each event type's top list for at most this long, so its first users'
+    # reads cost what the next ones do (docs/queries.md, "A new process's first read"); 0: none.
+    warm_up_seconds: float = Field(default=1.0, ge=0, le=60)
     # Cache-Control: max-age of GET /v1/top, /v1/rising and /v1/series, so a CDN or proxy may absorb reads.
     http_max_age: int = Field(default=0, ge=0, le=86_400)
     # The address `trend serve` binds (--host). Without TREND_API_KEY, only Host headers naming it,
