@@ -79,3 +79,14 @@ def test_every_event_type_is_warmed_over_every_window(make_trend: TrendFactory) 
 
 def test_an_empty_database_warms_nothing(make_trend: TrendFactory) -> None:
     assert make_trend().warm_up() == 0
+
+
+@pytest.mark.parametrize("backend", [pytest.param("citus", marks=pytest.mark.citus)], indirect=True)
+def test_a_backend_whose_reads_keep_nothing_is_not_warmed(make_trend: TrendFactory) -> None:
+    """On Citus reads keep no totals between them: a warm-up would only delay the start."""
+    events = _history(make_trend())
+    trend = make_trend(warm_up_seconds=60)
+    assert trend.warm_up() == 0
+    top = trend.top("search", window="24h")
+    assert [(item.key, item.count) for item in top.items] == ref_top(
+        events, "search", None, T0 + MINUTE_MS - 24 * HOUR_MS, T0 + MINUTE_MS, 10)
